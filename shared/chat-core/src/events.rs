@@ -1,0 +1,170 @@
+//! The Socket.IO events of the contract: their names and payloads.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::codes::ErrorCode;
+use crate::message::{Message, MessageId};
+use crate::user::UserRef;
+
+/// Server → client: once, right after a successful handshake.
+pub const WELCOME: &str = "welcome";
+/// Server → client: a user's first live connection in the room appeared.
+pub const USER_ENTERED: &str = "user entered";
+/// Server → client: a user's last live connection in the room is gone.
+pub const USER_EXITED: &str = "user exited";
+/// Server → client: a message in the room.
+pub const MESSAGE_RECEIVED: &str = "message received";
+/// Server → client: the server is about to close this connection.
+pub const SESSION_ENDED: &str = "session ended";
+/// Client → server: send a message.
+pub const MESSAGE_SENT: &str = "message sent";
+/// Client → server: page back through history.
+pub const HISTORY: &str = "history";
+/// Client → server: replace the connection's token.
+pub const REFRESH: &str = "refresh";
+
+/// Most messages `welcome` or one `history` page carries.
+pub const HISTORY_PAGE_MAX: usize = 100;
+
+/// The `welcome` payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Welcome {
+    /// The room joined.
+    pub room: String,
+    /// The connecting user.
+    pub you: UserRef,
+    /// Each user in the room once.
+    pub members: Vec<UserRef>,
+    /// Recent messages, oldest first, already serialized once by the store.
+    pub history: Vec<Box<RawValue>>,
+    /// Whether `history` holds every message after the client's `since`.
+    pub recovered: bool,
+}
+
+/// The `session ended` payload.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SessionEnded {
+    /// Why the server closes the connection.
+    pub reason: ErrorCode,
+}
+
+/// The CONNECT auth payload: `{ token, since }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConnectAuth {
+    /// The room token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The id of the last message the client saw in this room.
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+/// The `history` request payload: `{ before, limit }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistoryRequest {
+    /// Messages strictly before this id.
+    pub before: MessageId,
+    /// How many, at most 100.
+    pub limit: usize,
+}
+
+/// The ack of `message sent`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum SendAck {
+    /// Stored and fanned out.
+    Ok {
+        /// Always `true`.
+        ok: bool,
+        /// The id the message was given.
+        id: MessageId,
+    },
+    /// Refused.
+    Err {
+        /// Always `false`.
+        ok: bool,
+        /// Why.
+        error: ErrorCode,
+    },
+}
+
+impl SendAck {
+    /// A positive ack.
+    pub fn ok(id: MessageId) -> Self {
+        Self::Ok { ok: true, id }
+    }
+    /// A negative ack.
+    pub fn err(error: ErrorCode) -> Self {
+        Self::Err { ok: false, error }
+    }
+}
+
+/// The ack of `history`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum HistoryAck {
+    /// The page, oldest first.
+    Ok {
+        /// Always `true`.
+        ok: bool,
+        /// The messages.
+        messages: Vec<Box<RawValue>>,
+    },
+    /// Refused.
+    Err {
+        /// Always `false`.
+        ok: bool,
+        /// Why.
+        error: ErrorCode,
+    },
+}
+
+impl HistoryAck {
+    /// A page of messages.
+    pub fn ok(messages: Vec<Box<RawValue>>) -> Self {
+        Self::Ok { ok: true, messages }
+    }
+    /// A refusal.
+    pub fn err(error: ErrorCode) -> Self {
+        Self::Err { ok: false, error }
+    }
+}
+
+/// The ack of `refresh`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum RefreshAck {
+    /// The new token now bounds the connection.
+    Ok {
+        /// Always `true`.
+        ok: bool,
+        /// The new expiry, seconds since the epoch.
+        exp: u64,
+    },
+    /// Refused; the old token still applies.
+    Err {
+        /// Always `false`.
+        ok: bool,
+        /// Why.
+        error: ErrorCode,
+    },
+}
+
+impl RefreshAck {
+    /// Accepted.
+    pub fn ok(exp: u64) -> Self {
+        Self::Ok { ok: true, exp }
+    }
+    /// Refused.
+    pub fn err(error: ErrorCode) -> Self {
+        Self::Err { ok: false, error }
+    }
+}
+
+/// Serializes a message once, for every recipient to share.
+pub fn raw_message(message: &Message) -> Box<RawValue> {
+    // A `Message` has only strings and integers: serializing cannot fail.
+    serde_json::value::to_raw_value(message)
+        .unwrap_or_else(|_| unreachable!("a Message always serializes"))
+}
