@@ -1,0 +1,101 @@
+//! Building fred clients the way this design needs them.
+//!
+//! fred's defaults do not fit a service that must survive Redis restarts
+//! (see PITFALLS): without a reconnect policy a client never reconnects, and
+//! with no command timeout a Redis outage hangs every caller. Every client
+//! built here reconnects forever with a capped backoff and gives up on a
+//! command after `command_timeout`.
+
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::clients::SubscriberClient;
+use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
+
+use crate::error::StoreError;
+
+/// How clients talk to Redis.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` (or `rediss://`).
+    pub url: String,
+    /// How long one command may take before it fails.
+    pub command_timeout: Duration,
+}
+
+impl RedisSettings {
+    /// Settings with a 2 s command timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), command_timeout: Duration::from_secs(2) }
+    }
+
+    fn builder(&self) -> Result<Builder, StoreError> {
+        let config = Config::from_url(&self.url)
+            .map_err(|e| StoreError::Config(format!("REDIS_URL {:?}: {e}", redact(&self.url))))?;
+        let mut builder = Builder::from_config(config);
+        // Unlimited attempts, 100 ms doubling to 2 s.
+        builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        let timeout = self.command_timeout;
+        builder.with_performance_config(|p| {
+            p.default_command_timeout = timeout;
+            p.broadcast_channel_capacity = 65_536;
+        });
+        builder.with_connection_config(|c| {
+            c.connection_timeout = timeout;
+            c.internal_command_timeout = timeout;
+            c.max_command_attempts = 1;
+            c.unresponsive = UnresponsiveConfig { max_timeout: Some(timeout * 2), interval: Duration::from_millis(500) };
+        });
+        Ok(builder)
+    }
+
+    /// A command client. Its connection task is started; it does not wait for
+    /// Redis, so a service can start while Redis is away and heal later.
+    pub fn command_client(&self) -> Result<Client, StoreError> {
+        let client = self.builder()?.build().map_err(StoreError::redis("build client"))?;
+        client.connect();
+        Ok(client)
+    }
+
+    /// A subscriber client that restores its subscriptions after every reconnect.
+    pub fn subscriber_client(&self) -> Result<SubscriberClient, StoreError> {
+        let client =
+            self.builder()?.build_subscriber_client().map_err(StoreError::redis("build subscriber"))?;
+        client.connect();
+        client.manage_subscriptions();
+        Ok(client)
+    }
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Whether Redis answers a `PING` within the command timeout.
+pub async fn ping(client: &Client) -> Result<(), StoreError> {
+    client.ping::<()>(None).await.map_err(StoreError::redis("PING"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("redis://:secret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn a_bad_url_names_the_setting() {
+        let err = RedisSettings::new("http://nope").command_client().map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("REDIS_URL"), "{err}");
+    }
+}
