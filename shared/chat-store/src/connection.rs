@@ -93,9 +93,9 @@ mod tests {
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
     }
 
-    #[test]
-    fn a_bad_url_names_the_setting() {
-        let err = RedisSettings::new("http://nope").command_client().map(|_| ()).unwrap_err();
+    #[tokio::test]
+    async fn a_bad_url_names_the_setting() {
+        let err = RedisSettings::new("not a url").command_client().map(|_| ()).unwrap_err();
         assert!(err.to_string().contains("REDIS_URL"), "{err}");
     }
 }

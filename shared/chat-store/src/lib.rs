@@ -11,6 +11,7 @@
 //! - [`connection`]: building fred clients with reconnects and timeouts.
 //! - [`error`]: the store's error type.
 //! - [`scripts`]: the Lua scripts and their shared prelude.
+//! - [`rooms`]: `RoomStore`, a gateway replica's handle on Redis.
 //! - [`presence`]: joining, leaving, heartbeats, sweeps and member counts.
 //! - [`history`]: storing a message and paging back through a room.
 //! - [`events`]: the room events published to every replica, and decoding them.
@@ -22,7 +23,9 @@ pub mod events;
 pub mod history;
 pub mod presence;
 pub mod revocation;
+pub mod rooms;
 pub mod schema;
 pub mod scripts;
 
 pub use error::StoreError;
+pub use rooms::RoomStore;
