@@ -1,0 +1,168 @@
+//! The gateway's settings, read once from the environment (and `.env`).
+//!
+//! A missing or malformed setting stops the process with one line that names
+//! the variable.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chat_core::RoomList;
+use chat_core::claims::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
+use thiserror::Error;
+
+/// A setting that is missing or malformed.
+#[derive(Debug, Error)]
+#[error("setting {name}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Where the gateway gets the keys that verify room tokens.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// An SPKI PEM file, possibly with several keys.
+    PemFile(String),
+    /// The web service's JWKS, fetched and cached.
+    JwksUrl(String),
+}
+
+/// Every setting of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `GATEWAY_ADDR`: listen address.
+    pub addr: SocketAddr,
+    /// `REDIS_URL`.
+    pub redis_url: String,
+    /// `JWT_PUBLIC_KEY_FILE` or `JWKS_URL`.
+    pub keys: KeySource,
+    /// `JWT_ISSUER`.
+    pub issuer: String,
+    /// `JWT_AUDIENCE`.
+    pub audience: String,
+    /// `ROOMS`.
+    pub rooms: RoomList,
+    /// `ALLOWED_ORIGINS`: empty means any.
+    pub allowed_origins: Vec<String>,
+    /// `RATE_LIMIT_PER_SECOND`.
+    pub rate_per_second: u32,
+    /// `RATE_LIMIT_BURST`.
+    pub rate_burst: u32,
+    /// `TOKEN_EXPIRY_GRACE_S`.
+    pub token_expiry_grace: Duration,
+    /// `EXIT_GRACE_S`.
+    pub exit_grace: Duration,
+    /// `MAX_CONNECTIONS`.
+    pub max_connections: usize,
+    /// `HEARTBEAT_INTERVAL_MS`: how often a replica refreshes its heartbeat.
+    pub heartbeat_interval: Duration,
+    /// `HEARTBEAT_TTL_MS`: how long a silent replica counts as alive.
+    pub heartbeat_ttl: Duration,
+    /// `SWEEP_INTERVAL_MS`: how often dead replicas and due exits are swept.
+    pub sweep_interval: Duration,
+    /// `MAX_MESSAGE_CHARS`: longest message text, in code points.
+    pub max_message_chars: usize,
+    /// `MAX_WS_MESSAGE_BYTES`: largest WebSocket message before the connection is closed.
+    pub max_ws_message_bytes: usize,
+    /// `SLOW_CONSUMER_MAX_PACKETS`: packets waiting for a client before it is dropped.
+    pub slow_consumer_max_packets: usize,
+    /// `CONNECT_TIMEOUT_S`: time to send the Socket.IO CONNECT after the transport opened.
+    pub connect_timeout: Duration,
+    /// `ACK_TIMEOUT_MS`: the longest a `message sent` waits for Redis before `unavailable`.
+    pub ack_timeout: Duration,
+    /// `DRAIN_TIMEOUT_S`: the longest a SIGTERM drain takes.
+    pub drain_timeout: Duration,
+    /// `REDIS_COMMAND_TIMEOUT_MS`.
+    pub redis_command_timeout: Duration,
+}
+
+fn raw(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn parsed<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match raw(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError { name, problem: format!("{v:?}: {e}") }),
+    }
+}
+
+fn millis(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    parsed(name, default).map(Duration::from_millis)
+}
+
+fn secs(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    parsed(name, default).map(Duration::from_secs)
+}
+
+impl GatewayConfig {
+    /// Reads the settings from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let redis_url = raw("REDIS_URL").ok_or(ConfigError { name: "REDIS_URL", problem: "required".into() })?;
+        let keys = match (raw("JWT_PUBLIC_KEY_FILE"), raw("JWKS_URL")) {
+            (Some(file), _) => KeySource::PemFile(file),
+            (None, Some(url)) => KeySource::JwksUrl(url),
+            (None, None) => {
+                return Err(ConfigError {
+                    name: "JWT_PUBLIC_KEY_FILE",
+                    problem: "set it (or JWKS_URL) so room tokens can be verified".into(),
+                });
+            }
+        };
+        let rooms = RoomList::parse(&raw("ROOMS").unwrap_or_else(|| RoomList::DEFAULT.into()))
+            .map_err(|e| ConfigError { name: "ROOMS", problem: e.to_string() })?;
+        let allowed_origins = raw("ALLOWED_ORIGINS")
+            .map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect())
+            .unwrap_or_default();
+        let config = Self {
+            addr: parsed("GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            redis_url,
+            keys,
+            issuer: raw("JWT_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.into()),
+            audience: raw("JWT_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
+            rooms,
+            allowed_origins,
+            rate_per_second: parsed("RATE_LIMIT_PER_SECOND", 10)?,
+            rate_burst: parsed("RATE_LIMIT_BURST", 20)?,
+            token_expiry_grace: secs("TOKEN_EXPIRY_GRACE_S", 30)?,
+            exit_grace: secs("EXIT_GRACE_S", 5)?,
+            max_connections: parsed("MAX_CONNECTIONS", 100_000)?,
+            heartbeat_interval: millis("HEARTBEAT_INTERVAL_MS", 2_000)?,
+            heartbeat_ttl: millis("HEARTBEAT_TTL_MS", 6_000)?,
+            sweep_interval: millis("SWEEP_INTERVAL_MS", 1_000)?,
+            max_message_chars: parsed("MAX_MESSAGE_CHARS", chat_core::message::DEFAULT_MAX_MESSAGE_CHARS)?,
+            max_ws_message_bytes: parsed("MAX_WS_MESSAGE_BYTES", 64 * 1024)?,
+            slow_consumer_max_packets: parsed("SLOW_CONSUMER_MAX_PACKETS", 1000)?,
+            connect_timeout: secs("CONNECT_TIMEOUT_S", 10)?,
+            ack_timeout: millis("ACK_TIMEOUT_MS", 3_000)?,
+            drain_timeout: secs("DRAIN_TIMEOUT_S", 25)?,
+            redis_command_timeout: millis("REDIS_COMMAND_TIMEOUT_MS", 2_000)?,
+        };
+        config.check()
+    }
+
+    fn check(self) -> Result<Self, ConfigError> {
+        let positive = |name: &'static str, ok: bool| {
+            if ok { Ok(()) } else { Err(ConfigError { name, problem: "must be greater than zero".into() }) }
+        };
+        positive("RATE_LIMIT_PER_SECOND", self.rate_per_second > 0)?;
+        positive("RATE_LIMIT_BURST", self.rate_burst > 0)?;
+        positive("MAX_CONNECTIONS", self.max_connections > 0)?;
+        positive("SLOW_CONSUMER_MAX_PACKETS", self.slow_consumer_max_packets > 0)?;
+        positive("HEARTBEAT_INTERVAL_MS", !self.heartbeat_interval.is_zero())?;
+        positive("SWEEP_INTERVAL_MS", !self.sweep_interval.is_zero())?;
+        if self.heartbeat_ttl <= self.heartbeat_interval * 2 {
+            return Err(ConfigError {
+                name: "HEARTBEAT_TTL_MS",
+                problem: "must be more than twice HEARTBEAT_INTERVAL_MS, or live replicas would be swept".into(),
+            });
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,194 @@
+//! The connections this replica holds, per room, and the local half of the
+//! fan-out: every room event that arrives from Redis is written to each live
+//! connection of the room from here.
+//!
+//! A connection is *pending* from the moment its handshake starts until its
+//! `welcome` is sent. Events that arrive meanwhile are buffered with their
+//! room sequence number and, on activation, only those the `welcome`
+//! snapshot does not already include are delivered. So a client never sees
+//! `message received` before `welcome`, and misses nothing in between.
+//!
+//! Each room has its own lock; no lock is held across an await.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chat_core::events::{MESSAGE_RECEIVED, USER_ENTERED, USER_EXITED};
+use chat_core::{MessageId, RoomList, RoomName};
+use chat_store::events::{RoomEvent, RoomEventKind};
+use chat_store::presence::Connection;
+use serde_json::value::RawValue;
+use socketioxide::SendError;
+use socketioxide::extract::SocketRef;
+use socketioxide::socket::Sid;
+use tokio::sync::mpsc;
+
+/// Who a connection is, kept in the socket's extensions (it holds no
+/// `SocketRef`, so it cannot keep a closed socket alive).
+#[derive(Debug)]
+pub struct Identity {
+    /// How presence records the connection.
+    pub record: Connection,
+    /// The web session that minted its token.
+    pub session: Option<String>,
+    /// When its token expires, seconds since the epoch; `refresh` moves it.
+    pub exp: AtomicU64,
+}
+
+impl Identity {
+    /// The token expiry currently bounding the connection.
+    pub fn exp(&self) -> u64 {
+        self.exp.load(Ordering::Relaxed)
+    }
+}
+
+/// One live (or joining) connection of this replica.
+#[derive(Debug)]
+pub struct Conn {
+    /// Its socket.
+    pub socket: SocketRef,
+    /// Who it is.
+    pub id: Arc<Identity>,
+}
+
+/// An event ready to be written, serialized once for every recipient.
+#[derive(Debug)]
+struct Outgoing {
+    event: &'static str,
+    payload: Box<RawValue>,
+}
+
+#[derive(Default)]
+struct RoomSockets {
+    live: HashMap<Sid, Arc<Conn>>,
+    pending: HashMap<Sid, (Arc<Conn>, Vec<(u64, Arc<Outgoing>)>)>,
+    last_id: Option<MessageId>,
+}
+
+/// All rooms of this replica.
+pub struct Registry {
+    rooms: HashMap<RoomName, Mutex<RoomSockets>>,
+    slow: mpsc::UnboundedSender<Arc<Conn>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("connections", &self.count()).finish()
+    }
+}
+
+impl Registry {
+    /// A registry for `rooms`; connections found too slow to keep up are sent to `slow`.
+    pub fn new(rooms: &RoomList, slow: mpsc::UnboundedSender<Arc<Conn>>) -> Self {
+        let rooms = rooms.iter().map(|r| (r.clone(), Mutex::default())).collect();
+        Self { rooms, slow }
+    }
+
+    fn room(&self, room: &RoomName) -> Option<MutexGuard<'_, RoomSockets>> {
+        // A poisoned lock only means a panic elsewhere; the map is still consistent.
+        self.rooms.get(room).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Starts buffering the room's events for a connection that is joining.
+    pub fn add_pending(&self, conn: Arc<Conn>) {
+        if let Some(mut room) = self.room(&conn.id.record.room) {
+            room.pending.insert(conn.socket.id, (conn, Vec::new()));
+        }
+    }
+
+    /// Makes a pending connection live, after its `welcome` was written:
+    /// delivers the buffered events newer than the snapshot (`seq`).
+    pub fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
+        let Some(mut sockets) = self.room(room) else { return false };
+        let Some((conn, buffered)) = sockets.pending.remove(&sid) else { return false };
+        for (event_seq, out) in buffered {
+            if event_seq > seq && !self.write(&conn, &out) {
+                return false;
+            }
+        }
+        sockets.live.insert(sid, conn);
+        true
+    }
+
+    /// Forgets a connection, live or pending.
+    pub fn remove(&self, room: &RoomName, sid: Sid) -> Option<Arc<Conn>> {
+        let mut sockets = self.room(room)?;
+        sockets.live.remove(&sid).or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c))
+    }
+
+    /// Writes one event from Redis to every connection of its room.
+    pub fn deliver(&self, room: &RoomName, event: RoomEvent) {
+        let Some(mut sockets) = self.room(room) else { return };
+        let out = match event.kind {
+            RoomEventKind::Message { id, payload, .. } => {
+                sockets.last_id = sockets.last_id.max(Some(id));
+                Outgoing { event: MESSAGE_RECEIVED, payload }
+            }
+            RoomEventKind::Entered(user) => Outgoing { event: USER_ENTERED, payload: raw(&user) },
+            RoomEventKind::Exited(user) => Outgoing { event: USER_EXITED, payload: raw(&user) },
+        };
+        let out = Arc::new(out);
+        let mut dropped = Vec::new();
+        for (sid, conn) in &sockets.live {
+            if !self.write(conn, &out) {
+                dropped.push(*sid);
+            }
+        }
+        for sid in dropped {
+            sockets.live.remove(&sid);
+        }
+        for (_, buffered) in sockets.pending.values_mut() {
+            buffered.push((event.seq, out.clone()));
+        }
+    }
+
+    /// Writes `out` to one connection; a full buffer marks it as a slow consumer.
+    fn write(&self, conn: &Arc<Conn>, out: &Outgoing) -> bool {
+        match conn.socket.emit(out.event, &*out.payload) {
+            Ok(()) => true,
+            Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
+                let _ = self.slow.send(conn.clone());
+                false
+            }
+            // Closed: its disconnect handler removes it.
+            Err(_) => true,
+        }
+    }
+
+    /// The newest message id this replica has seen in `room`.
+    pub fn last_id(&self, room: &RoomName) -> Option<MessageId> {
+        self.room(room).and_then(|s| s.last_id)
+    }
+
+    /// Every connection, live or pending.
+    pub fn all(&self) -> Vec<Arc<Conn>> {
+        let mut all = Vec::new();
+        for room in self.rooms.values() {
+            let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
+            all.extend(sockets.live.values().cloned());
+            all.extend(sockets.pending.values().map(|(c, _)| c.clone()));
+        }
+        all
+    }
+
+    /// How many connections this replica holds.
+    pub fn count(&self) -> usize {
+        self.rooms
+            .values()
+            .map(|r| {
+                let s = r.lock().unwrap_or_else(|e| e.into_inner());
+                s.live.len() + s.pending.len()
+            })
+            .sum()
+    }
+
+    /// The live connections minted by web session `sid`.
+    pub fn by_session(&self, sid: &str) -> Vec<Arc<Conn>> {
+        self.all().into_iter().filter(|c| c.id.session.as_deref() == Some(sid)).collect()
+    }
+}
+
+fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| unreachable!("plain structs always serialize"))
+}
