@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use chat_core::ErrorCode;
-use chat_core::events::{
-    ConnectAuth, HISTORY, HistoryRequest, MESSAGE_SENT, REFRESH, WELCOME, Welcome,
-};
+use chat_core::events::{ConnectAuth, HISTORY, HistoryRequest, MESSAGE_SENT, REFRESH, WELCOME, Welcome};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use tokio::sync::Mutex;
 
@@ -23,11 +21,12 @@ struct Handshake(Arc<Mutex<Option<Joined>>>);
 /// Connect middleware: refuses with a contract code, or enters the room.
 pub async fn authenticate(
     socket: SocketRef,
-    TryData(auth): TryData<ConnectAuth>,
+    TryData(auth): TryData<serde_json::Value>,
     State(gateway): Shared,
 ) -> Result<(), ErrorCode> {
-    let auth = auth.unwrap_or_default();
-    let joined = gateway.handshake(&socket, auth.token, auth.since).await?;
+    let auth = ConnectAuth::from_payload(auth.ok());
+    let token = auth.token?;
+    let joined = gateway.handshake(&socket, token, auth.since).await?;
     socket.extensions.insert(joined.id.clone());
     socket.extensions.insert(Handshake(Arc::new(Mutex::new(Some(joined)))));
     Ok(())

@@ -30,6 +30,9 @@ pub async fn heartbeat(gateway: Arc<Gateway>) {
                 gateway.set_redis_ok(true);
                 let lost_data = epoch.as_ref().is_some_and(|e| *e != beat.epoch);
                 let swept = epoch.is_some() && !beat.was_alive && !lost_data;
+                if lost_data {
+                    gateway.registry.reset_positions();
+                }
                 if lost_data || swept {
                     restore(&gateway, lost_data).await;
                 }

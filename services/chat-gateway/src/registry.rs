@@ -59,9 +59,13 @@ struct Outgoing {
     payload: Box<RawValue>,
 }
 
+/// A live connection and the last room event its `welcome` already covered:
+/// an event can reach this replica after the `welcome` that includes it.
+type Live = (Arc<Conn>, u64);
+
 #[derive(Default)]
 struct RoomSockets {
-    live: HashMap<Sid, Arc<Conn>>,
+    live: HashMap<Sid, Live>,
     pending: HashMap<Sid, (Arc<Conn>, Vec<(u64, Arc<Outgoing>)>)>,
     last_id: Option<MessageId>,
 }
@@ -102,19 +106,23 @@ impl Registry {
     pub fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
         let Some(mut sockets) = self.room(room) else { return false };
         let Some((conn, buffered)) = sockets.pending.remove(&sid) else { return false };
+        let mut covered = seq;
         for (event_seq, out) in buffered {
-            if event_seq > seq && !self.write(&conn, &out) {
-                return false;
+            if event_seq > covered {
+                covered = 0;
+                if !self.write(&conn, &out) {
+                    return false;
+                }
             }
         }
-        sockets.live.insert(sid, conn);
+        sockets.live.insert(sid, (conn, covered));
         true
     }
 
     /// Forgets a connection, live or pending.
     pub fn remove(&self, room: &RoomName, sid: Sid) -> Option<Arc<Conn>> {
         let mut sockets = self.room(room)?;
-        sockets.live.remove(&sid).or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c))
+        sockets.live.remove(&sid).map(|(c, _)| c).or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c))
     }
 
     /// Writes one event from Redis to every connection of its room.
@@ -130,7 +138,12 @@ impl Registry {
         };
         let out = Arc::new(out);
         let mut dropped = Vec::new();
-        for (sid, conn) in &sockets.live {
+        for (sid, (conn, covered)) in sockets.live.iter_mut() {
+            if event.seq <= *covered {
+                continue;
+            }
+            // Events arrive in order: once past the snapshot, nothing more to skip.
+            *covered = 0;
             if !self.write(conn, &out) {
                 dropped.push(*sid);
             }
@@ -166,10 +179,19 @@ impl Registry {
         let mut all = Vec::new();
         for room in self.rooms.values() {
             let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
-            all.extend(sockets.live.values().cloned());
+            all.extend(sockets.live.values().map(|(c, _)| c.clone()));
             all.extend(sockets.pending.values().map(|(c, _)| c.clone()));
         }
         all
+    }
+
+    /// Forgets the snapshot positions after Redis lost its data: its event
+    /// counters start again from zero.
+    pub fn reset_positions(&self) {
+        for room in self.rooms.values() {
+            let mut sockets = room.lock().unwrap_or_else(|e| e.into_inner());
+            sockets.live.values_mut().for_each(|(_, covered)| *covered = 0);
+        }
     }
 
     /// How many connections this replica holds.

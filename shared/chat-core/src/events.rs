@@ -50,14 +50,26 @@ pub struct SessionEnded {
 }
 
 /// The CONNECT auth payload: `{ token, since }`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ConnectAuth {
-    /// The room token.
-    #[serde(default)]
-    pub token: Option<String>,
+    /// The room token: `Ok(None)` when absent, `Err(TokenInvalid)` when not a string.
+    pub token: Result<Option<String>, ErrorCode>,
     /// The id of the last message the client saw in this room.
-    #[serde(default)]
     pub since: Option<String>,
+}
+
+impl ConnectAuth {
+    /// Reads whatever the client sent as its auth payload.
+    pub fn from_payload(payload: Option<serde_json::Value>) -> Self {
+        let field = |name: &str| payload.as_ref().and_then(|p| p.get(name)).filter(|v| !v.is_null());
+        let token = match field("token") {
+            None => Ok(None),
+            Some(serde_json::Value::String(t)) => Ok(Some(t.clone())),
+            Some(_) => Err(ErrorCode::TokenInvalid),
+        };
+        let since = field("since").and_then(|v| v.as_str()).map(str::to_owned);
+        Self { token, since }
+    }
 }
 
 /// The `history` request payload: `{ before, limit }`.
