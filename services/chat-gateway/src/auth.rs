@@ -51,7 +51,9 @@ pub struct TokenKeys {
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys").field("jwks_url", &self.jwks_url).finish_non_exhaustive()
+        f.debug_struct("TokenKeys")
+            .field("jwks_url", &self.jwks_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,16 +64,28 @@ impl TokenKeys {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(3))
             .build()
-            .map_err(|e| KeysError::Jwks { url: String::new(), reason: e.to_string() })?;
+            .map_err(|e| KeysError::Jwks {
+                url: String::new(),
+                reason: e.to_string(),
+            })?;
         let (verifier, jwks_url) = match source {
             KeySource::PemFile(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| KeysError::File { path: path.clone(), reason: e.to_string() })?;
-                let verifier = TokenVerifier::from_spki_pem(&text, issuer, audience)
-                    .map_err(|e| KeysError::File { path: path.clone(), reason: e.to_string() })?;
+                let text = std::fs::read_to_string(path).map_err(|e| KeysError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let verifier =
+                    TokenVerifier::from_spki_pem(&text, issuer, audience).map_err(|e| {
+                        KeysError::File {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
                 (verifier, None)
             }
-            KeySource::JwksUrl(url) => (TokenVerifier::new([], issuer, audience), Some(url.clone())),
+            KeySource::JwksUrl(url) => {
+                (TokenVerifier::new([], issuer, audience), Some(url.clone()))
+            }
         };
         let keys = Self {
             verifier: RwLock::new(verifier),
@@ -81,17 +95,22 @@ impl TokenKeys {
             http,
             last_fetch: Mutex::new(None),
         };
-        if keys.jwks_url.is_some() {
-            if let Err(e) = keys.fetch().await {
-                tracing::warn!(error = %e, "JWKS not reachable yet; will retry when a token arrives");
-            }
+        if keys.jwks_url.is_some()
+            && let Err(e) = keys.fetch().await
+        {
+            tracing::warn!(error = %e, "JWKS not reachable yet; will retry when a token arrives");
         }
         Ok(keys)
     }
 
     async fn fetch(&self) -> Result<(), KeysError> {
-        let Some(url) = &self.jwks_url else { return Ok(()) };
-        let err = |reason: String| KeysError::Jwks { url: url.clone(), reason };
+        let Some(url) = &self.jwks_url else {
+            return Ok(());
+        };
+        let err = |reason: String| KeysError::Jwks {
+            url: url.clone(),
+            reason,
+        };
         let jwks: Jwks = self
             .http
             .get(url)
@@ -103,7 +122,10 @@ impl TokenKeys {
             .await
             .map_err(|e| err(e.to_string()))?;
         let verifier = TokenVerifier::from_jwks(&jwks, &self.issuer, &self.audience);
-        tracing::info!(keys = verifier.key_count(), "loaded room-token keys from JWKS");
+        tracing::info!(
+            keys = verifier.key_count(),
+            "loaded room-token keys from JWKS"
+        );
         *self.verifier.write().unwrap_or_else(|e| e.into_inner()) = verifier;
         Ok(())
     }
@@ -119,7 +141,10 @@ impl TokenKeys {
     }
 
     fn verify_now(&self, token: &str, now: u64) -> Result<RoomClaims, VerifyError> {
-        self.verifier.read().unwrap_or_else(|e| e.into_inner()).verify(token, now)
+        self.verifier
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .verify(token, now)
     }
 
     /// Verifies a room token, re-fetching the JWKS once for an unknown key.
@@ -139,5 +164,8 @@ impl TokenKeys {
 
 /// Seconds since the epoch.
 pub fn now_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -80,7 +80,10 @@ pub struct GatewayConfig {
 }
 
 fn raw(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn parsed<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
@@ -89,7 +92,10 @@ where
 {
     match raw(name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|e: T::Err| ConfigError { name, problem: format!("{v:?}: {e}") }),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError {
+            name,
+            problem: format!("{v:?}: {e}"),
+        }),
     }
 }
 
@@ -104,7 +110,10 @@ fn secs(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
 impl GatewayConfig {
     /// Reads the settings from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let redis_url = raw("REDIS_URL").ok_or(ConfigError { name: "REDIS_URL", problem: "required".into() })?;
+        let redis_url = raw("REDIS_URL").ok_or(ConfigError {
+            name: "REDIS_URL",
+            problem: "required".into(),
+        })?;
         let keys = match (raw("JWT_PUBLIC_KEY_FILE"), raw("JWKS_URL")) {
             (Some(file), _) => KeySource::PemFile(file),
             (None, Some(url)) => KeySource::JwksUrl(url),
@@ -116,9 +125,17 @@ impl GatewayConfig {
             }
         };
         let rooms = RoomList::parse(&raw("ROOMS").unwrap_or_else(|| RoomList::DEFAULT.into()))
-            .map_err(|e| ConfigError { name: "ROOMS", problem: e.to_string() })?;
+            .map_err(|e| ConfigError {
+                name: "ROOMS",
+                problem: e.to_string(),
+            })?;
         let allowed_origins = raw("ALLOWED_ORIGINS")
-            .map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         let config = Self {
             addr: parsed("GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
@@ -136,7 +153,10 @@ impl GatewayConfig {
             heartbeat_interval: millis("HEARTBEAT_INTERVAL_MS", 2_000)?,
             heartbeat_ttl: millis("HEARTBEAT_TTL_MS", 6_000)?,
             sweep_interval: millis("SWEEP_INTERVAL_MS", 1_000)?,
-            max_message_chars: parsed("MAX_MESSAGE_CHARS", chat_core::message::DEFAULT_MAX_MESSAGE_CHARS)?,
+            max_message_chars: parsed(
+                "MAX_MESSAGE_CHARS",
+                chat_core::message::DEFAULT_MAX_MESSAGE_CHARS,
+            )?,
             max_ws_message_bytes: parsed("MAX_WS_MESSAGE_BYTES", 64 * 1024)?,
             slow_consumer_max_packets: parsed("SLOW_CONSUMER_MAX_PACKETS", 1000)?,
             connect_timeout: secs("CONNECT_TIMEOUT_S", 10)?,
@@ -149,18 +169,30 @@ impl GatewayConfig {
 
     fn check(self) -> Result<Self, ConfigError> {
         let positive = |name: &'static str, ok: bool| {
-            if ok { Ok(()) } else { Err(ConfigError { name, problem: "must be greater than zero".into() }) }
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    name,
+                    problem: "must be greater than zero".into(),
+                })
+            }
         };
         positive("RATE_LIMIT_PER_SECOND", self.rate_per_second > 0)?;
         positive("RATE_LIMIT_BURST", self.rate_burst > 0)?;
         positive("MAX_CONNECTIONS", self.max_connections > 0)?;
-        positive("SLOW_CONSUMER_MAX_PACKETS", self.slow_consumer_max_packets > 0)?;
+        positive(
+            "SLOW_CONSUMER_MAX_PACKETS",
+            self.slow_consumer_max_packets > 0,
+        )?;
         positive("HEARTBEAT_INTERVAL_MS", !self.heartbeat_interval.is_zero())?;
         positive("SWEEP_INTERVAL_MS", !self.sweep_interval.is_zero())?;
         if self.heartbeat_ttl <= self.heartbeat_interval * 2 {
             return Err(ConfigError {
                 name: "HEARTBEAT_TTL_MS",
-                problem: "must be more than twice HEARTBEAT_INTERVAL_MS, or live replicas would be swept".into(),
+                problem:
+                    "must be more than twice HEARTBEAT_INTERVAL_MS, or live replicas would be swept"
+                        .into(),
             });
         }
         Ok(self)

@@ -17,7 +17,12 @@ use crate::state::Gateway;
 /// Subscribes to the rooms and revocations (restored by fred after every
 /// reconnect) and dispatches events until the subscriber closes.
 pub async fn run(gateway: Arc<Gateway>, subscriber: SubscriberClient) {
-    let mut channels: Vec<String> = gateway.config.rooms.iter().map(schema::room_channel).collect();
+    let mut channels: Vec<String> = gateway
+        .config
+        .rooms
+        .iter()
+        .map(schema::room_channel)
+        .collect();
     channels.push(schema::REVOCATIONS_CHANNEL.to_owned());
     let mut messages = subscriber.message_rx();
     // `subscribe` is tracked by the client even while Redis is away, and
@@ -28,14 +33,18 @@ pub async fn run(gateway: Arc<Gateway>, subscriber: SubscriberClient) {
     loop {
         match messages.recv().await {
             Ok(message) => dispatch(&gateway, &message),
-            Err(RecvError::Lagged(n)) => tracing::error!(missed = n, "fan-out receiver lagged; events lost"),
+            Err(RecvError::Lagged(n)) => {
+                tracing::error!(missed = n, "fan-out receiver lagged; events lost")
+            }
             Err(RecvError::Closed) => break,
         }
     }
 }
 
 fn dispatch(gateway: &Gateway, message: &fred::types::Message) {
-    let Some(payload) = message.value.as_str() else { return };
+    let Some(payload) = message.value.as_str() else {
+        return;
+    };
     let channel: &str = &message.channel;
     if channel == schema::REVOCATIONS_CHANNEL {
         for conn in gateway.registry.by_session(&payload) {
@@ -43,7 +52,8 @@ fn dispatch(gateway: &Gateway, message: &fred::types::Message) {
         }
         return;
     }
-    let Some(room) = schema::room_of_channel(&channel).and_then(|r| gateway.config.rooms.find(r)) else {
+    let Some(room) = schema::room_of_channel(channel).and_then(|r| gateway.config.rooms.find(r))
+    else {
         return;
     };
     match RoomEvent::decode(&payload) {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use chat_core::ErrorCode;
-use chat_core::events::{ConnectAuth, HISTORY, HistoryRequest, MESSAGE_SENT, REFRESH, WELCOME, Welcome};
+use chat_core::events::{
+    ConnectAuth, HISTORY, HistoryRequest, MESSAGE_SENT, REFRESH, WELCOME, Welcome,
+};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use tokio::sync::Mutex;
 
@@ -28,14 +30,20 @@ pub async fn authenticate(
     let token = auth.token?;
     let joined = gateway.handshake(&socket, token, auth.since).await?;
     socket.extensions.insert(joined.id.clone());
-    socket.extensions.insert(Handshake(Arc::new(Mutex::new(Some(joined)))));
+    socket
+        .extensions
+        .insert(Handshake(Arc::new(Mutex::new(Some(joined)))));
     Ok(())
 }
 
 /// Connect handler: sends `welcome`, then lets the room's events flow.
 pub async fn on_connect(socket: SocketRef, State(gateway): Shared) {
-    let Some(Handshake(slot)) = socket.extensions.remove::<Handshake>() else { return };
-    let Some(Joined { id, snapshot }) = slot.lock().await.take() else { return };
+    let Some(Handshake(slot)) = socket.extensions.remove::<Handshake>() else {
+        return;
+    };
+    let Some(Joined { id, snapshot }) = slot.lock().await.take() else {
+        return;
+    };
     socket.on(MESSAGE_SENT, on_message_sent);
     socket.on(HISTORY, on_history);
     socket.on(REFRESH, on_refresh);
@@ -49,7 +57,9 @@ pub async fn on_connect(socket: SocketRef, State(gateway): Shared) {
         recovered: snapshot.recovered,
     };
     if socket.emit(WELCOME, &welcome).is_err()
-        || !gateway.registry.activate(&id.record.room, socket.id, snapshot.seq)
+        || !gateway
+            .registry
+            .activate(&id.record.room, socket.id, snapshot.seq)
     {
         tracing::debug!(sid = %socket.id, "connection gone before welcome");
     }
@@ -61,7 +71,9 @@ async fn on_message_sent(
     Extension(id): Extension<Arc<Identity>>,
     State(gateway): Shared,
 ) {
-    let reply = gateway.send_message(&id, text.map_err(|_| ErrorCode::Invalid)).await;
+    let reply = gateway
+        .send_message(&id, text.map_err(|_| ErrorCode::Invalid))
+        .await;
     let _ = ack.send(&reply);
 }
 
@@ -71,7 +83,9 @@ async fn on_history(
     Extension(id): Extension<Arc<Identity>>,
     State(gateway): Shared,
 ) {
-    let reply = gateway.history(&id, request.map_err(|_| ErrorCode::Invalid)).await;
+    let reply = gateway
+        .history(&id, request.map_err(|_| ErrorCode::Invalid))
+        .await;
     let _ = ack.send(&reply);
 }
 
@@ -81,11 +95,17 @@ async fn on_refresh(
     Extension(id): Extension<Arc<Identity>>,
     State(gateway): Shared,
 ) {
-    let reply = gateway.refresh(&id, token.map_err(|_| ErrorCode::TokenInvalid)).await;
+    let reply = gateway
+        .refresh(&id, token.map_err(|_| ErrorCode::TokenInvalid))
+        .await;
     let _ = ack.send(&reply);
 }
 
-async fn on_disconnect(socket: SocketRef, Extension(id): Extension<Arc<Identity>>, State(gateway): Shared) {
+async fn on_disconnect(
+    socket: SocketRef,
+    Extension(id): Extension<Arc<Identity>>,
+    State(gateway): Shared,
+) {
     gateway.registry.remove(&id.record.room, socket.id);
     gateway.leave(id.record.clone()).await;
 }

@@ -29,12 +29,20 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
 
 /// `/metrics`: Prometheus text format.
 pub async fn metrics(State(handle): State<PrometheusHandle>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
 }
 
 /// Refuses a request whose `Origin` is not allowed. Requests without an
 /// `Origin` (not from a browser) pass: the token is what admits them.
-pub async fn check_origin(State(allowed): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+pub async fn check_origin(
+    State(allowed): State<Arc<Vec<String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if origin_allowed(&allowed, request.headers()) {
         next.run(request).await
     } else {
@@ -66,8 +74,14 @@ mod tests {
     #[test]
     fn origins_are_matched_exactly() {
         let allowed = vec!["https://chat.example.com".to_owned()];
-        assert!(origin_allowed(&allowed, &headers("https://chat.example.com")));
-        assert!(!origin_allowed(&allowed, &headers("https://chat.example.com.evil.io")));
+        assert!(origin_allowed(
+            &allowed,
+            &headers("https://chat.example.com")
+        ));
+        assert!(!origin_allowed(
+            &allowed,
+            &headers("https://chat.example.com.evil.io")
+        ));
         assert!(!origin_allowed(&allowed, &headers("null")));
         assert!(origin_allowed(&allowed, &HeaderMap::new()));
         assert!(origin_allowed(&[], &headers("https://anything")));

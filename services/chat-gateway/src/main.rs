@@ -8,5 +8,8 @@ async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     chat_telemetry::init_tracing();
     let config = GatewayConfig::from_env().context("chat-gateway cannot start")?;
-    App::build(config).await?.run_until_stopped(chat_telemetry::shutdown_signal()).await
+    App::build(config)
+        .await?
+        .run_until_stopped(chat_telemetry::shutdown_signal())
+        .await
 }

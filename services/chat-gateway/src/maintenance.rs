@@ -25,7 +25,11 @@ pub async fn heartbeat(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(gateway.config.heartbeat_interval);
     loop {
         ticker.tick().await;
-        match gateway.store.heartbeat(gateway.config.heartbeat_ttl, &candidate).await {
+        match gateway
+            .store
+            .heartbeat(gateway.config.heartbeat_ttl, &candidate)
+            .await
+        {
             Ok(beat) => {
                 gateway.set_redis_ok(true);
                 let lost_data = epoch.as_ref().is_some_and(|e| *e != beat.epoch);
@@ -52,13 +56,20 @@ pub async fn heartbeat(gateway: Arc<Gateway>) {
 /// (nobody saw these users leave), with `user entered` when this replica had
 /// been swept as dead (everybody saw them leave).
 async fn restore(gateway: &Gateway, silent: bool) {
-    let records: Vec<Connection> = gateway.registry.all().iter().map(|c| c.id.record.clone()).collect();
+    let records: Vec<Connection> = gateway
+        .registry
+        .all()
+        .iter()
+        .map(|c| c.id.record.clone())
+        .collect();
     match gateway.store.restore(&records, silent).await {
         Ok(n) => {
             metrics::counter!(m::RESTORES).increment(1);
             tracing::info!(connections = n, silent, "presence restored");
         }
-        Err(e) => tracing::warn!(error = %e, "presence restore failed; retried at the next heartbeat"),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence restore failed; retried at the next heartbeat")
+        }
     }
 }
 
@@ -88,7 +99,9 @@ pub async fn expire_tokens(gateway: Arc<Gateway>) {
         let now = now_s();
         for conn in gateway.registry.all() {
             if conn.id.exp().saturating_add(grace) < now {
-                gateway.registry.remove(&conn.id.record.room, conn.socket.id);
+                gateway
+                    .registry
+                    .remove(&conn.id.record.room, conn.socket.id);
                 gateway.end(&conn, ErrorCode::TokenExpired);
             }
         }
@@ -98,13 +111,21 @@ pub async fn expire_tokens(gateway: Arc<Gateway>) {
 /// Disconnects slow consumers. Their buffer is full, so the goodbye may have
 /// to wait for room: try for a while; engine.io's heartbeat closes the
 /// connection anyway once it cannot queue a ping.
-pub async fn drop_slow_consumers(gateway: Arc<Gateway>, mut slow: mpsc::UnboundedReceiver<Arc<Conn>>) {
+pub async fn drop_slow_consumers(
+    gateway: Arc<Gateway>,
+    mut slow: mpsc::UnboundedReceiver<Arc<Conn>>,
+) {
     while let Some(conn) = slow.recv().await {
-        gateway.registry.remove(&conn.id.record.room, conn.socket.id);
+        gateway
+            .registry
+            .remove(&conn.id.record.room, conn.socket.id);
         tracing::info!(sid = %conn.socket.id, "slow consumer dropped");
-        metrics::counter!(m::SESSIONS_ENDED, "reason" => ErrorCode::SlowConsumer.as_str()).increment(1);
+        metrics::counter!(m::SESSIONS_ENDED, "reason" => ErrorCode::SlowConsumer.as_str())
+            .increment(1);
         tokio::spawn(async move {
-            let goodbye = SessionEnded { reason: ErrorCode::SlowConsumer };
+            let goodbye = SessionEnded {
+                reason: ErrorCode::SlowConsumer,
+            };
             let mut said = false;
             for _ in 0..100 {
                 if !conn.socket.connected() {

@@ -63,10 +63,13 @@ struct Outgoing {
 /// an event can reach this replica after the `welcome` that includes it.
 type Live = (Arc<Conn>, u64);
 
+/// A joining connection and the events buffered for it, with their room sequence numbers.
+type Pending = (Arc<Conn>, Vec<(u64, Arc<Outgoing>)>);
+
 #[derive(Default)]
 struct RoomSockets {
     live: HashMap<Sid, Live>,
-    pending: HashMap<Sid, (Arc<Conn>, Vec<(u64, Arc<Outgoing>)>)>,
+    pending: HashMap<Sid, Pending>,
     last_id: Option<MessageId>,
 }
 
@@ -78,20 +81,27 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("connections", &self.count()).finish()
+        f.debug_struct("Registry")
+            .field("connections", &self.count())
+            .finish()
     }
 }
 
 impl Registry {
     /// A registry for `rooms`; connections found too slow to keep up are sent to `slow`.
     pub fn new(rooms: &RoomList, slow: mpsc::UnboundedSender<Arc<Conn>>) -> Self {
-        let rooms = rooms.iter().map(|r| (r.clone(), Mutex::default())).collect();
+        let rooms = rooms
+            .iter()
+            .map(|r| (r.clone(), Mutex::default()))
+            .collect();
         Self { rooms, slow }
     }
 
     fn room(&self, room: &RoomName) -> Option<MutexGuard<'_, RoomSockets>> {
         // A poisoned lock only means a panic elsewhere; the map is still consistent.
-        self.rooms.get(room).map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+        self.rooms
+            .get(room)
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Starts buffering the room's events for a connection that is joining.
@@ -104,8 +114,12 @@ impl Registry {
     /// Makes a pending connection live, after its `welcome` was written:
     /// delivers the buffered events newer than the snapshot (`seq`).
     pub fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
-        let Some(mut sockets) = self.room(room) else { return false };
-        let Some((conn, buffered)) = sockets.pending.remove(&sid) else { return false };
+        let Some(mut sockets) = self.room(room) else {
+            return false;
+        };
+        let Some((conn, buffered)) = sockets.pending.remove(&sid) else {
+            return false;
+        };
         let mut covered = seq;
         for (event_seq, out) in buffered {
             if event_seq > covered {
@@ -122,19 +136,34 @@ impl Registry {
     /// Forgets a connection, live or pending.
     pub fn remove(&self, room: &RoomName, sid: Sid) -> Option<Arc<Conn>> {
         let mut sockets = self.room(room)?;
-        sockets.live.remove(&sid).map(|(c, _)| c).or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c))
+        sockets
+            .live
+            .remove(&sid)
+            .map(|(c, _)| c)
+            .or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c))
     }
 
     /// Writes one event from Redis to every connection of its room.
     pub fn deliver(&self, room: &RoomName, event: RoomEvent) {
-        let Some(mut sockets) = self.room(room) else { return };
+        let Some(mut sockets) = self.room(room) else {
+            return;
+        };
         let out = match event.kind {
             RoomEventKind::Message { id, payload, .. } => {
                 sockets.last_id = sockets.last_id.max(Some(id));
-                Outgoing { event: MESSAGE_RECEIVED, payload }
+                Outgoing {
+                    event: MESSAGE_RECEIVED,
+                    payload,
+                }
             }
-            RoomEventKind::Entered(user) => Outgoing { event: USER_ENTERED, payload: raw(&user) },
-            RoomEventKind::Exited(user) => Outgoing { event: USER_EXITED, payload: raw(&user) },
+            RoomEventKind::Entered(user) => Outgoing {
+                event: USER_ENTERED,
+                payload: raw(&user),
+            },
+            RoomEventKind::Exited(user) => Outgoing {
+                event: USER_EXITED,
+                payload: raw(&user),
+            },
         };
         let out = Arc::new(out);
         let mut dropped = Vec::new();
@@ -190,7 +219,10 @@ impl Registry {
     pub fn reset_positions(&self) {
         for room in self.rooms.values() {
             let mut sockets = room.lock().unwrap_or_else(|e| e.into_inner());
-            sockets.live.values_mut().for_each(|(_, covered)| *covered = 0);
+            sockets
+                .live
+                .values_mut()
+                .for_each(|(_, covered)| *covered = 0);
         }
     }
 
@@ -207,10 +239,14 @@ impl Registry {
 
     /// The live connections minted by web session `sid`.
     pub fn by_session(&self, sid: &str) -> Vec<Arc<Conn>> {
-        self.all().into_iter().filter(|c| c.id.session.as_deref() == Some(sid)).collect()
+        self.all()
+            .into_iter()
+            .filter(|c| c.id.session.as_deref() == Some(sid))
+            .collect()
     }
 }
 
 fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value).unwrap_or_else(|_| unreachable!("plain structs always serialize"))
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|_| unreachable!("plain structs always serialize"))
 }

@@ -41,7 +41,10 @@ impl App {
         let keys = TokenKeys::load(&config.keys, &config.issuer, &config.audience).await?;
         let mut redis = RedisSettings::new(&config.redis_url);
         redis.command_timeout = config.redis_command_timeout;
-        let store = RoomStore::new(redis.command_client()?, uuid::Uuid::new_v4().simple().to_string());
+        let store = RoomStore::new(
+            redis.command_client()?,
+            uuid::Uuid::new_v4().simple().to_string(),
+        );
         let subscriber = redis.subscriber_client()?;
         let (slow_tx, slow) = mpsc::unbounded_channel();
         let registry = Registry::new(&config.rooms, slow_tx);
@@ -50,7 +53,13 @@ impl App {
             .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", config.addr))?;
         let gateway = Arc::new(Gateway::new(config, keys, store, registry));
         let router = router(gateway.clone());
-        Ok(Self { listener, router, gateway, subscriber, slow })
+        Ok(Self {
+            listener,
+            router,
+            gateway,
+            subscriber,
+            slow,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -62,8 +71,17 @@ impl App {
     /// `session ended` `shutdown` and closed, presence is released with the
     /// exit grace (so clients that reconnect elsewhere cause no events), and
     /// the replica leaves the registry of nodes.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, gateway, subscriber, slow } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            gateway,
+            subscriber,
+            slow,
+        } = self;
         tracing::info!(addr = %listener.local_addr()?, node = gateway.store.node(), "gateway listening");
         let tasks = [
             tokio::spawn(fanout::run(gateway.clone(), subscriber.clone())),
@@ -82,7 +100,10 @@ impl App {
         });
         shutdown.await;
         let drain_timeout = gateway.config.drain_timeout;
-        if tokio::time::timeout(drain_timeout, drain(&gateway)).await.is_err() {
+        if tokio::time::timeout(drain_timeout, drain(&gateway))
+            .await
+            .is_err()
+        {
             tracing::warn!("drain did not finish in {drain_timeout:?}");
         }
         let _ = stop_tx.send(());
@@ -102,7 +123,9 @@ async fn drain(gateway: &Gateway) {
     let conns = gateway.registry.all();
     tracing::info!(connections = conns.len(), "draining");
     for conn in &conns {
-        gateway.registry.remove(&conn.id.record.room, conn.socket.id);
+        gateway
+            .registry
+            .remove(&conn.id.record.room, conn.socket.id);
         gateway.end(conn, ErrorCode::Shutdown);
     }
     for conn in &conns {
@@ -131,7 +154,10 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .route("/readyz", get(http::readyz).with_state(gateway))
         .route("/metrics", get(http::metrics).with_state(prometheus()))
         .layer(layer)
-        .layer(axum::middleware::from_fn_with_state(origins, http::check_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            origins,
+            http::check_origin,
+        ))
 }
 
 /// The Prometheus recorder: installed once per process.
@@ -140,7 +166,9 @@ fn prometheus() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
-            builder.install_recorder().unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+            builder
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
         })
         .clone()
 }

@@ -5,7 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chat_core::events::{HistoryAck, HistoryRequest, RefreshAck, SESSION_ENDED, SendAck, SessionEnded};
+use chat_core::events::{
+    HistoryAck, HistoryRequest, RefreshAck, SESSION_ENDED, SendAck, SessionEnded,
+};
 use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
 use chat_store::RoomStore;
 use chat_store::history::NewMessage;
@@ -46,14 +48,22 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("node", &self.store.node()).finish_non_exhaustive()
+        f.debug_struct("Gateway")
+            .field("node", &self.store.node())
+            .finish_non_exhaustive()
     }
 }
 
 impl Gateway {
     /// Assembles the state.
-    pub fn new(config: GatewayConfig, keys: TokenKeys, store: RoomStore, registry: Registry) -> Self {
-        let quota = Quota::per_second(nonzero(config.rate_per_second)).allow_burst(nonzero(config.rate_burst));
+    pub fn new(
+        config: GatewayConfig,
+        keys: TokenKeys,
+        store: RoomStore,
+        registry: Registry,
+    ) -> Self {
+        let quota = Quota::per_second(nonzero(config.rate_per_second))
+            .allow_burst(nonzero(config.rate_burst));
         Self {
             config,
             keys,
@@ -75,7 +85,10 @@ impl Gateway {
         since: Option<String>,
     ) -> Result<Joined, ErrorCode> {
         let outcome = self.try_handshake(socket, token, since).await;
-        let label = outcome.as_ref().map(|_| "ok").unwrap_or_else(|e| e.as_str());
+        let label = outcome
+            .as_ref()
+            .map(|_| "ok")
+            .unwrap_or_else(|e| e.as_str());
         metrics::counter!(m::HANDSHAKES, "outcome" => label).increment(1);
         outcome
     }
@@ -89,30 +102,44 @@ impl Gateway {
         if self.is_draining() || self.registry.count() >= self.config.max_connections {
             return Err(ErrorCode::ServerBusy);
         }
-        let token = token.filter(|t| !t.is_empty()).ok_or(ErrorCode::TokenMissing)?;
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or(ErrorCode::TokenMissing)?;
         let claims = self.keys.verify(&token, now_s()).await.map_err(|e| {
             tracing::debug!(error = %e, "handshake refused");
             e.code()
         })?;
-        let room = self.config.rooms.find(&claims.room).cloned().ok_or(ErrorCode::RoomUnknown)?;
+        let room = self
+            .config
+            .rooms
+            .find(&claims.room)
+            .cloned()
+            .ok_or(ErrorCode::RoomUnknown)?;
         let since = since.and_then(|s| s.parse::<MessageId>().ok());
         let id = Arc::new(Identity {
             record: Connection {
                 room,
                 conn: socket.id.to_string(),
-                user: UserRef { id: claims.sub, name: claims.name },
+                user: UserRef {
+                    id: claims.sub,
+                    name: claims.name,
+                },
             },
             session: claims.sid,
             exp: claims.exp.into(),
         });
-        self.registry.add_pending(Arc::new(Conn { socket: socket.clone(), id: id.clone() }));
+        self.registry.add_pending(Arc::new(Conn {
+            socket: socket.clone(),
+            id: id.clone(),
+        }));
         let request = JoinRequest {
             connection: &id.record,
             session: id.session.as_deref(),
             since,
             history_limit: chat_core::events::HISTORY_PAGE_MAX,
         };
-        let outcome = tokio::time::timeout(self.config.ack_timeout, self.store.join(request, false)).await;
+        let outcome =
+            tokio::time::timeout(self.config.ack_timeout, self.store.join(request, false)).await;
         match outcome {
             Ok(Ok(JoinOutcome::Joined(snapshot))) => Ok(Joined { id, snapshot }),
             Ok(Ok(JoinOutcome::Revoked)) => {
@@ -142,13 +169,17 @@ impl Gateway {
     pub async fn leave(&self, record: Connection) {
         if let Err(e) = self.store.leave(&record, self.config.exit_grace).await {
             tracing::warn!(error = %e, conn = %record.conn, "leave failed; will retry");
-            self.failed_leaves.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+            self.failed_leaves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(record);
         }
     }
 
     /// Retries the leaves that failed while Redis was away.
     pub async fn retry_failed_leaves(&self) {
-        let pending = std::mem::take(&mut *self.failed_leaves.lock().unwrap_or_else(|e| e.into_inner()));
+        let pending =
+            std::mem::take(&mut *self.failed_leaves.lock().unwrap_or_else(|e| e.into_inner()));
         for record in pending {
             self.leave(record).await;
         }
@@ -192,12 +223,18 @@ impl Gateway {
     }
 
     /// Handles `history`.
-    pub async fn history(&self, id: &Identity, request: Result<HistoryRequest, ErrorCode>) -> HistoryAck {
+    pub async fn history(
+        &self,
+        id: &Identity,
+        request: Result<HistoryRequest, ErrorCode>,
+    ) -> HistoryAck {
         let request = match request {
             Ok(r) if (1..=chat_core::events::HISTORY_PAGE_MAX).contains(&r.limit) => r,
             _ => return HistoryAck::err(ErrorCode::Invalid),
         };
-        let read = self.store.history_before(&id.record.room, request.before, request.limit);
+        let read = self
+            .store
+            .history_before(&id.record.room, request.before, request.limit);
         match tokio::time::timeout(self.config.ack_timeout, read).await {
             Ok(Ok(messages)) => HistoryAck::ok(messages),
             Ok(Err(e)) => {
@@ -211,7 +248,9 @@ impl Gateway {
     /// Handles `refresh`: a new token for the same user and room moves the
     /// connection's expiry.
     pub async fn refresh(&self, id: &Identity, token: Result<String, ErrorCode>) -> RefreshAck {
-        let Ok(token) = token else { return RefreshAck::err(ErrorCode::TokenInvalid) };
+        let Ok(token) = token else {
+            return RefreshAck::err(ErrorCode::TokenInvalid);
+        };
         let claims = match self.keys.verify(&token, now_s()).await {
             Ok(c) => c,
             Err(e) => return RefreshAck::err(e.code()),
@@ -219,7 +258,10 @@ impl Gateway {
         if claims.sub != id.record.user.id || claims.room != id.record.room.as_str() {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         }
-        for sid in [claims.sid.as_deref(), id.session.as_deref()].into_iter().flatten() {
+        for sid in [claims.sid.as_deref(), id.session.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             let check = chat_store::revocation::is_revoked(self.store.client(), sid);
             if let Ok(Ok(true)) = tokio::time::timeout(self.config.ack_timeout, check).await {
                 return RefreshAck::err(ErrorCode::TokenRevoked);

@@ -61,7 +61,12 @@ pub struct ConnectAuth {
 impl ConnectAuth {
     /// Reads whatever the client sent as its auth payload.
     pub fn from_payload(payload: Option<serde_json::Value>) -> Self {
-        let field = |name: &str| payload.as_ref().and_then(|p| p.get(name)).filter(|v| !v.is_null());
+        let field = |name: &str| {
+            payload
+                .as_ref()
+                .and_then(|p| p.get(name))
+                .filter(|v| !v.is_null())
+        };
         let token = match field("token") {
             None => Ok(None),
             Some(serde_json::Value::String(t)) => Ok(Some(t.clone())),

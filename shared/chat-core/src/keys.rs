@@ -38,7 +38,9 @@ fn pem_blocks<'a>(text: &'a str, label: &str) -> Vec<&'a str> {
     let mut blocks = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find(&begin) {
-        let Some(stop) = rest[start..].find(&end) else { break };
+        let Some(stop) = rest[start..].find(&end) else {
+            break;
+        };
         let stop = start + stop + end.len();
         blocks.push(&rest[start..stop]);
         rest = &rest[stop..];
@@ -97,11 +99,19 @@ pub fn generate_pem_pair() -> Result<(String, String), KeyError> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let private = key
         .to_pkcs8_pem(Default::default())
-        .map_err(|e| KeyError::BadKey { index: 1, kind: "PKCS#8 private", reason: e.to_string() })?;
+        .map_err(|e| KeyError::BadKey {
+            index: 1,
+            kind: "PKCS#8 private",
+            reason: e.to_string(),
+        })?;
     let public = key
         .verifying_key()
         .to_public_key_pem(Default::default())
-        .map_err(|e| KeyError::BadKey { index: 1, kind: "SPKI public", reason: e.to_string() })?;
+        .map_err(|e| KeyError::BadKey {
+            index: 1,
+            kind: "SPKI public",
+            reason: e.to_string(),
+        })?;
     Ok((private.to_string(), public))
 }
 
@@ -154,8 +164,11 @@ impl Jwk {
         if self.kty != "OKP" || self.crv != "Ed25519" {
             return Err(bad());
         }
-        let bytes: [u8; 32] =
-            URL_SAFE_NO_PAD.decode(&self.x).map_err(|_| bad())?.try_into().map_err(|_| bad())?;
+        let bytes: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(&self.x)
+            .map_err(|_| bad())?
+            .try_into()
+            .map_err(|_| bad())?;
         VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
     }
 }
@@ -163,7 +176,9 @@ impl Jwk {
 impl Jwks {
     /// The JWKS of these public keys.
     pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a VerifyingKey>) -> Self {
-        Self { keys: keys.into_iter().map(Jwk::from_key).collect() }
+        Self {
+            keys: keys.into_iter().map(Jwk::from_key).collect(),
+        }
     }
 }
 
@@ -178,7 +193,10 @@ mod tests {
             .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
             .expect("base64");
         let key = VerifyingKey::from_bytes(&x.try_into().expect("32 bytes")).expect("key");
-        assert_eq!(thumbprint(&key), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            thumbprint(&key),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]
@@ -189,8 +207,14 @@ mod tests {
         let pubs = verifying_keys_from_pem(&format!("{pub1}{pub2}")).expect("public keys");
         assert_eq!(privs.len(), 2);
         assert_eq!(privs[1].verifying_key(), pubs[1]);
-        assert!(matches!(verifying_keys_from_pem("nothing"), Err(KeyError::NoKey(_))));
-        assert!(matches!(signing_keys_from_pem(&pub1), Err(KeyError::NoKey(_))));
+        assert!(matches!(
+            verifying_keys_from_pem("nothing"),
+            Err(KeyError::NoKey(_))
+        ));
+        assert!(matches!(
+            signing_keys_from_pem(&pub1),
+            Err(KeyError::NoKey(_))
+        ));
     }
 
     #[test]
@@ -199,9 +223,15 @@ mod tests {
         let key = verifying_keys_from_pem(&public).expect("key")[0];
         let jwk = Jwk::from_key(&key);
         assert_eq!(jwk.to_key().expect("round trip"), key);
-        let rsa = Jwk { kty: "RSA".into(), ..jwk.clone() };
+        let rsa = Jwk {
+            kty: "RSA".into(),
+            ..jwk.clone()
+        };
         assert!(rsa.to_key().is_err());
-        let short = Jwk { x: "AAAA".into(), ..jwk };
+        let short = Jwk {
+            x: "AAAA".into(),
+            ..jwk
+        };
         assert!(short.to_key().is_err());
     }
 }

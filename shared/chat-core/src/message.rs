@@ -30,7 +30,10 @@ pub struct BadMessageId(pub String);
 impl MessageId {
     /// The smallest id strictly greater than this one.
     pub fn next(self) -> Self {
-        Self { ms: self.ms, seq: self.seq.saturating_add(1) }
+        Self {
+            ms: self.ms,
+            seq: self.seq.saturating_add(1),
+        }
     }
 }
 
@@ -39,11 +42,15 @@ impl FromStr for MessageId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || BadMessageId(s.chars().take(64).collect());
         let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
-        let digits = |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
         if !digits(ms) || !digits(seq) {
             return Err(bad());
         }
-        Ok(Self { ms: ms.parse().map_err(|_| bad())?, seq: seq.parse().map_err(|_| bad())? })
+        Ok(Self {
+            ms: ms.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
     }
 }
 
@@ -127,18 +134,37 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for bad in ["", "-", "1-", "-1", "1-2-3", "a-1", "1 -2", "+1-2", "99999999999999999999999-1"] {
-            assert!(bad.parse::<MessageId>().is_err(), "{bad:?} should be refused");
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1-2-3",
+            "a-1",
+            "1 -2",
+            "+1-2",
+            "99999999999999999999999-1",
+        ] {
+            assert!(
+                bad.parse::<MessageId>().is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
     #[test]
     fn text_rules_follow_the_contract() {
-        assert_eq!(MessageText::parse(" \n\t".into(), 10), Err(ErrorCode::Empty));
+        assert_eq!(
+            MessageText::parse(" \n\t".into(), 10),
+            Err(ErrorCode::Empty)
+        );
         assert_eq!(MessageText::parse(String::new(), 10), Err(ErrorCode::Empty));
         // 2000 code points of a 4-byte character pass; 2001 do not.
         assert!(MessageText::parse("😀".repeat(2000), 2000).is_ok());
-        assert_eq!(MessageText::parse("😀".repeat(2001), 2000), Err(ErrorCode::TooLong));
+        assert_eq!(
+            MessageText::parse("😀".repeat(2001), 2000),
+            Err(ErrorCode::TooLong)
+        );
         let kept = MessageText::parse("  <b>hi</b>  ".into(), 2000).expect("valid");
         assert_eq!(kept.as_str(), "  <b>hi</b>  ");
     }
@@ -148,7 +174,10 @@ mod tests {
         let m = Message {
             id: MessageId { ms: 1, seq: 2 },
             room: "General".into(),
-            user: UserRef { id: "u1".into(), name: "Ann".into() },
+            user: UserRef {
+                id: "u1".into(),
+                name: "Ann".into(),
+            },
             text: "hi".into(),
             ts: 1,
         };

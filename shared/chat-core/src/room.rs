@@ -107,7 +107,8 @@ impl RoomList {
 
 impl Default for RoomList {
     fn default() -> Self {
-        Self::parse(Self::DEFAULT).unwrap_or_else(|_| unreachable!("the default room list is valid"))
+        Self::parse(Self::DEFAULT)
+            .unwrap_or_else(|_| unreachable!("the default room list is valid"))
     }
 }
 
@@ -131,7 +132,10 @@ mod tests {
         assert_eq!(names, ["General", "Sports", "Music"]);
         assert!(list.find("Sports").is_some());
         assert!(list.find("sports").is_none());
-        assert_eq!(RoomList::parse("A,A"), Err(RoomError::Duplicate("A".into())));
+        assert_eq!(
+            RoomList::parse("A,A"),
+            Err(RoomError::Duplicate("A".into()))
+        );
         assert_eq!(RoomList::parse(" , "), Err(RoomError::Empty));
         assert_eq!(RoomList::default().iter().count(), 3);
     }

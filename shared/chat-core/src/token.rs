@@ -68,7 +68,9 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,7 +118,9 @@ pub struct TokenVerifier {
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("kids", &self.keys.keys()).finish_non_exhaustive()
+        f.debug_struct("TokenVerifier")
+            .field("kids", &self.keys.keys())
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +135,9 @@ impl TokenVerifier {
             .into_iter()
             .filter_map(|k| {
                 let x = URL_SAFE_NO_PAD.encode(k.as_bytes());
-                DecodingKey::from_ed_components(&x).ok().map(|d| (keys::thumbprint(k), d))
+                DecodingKey::from_ed_components(&x)
+                    .ok()
+                    .map(|d| (keys::thumbprint(k), d))
             })
             .collect();
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -168,13 +174,23 @@ impl TokenVerifier {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(VerifyError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(VerifyError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
         }
         if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() {
-            return Err(VerifyError::Invalid("keys carried in the token are not accepted".into()));
+            return Err(VerifyError::Invalid(
+                "keys carried in the token are not accepted".into(),
+            ));
         }
-        let kid = header.kid.ok_or_else(|| VerifyError::Invalid("no kid".into()))?;
-        let key = self.keys.get(&kid).ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| VerifyError::Invalid("no kid".into()))?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
         let data = jsonwebtoken::decode::<RoomClaims>(token, key, &self.validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => VerifyError::Expired,
@@ -221,8 +237,8 @@ mod tests {
     fn pair() -> (TokenSigner, TokenVerifier) {
         let (private, public) = keys::generate_pem_pair().expect("pair");
         let signer = TokenSigner::from_pkcs8_pem(&private).expect("signer");
-        let verifier =
-            TokenVerifier::from_spki_pem(&public, DEFAULT_ISSUER, DEFAULT_AUDIENCE).expect("verifier");
+        let verifier = TokenVerifier::from_spki_pem(&public, DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+            .expect("verifier");
         (signer, verifier)
     }
 
@@ -242,7 +258,11 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs();
-        let fresh = RoomClaims { iat: now, exp: now + 300, ..claims() };
+        let fresh = RoomClaims {
+            iat: now,
+            exp: now + 300,
+            ..claims()
+        };
         let token = signer.mint(&fresh).expect("mint");
         assert_eq!(verifier.verify(&token, now), Ok(fresh));
     }
@@ -250,33 +270,64 @@ mod tests {
     #[test]
     fn expired_tokens_are_token_expired() {
         let (signer, verifier) = pair();
-        let old = RoomClaims { iat: 1_000, exp: 1_300, ..claims() };
+        let old = RoomClaims {
+            iat: 1_000,
+            exp: 1_300,
+            ..claims()
+        };
         let token = signer.mint(&old).expect("mint");
-        assert_eq!(verifier.verify(&token, NOW).map_err(|e| e.code()), Err(ErrorCode::TokenExpired));
+        assert_eq!(
+            verifier.verify(&token, NOW).map_err(|e| e.code()),
+            Err(ErrorCode::TokenExpired)
+        );
     }
 
     #[test]
     fn wrong_issuer_audience_or_key_are_token_invalid() {
         let (signer, verifier) = pair();
         let (other_signer, _) = pair();
-        let far = RoomClaims { exp: u64::MAX / 2, ..claims() };
+        let far = RoomClaims {
+            exp: u64::MAX / 2,
+            ..claims()
+        };
         for bad in [
-            RoomClaims { iss: "someone-else".into(), ..far.clone() },
-            RoomClaims { aud: "other".into(), ..far.clone() },
-            RoomClaims { name: "x".repeat(65), ..far.clone() },
-            RoomClaims { sub: String::new(), ..far.clone() },
+            RoomClaims {
+                iss: "someone-else".into(),
+                ..far.clone()
+            },
+            RoomClaims {
+                aud: "other".into(),
+                ..far.clone()
+            },
+            RoomClaims {
+                name: "x".repeat(65),
+                ..far.clone()
+            },
+            RoomClaims {
+                sub: String::new(),
+                ..far.clone()
+            },
         ] {
             let token = signer.mint(&bad).expect("mint");
-            assert!(matches!(verifier.verify(&token, NOW), Err(VerifyError::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(verifier.verify(&token, NOW), Err(VerifyError::Invalid(_))),
+                "{bad:?}"
+            );
         }
         let token = other_signer.mint(&far).expect("mint");
-        assert!(matches!(verifier.verify(&token, NOW), Err(VerifyError::UnknownKey(_))));
+        assert!(matches!(
+            verifier.verify(&token, NOW),
+            Err(VerifyError::UnknownKey(_))
+        ));
     }
 
     #[test]
     fn alg_none_hmac_and_tampered_tokens_are_refused() {
         let (signer, verifier) = pair();
-        let far = RoomClaims { exp: u64::MAX / 2, ..claims() };
+        let far = RoomClaims {
+            exp: u64::MAX / 2,
+            ..claims()
+        };
         let token = signer.mint(&far).expect("mint");
         let parts = segments(&token);
 
@@ -284,15 +335,26 @@ mod tests {
         let unsigned = format!("{none_header}.{}.", parts[1]);
         assert!(verifier.verify(&unsigned, NOW).is_err());
 
-        let hs_header =
-            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, signer.kid()));
+        let hs_header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#,
+            signer.kid()
+        ));
         let hmac = format!("{hs_header}.{}.{}", parts[1], parts[2]);
-        assert!(matches!(verifier.verify(&hmac, NOW), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&hmac, NOW),
+            Err(VerifyError::Invalid(_))
+        ));
 
-        let evil = RoomClaims { room: "Sports".into(), ..far };
+        let evil = RoomClaims {
+            room: "Sports".into(),
+            ..far
+        };
         let evil_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&evil).expect("json"));
         let tampered = format!("{}.{evil_payload}.{}", parts[0], parts[2]);
-        assert!(matches!(verifier.verify(&tampered, NOW), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&tampered, NOW),
+            Err(VerifyError::Invalid(_))
+        ));
 
         assert!(verifier.verify("not a token", NOW).is_err());
     }
@@ -307,20 +369,31 @@ mod tests {
             "iat": NOW, "exp": u64::MAX / 2, "jti": "j"
         });
         let token = jsonwebtoken::encode(&header, &no_room, &signer.key).expect("encode");
-        assert!(matches!(verifier.verify(&token, NOW), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&token, NOW),
+            Err(VerifyError::Invalid(_))
+        ));
     }
 
     #[test]
     fn rotation_signs_with_the_newest_and_publishes_all() {
         let (old_private, _) = keys::generate_pem_pair().expect("pair");
         let (new_private, _) = keys::generate_pem_pair().expect("pair");
-        let signer = TokenSigner::from_pkcs8_pem(&format!("{old_private}{new_private}")).expect("signer");
+        let signer =
+            TokenSigner::from_pkcs8_pem(&format!("{old_private}{new_private}")).expect("signer");
         let jwks = signer.jwks();
         assert_eq!(jwks.keys.len(), 2);
         assert_eq!(jwks.keys[1].kid, signer.kid());
         let verifier = TokenVerifier::from_jwks(&jwks, DEFAULT_ISSUER, DEFAULT_AUDIENCE);
         assert_eq!(verifier.key_count(), 2);
-        let far = RoomClaims { exp: u64::MAX / 2, ..claims() };
-        assert!(verifier.verify(&signer.mint(&far).expect("mint"), NOW).is_ok());
+        let far = RoomClaims {
+            exp: u64::MAX / 2,
+            ..claims()
+        };
+        assert!(
+            verifier
+                .verify(&signer.mint(&far).expect("mint"), NOW)
+                .is_ok()
+        );
     }
 }

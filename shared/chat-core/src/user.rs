@@ -109,8 +109,14 @@ mod tests {
     #[test]
     fn sanitize_trims_cuts_and_falls_back() {
         assert_eq!(DisplayName::sanitize("  Ann\n ", "x").as_str(), "Ann");
-        assert_eq!(DisplayName::sanitize(&"b".repeat(100), "x").as_str().len(), 64);
-        assert_eq!(DisplayName::sanitize(" \t ", "ann@example.com").as_str(), "ann@example.com");
+        assert_eq!(
+            DisplayName::sanitize(&"b".repeat(100), "x").as_str().len(),
+            64
+        );
+        assert_eq!(
+            DisplayName::sanitize(" \t ", "ann@example.com").as_str(),
+            "ann@example.com"
+        );
         assert_eq!(DisplayName::sanitize("", "").as_str(), "user");
     }
 

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use fred::prelude::*;
 use fred::clients::SubscriberClient;
+use fred::prelude::*;
 use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
 
 use crate::error::StoreError;
@@ -26,7 +26,10 @@ pub struct RedisSettings {
 impl RedisSettings {
     /// Settings with a 2 s command timeout.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), command_timeout: Duration::from_secs(2) }
+        Self {
+            url: url.into(),
+            command_timeout: Duration::from_secs(2),
+        }
     }
 
     fn builder(&self) -> Result<Builder, StoreError> {
@@ -44,7 +47,10 @@ impl RedisSettings {
             c.connection_timeout = timeout;
             c.internal_command_timeout = timeout;
             c.max_command_attempts = 1;
-            c.unresponsive = UnresponsiveConfig { max_timeout: Some(timeout * 2), interval: Duration::from_millis(500) };
+            c.unresponsive = UnresponsiveConfig {
+                max_timeout: Some(timeout * 2),
+                interval: Duration::from_millis(500),
+            };
         });
         Ok(builder)
     }
@@ -52,15 +58,20 @@ impl RedisSettings {
     /// A command client. Its connection task is started; it does not wait for
     /// Redis, so a service can start while Redis is away and heal later.
     pub fn command_client(&self) -> Result<Client, StoreError> {
-        let client = self.builder()?.build().map_err(StoreError::redis("build client"))?;
+        let client = self
+            .builder()?
+            .build()
+            .map_err(StoreError::redis("build client"))?;
         client.connect();
         Ok(client)
     }
 
     /// A subscriber client that restores its subscriptions after every reconnect.
     pub fn subscriber_client(&self) -> Result<SubscriberClient, StoreError> {
-        let client =
-            self.builder()?.build_subscriber_client().map_err(StoreError::redis("build subscriber"))?;
+        let client = self
+            .builder()?
+            .build_subscriber_client()
+            .map_err(StoreError::redis("build subscriber"))?;
         client.connect();
         client.manage_subscriptions();
         Ok(client)
@@ -80,7 +91,10 @@ pub fn redact(url: &str) -> String {
 
 /// Whether Redis answers a `PING` within the command timeout.
 pub async fn ping(client: &Client) -> Result<(), StoreError> {
-    client.ping::<()>(None).await.map_err(StoreError::redis("PING"))
+    client
+        .ping::<()>(None)
+        .await
+        .map_err(StoreError::redis("PING"))
 }
 
 #[cfg(test)]
@@ -95,7 +109,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_names_the_setting() {
-        let err = RedisSettings::new("not a url").command_client().map(|_| ()).unwrap_err();
+        let err = RedisSettings::new("not a url")
+            .command_client()
+            .map(|_| ())
+            .unwrap_err();
         assert!(err.to_string().contains("REDIS_URL"), "{err}");
     }
 }

@@ -35,6 +35,9 @@ impl StoreError {
 
     /// A reply of the wrong shape.
     pub fn reply(operation: &'static str, detail: impl Into<String>) -> Self {
-        Self::Reply { operation, detail: detail.into() }
+        Self::Reply {
+            operation,
+            detail: detail.into(),
+        }
     }
 }

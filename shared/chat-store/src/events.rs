@@ -55,17 +55,31 @@ impl RoomEvent {
         let envelope: Envelope<'_> = serde_json::from_str(json).map_err(bad)?;
         let kind = match envelope.kind {
             "message" => {
-                let id = envelope.id.ok_or_else(|| StoreError::reply("room event", "message without id"))?;
+                let id = envelope
+                    .id
+                    .ok_or_else(|| StoreError::reply("room event", "message without id"))?;
                 // The envelope is the Message itself plus `seq`, `kind` and `tp`:
                 // strip those by re-reading only the contract's fields.
                 let payload = message_payload(json).map_err(bad)?;
-                RoomEventKind::Message { id, payload, trace: envelope.tp }
+                RoomEventKind::Message {
+                    id,
+                    payload,
+                    trace: envelope.tp,
+                }
             }
             "entered" => RoomEventKind::Entered(envelope.user),
             "exited" => RoomEventKind::Exited(envelope.user),
-            other => return Err(StoreError::reply("room event", format!("unknown kind {other:?}"))),
+            other => {
+                return Err(StoreError::reply(
+                    "room event",
+                    format!("unknown kind {other:?}"),
+                ));
+            }
         };
-        Ok(Self { seq: envelope.seq, kind })
+        Ok(Self {
+            seq: envelope.seq,
+            kind,
+        })
     }
 }
 
@@ -96,7 +110,9 @@ mod tests {
         let json = r#"{"seq":7,"kind":"message","id":"5-1","room":"General","user":{"id":"u","name":"Ann"},"text":"hi \/ <b>","ts":5,"tp":"00-abc-def-01"}"#;
         let event = RoomEvent::decode(json).expect("decodes");
         assert_eq!(event.seq, 7);
-        let RoomEventKind::Message { id, payload, trace } = event.kind else { panic!("not a message") };
+        let RoomEventKind::Message { id, payload, trace } = event.kind else {
+            panic!("not a message")
+        };
         assert_eq!(id, MessageId { ms: 5, seq: 1 });
         assert_eq!(trace.as_deref(), Some("00-abc-def-01"));
         let value: serde_json::Value = serde_json::from_str(payload.get()).expect("json");
@@ -108,9 +124,13 @@ mod tests {
 
     #[test]
     fn presence_events_and_garbage() {
-        let event = RoomEvent::decode(r#"{"seq":1,"kind":"exited","user":{"id":"u","name":"Ann"}}"#).expect("decodes");
+        let event =
+            RoomEvent::decode(r#"{"seq":1,"kind":"exited","user":{"id":"u","name":"Ann"}}"#)
+                .expect("decodes");
         assert!(matches!(event.kind, RoomEventKind::Exited(u) if u.name == "Ann"));
         assert!(RoomEvent::decode("{}").is_err());
-        assert!(RoomEvent::decode(r#"{"seq":1,"kind":"nope","user":{"id":"u","name":"n"}}"#).is_err());
+        assert!(
+            RoomEvent::decode(r#"{"seq":1,"kind":"nope","user":{"id":"u","name":"n"}}"#).is_err()
+        );
     }
 }

@@ -42,7 +42,8 @@ impl RoomStore {
             Value::from(message.trace.unwrap_or_default()),
         ];
         let id = reply::string(OP, self.run(OP, &scripts::SEND, args).await?)?;
-        id.parse().map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))
+        id.parse()
+            .map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))
     }
 
     /// Up to `limit` messages just before `before`, oldest first.

@@ -19,11 +19,20 @@ pub async fn member_counts(
     let rooms: Vec<RoomName> = rooms.into_iter().cloned().collect();
     let pipeline = client.pipeline();
     for room in &rooms {
-        pipeline.hlen::<(), _>(schema::room_users(room)).await.map_err(StoreError::redis("queue HLEN"))?;
+        pipeline
+            .hlen::<(), _>(schema::room_users(room))
+            .await
+            .map_err(StoreError::redis("queue HLEN"))?;
     }
-    let counts: Vec<u64> = pipeline.all().await.map_err(StoreError::redis("HLEN room users"))?;
+    let counts: Vec<u64> = pipeline
+        .all()
+        .await
+        .map_err(StoreError::redis("HLEN room users"))?;
     if counts.len() != rooms.len() {
-        return Err(StoreError::reply("HLEN room users", format!("{} counts for {} rooms", counts.len(), rooms.len())));
+        return Err(StoreError::reply(
+            "HLEN room users",
+            format!("{} counts for {} rooms", counts.len(), rooms.len()),
+        ));
     }
     Ok(rooms.into_iter().zip(counts).collect())
 }
@@ -102,7 +111,11 @@ pub struct Sweep {
 impl RoomStore {
     /// Registers a connection and returns the room's snapshot, atomically.
     /// `silent` suppresses `user entered`.
-    pub async fn join(&self, request: JoinRequest<'_>, silent: bool) -> Result<JoinOutcome, StoreError> {
+    pub async fn join(
+        &self,
+        request: JoinRequest<'_>,
+        silent: bool,
+    ) -> Result<JoinOutcome, StoreError> {
         const OP: &str = "join room";
         let c = request.connection;
         let args = vec![
@@ -121,7 +134,11 @@ impl RoomStore {
         if status == "revoked" {
             return Ok(JoinOutcome::Revoked);
         }
-        let mut next = || parts.next().ok_or_else(|| StoreError::reply(OP, "short reply"));
+        let mut next = || {
+            parts
+                .next()
+                .ok_or_else(|| StoreError::reply(OP, "short reply"))
+        };
         let seq = reply::integer(OP, next()?)?;
         let flat = reply::array(OP, next()?)?;
         let recovered = reply::integer(OP, next()?)? == 1;
@@ -129,7 +146,10 @@ impl RoomStore {
         let mut members = Vec::with_capacity(flat.len() / 2);
         let mut flat = flat.into_iter();
         while let (Some(id), Some(name)) = (flat.next(), flat.next()) {
-            members.push(UserRef { id: reply::string(OP, id)?, name: reply::string(OP, name)? });
+            members.push(UserRef {
+                id: reply::string(OP, id)?,
+                name: reply::string(OP, name)?,
+            });
         }
         Ok(JoinOutcome::Joined(Snapshot {
             seq: u64::try_from(seq).unwrap_or(0),
@@ -141,7 +161,11 @@ impl RoomStore {
 
     /// Releases a connection; the user's `user exited` follows after `grace`
     /// unless another of their connections appears first.
-    pub async fn leave(&self, connection: &Connection, grace: std::time::Duration) -> Result<(), StoreError> {
+    pub async fn leave(
+        &self,
+        connection: &Connection,
+        grace: std::time::Duration,
+    ) -> Result<(), StoreError> {
         const OP: &str = "leave room";
         let args = vec![
             Value::from(connection.room.as_str()),
@@ -154,19 +178,35 @@ impl RoomStore {
     }
 
     /// Refreshes this node's heartbeat for `ttl`.
-    pub async fn heartbeat(&self, ttl: std::time::Duration, epoch_candidate: &str) -> Result<Heartbeat, StoreError> {
+    pub async fn heartbeat(
+        &self,
+        ttl: std::time::Duration,
+        epoch_candidate: &str,
+    ) -> Result<Heartbeat, StoreError> {
         const OP: &str = "heartbeat";
-        let args = vec![Value::from(self.node.as_str()), Value::from(millis(ttl)), Value::from(epoch_candidate)];
-        let mut parts = reply::array(OP, self.run(OP, &scripts::HEARTBEAT, args).await?)?.into_iter();
+        let args = vec![
+            Value::from(self.node.as_str()),
+            Value::from(millis(ttl)),
+            Value::from(epoch_candidate),
+        ];
+        let mut parts =
+            reply::array(OP, self.run(OP, &scripts::HEARTBEAT, args).await?)?.into_iter();
         let was_alive = reply::integer(OP, parts.next().unwrap_or(Value::Null))? == 1;
         let epoch = reply::string(OP, parts.next().unwrap_or(Value::Null))?;
         Ok(Heartbeat { was_alive, epoch })
     }
 
     /// Sweeps dead nodes and announces users whose exit grace has passed.
-    pub async fn sweep(&self, grace: std::time::Duration, max_exits: u64) -> Result<Sweep, StoreError> {
+    pub async fn sweep(
+        &self,
+        grace: std::time::Duration,
+        max_exits: u64,
+    ) -> Result<Sweep, StoreError> {
         const OP: &str = "sweep";
-        let args = vec![Value::from(millis(grace)), Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX))];
+        let args = vec![
+            Value::from(millis(grace)),
+            Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
+        ];
         let mut parts = reply::array(OP, self.run(OP, &scripts::SWEEP, args).await?)?.into_iter();
         let removed = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
         let exited = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
@@ -178,11 +218,18 @@ impl RoomStore {
 
     /// Registers again connections that Redis lost; `silent` when the loss was
     /// Redis's own (nobody saw these users leave).
-    pub async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError> {
+    pub async fn restore(
+        &self,
+        connections: &[Connection],
+        silent: bool,
+    ) -> Result<u64, StoreError> {
         const OP: &str = "restore presence";
         let mut restored = 0;
         for chunk in connections.chunks(500) {
-            let mut args = vec![Value::from(self.node.as_str()), Value::from(if silent { "1" } else { "0" })];
+            let mut args = vec![
+                Value::from(self.node.as_str()),
+                Value::from(if silent { "1" } else { "0" }),
+            ];
             for c in chunk {
                 args.extend([
                     Value::from(c.room.as_str()),
@@ -198,7 +245,13 @@ impl RoomStore {
 
     /// Removes this node's heartbeat and registry (after its connections left).
     pub async fn deregister(&self) -> Result<(), StoreError> {
-        self.run("deregister node", &scripts::DEREGISTER, vec![Value::from(self.node.as_str())]).await.map(|_| ())
+        self.run(
+            "deregister node",
+            &scripts::DEREGISTER,
+            vec![Value::from(self.node.as_str())],
+        )
+        .await
+        .map(|_| ())
     }
 }
 

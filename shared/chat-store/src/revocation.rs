@@ -18,16 +18,27 @@ use crate::schema;
 pub async fn revoke_session(client: &Client, sid: &str, ttl: Duration) -> Result<(), StoreError> {
     let ttl_s = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
     let tx = client.multi();
-    tx.set::<(), _, _>(schema::revoked(sid), "1", Some(Expiration::EX(ttl_s)), None, false)
-        .await
-        .map_err(StoreError::redis("queue SET revoked"))?;
+    tx.set::<(), _, _>(
+        schema::revoked(sid),
+        "1",
+        Some(Expiration::EX(ttl_s)),
+        None,
+        false,
+    )
+    .await
+    .map_err(StoreError::redis("queue SET revoked"))?;
     tx.publish::<(), _, _>(schema::REVOCATIONS_CHANNEL, sid)
         .await
         .map_err(StoreError::redis("queue PUBLISH revocation"))?;
-    tx.exec::<()>(true).await.map_err(StoreError::redis("revoke session"))
+    tx.exec::<()>(true)
+        .await
+        .map_err(StoreError::redis("revoke session"))
 }
 
 /// Whether web session `sid` was logged out.
 pub async fn is_revoked(client: &Client, sid: &str) -> Result<bool, StoreError> {
-    client.exists::<bool, _>(schema::revoked(sid)).await.map_err(StoreError::redis("EXISTS revoked"))
+    client
+        .exists::<bool, _>(schema::revoked(sid))
+        .await
+        .map_err(StoreError::redis("EXISTS revoked"))
 }

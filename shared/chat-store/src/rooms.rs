@@ -18,14 +18,19 @@ pub struct RoomStore {
 
 impl std::fmt::Debug for RoomStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomStore").field("node", &self.node).finish_non_exhaustive()
+        f.debug_struct("RoomStore")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
     }
 }
 
 impl RoomStore {
     /// A store acting for replica `node` (unique per process run).
     pub fn new(client: Client, node: impl Into<String>) -> Self {
-        Self { client, node: node.into() }
+        Self {
+            client,
+            node: node.into(),
+        }
     }
 
     /// The node id this store acts for.
@@ -48,7 +53,10 @@ impl RoomStore {
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(Value::from(PREFIX));
         all.extend(args);
-        script.evalsha_with_reload(&self.client, (), all).await.map_err(StoreError::redis(operation))
+        script
+            .evalsha_with_reload(&self.client, (), all)
+            .await
+            .map_err(StoreError::redis(operation))
     }
 }
 
@@ -60,16 +68,23 @@ pub(crate) mod reply {
         match value {
             Value::Array(items) => Ok(items),
             Value::Null => Ok(Vec::new()),
-            other => Err(StoreError::reply(operation, format!("expected an array, got {other:?}"))),
+            other => Err(StoreError::reply(
+                operation,
+                format!("expected an array, got {other:?}"),
+            )),
         }
     }
 
     pub(crate) fn string(operation: &'static str, value: Value) -> Result<String, StoreError> {
         match value {
             Value::String(s) => Ok(s.to_string()),
-            Value::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|e| StoreError::reply(operation, e.to_string())),
+            Value::Bytes(b) => String::from_utf8(b.to_vec())
+                .map_err(|e| StoreError::reply(operation, e.to_string())),
             Value::Integer(i) => Ok(i.to_string()),
-            other => Err(StoreError::reply(operation, format!("expected a string, got {other:?}"))),
+            other => Err(StoreError::reply(
+                operation,
+                format!("expected a string, got {other:?}"),
+            )),
         }
     }
 
@@ -82,7 +97,10 @@ pub(crate) mod reply {
         }
     }
 
-    pub(crate) fn messages(operation: &'static str, value: Value) -> Result<Vec<Box<RawValue>>, StoreError> {
+    pub(crate) fn messages(
+        operation: &'static str,
+        value: Value,
+    ) -> Result<Vec<Box<RawValue>>, StoreError> {
         array(operation, value)?
             .into_iter()
             .map(|v| {

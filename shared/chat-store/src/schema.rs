@@ -48,7 +48,10 @@ pub fn room_channel(room: &RoomName) -> String {
 
 /// The room a channel name belongs to, if it is a room channel.
 pub fn room_of_channel(channel: &str) -> Option<&str> {
-    channel.strip_prefix(PREFIX)?.strip_prefix("room:")?.strip_suffix(":events")
+    channel
+        .strip_prefix(PREFIX)?
+        .strip_prefix("room:")?
+        .strip_suffix(":events")
 }
 
 /// The marker of a logged-out web session.

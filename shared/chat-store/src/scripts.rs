@@ -11,16 +11,47 @@ macro_rules! script {
     ($name:ident, $file:literal, $doc:literal) => {
         #[doc = $doc]
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::from_lua(concat!(include_str!("lua/prelude.lua"), include_str!($file)))
+            Script::from_lua(concat!(
+                include_str!("lua/prelude.lua"),
+                include_str!($file)
+            ))
         });
     };
 }
 
-script!(JOIN, "lua/join.lua", "Register a connection and snapshot members and history.");
-script!(LEAVE, "lua/leave.lua", "Release a connection; schedule `user exited` after the grace.");
-script!(SEND, "lua/send.lua", "Store a message and publish it, atomically.");
-script!(HISTORY, "lua/history.lua", "A page of messages before an id.");
-script!(HEARTBEAT, "lua/heartbeat.lua", "Refresh a node's heartbeat and read the data epoch.");
-script!(SWEEP, "lua/sweep.lua", "Sweep dead nodes and announce users whose exit grace passed.");
-script!(RESTORE, "lua/restore.lua", "Register again the connections Redis lost.");
+script!(
+    JOIN,
+    "lua/join.lua",
+    "Register a connection and snapshot members and history."
+);
+script!(
+    LEAVE,
+    "lua/leave.lua",
+    "Release a connection; schedule `user exited` after the grace."
+);
+script!(
+    SEND,
+    "lua/send.lua",
+    "Store a message and publish it, atomically."
+);
+script!(
+    HISTORY,
+    "lua/history.lua",
+    "A page of messages before an id."
+);
+script!(
+    HEARTBEAT,
+    "lua/heartbeat.lua",
+    "Refresh a node's heartbeat and read the data epoch."
+);
+script!(
+    SWEEP,
+    "lua/sweep.lua",
+    "Sweep dead nodes and announce users whose exit grace passed."
+);
+script!(
+    RESTORE,
+    "lua/restore.lua",
+    "Register again the connections Redis lost."
+);
 script!(DEREGISTER, "lua/deregister.lua", "Remove a draining node.");
