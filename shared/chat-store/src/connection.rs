@@ -109,10 +109,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_names_the_setting() {
-        let err = RedisSettings::new("not a url")
-            .command_client()
-            .map(|_| ())
-            .unwrap_err();
+        let Err(err) = RedisSettings::new("not a url").command_client() else {
+            panic!("a bad URL must be refused");
+        };
         assert!(err.to_string().contains("REDIS_URL"), "{err}");
     }
 }
