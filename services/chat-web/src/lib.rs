@@ -1,1 +1,35 @@
-//! chat-web
+//! The chat's web service: people sign in with OpenID Connect, get a session
+//! kept in Redis, see the rooms and their member counts, and fetch short-lived
+//! room tokens (EdDSA JWTs) that admit them to a room on the gateway. Logging
+//! out revokes the session so gateways close its sockets.
+//!
+//! The service never calls the gateway: they share Redis (through
+//! `chat-store`) and a key pair (this service signs, gateways verify).
+//!
+//! # Layout
+//! - [`config`]: typed settings from the environment (and `.env`).
+//! - [`startup`]: `App::build(config)` and `run_until_stopped(shutdown)`; the router.
+//! - [`oidc`]: the identity provider: discovery, PKCE, code exchange, ID token checks.
+//! - [`login`]: `GET /login` and the OIDC callback.
+//! - [`session`]: the Redis session layer, the signed-in user, idle and absolute expiry.
+//! - [`pages`]: home, dashboard and room pages (askama templates).
+//! - [`tokens`]: the room token endpoint and the JWKS.
+//! - [`logout`]: CSRF-checked logout, revocation and provider logout.
+//! - [`headers`]: security headers on every response.
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics` and request counting.
+//! - [`error`]: `AppError`, the one error page.
+
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod health;
+pub mod login;
+pub mod logout;
+pub mod oidc;
+pub mod pages;
+pub mod session;
+pub mod startup;
+pub mod tokens;
+
+pub use config::Config;
+pub use startup::{App, shutdown_signal};

@@ -1,0 +1,53 @@
+//! `POST /logout`: checks the form's CSRF token, revokes the session's `sid`
+//! (gateways close its sockets; its tokens stop working), destroys the
+//! session and sends the browser to the provider's end-session endpoint.
+
+use axum::Form;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::error::AppError;
+use crate::session;
+use crate::startup::AppState;
+
+/// The logout form.
+#[derive(Debug, Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response, AppError> {
+    let Some(user) = session::current_user(&session, &state.config, session::now()).await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    if !session::constant_time_eq(form.csrf.as_bytes(), user.csrf.as_bytes()) {
+        return Err(AppError::Forbidden(
+            "the form's security token is missing or stale; reload the page and try again",
+        ));
+    }
+    // Revoke first: if Redis is away the user sees 503 and is still signed in,
+    // rather than signed out here while their sockets live on.
+    chat_store::revocation::revoke_session(&state.redis, &user.sid, state.config.revocation_ttl())
+        .await?;
+    session.flush().await?;
+    metrics::counter!("chat_web_logouts_total").increment(1);
+    tracing::info!(sub = %user.sub, "signed out");
+    let to = state
+        .idp
+        .end_session_url(
+            Some(&user.id_token),
+            &state.config.post_logout_redirect_uri(),
+        )
+        .await
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| "/".into());
+    Ok(Redirect::to(&to).into_response())
+}

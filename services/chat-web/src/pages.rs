@@ -1,0 +1,146 @@
+//! The HTML pages, rendered with askama from `templates/`: home, dashboard
+//! (rooms with live member counts) and the room page, plus the 404 page.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, HeaderValue};
+use axum::response::{Html, IntoResponse, Response};
+use chat_core::RoomName;
+use tower_sessions::Session;
+
+use crate::error::AppError;
+use crate::session::{self, PageUser, SessionUser};
+use crate::startup::AppState;
+
+/// Renders any askama template as an HTML response.
+pub struct HtmlTemplate<T>(pub T);
+
+impl<T: Template> IntoResponse for HtmlTemplate<T> {
+    fn into_response(self) -> Response {
+        match self.0.render() {
+            Ok(html) => {
+                let mut response = Html(html).into_response();
+                response
+                    .headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "template failed to render");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong. Please try again.",
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// What every page shows of the signed-in user: the name and the logout form's CSRF token.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// Display name.
+    pub name: String,
+    /// CSRF token for the logout form.
+    pub csrf: String,
+}
+
+impl From<&SessionUser> for Viewer {
+    fn from(user: &SessionUser) -> Self {
+        Self {
+            name: user.name.clone(),
+            csrf: user.csrf.clone(),
+        }
+    }
+}
+
+/// `GET /`.
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    /// The signed-in user, if any.
+    pub user: Option<Viewer>,
+}
+
+/// `GET /dashboard`.
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    /// The signed-in user.
+    pub user: Option<Viewer>,
+    /// Each room with how many people are in it.
+    pub rooms: Vec<(String, u64)>,
+}
+
+/// `GET /chat/{room}`.
+#[derive(Template)]
+#[template(path = "room.html")]
+pub struct RoomPage {
+    /// The signed-in user.
+    pub user: Option<Viewer>,
+    /// The room.
+    pub room: String,
+    /// The user's own id, so the page can mark their messages.
+    pub me: String,
+}
+
+/// `GET /`: works without Redis (then it just shows the login link).
+pub async fn home(State(state): State<AppState>, session: Session) -> Response {
+    let user = match session::current_user(&session, &state.config, session::now()).await {
+        Ok(user) => user,
+        Err(e) => {
+            e.log();
+            None
+        }
+    };
+    HtmlTemplate(HomePage {
+        user: user.as_ref().map(Viewer::from),
+    })
+    .into_response()
+}
+
+/// `GET /dashboard`.
+pub async fn dashboard(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+) -> Result<Response, AppError> {
+    let counts =
+        chat_store::presence::member_counts(&state.redis, state.config.rooms.iter()).await?;
+    let rooms = counts
+        .into_iter()
+        .map(|(room, n)| (room.as_str().to_owned(), n))
+        .collect();
+    Ok(HtmlTemplate(DashboardPage {
+        user: Some(Viewer::from(&user)),
+        rooms,
+    })
+    .into_response())
+}
+
+/// `GET /chat/{room}`: 404 for a room this deployment does not have.
+pub async fn room(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    user: Result<PageUser, session::PageRejection>,
+) -> Result<Response, Response> {
+    let room: RoomName = state
+        .config
+        .rooms
+        .find(&room)
+        .cloned()
+        .ok_or_else(|| AppError::NotFound.into_response())?;
+    let PageUser(user) = user.map_err(IntoResponse::into_response)?;
+    Ok(HtmlTemplate(RoomPage {
+        user: Some(Viewer::from(&user)),
+        room: room.as_str().to_owned(),
+        me: user.sub.clone(),
+    })
+    .into_response())
+}
+
+/// Anything else.
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}

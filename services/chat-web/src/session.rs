@@ -1,0 +1,284 @@
+//! Browser sessions, kept in Redis through `tower-sessions` and
+//! `tower-sessions-redis-store`.
+//!
+//! The cookie is `HttpOnly`, `SameSite=Lax` (so it comes back on the
+//! redirect from the identity provider) and `Secure` when `PUBLIC_URL` is
+//! https. Its id is cycled at login (no fixation). `tower-sessions` only has
+//! an idle expiry counted from the last write, so the session also stores
+//! when the user logged in and when they were last seen, and both limits are
+//! enforced here; `last_seen` is written at most once a minute.
+//!
+//! Key names: `tower-sessions-redis-store` stores each session under its bare
+//! id (22 base64url characters) and has no prefix option, so session keys do
+//! not live under `chat:session:`; nothing else in the schema has that shape.
+
+use axum::extract::{FromRef, FromRequestParts, OriginalUri};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions_redis_store::RedisStore;
+use tower_sessions_redis_store::fred::clients::Client;
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::startup::AppState;
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "chat_session";
+/// Where the signed-in user is kept in the session.
+pub const USER_KEY: &str = "user";
+/// Where a started login is kept until its callback.
+pub const LOGIN_KEY: &str = "login";
+/// How often `last_seen` is written back (each write extends the idle expiry).
+pub const TOUCH_EVERY_S: u64 = 60;
+
+/// The session layer over a Redis store that uses `client` (built with a
+/// reconnect policy and command timeouts by `chat-store`).
+pub fn layer(client: Client, config: &Config) -> SessionManagerLayer<RedisStore<Client>> {
+    let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::HOUR);
+    SessionManagerLayer::new(RedisStore::new(client))
+        .with_name(COOKIE_NAME)
+        .with_path("/")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(idle))
+}
+
+/// The signed-in user, as the session holds them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionUser {
+    /// The identity provider's `sub`.
+    pub sub: String,
+    /// Display name (sanitized).
+    pub name: String,
+    /// Opaque id of this web session, put in room tokens and revoked at logout.
+    pub sid: String,
+    /// The CSRF token embedded in this session's forms.
+    pub csrf: String,
+    /// Login time, seconds since the epoch.
+    pub login_at: u64,
+    /// Last request, seconds since the epoch (to a minute).
+    pub last_seen: u64,
+    /// The ID token, for `id_token_hint` at logout.
+    pub id_token: String,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// 32 random bytes from the OS, base64url: for sids and CSRF tokens.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// The signed-in user of `session`, if any, after enforcing the idle and
+/// absolute limits (an expired session is destroyed).
+pub async fn current_user(
+    session: &Session,
+    config: &Config,
+    now: u64,
+) -> Result<Option<SessionUser>, AppError> {
+    let Some(mut user) = session.get::<SessionUser>(USER_KEY).await? else {
+        return Ok(None);
+    };
+    let too_old = now
+        >= user
+            .login_at
+            .saturating_add(config.session_max_age.as_secs());
+    let idle = now >= user.last_seen.saturating_add(config.session_idle.as_secs());
+    if too_old || idle {
+        tracing::info!(sub = %user.sub, too_old, idle, "session expired");
+        session.flush().await?;
+        return Ok(None);
+    }
+    if now >= user.last_seen + TOUCH_EVERY_S {
+        user.last_seen = now;
+        session.insert(USER_KEY, &user).await?;
+    }
+    Ok(Some(user))
+}
+
+/// A signed-in user, for pages: without one the browser goes to
+/// `/login?next=<this page>`.
+#[derive(Debug)]
+pub struct PageUser(pub SessionUser);
+
+/// Why a page could not get its user.
+#[derive(Debug)]
+pub enum PageRejection {
+    /// Not signed in: go to this login URL.
+    Login(String),
+    /// The session could not be read.
+    Error(AppError),
+}
+
+impl IntoResponse for PageRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Login(to) => Redirect::to(&to).into_response(),
+            Self::Error(e) => e.into_response(),
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for PageUser
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = PageRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let session = Session::from_request_parts(parts, &state)
+            .await
+            .map_err(|_| {
+                PageRejection::Error(AppError::Internal("session layer missing".into()))
+            })?;
+        match current_user(&session, &state.config, now())
+            .await
+            .map_err(PageRejection::Error)?
+        {
+            Some(user) => Ok(Self(user)),
+            None => {
+                let uri = parts
+                    .extensions
+                    .get::<OriginalUri>()
+                    .map(|u| u.0.clone())
+                    .unwrap_or_else(|| parts.uri.clone());
+                let here = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                Err(PageRejection::Login(format!(
+                    "/login?next={}",
+                    urlencode(here)
+                )))
+            }
+        }
+    }
+}
+
+/// A signed-in user, for the JSON API: without one the answer is 401 JSON.
+#[derive(Debug)]
+pub struct ApiUser(pub SessionUser);
+
+/// A JSON error answer: `{ "error": code }` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The status.
+    pub status: StatusCode,
+    /// The code.
+    pub code: &'static str,
+}
+
+impl ApiError {
+    /// An error with `status` and `code`.
+    pub fn new(status: StatusCode, code: &'static str) -> Self {
+        Self { status, code }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        e.log();
+        Self {
+            status: e.status(),
+            code: e.code(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.code })),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+        response
+    }
+}
+
+impl<S> FromRequestParts<S> for ApiUser
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let session = Session::from_request_parts(parts, &state)
+            .await
+            .map_err(|_| ApiError::from(AppError::Internal("session layer missing".into())))?;
+        match current_user(&session, &state.config, now()).await? {
+            Some(user) => Ok(Self(user)),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "login_required")),
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+pub fn urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn random_tokens_are_long_and_distinct() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn urlencode_keeps_paths_readable() {
+        assert_eq!(
+            urlencode("/chat/General?x=1&y"),
+            "/chat/General%3Fx%3D1%26y"
+        );
+    }
+}
