@@ -174,8 +174,8 @@ impl Config {
             gateway_public_url,
             token_ttl: seconds("TOKEN_TTL_S", DEFAULT_TOKEN_TTL_S, 10, 3600)?,
             token_expiry_grace: seconds("TOKEN_EXPIRY_GRACE_S", 30, 0, 3600)?,
-            session_idle: seconds("SESSION_IDLE_S", 3600, 60, 30 * 86_400)?,
-            session_max_age: seconds("SESSION_MAX_AGE_S", 12 * 3600, 60, 90 * 86_400)?,
+            session_idle: seconds("SESSION_IDLE_S", 3600, 1, 30 * 86_400)?,
+            session_max_age: seconds("SESSION_MAX_AGE_S", 12 * 3600, 1, 90 * 86_400)?,
             static_dir: PathBuf::from(get("STATIC_DIR").unwrap_or_else(|| "static".into())),
         })
     }

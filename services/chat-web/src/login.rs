@@ -62,6 +62,8 @@ pub async fn start(
         .await
         .inspect_err(|e| count(e.outcome()))?;
     session.insert(LOGIN_KEY, &pending).await?;
+    // Save now, so a Redis failure shows the 503 page instead of an empty 500.
+    session.save().await?;
     Ok(Redirect::to(url.as_str()).into_response())
 }
 
@@ -147,6 +149,7 @@ async fn complete(
         id_token: identity.id_token,
     };
     session.insert(USER_KEY, &user).await?;
+    session.save().await?;
     Ok((pending.next, user))
 }
 

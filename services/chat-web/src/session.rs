@@ -117,6 +117,7 @@ pub async fn current_user(
     if now >= user.last_seen + TOUCH_EVERY_S {
         user.last_seen = now;
         session.insert(USER_KEY, &user).await?;
+        session.save().await?;
     }
     Ok(Some(user))
 }
