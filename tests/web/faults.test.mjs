@@ -111,3 +111,22 @@ test('a missing or bad setting stops the process at start with a line naming it'
   const badTtl = await runToExit({ ...good, TOKEN_TTL_S: 'soon' });
   assert.match(badTtl.output, /TOKEN_TTL_S is invalid/);
 });
+
+test('the room page loads only same-site scripts and styles, which are served with the right types', async () => {
+  const jar = new CookieJar();
+  await login(jar, stack.base, 'alice');
+  const html = await (await jar.fetch(`${stack.base}/chat/General`)).text();
+  const refs = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
+  assert.ok(refs.includes('/static/room.js') && refs.includes('/static/vendor/socket.io.min.js') && refs.includes('/static/app.css'));
+  for (const ref of refs) assert.ok(ref.startsWith('#') || (ref.startsWith('/') && !ref.startsWith('//')), `local reference ${ref}`);
+  for (const [asset, type] of [['/static/room.js', /javascript/], ['/static/vendor/socket.io.min.js', /javascript/], ['/static/app.css', /text\/css/]]) {
+    const res = await fetch(`${stack.base}${asset}`);
+    assert.equal(res.status, 200, asset);
+    assert.match(res.headers.get('content-type'), type, asset);
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+  }
+  const script = await (await fetch(`${stack.base}/static/room.js`)).text();
+  assert.doesNotMatch(script, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, 'network text is never HTML');
+  assert.match(script, /transports: \['websocket'\]/);
+  assert.match((await (await fetch(`${stack.base}/static/vendor/socket.io.min.js`)).text()).slice(0, 100), /Socket\.IO v4\.8\.4/);
+});
