@@ -20,11 +20,12 @@ use crate::state::Gateway;
 
 /// Refreshes this replica's heartbeat and heals presence after a data loss.
 pub async fn heartbeat(gateway: Arc<Gateway>) {
-    let candidate = uuid::Uuid::new_v4().to_string();
     let mut epoch: Option<String> = None;
     let mut ticker = tokio::time::interval(gateway.config.heartbeat_interval);
     loop {
         ticker.tick().await;
+        // A fresh candidate each time: after a data loss the epoch must change.
+        let candidate = uuid::Uuid::new_v4().to_string();
         match gateway
             .store
             .heartbeat(gateway.config.heartbeat_ttl, &candidate)

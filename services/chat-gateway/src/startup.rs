@@ -11,7 +11,6 @@ use axum::routing::get;
 use chat_core::ErrorCode;
 use chat_store::RoomStore;
 use chat_store::connection::RedisSettings;
-use fred::clients::SubscriberClient;
 use fred::interfaces::ClientLike;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use socketioxide::handler::ConnectHandler;
@@ -30,7 +29,6 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     gateway: Arc<Gateway>,
-    subscriber: SubscriberClient,
     slow: mpsc::UnboundedReceiver<Arc<Conn>>,
 }
 
@@ -51,13 +49,12 @@ impl App {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", config.addr))?;
-        let gateway = Arc::new(Gateway::new(config, keys, store, registry));
+        let gateway = Arc::new(Gateway::new(config, keys, store, subscriber, registry));
         let router = router(gateway.clone());
         Ok(Self {
             listener,
             router,
             gateway,
-            subscriber,
             slow,
         })
     }
@@ -79,9 +76,9 @@ impl App {
             listener,
             router,
             gateway,
-            subscriber,
             slow,
         } = self;
+        let subscriber = gateway.subscriber().clone();
         tracing::info!(addr = %listener.local_addr()?, node = gateway.store.node(), "gateway listening");
         let tasks = [
             tokio::spawn(fanout::run(gateway.clone(), subscriber.clone())),

@@ -12,6 +12,8 @@ use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
 use chat_store::RoomStore;
 use chat_store::history::NewMessage;
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
+use fred::clients::SubscriberClient;
+use fred::interfaces::ClientLike;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use socketioxide::extract::SocketRef;
 
@@ -39,6 +41,8 @@ pub struct Gateway {
     pub store: RoomStore,
     /// Local connections.
     pub registry: Registry,
+    /// The fan-out subscriber, whose connection readiness also requires.
+    subscriber: SubscriberClient,
     limiter: DefaultKeyedRateLimiter<String>,
     draining: AtomicBool,
     redis_ok: AtomicBool,
@@ -60,6 +64,7 @@ impl Gateway {
         config: GatewayConfig,
         keys: TokenKeys,
         store: RoomStore,
+        subscriber: SubscriberClient,
         registry: Registry,
     ) -> Self {
         let quota = Quota::per_second(nonzero(config.rate_per_second))
@@ -69,6 +74,7 @@ impl Gateway {
             keys,
             store,
             registry,
+            subscriber,
             limiter: RateLimiter::keyed(quota),
             draining: AtomicBool::new(false),
             redis_ok: AtomicBool::new(false),
@@ -295,9 +301,17 @@ impl Gateway {
         self.redis_ok.store(ok, Ordering::Relaxed);
     }
 
-    /// Ready for traffic: Redis reachable and not draining.
+    /// Ready for traffic: Redis answers commands, the fan-out subscriber is
+    /// connected, and the replica is not draining.
     pub fn is_ready(&self) -> bool {
-        self.redis_ok.load(Ordering::Relaxed) && !self.is_draining()
+        self.redis_ok.load(Ordering::Relaxed)
+            && self.subscriber.is_connected()
+            && !self.is_draining()
+    }
+
+    /// The fan-out subscriber.
+    pub fn subscriber(&self) -> &SubscriberClient {
+        &self.subscriber
     }
 
     /// Forgets rate-limiter entries of users who went quiet.
