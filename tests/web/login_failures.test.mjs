@@ -80,7 +80,7 @@ test("a code stolen from another browser's login is useless (PKCE and nonce are 
   const { callbackUrl: mine } = await startLogin(attacker, stack.base, 'mallory');
   const state = new URL(mine).searchParams.get('state');
   await assertRefused(await attacker.fetch(tamper(stolen, { state })), attacker);
-  // The victim's own callback still fails safe afterwards? It was never used, so it works.
+  // The victim's own login is unharmed: its code was never redeemed.
   const ok = await victim.fetch(stolen);
   assert.equal(ok.status, 303);
 });
