@@ -65,6 +65,8 @@ test('while Redis is away connections stay open and sends are refused within 5 s
   await settle(bob, ann);
   const late = await cluster.join(b, { sub: 'late' });
   assert.deepEqual((await late.welcome).members.map((m) => m.id).sort(), ['ann', 'bob', 'late']);
+  await ann.wait('user entered', (u) => u.id === 'late');
+  await settle(late, bob);
   assert.deepEqual(ann.all('user entered').map((u) => u.id), ['bob', 'late'], 'rebuilt presence announced nobody');
   assert.deepEqual(bob.all('user entered').map((u) => u.id), ['late'], 'rebuilt presence announced nobody');
   // Message ids keep increasing across the data loss.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use chat_core::ErrorCode;
 use chat_store::RoomStore;
 use chat_store::connection::RedisSettings;
@@ -89,6 +90,10 @@ impl App {
         ];
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
+            // Small frames (acks, chat lines) must not wait for Nagle's algorithm.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;

@@ -47,6 +47,7 @@ impl RedisSettings {
             c.connection_timeout = timeout;
             c.internal_command_timeout = timeout;
             c.max_command_attempts = 1;
+            c.tcp.nodelay = Some(true);
             c.unresponsive = UnresponsiveConfig {
                 max_timeout: Some(timeout * 2),
                 interval: Duration::from_millis(500),
