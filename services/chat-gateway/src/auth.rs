@@ -103,6 +103,19 @@ impl TokenKeys {
         Ok(keys)
     }
 
+    /// Keys fixed in code, for a process that mints its own tokens (the
+    /// single-process mode).
+    pub fn fixed(verifier: TokenVerifier) -> Self {
+        Self {
+            verifier: RwLock::new(verifier),
+            jwks_url: None,
+            issuer: String::new(),
+            audience: String::new(),
+            http: reqwest::Client::new(),
+            last_fetch: Mutex::new(None),
+        }
+    }
+
     async fn fetch(&self) -> Result<(), KeysError> {
         let Some(url) = &self.jwks_url else {
             return Ok(());

@@ -26,4 +26,4 @@ pub mod startup;
 pub mod state;
 
 pub use config::GatewayConfig;
-pub use startup::App;
+pub use startup::{App, Realtime, Running};

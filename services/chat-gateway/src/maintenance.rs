@@ -27,7 +27,7 @@ pub async fn heartbeat(gateway: Arc<Gateway>) {
         // A fresh candidate each time: after a data loss the epoch must change.
         let candidate = uuid::Uuid::new_v4().to_string();
         match gateway
-            .store
+            .backend
             .heartbeat(gateway.config.heartbeat_ttl, &candidate)
             .await
         {
@@ -63,7 +63,7 @@ async fn restore(gateway: &Gateway, silent: bool) {
         .iter()
         .map(|c| c.id.record.clone())
         .collect();
-    match gateway.store.restore(&records, silent).await {
+    match gateway.backend.restore(&records, silent).await {
         Ok(n) => {
             metrics::counter!(m::RESTORES).increment(1);
             tracing::info!(connections = n, silent, "presence restored");
@@ -80,7 +80,7 @@ pub async fn sweep(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(gateway.config.sweep_interval);
     loop {
         ticker.tick().await;
-        match gateway.store.sweep(gateway.config.exit_grace, 1000).await {
+        match gateway.backend.sweep(gateway.config.exit_grace, 1000).await {
             Ok(s) => {
                 metrics::counter!(m::SWEEP_CONNECTIONS).increment(s.connections_removed);
                 metrics::counter!(m::SWEEP_EXITS).increment(s.users_exited);

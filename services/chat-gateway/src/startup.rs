@@ -1,5 +1,9 @@
 //! Building the gateway and running it until it is told to stop, with the
 //! drain the contract promises on SIGTERM.
+//!
+//! [`Realtime`] is the gateway without a listener (the Socket.IO layer plus
+//! its background work), so the single-process mode can mount it beside the
+//! web service; [`App`] is the standalone replica.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,14 +14,15 @@ use axum::Router;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use chat_core::ErrorCode;
-use chat_store::RoomStore;
 use chat_store::connection::RedisSettings;
-use fred::interfaces::ClientLike;
+use chat_store::{Backend, RedisBackend};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
@@ -25,12 +30,87 @@ use crate::registry::{Conn, Registry};
 use crate::state::Gateway;
 use crate::{fanout, handlers, http, maintenance};
 
-/// A gateway replica, bound to its port and ready to run.
+/// The realtime engine: the Socket.IO layer and the state behind it.
+pub struct Realtime {
+    gateway: Arc<Gateway>,
+    layer: SocketIoLayer,
+    slow: mpsc::UnboundedReceiver<Arc<Conn>>,
+}
+
+impl Realtime {
+    /// Assembles the engine on `backend`.
+    pub fn new(config: GatewayConfig, keys: TokenKeys, backend: Arc<dyn Backend>) -> Self {
+        let (slow_tx, slow) = mpsc::unbounded_channel();
+        let registry = Registry::new(&config.rooms, slow_tx);
+        let gateway = Arc::new(Gateway::new(config, keys, backend, registry));
+        let layer = socket_layer(&gateway);
+        Self {
+            gateway,
+            layer,
+            slow,
+        }
+    }
+
+    /// The tower layer that answers `/socket.io/` and passes the rest on.
+    pub fn layer(&self) -> SocketIoLayer {
+        self.layer.clone()
+    }
+
+    /// The shared state.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    /// Starts the subscription, heartbeat, sweeps, token expiry and the
+    /// slow-consumer reaper.
+    pub fn start(self) -> anyhow::Result<Running> {
+        let gateway = self.gateway;
+        let rooms: Vec<_> = gateway.config.rooms.iter().cloned().collect();
+        let subscription = gateway
+            .backend
+            .subscribe(&rooms)
+            .context("fan-out subscription")?;
+        let tasks = vec![
+            tokio::spawn(fanout::run(gateway.clone(), subscription)),
+            tokio::spawn(maintenance::heartbeat(gateway.clone())),
+            tokio::spawn(maintenance::sweep(gateway.clone())),
+            tokio::spawn(maintenance::expire_tokens(gateway.clone())),
+            tokio::spawn(maintenance::drop_slow_consumers(gateway.clone(), self.slow)),
+        ];
+        Ok(Running { gateway, tasks })
+    }
+}
+
+/// A started engine.
+pub struct Running {
+    gateway: Arc<Gateway>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Drains (bounded by `DRAIN_TIMEOUT_S`) and stops the background work:
+    /// connections are told `session ended` `shutdown` and closed, presence
+    /// is released with the exit grace (so clients that reconnect elsewhere
+    /// cause no events), and the replica leaves the registry of nodes.
+    pub async fn drain(self) {
+        let timeout = self.gateway.config.drain_timeout;
+        if tokio::time::timeout(timeout, drain(&self.gateway))
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain did not finish in {timeout:?}");
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A standalone gateway replica, bound to its port and ready to run.
 pub struct App {
     listener: TcpListener,
     router: Router,
-    gateway: Arc<Gateway>,
-    slow: mpsc::UnboundedReceiver<Arc<Conn>>,
+    realtime: Realtime,
 }
 
 impl App {
@@ -40,23 +120,22 @@ impl App {
         let keys = TokenKeys::load(&config.keys, &config.issuer, &config.audience).await?;
         let mut redis = RedisSettings::new(&config.redis_url);
         redis.command_timeout = config.redis_command_timeout;
-        let store = RoomStore::new(
-            redis.command_client()?,
-            uuid::Uuid::new_v4().simple().to_string(),
-        );
-        let subscriber = redis.subscriber_client()?;
-        let (slow_tx, slow) = mpsc::unbounded_channel();
-        let registry = Registry::new(&config.rooms, slow_tx);
+        let node = uuid::Uuid::new_v4().simple().to_string();
+        let backend = Arc::new(RedisBackend::connect(&redis, true, node)?);
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", config.addr))?;
-        let gateway = Arc::new(Gateway::new(config, keys, store, subscriber, registry));
-        let router = router(gateway.clone());
+        let realtime = Realtime::new(config, keys, backend);
+        let router = probes(realtime.gateway()).layer(realtime.layer());
+        let origins = Arc::new(realtime.gateway.config.allowed_origins.clone());
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            origins,
+            http::check_origin,
+        ));
         Ok(Self {
             listener,
             router,
-            gateway,
-            slow,
+            realtime,
         })
     }
 
@@ -65,10 +144,7 @@ impl App {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then drains: connections are told
-    /// `session ended` `shutdown` and closed, presence is released with the
-    /// exit grace (so clients that reconnect elsewhere cause no events), and
-    /// the replica leaves the registry of nodes.
+    /// Serves until `shutdown` resolves, then drains and exits.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -76,24 +152,17 @@ impl App {
         let Self {
             listener,
             router,
-            gateway,
-            slow,
+            realtime,
         } = self;
-        let subscriber = gateway.subscriber().clone();
-        tracing::info!(addr = %listener.local_addr()?, node = gateway.store.node(), "gateway listening");
-        let tasks = [
-            tokio::spawn(fanout::run(gateway.clone(), subscriber.clone())),
-            tokio::spawn(maintenance::heartbeat(gateway.clone())),
-            tokio::spawn(maintenance::sweep(gateway.clone())),
-            tokio::spawn(maintenance::expire_tokens(gateway.clone())),
-            tokio::spawn(maintenance::drop_slow_consumers(gateway.clone(), slow)),
-        ];
+        let gateway = realtime.gateway();
+        tracing::info!(addr = %listener.local_addr()?, node = gateway.backend.node(), "gateway listening");
+        let running = realtime.start()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // Small frames (acks, chat lines) must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
-            // Small frames (acks, chat lines) must not wait for Nagle's algorithm.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;
@@ -101,20 +170,10 @@ impl App {
                 .await
         });
         shutdown.await;
-        let drain_timeout = gateway.config.drain_timeout;
-        if tokio::time::timeout(drain_timeout, drain(&gateway))
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain did not finish in {drain_timeout:?}");
-        }
+        running.drain().await;
         let _ = stop_tx.send(());
-        for task in tasks {
-            task.abort();
-        }
         // Closed sockets end their HTTP connections; do not wait on stragglers.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
-        let _ = subscriber.quit().await;
         tracing::info!("gateway stopped");
         Ok(())
     }
@@ -133,12 +192,12 @@ async fn drain(gateway: &Gateway) {
     for conn in &conns {
         gateway.leave(conn.id.record.clone()).await;
     }
-    if let Err(e) = gateway.store.deregister().await {
+    if let Err(e) = gateway.backend.deregister().await {
         tracing::warn!(error = %e, "could not deregister; the sweep will remove this node");
     }
 }
 
-fn router(gateway: Arc<Gateway>) -> Router {
+fn socket_layer(gateway: &Arc<Gateway>) -> SocketIoLayer {
     let config = &gateway.config;
     let (layer, io) = SocketIo::builder()
         .with_state(gateway.clone())
@@ -150,25 +209,23 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .connect_timeout(config.connect_timeout)
         .build_layer();
     io.ns("/", handlers::on_connect.with(handlers::authenticate));
-    let origins = Arc::new(config.allowed_origins.clone());
+    layer
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+fn probes(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz).with_state(gateway))
         .route("/metrics", get(http::metrics).with_state(prometheus()))
-        .layer(layer)
-        .layer(axum::middleware::from_fn_with_state(
-            origins,
-            http::check_origin,
-        ))
 }
 
 /// The Prometheus recorder: installed once per process.
-fn prometheus() -> PrometheusHandle {
+pub fn prometheus() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            builder
+            PrometheusBuilder::new()
                 .install_recorder()
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
         })

@@ -9,11 +9,9 @@ use chat_core::events::{
     HistoryAck, HistoryRequest, RefreshAck, SESSION_ENDED, SendAck, SessionEnded,
 };
 use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
-use chat_store::RoomStore;
+use chat_store::Backend;
 use chat_store::history::NewMessage;
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
-use fred::clients::SubscriberClient;
-use fred::interfaces::ClientLike;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use socketioxide::extract::SocketRef;
 
@@ -37,12 +35,10 @@ pub struct Gateway {
     pub config: GatewayConfig,
     /// Token verification keys.
     pub keys: TokenKeys,
-    /// Redis.
-    pub store: RoomStore,
+    /// Presence, history, fan-out and revocations (Redis, or memory in the single-process mode).
+    pub backend: Arc<dyn Backend>,
     /// Local connections.
     pub registry: Registry,
-    /// The fan-out subscriber, whose connection readiness also requires.
-    subscriber: SubscriberClient,
     limiter: DefaultKeyedRateLimiter<String>,
     draining: AtomicBool,
     redis_ok: AtomicBool,
@@ -53,7 +49,7 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("node", &self.store.node())
+            .field("node", &self.backend.node())
             .finish_non_exhaustive()
     }
 }
@@ -63,8 +59,7 @@ impl Gateway {
     pub fn new(
         config: GatewayConfig,
         keys: TokenKeys,
-        store: RoomStore,
-        subscriber: SubscriberClient,
+        backend: Arc<dyn Backend>,
         registry: Registry,
     ) -> Self {
         let quota = Quota::per_second(nonzero(config.rate_per_second))
@@ -72,9 +67,8 @@ impl Gateway {
         Self {
             config,
             keys,
-            store,
+            backend,
             registry,
-            subscriber,
             limiter: RateLimiter::keyed(quota),
             draining: AtomicBool::new(false),
             redis_ok: AtomicBool::new(false),
@@ -145,7 +139,7 @@ impl Gateway {
             history_limit: chat_core::events::HISTORY_PAGE_MAX,
         };
         let outcome =
-            tokio::time::timeout(self.config.ack_timeout, self.store.join(request, false)).await;
+            tokio::time::timeout(self.config.ack_timeout, self.backend.join(request, false)).await;
         match outcome {
             Ok(Ok(JoinOutcome::Joined(snapshot))) => Ok(Joined { id, snapshot }),
             Ok(Ok(JoinOutcome::Revoked)) => {
@@ -173,7 +167,7 @@ impl Gateway {
 
     /// Releases a connection's presence; retried later if Redis is away.
     pub async fn leave(&self, record: Connection) {
-        if let Err(e) = self.store.leave(&record, self.config.exit_grace).await {
+        if let Err(e) = self.backend.leave(&record, self.config.exit_grace).await {
             tracing::warn!(error = %e, conn = %record.conn, "leave failed; will retry");
             self.failed_leaves
                 .lock()
@@ -218,7 +212,7 @@ impl Gateway {
             floor: self.registry.last_id(room),
             trace: None,
         };
-        match tokio::time::timeout(self.config.ack_timeout, self.store.send(message)).await {
+        match tokio::time::timeout(self.config.ack_timeout, self.backend.send(message)).await {
             Ok(Ok(message_id)) => SendAck::ok(message_id),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "message not stored");
@@ -239,7 +233,7 @@ impl Gateway {
             _ => return HistoryAck::err(ErrorCode::Invalid),
         };
         let read = self
-            .store
+            .backend
             .history_before(&id.record.room, request.before, request.limit);
         match tokio::time::timeout(self.config.ack_timeout, read).await {
             Ok(Ok(messages)) => HistoryAck::ok(messages),
@@ -268,7 +262,7 @@ impl Gateway {
             .into_iter()
             .flatten()
         {
-            let check = chat_store::revocation::is_revoked(self.store.client(), sid);
+            let check = self.backend.is_revoked(sid);
             if let Ok(Ok(true)) = tokio::time::timeout(self.config.ack_timeout, check).await {
                 return RefreshAck::err(ErrorCode::TokenRevoked);
             }
@@ -304,14 +298,7 @@ impl Gateway {
     /// Ready for traffic: Redis answers commands, the fan-out subscriber is
     /// connected, and the replica is not draining.
     pub fn is_ready(&self) -> bool {
-        self.redis_ok.load(Ordering::Relaxed)
-            && self.subscriber.is_connected()
-            && !self.is_draining()
-    }
-
-    /// The fan-out subscriber.
-    pub fn subscriber(&self) -> &SubscriberClient {
-        &self.subscriber
+        self.redis_ok.load(Ordering::Relaxed) && self.backend.is_subscribed() && !self.is_draining()
     }
 
     /// Forgets rate-limiter entries of users who went quiet.

@@ -2,30 +2,34 @@
 //! share: presence, history, the fan-out of room events and session
 //! revocations.
 //!
-//! Only this crate talks to Redis. Every decision that takes more than one
+//! Only this crate talks to Redis (or stands in for it in memory). Every decision that takes more than one
 //! command (first in, last out, sweeping a dead replica, storing and
 //! publishing a message) is one Lua script, so replicas never race.
 //!
 //! # Layout
+//! - [`backend`]: the traits (`Presence`, `History`, `Fanout`, `Revocations`).
+//! - [`redis`]: the Redis backend, for production.
+//! - [`memory`]: the in-memory backend, for the single-process mode.
 //! - [`schema`]: key and channel names, in one place.
 //! - [`connection`]: building fred clients with reconnects and timeouts.
 //! - [`error`]: the store's error type.
 //! - [`scripts`]: the Lua scripts and their shared prelude.
-//! - [`rooms`]: `RoomStore`, a gateway replica's handle on Redis.
-//! - [`presence`]: joining, leaving, heartbeats, sweeps and member counts.
-//! - [`history`]: storing a message and paging back through a room.
+//! - [`presence`]: the types of joining, leaving, heartbeats and sweeps.
+//! - [`history`]: the types of storing and paging messages.
 //! - [`events`]: the room events published to every replica, and decoding them.
-//! - [`revocation`]: ending the connections of a logged-out web session.
 
+pub mod backend;
 pub mod connection;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod memory;
 pub mod presence;
-pub mod revocation;
-pub mod rooms;
+pub mod redis;
 pub mod schema;
 pub mod scripts;
 
+pub use backend::{Backend, Fanout, FanoutEvent, History, Presence, Revocations, Subscription};
 pub use error::StoreError;
-pub use rooms::RoomStore;
+pub use memory::{MemoryBackend, MemoryHub};
+pub use redis::RedisBackend;

@@ -1,41 +1,73 @@
-//! `RoomStore`: one gateway replica's handle on the shared room state.
+//! The Redis backend: presence, history, fan-out and revocations on one
+//! Redis (7 or newer), shared by every replica.
+//!
+//! - [`presence`]: joining, leaving, heartbeats and sweeps (Lua scripts).
+//! - [`history`]: storing and paging messages (Lua scripts).
+//! - [`fanout`]: the subscriber that turns channel messages into events.
+//! - [`revocation`]: logged-out web sessions.
 
+mod fanout;
+mod history;
+mod presence;
+mod revocation;
+
+use async_trait::async_trait;
+use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::Value;
 use fred::types::scripts::Script;
 use serde_json::value::RawValue;
 
+use crate::backend::Backend;
+use crate::connection::RedisSettings;
 use crate::error::StoreError;
 use crate::schema::PREFIX;
 
-/// A gateway replica's view of Redis: presence, history and heartbeats,
-/// always on behalf of one node id.
+/// A service's handle on Redis, acting for one node id (a gateway replica,
+/// or the web service).
 #[derive(Clone)]
-pub struct RoomStore {
+pub struct RedisBackend {
     pub(crate) client: Client,
+    pub(crate) subscriber: Option<SubscriberClient>,
     pub(crate) node: String,
 }
 
-impl std::fmt::Debug for RoomStore {
+impl std::fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomStore")
+        f.debug_struct("RedisBackend")
             .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
 
-impl RoomStore {
-    /// A store acting for replica `node` (unique per process run).
-    pub fn new(client: Client, node: impl Into<String>) -> Self {
+impl RedisBackend {
+    /// A backend acting for `node` (unique per process run). Without a
+    /// subscriber it can do everything but [`Fanout::subscribe`](crate::backend::Fanout::subscribe).
+    pub fn new(
+        client: Client,
+        subscriber: Option<SubscriberClient>,
+        node: impl Into<String>,
+    ) -> Self {
         Self {
             client,
+            subscriber,
             node: node.into(),
         }
     }
 
-    /// The node id this store acts for.
-    pub fn node(&self) -> &str {
-        &self.node
+    /// Connects to `settings.url` (without waiting for Redis) with a command
+    /// client and, when `subscribe` is set, a subscriber.
+    pub fn connect(
+        settings: &RedisSettings,
+        subscribe: bool,
+        node: impl Into<String>,
+    ) -> Result<Self, StoreError> {
+        let subscriber = if subscribe {
+            Some(settings.subscriber_client()?)
+        } else {
+            None
+        };
+        Ok(Self::new(settings.command_client()?, subscriber, node))
     }
 
     /// The underlying client, for health checks.
@@ -108,5 +140,12 @@ pub(crate) mod reply {
                 RawValue::from_string(json).map_err(|e| StoreError::reply(operation, e.to_string()))
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn ping(&self) -> Result<(), StoreError> {
+        crate::connection::ping(&self.client).await
     }
 }

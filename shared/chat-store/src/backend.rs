@@ -1,0 +1,98 @@
+//! The four things a chat backend does, as traits, so that the services
+//! never know whether they talk to Redis or to the in-memory backend of the
+//! single-process mode. One behaviour test suite runs against both.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_core::{MessageId, RoomName};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::error::StoreError;
+use crate::events::RoomEvent;
+use crate::history::NewMessage;
+use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Sweep};
+
+/// How many fan-out events may wait for the consumer before the producer waits.
+pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// Something every subscriber is told.
+#[derive(Debug)]
+pub enum FanoutEvent {
+    /// An event in a room.
+    Room(RoomName, RoomEvent),
+    /// A web session was logged out: end its connections.
+    Revoked(String),
+}
+
+/// The events of the subscribed rooms and every revocation, in publish order.
+pub type Subscription = mpsc::Receiver<FanoutEvent>;
+
+/// Who is in which room. Each multi-step decision is atomic.
+#[async_trait]
+pub trait Presence: Send + Sync {
+    /// The node (replica) this handle acts for.
+    fn node(&self) -> &str;
+    /// Registers a connection and returns the room's snapshot, atomically;
+    /// `silent` suppresses `user entered`.
+    async fn join(&self, request: JoinRequest<'_>, silent: bool)
+    -> Result<JoinOutcome, StoreError>;
+    /// Releases a connection; the user's `user exited` follows after `grace`
+    /// unless another of their connections appears first.
+    async fn leave(&self, connection: &Connection, grace: Duration) -> Result<(), StoreError>;
+    /// Refreshes this node's heartbeat for `ttl` and reads the data epoch.
+    async fn heartbeat(
+        &self,
+        ttl: Duration,
+        epoch_candidate: &str,
+    ) -> Result<Heartbeat, StoreError>;
+    /// Sweeps dead nodes and announces users whose exit grace has passed.
+    async fn sweep(&self, grace: Duration, max_exits: u64) -> Result<Sweep, StoreError>;
+    /// Registers again connections the store lost; `silent` when nobody saw them leave.
+    async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError>;
+    /// Removes this node (after its connections left).
+    async fn deregister(&self) -> Result<(), StoreError>;
+    /// How many users are in each room (users within their exit grace count).
+    async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError>;
+}
+
+/// Each room's messages.
+#[async_trait]
+pub trait History: Send + Sync {
+    /// Stores a message and publishes it to every subscriber in one atomic step.
+    async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError>;
+    /// Up to `limit` messages just before `before`, oldest first.
+    async fn history_before(
+        &self,
+        room: &RoomName,
+        before: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Box<RawValue>>, StoreError>;
+}
+
+/// Delivery of room events and revocations to every replica.
+#[async_trait]
+pub trait Fanout: Send + Sync {
+    /// Starts receiving the events of `rooms` and every revocation.
+    fn subscribe(&self, rooms: &[RoomName]) -> Result<Subscription, StoreError>;
+    /// Whether the subscription is live right now.
+    fn is_subscribed(&self) -> bool;
+}
+
+/// Logged-out web sessions.
+#[async_trait]
+pub trait Revocations: Send + Sync {
+    /// Marks web session `sid` as logged out for `ttl` and tells every replica.
+    async fn revoke_session(&self, sid: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Whether web session `sid` was logged out.
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError>;
+}
+
+/// A whole backend.
+#[async_trait]
+pub trait Backend: Presence + History + Fanout + Revocations + Debug {
+    /// Whether the store answers right now.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,470 @@
+//! The in-memory backend, for the single-process mode: the same decisions as
+//! the Lua scripts, taken under one lock, with events handed to subscribers
+//! while the lock is held so that every subscriber sees them in order.
+//!
+//! Several [`MemoryBackend`]s (one per node) can share a [`MemoryHub`], which
+//! is how the behaviour tests run two "replicas" against it.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_core::events::raw_message;
+use chat_core::{Message, MessageId, RoomName, UserRef};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::backend::{
+    Backend, Fanout, FanoutEvent, History, Presence, Revocations, SUBSCRIPTION_CAPACITY,
+    Subscription,
+};
+use crate::error::StoreError;
+use crate::events::{RoomEvent, RoomEventKind};
+use crate::history::{HISTORY_KEPT, NewMessage};
+use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot, Sweep};
+
+#[derive(Default)]
+struct RoomState {
+    /// user id → live connection count (0 while leaving).
+    users: HashMap<String, i64>,
+    names: HashMap<String, String>,
+    /// connection id → user id.
+    conns: HashMap<String, String>,
+    history: VecDeque<(MessageId, UserRef, String)>,
+    last_id: Option<MessageId>,
+    max_deleted: Option<MessageId>,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct NodeState {
+    alive_until_ms: u64,
+    conns: HashSet<(RoomName, String, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    rooms: HashMap<RoomName, RoomState>,
+    /// (due ms, room, user id).
+    leaving: BTreeSet<(u64, RoomName, String)>,
+    nodes: HashMap<String, NodeState>,
+    epoch: Option<String>,
+    /// sid → until ms.
+    revoked: HashMap<String, u64>,
+    subscribers: Vec<(Vec<RoomName>, mpsc::Sender<FanoutEvent>)>,
+}
+
+/// The shared state of every [`MemoryBackend`] made from it.
+#[derive(Default)]
+pub struct MemoryHub {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MemoryHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryHub").finish_non_exhaustive()
+    }
+}
+
+impl MemoryHub {
+    /// An empty hub.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// A backend acting for `node` on this hub.
+    pub fn backend(self: &Arc<Self>, node: impl Into<String>) -> MemoryBackend {
+        MemoryBackend {
+            hub: self.clone(),
+            node: node.into(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One node's handle on a [`MemoryHub`].
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    hub: Arc<MemoryHub>,
+    node: String,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl State {
+    fn publish(&mut self, room: &RoomName, kind: RoomEventKind) {
+        let seq = {
+            let r = self.rooms.entry(room.clone()).or_default();
+            r.seq += 1;
+            r.seq
+        };
+        // Decode from a shared payload so every subscriber gets its own event.
+        let payload = match &kind {
+            RoomEventKind::Message { payload, .. } => Some(payload.get().to_owned()),
+            _ => None,
+        };
+        self.subscribers
+            .retain(|(rooms, tx)| !tx.is_closed() || rooms.is_empty());
+        for (rooms, tx) in &self.subscribers {
+            if !rooms.contains(room) {
+                continue;
+            }
+            let kind = match (&kind, &payload) {
+                (RoomEventKind::Message { id, trace, .. }, Some(p)) => RoomEventKind::Message {
+                    id: *id,
+                    payload: RawValue::from_string(p.clone())
+                        .unwrap_or_else(|_| unreachable!("a payload made by serde is valid JSON")),
+                    trace: trace.clone(),
+                },
+                (RoomEventKind::Entered(u), _) => RoomEventKind::Entered(u.clone()),
+                (RoomEventKind::Exited(u), _) => RoomEventKind::Exited(u.clone()),
+                (RoomEventKind::Message { .. }, None) => continue,
+            };
+            if tx
+                .try_send(FanoutEvent::Room(room.clone(), RoomEvent { seq, kind }))
+                .is_err()
+            {
+                tracing::error!("in-memory fan-out subscriber is full or gone; event dropped");
+            }
+        }
+    }
+
+    fn enter(&mut self, node: &str, c: &Connection, silent: bool) {
+        let room = self.rooms.entry(c.room.clone()).or_default();
+        if room.conns.contains_key(&c.conn) {
+            return;
+        }
+        room.conns.insert(c.conn.clone(), c.user.id.clone());
+        room.names.insert(c.user.id.clone(), c.user.name.clone());
+        let count = room.users.entry(c.user.id.clone()).or_insert(0);
+        *count += 1;
+        let first = *count == 1;
+        self.nodes
+            .entry(node.to_owned())
+            .or_default()
+            .conns
+            .insert((c.room.clone(), c.conn.clone(), c.user.id.clone()));
+        let before = self.leaving.len();
+        self.leaving
+            .retain(|(_, r, u)| !(r == &c.room && u == &c.user.id));
+        let was_leaving = self.leaving.len() != before;
+        if first && !was_leaving && !silent {
+            self.publish(&c.room, RoomEventKind::Entered(c.user.clone()));
+        }
+    }
+
+    fn release(&mut self, room_name: &RoomName, conn: &str, uid: &str, grace_ms: u64) -> bool {
+        let Some(room) = self.rooms.get_mut(room_name) else {
+            return false;
+        };
+        if room.conns.remove(conn).is_none() {
+            return false;
+        }
+        let count = room.users.entry(uid.to_owned()).or_insert(0);
+        *count -= 1;
+        if *count <= 0 {
+            *count = 0;
+            self.leaving.insert((
+                now_ms().saturating_add(grace_ms),
+                room_name.clone(),
+                uid.to_owned(),
+            ));
+        }
+        true
+    }
+
+    fn messages(
+        room: &RoomName,
+        entries: impl Iterator<Item = (MessageId, UserRef, String)>,
+    ) -> Vec<Box<RawValue>> {
+        entries
+            .map(|(id, user, text)| {
+                raw_message(&Message {
+                    id,
+                    room: room.to_string(),
+                    user,
+                    text,
+                    ts: id.ms,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Presence for MemoryBackend {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn join(
+        &self,
+        request: JoinRequest<'_>,
+        silent: bool,
+    ) -> Result<JoinOutcome, StoreError> {
+        let mut s = self.hub.lock();
+        if let Some(sid) = request.session
+            && s.revoked.get(sid).is_some_and(|until| *until > now_ms())
+        {
+            return Ok(JoinOutcome::Revoked);
+        }
+        let c = request.connection;
+        s.enter(&self.node, c, silent);
+        let room = s.rooms.entry(c.room.clone()).or_default();
+        let members = room
+            .users
+            .keys()
+            .map(|id| UserRef {
+                id: id.clone(),
+                name: room.names.get(id).cloned().unwrap_or_else(|| id.clone()),
+            })
+            .collect();
+        let limit = request.history_limit;
+        let newest = |room: &RoomState| {
+            let skip = room.history.len().saturating_sub(limit);
+            room.history.iter().skip(skip).cloned().collect::<Vec<_>>()
+        };
+        let (recovered, entries) = match request.since {
+            None => (true, newest(room)),
+            Some(since) => {
+                let after: Vec<_> = room
+                    .history
+                    .iter()
+                    .filter(|(id, _, _)| *id > since)
+                    .cloned()
+                    .collect();
+                let trimmed = room.max_deleted.is_some_and(|d| d > since);
+                let rebuilt = room.last_id.is_none_or(|last| since > last);
+                if after.len() > limit || trimmed || rebuilt {
+                    (false, newest(room))
+                } else {
+                    (true, after)
+                }
+            }
+        };
+        Ok(JoinOutcome::Joined(Snapshot {
+            seq: room.seq,
+            members,
+            recovered,
+            history: State::messages(&c.room, entries.into_iter()),
+        }))
+    }
+
+    async fn leave(&self, connection: &Connection, grace: Duration) -> Result<(), StoreError> {
+        let mut s = self.hub.lock();
+        if let Some(node) = s.nodes.get_mut(&self.node) {
+            node.conns.remove(&(
+                connection.room.clone(),
+                connection.conn.clone(),
+                connection.user.id.clone(),
+            ));
+        }
+        s.release(
+            &connection.room,
+            &connection.conn,
+            &connection.user.id,
+            millis(grace),
+        );
+        Ok(())
+    }
+
+    async fn heartbeat(
+        &self,
+        ttl: Duration,
+        epoch_candidate: &str,
+    ) -> Result<Heartbeat, StoreError> {
+        let mut s = self.hub.lock();
+        let now = now_ms();
+        let node = s.nodes.entry(self.node.clone()).or_default();
+        let was_alive = node.alive_until_ms > now;
+        node.alive_until_ms = now.saturating_add(millis(ttl));
+        let epoch = s
+            .epoch
+            .get_or_insert_with(|| epoch_candidate.to_owned())
+            .clone();
+        Ok(Heartbeat { was_alive, epoch })
+    }
+
+    async fn sweep(&self, grace: Duration, max_exits: u64) -> Result<Sweep, StoreError> {
+        let mut s = self.hub.lock();
+        let now = now_ms();
+        let dead: Vec<String> = s
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.alive_until_ms <= now && n.alive_until_ms > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut result = Sweep::default();
+        for node in dead {
+            let Some(state) = s.nodes.remove(&node) else {
+                continue;
+            };
+            for (room, conn, uid) in state.conns {
+                if s.release(&room, &conn, &uid, millis(grace)) {
+                    result.connections_removed += 1;
+                }
+            }
+        }
+        let due: Vec<(u64, RoomName, String)> = s
+            .leaving
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .take(usize::try_from(max_exits).unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
+        for entry in due {
+            s.leaving.remove(&entry);
+            let (_, room_name, uid) = entry;
+            let Some(room) = s.rooms.get_mut(&room_name) else {
+                continue;
+            };
+            if room.users.get(&uid).copied().unwrap_or(0) <= 0 {
+                room.users.remove(&uid);
+                let name = room.names.remove(&uid).unwrap_or_else(|| uid.clone());
+                s.publish(&room_name, RoomEventKind::Exited(UserRef { id: uid, name }));
+                result.users_exited += 1;
+            }
+        }
+        Ok(result)
+    }
+
+    async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError> {
+        let mut s = self.hub.lock();
+        for c in connections {
+            s.enter(&self.node, c, silent);
+        }
+        Ok(connections.len() as u64)
+    }
+
+    async fn deregister(&self) -> Result<(), StoreError> {
+        self.hub.lock().nodes.remove(&self.node);
+        Ok(())
+    }
+
+    async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError> {
+        let s = self.hub.lock();
+        Ok(rooms
+            .iter()
+            .map(|r| {
+                (
+                    r.clone(),
+                    s.rooms.get(r).map_or(0, |room| room.users.len() as u64),
+                )
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl History for MemoryBackend {
+    async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError> {
+        let mut s = self.hub.lock();
+        let room = s.rooms.entry(message.room.clone()).or_default();
+        let now = now_ms();
+        let mut id = match room.last_id {
+            Some(last) if last.ms >= now => last.next(),
+            _ => MessageId { ms: now, seq: 0 },
+        };
+        if let Some(floor) = message.floor
+            && id <= floor
+        {
+            id = floor.next();
+        }
+        room.last_id = Some(id);
+        room.history
+            .push_back((id, message.user.clone(), message.text.as_str().to_owned()));
+        while room.history.len() as u64 > HISTORY_KEPT {
+            if let Some((gone, _, _)) = room.history.pop_front() {
+                room.max_deleted = Some(gone);
+            }
+        }
+        let payload = raw_message(&Message {
+            id,
+            room: message.room.to_string(),
+            user: message.user.clone(),
+            text: message.text.as_str().to_owned(),
+            ts: id.ms,
+        });
+        let trace = message.trace.map(str::to_owned);
+        s.publish(message.room, RoomEventKind::Message { id, payload, trace });
+        Ok(id)
+    }
+
+    async fn history_before(
+        &self,
+        room: &RoomName,
+        before: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Box<RawValue>>, StoreError> {
+        let s = self.hub.lock();
+        let Some(state) = s.rooms.get(room) else {
+            return Ok(Vec::new());
+        };
+        let older: Vec<_> = state
+            .history
+            .iter()
+            .filter(|(id, _, _)| *id < before)
+            .cloned()
+            .collect();
+        let skip = older.len().saturating_sub(limit);
+        Ok(State::messages(room, older.into_iter().skip(skip)))
+    }
+}
+
+#[async_trait]
+impl Fanout for MemoryBackend {
+    fn subscribe(&self, rooms: &[RoomName]) -> Result<Subscription, StoreError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
+        self.hub.lock().subscribers.push((rooms.to_vec(), tx));
+        Ok(rx)
+    }
+
+    fn is_subscribed(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait]
+impl Revocations for MemoryBackend {
+    async fn revoke_session(&self, sid: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut s = self.hub.lock();
+        s.revoked
+            .insert(sid.to_owned(), now_ms().saturating_add(millis(ttl)));
+        s.revoked.retain(|_, until| *until > now_ms());
+        for (_, tx) in &s.subscribers {
+            if tx.try_send(FanoutEvent::Revoked(sid.to_owned())).is_err() {
+                tracing::error!("in-memory fan-out subscriber is full or gone; revocation dropped");
+            }
+        }
+        Ok(())
+    }
+
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .hub
+            .lock()
+            .revoked
+            .get(sid)
+            .is_some_and(|until| *until > now_ms()))
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

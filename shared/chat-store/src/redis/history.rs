@@ -1,0 +1,49 @@
+//! [`History`] on Redis: a capped stream per room; storing and publishing a
+//! message is one Lua script.
+
+use async_trait::async_trait;
+use chat_core::{MessageId, RoomName};
+use fred::types::Value;
+use serde_json::value::RawValue;
+
+use super::{RedisBackend, reply};
+use crate::backend::History;
+use crate::error::StoreError;
+use crate::history::{HISTORY_KEPT, NewMessage};
+use crate::scripts;
+
+#[async_trait]
+impl History for RedisBackend {
+    /// Stores a message and publishes it to every replica in one atomic step.
+    async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError> {
+        const OP: &str = "send message";
+        let args = vec![
+            Value::from(message.room.as_str()),
+            Value::from(message.user.id.as_str()),
+            Value::from(message.user.name.as_str()),
+            Value::from(message.text.as_str()),
+            Value::from(message.floor.map(|f| f.to_string()).unwrap_or_default()),
+            Value::from(HISTORY_KEPT as i64),
+            Value::from(message.trace.unwrap_or_default()),
+        ];
+        let id = reply::string(OP, self.run(OP, &scripts::SEND, args).await?)?;
+        id.parse()
+            .map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))
+    }
+
+    /// Up to `limit` messages just before `before`, oldest first.
+    async fn history_before(
+        &self,
+        room: &RoomName,
+        before: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Box<RawValue>>, StoreError> {
+        const OP: &str = "read history";
+        let args = vec![
+            Value::from(room.as_str()),
+            Value::from(before.to_string()),
+            Value::from(limit as i64),
+        ];
+        reply::messages(OP, self.run(OP, &scripts::HISTORY, args).await?)
+    }
+}

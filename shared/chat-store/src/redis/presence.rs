@@ -1,0 +1,190 @@
+//! [`Presence`] on Redis: each operation is one Lua script.
+
+use async_trait::async_trait;
+use chat_core::{RoomName, UserRef};
+use fred::prelude::*;
+use fred::types::Value;
+
+use super::{RedisBackend, reply};
+use crate::backend::Presence;
+use crate::error::StoreError;
+use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot, Sweep};
+use crate::{schema, scripts};
+
+/// How many users are in each of `rooms` (a user leaving within the exit
+/// grace still counts). Read by the web service's dashboard.
+async fn member_counts(
+    client: &Client,
+    rooms: &[RoomName],
+) -> Result<Vec<(RoomName, u64)>, StoreError> {
+    let pipeline = client.pipeline();
+    for room in rooms {
+        pipeline
+            .hlen::<(), _>(schema::room_users(room))
+            .await
+            .map_err(StoreError::redis("queue HLEN"))?;
+    }
+    let counts: Vec<u64> = pipeline
+        .all()
+        .await
+        .map_err(StoreError::redis("HLEN room users"))?;
+    if counts.len() != rooms.len() {
+        return Err(StoreError::reply(
+            "HLEN room users",
+            format!("{} counts for {} rooms", counts.len(), rooms.len()),
+        ));
+    }
+    Ok(rooms.iter().cloned().zip(counts).collect())
+}
+
+#[async_trait]
+impl Presence for RedisBackend {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError> {
+        member_counts(&self.client, rooms).await
+    }
+
+    /// Registers a connection and returns the room's snapshot, atomically.
+    /// `silent` suppresses `user entered`.
+    async fn join(
+        &self,
+        request: JoinRequest<'_>,
+        silent: bool,
+    ) -> Result<JoinOutcome, StoreError> {
+        const OP: &str = "join room";
+        let c = request.connection;
+        let args = vec![
+            Value::from(c.room.as_str()),
+            Value::from(self.node.as_str()),
+            Value::from(c.conn.as_str()),
+            Value::from(c.user.id.as_str()),
+            Value::from(c.user.name.as_str()),
+            Value::from(request.session.unwrap_or_default()),
+            Value::from(request.since.map(|s| s.to_string()).unwrap_or_default()),
+            Value::from(request.history_limit as i64),
+            Value::from(if silent { "1" } else { "0" }),
+        ];
+        let mut parts = reply::array(OP, self.run(OP, &scripts::JOIN, args).await?)?.into_iter();
+        let status = reply::string(OP, parts.next().unwrap_or(Value::Null))?;
+        if status == "revoked" {
+            return Ok(JoinOutcome::Revoked);
+        }
+        let mut next = || {
+            parts
+                .next()
+                .ok_or_else(|| StoreError::reply(OP, "short reply"))
+        };
+        let seq = reply::integer(OP, next()?)?;
+        let flat = reply::array(OP, next()?)?;
+        let recovered = reply::integer(OP, next()?)? == 1;
+        let history = reply::messages(OP, next()?)?;
+        let mut members = Vec::with_capacity(flat.len() / 2);
+        let mut flat = flat.into_iter();
+        while let (Some(id), Some(name)) = (flat.next(), flat.next()) {
+            members.push(UserRef {
+                id: reply::string(OP, id)?,
+                name: reply::string(OP, name)?,
+            });
+        }
+        Ok(JoinOutcome::Joined(Snapshot {
+            seq: u64::try_from(seq).unwrap_or(0),
+            members,
+            recovered,
+            history,
+        }))
+    }
+
+    /// Releases a connection; the user's `user exited` follows after `grace`
+    /// unless another of their connections appears first.
+    async fn leave(
+        &self,
+        connection: &Connection,
+        grace: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "leave room";
+        let args = vec![
+            Value::from(connection.room.as_str()),
+            Value::from(self.node.as_str()),
+            Value::from(connection.conn.as_str()),
+            Value::from(connection.user.id.as_str()),
+            Value::from(millis(grace)),
+        ];
+        self.run(OP, &scripts::LEAVE, args).await.map(|_| ())
+    }
+
+    /// Refreshes this node's heartbeat for `ttl`.
+    async fn heartbeat(
+        &self,
+        ttl: std::time::Duration,
+        epoch_candidate: &str,
+    ) -> Result<Heartbeat, StoreError> {
+        const OP: &str = "heartbeat";
+        let args = vec![
+            Value::from(self.node.as_str()),
+            Value::from(millis(ttl)),
+            Value::from(epoch_candidate),
+        ];
+        let mut parts =
+            reply::array(OP, self.run(OP, &scripts::HEARTBEAT, args).await?)?.into_iter();
+        let was_alive = reply::integer(OP, parts.next().unwrap_or(Value::Null))? == 1;
+        let epoch = reply::string(OP, parts.next().unwrap_or(Value::Null))?;
+        Ok(Heartbeat { was_alive, epoch })
+    }
+
+    /// Sweeps dead nodes and announces users whose exit grace has passed.
+    async fn sweep(&self, grace: std::time::Duration, max_exits: u64) -> Result<Sweep, StoreError> {
+        const OP: &str = "sweep";
+        let args = vec![
+            Value::from(millis(grace)),
+            Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
+        ];
+        let mut parts = reply::array(OP, self.run(OP, &scripts::SWEEP, args).await?)?.into_iter();
+        let removed = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
+        let exited = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
+        Ok(Sweep {
+            connections_removed: u64::try_from(removed).unwrap_or(0),
+            users_exited: u64::try_from(exited).unwrap_or(0),
+        })
+    }
+
+    /// Registers again connections that Redis lost; `silent` when the loss was
+    /// Redis's own (nobody saw these users leave).
+    async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError> {
+        const OP: &str = "restore presence";
+        let mut restored = 0;
+        for chunk in connections.chunks(500) {
+            let mut args = vec![
+                Value::from(self.node.as_str()),
+                Value::from(if silent { "1" } else { "0" }),
+            ];
+            for c in chunk {
+                args.extend([
+                    Value::from(c.room.as_str()),
+                    Value::from(c.conn.as_str()),
+                    Value::from(c.user.id.as_str()),
+                    Value::from(c.user.name.as_str()),
+                ]);
+            }
+            restored += reply::integer(OP, self.run(OP, &scripts::RESTORE, args).await?)?;
+        }
+        Ok(u64::try_from(restored).unwrap_or(0))
+    }
+
+    /// Removes this node's heartbeat and registry (after its connections left).
+    async fn deregister(&self) -> Result<(), StoreError> {
+        self.run(
+            "deregister node",
+            &scripts::DEREGISTER,
+            vec![Value::from(self.node.as_str())],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,319 @@
+//! One behaviour suite for every backend: each test takes a factory that
+//! makes nodes sharing one store, so the Redis and in-memory backends cannot
+//! drift apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chat_core::{MessageText, RoomName, UserRef};
+use chat_store::backend::{Backend, FanoutEvent, Subscription};
+use chat_store::events::RoomEventKind;
+use chat_store::history::NewMessage;
+use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
+
+/// Makes nodes that share one store.
+pub(crate) trait Nodes {
+    /// A handle acting for `node`.
+    fn node(&self, node: &str) -> Arc<dyn Backend>;
+}
+
+fn conn(room: &RoomName, conn: &str, user: &str) -> Connection {
+    Connection {
+        room: room.clone(),
+        conn: conn.into(),
+        user: UserRef {
+            id: user.into(),
+            name: format!("{user} name"),
+        },
+    }
+}
+
+async fn join(store: &dyn Backend, c: &Connection) -> Result<Snapshot> {
+    let request = JoinRequest {
+        connection: c,
+        session: None,
+        since: None,
+        history_limit: 100,
+    };
+    match store.join(request, false).await? {
+        JoinOutcome::Joined(s) => Ok(s),
+        JoinOutcome::Revoked => bail!("unexpectedly revoked"),
+    }
+}
+
+fn text(t: &str) -> Result<MessageText> {
+    MessageText::parse(t.into(), 2000).map_err(anyhow::Error::msg)
+}
+
+async fn next(events: &mut Subscription) -> Result<RoomEventKind> {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await?
+            .context("closed")?;
+        if let FanoutEvent::Room(_, event) = e {
+            return Ok(event.kind);
+        }
+    }
+}
+
+/// Subscribes and waits until the subscription provably works (a marker arrives).
+async fn listen(store: &dyn Backend, room: &RoomName) -> Result<Subscription> {
+    let mut events = store.subscribe(std::slice::from_ref(room))?;
+    let marker = UserRef {
+        id: "marker".into(),
+        name: "marker".into(),
+    };
+    for _ in 0..100 {
+        store
+            .send(NewMessage {
+                room,
+                user: &marker,
+                text: &text("ready")?,
+                floor: None,
+                trace: None,
+            })
+            .await?;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(50), events.recv()).await
+            {}
+            return Ok(events);
+        }
+    }
+    bail!("subscription never delivered")
+}
+
+pub(crate) async fn two_tabs_on_two_nodes_at_once_enter_once_and_exit_once(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let (a, b) = (nodes.node("node-a"), nodes.node("node-b"));
+    let room = RoomName::parse("General")?;
+    let mut events = listen(a.as_ref(), &room).await?;
+    let (ca, cb) = (conn(&room, "a1", "ann"), conn(&room, "b1", "ann"));
+    let (sa, sb) = tokio::join!(join(a.as_ref(), &ca), join(b.as_ref(), &cb));
+    assert_eq!(sa?.members.iter().filter(|m| m.id == "ann").count(), 1);
+    assert_eq!(sb?.members.iter().filter(|m| m.id == "ann").count(), 1);
+    a.leave(&ca, Duration::ZERO).await?;
+    b.leave(&cb, Duration::ZERO).await?;
+    let first = a.sweep(Duration::ZERO, 100).await?;
+    let second = b.sweep(Duration::ZERO, 100).await?;
+    assert_eq!(first.users_exited + second.users_exited, 1);
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Entered(u) if u.id == "ann"));
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Exited(u) if u.id == "ann"));
+    Ok(())
+}
+
+pub(crate) async fn a_user_back_within_the_grace_causes_no_events(nodes: &dyn Nodes) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("General")?;
+    let first = conn(&room, "a1", "bob");
+    join(a.as_ref(), &first).await?;
+    let mut events = listen(a.as_ref(), &room).await?;
+    a.leave(&first, Duration::from_secs(60)).await?;
+    let snapshot = join(a.as_ref(), &conn(&room, "a2", "bob")).await?;
+    assert!(
+        snapshot.members.iter().any(|m| m.id == "bob"),
+        "still listed during the grace"
+    );
+    assert_eq!(a.sweep(Duration::ZERO, 100).await?.users_exited, 0);
+    a.send(NewMessage {
+        room: &room,
+        user: &first.user,
+        text: &text("after")?,
+        floor: None,
+        trace: None,
+    })
+    .await?;
+    assert!(
+        matches!(next(&mut events).await?, RoomEventKind::Message { .. }),
+        "no presence event before it"
+    );
+    Ok(())
+}
+
+pub(crate) async fn a_dead_nodes_connections_are_swept_by_one_survivor(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let (dead, alive) = (nodes.node("dead"), nodes.node("alive"));
+    let room = RoomName::parse("Music")?;
+    dead.heartbeat(Duration::from_millis(200), "e1").await?;
+    alive.heartbeat(Duration::from_secs(60), "e1").await?;
+    join(dead.as_ref(), &conn(&room, "d1", "cy")).await?;
+    join(alive.as_ref(), &conn(&room, "l1", "di")).await?;
+    // The heartbeat's TTL is the thing under test: let it run out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s1, s2) = tokio::join!(
+        alive.sweep(Duration::ZERO, 100),
+        alive.sweep(Duration::ZERO, 100)
+    );
+    let (s1, s2) = (s1?, s2?);
+    assert_eq!(s1.connections_removed + s2.connections_removed, 1);
+    assert_eq!(s1.users_exited + s2.users_exited, 1);
+    assert_eq!(
+        alive.member_counts(std::slice::from_ref(&room)).await?[0].1,
+        1
+    );
+    Ok(())
+}
+
+pub(crate) async fn messages_are_stored_in_order_and_paged_back(nodes: &dyn Nodes) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("General")?;
+    let user = UserRef {
+        id: "u".into(),
+        name: "Ann".into(),
+    };
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let t = text(&format!("m{i}"))?;
+        ids.push(
+            a.send(NewMessage {
+                room: &room,
+                user: &user,
+                text: &t,
+                floor: None,
+                trace: None,
+            })
+            .await?,
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let page = a.history_before(&room, ids[50], 10).await?;
+    let texts: Vec<String> = page
+        .iter()
+        .map(|m| serde_json::from_str::<chat_core::Message>(m.get()).map(|m| m.text))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(texts, (40..50).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let first: chat_core::Message = serde_json::from_str(page[0].get())?;
+    assert_eq!(first.user, user);
+    assert_eq!(first.room, "General");
+    assert_eq!(first.ts, first.id.ms);
+
+    let c = conn(&room, "x", "v");
+    let since = JoinRequest {
+        connection: &c,
+        session: None,
+        since: Some(ids[110]),
+        history_limit: 100,
+    };
+    let JoinOutcome::Joined(s) = a.join(since, false).await? else {
+        bail!("revoked")
+    };
+    assert!(s.recovered);
+    assert_eq!(s.history.len(), 9);
+    let c2 = conn(&room, "y", "w");
+    let old = JoinRequest {
+        connection: &c2,
+        session: None,
+        since: Some(ids[5]),
+        history_limit: 100,
+    };
+    let JoinOutcome::Joined(s) = a.join(old, false).await? else {
+        bail!("revoked")
+    };
+    assert!(!s.recovered, "more than 100 came after since");
+    assert_eq!(s.history.len(), 100);
+    Ok(())
+}
+
+pub(crate) async fn a_floor_keeps_ids_increasing(nodes: &dyn Nodes) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("Fresh")?;
+    let user = UserRef {
+        id: "u".into(),
+        name: "Ann".into(),
+    };
+    let far_future = chat_core::MessageId {
+        ms: 99_999_999_999_999,
+        seq: 7,
+    };
+    let t = text("x")?;
+    let id = a
+        .send(NewMessage {
+            room: &room,
+            user: &user,
+            text: &t,
+            floor: Some(far_future),
+            trace: None,
+        })
+        .await?;
+    assert_eq!(id, far_future.next());
+    Ok(())
+}
+
+pub(crate) async fn a_revoked_session_cannot_join_and_subscribers_hear_of_it(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("General")?;
+    let mut events = listen(a.as_ref(), &room).await?;
+    a.revoke_session("sess-1", Duration::from_secs(60)).await?;
+    assert!(a.is_revoked("sess-1").await?);
+    assert!(!a.is_revoked("sess-2").await?);
+    let heard = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await?
+        .context("closed")?;
+    assert!(matches!(heard, FanoutEvent::Revoked(sid) if sid == "sess-1"));
+    let c = conn(&room, "a1", "ann");
+    let request = JoinRequest {
+        connection: &c,
+        session: Some("sess-1"),
+        since: None,
+        history_limit: 100,
+    };
+    assert!(matches!(
+        a.join(request, false).await?,
+        JoinOutcome::Revoked
+    ));
+    assert_eq!(
+        a.member_counts(std::slice::from_ref(&room)).await?[0].1,
+        0,
+        "a refused join leaves no trace"
+    );
+    Ok(())
+}
+
+pub(crate) async fn restore_is_silent_after_data_loss_and_loud_after_a_sweep(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("Sports")?;
+    let mut events = listen(a.as_ref(), &room).await?;
+    let c = conn(&room, "a1", "eve");
+    a.restore(std::slice::from_ref(&c), true).await?;
+    a.restore(std::slice::from_ref(&c), true).await?;
+    assert_eq!(a.member_counts(std::slice::from_ref(&room)).await?[0].1, 1);
+    let other = conn(&room, "a2", "fay");
+    a.restore(std::slice::from_ref(&other), false).await?;
+    assert!(
+        matches!(next(&mut events).await?, RoomEventKind::Entered(u) if u.id == "fay"),
+        "eve was silent"
+    );
+    Ok(())
+}
+
+/// Generates one `#[tokio::test]` per suite function for a harness expression.
+#[macro_export]
+macro_rules! behaviour_tests {
+    ($harness:expr) => {
+        $crate::behaviour_tests!(@each $harness;
+            two_tabs_on_two_nodes_at_once_enter_once_and_exit_once,
+            a_user_back_within_the_grace_causes_no_events,
+            a_dead_nodes_connections_are_swept_by_one_survivor,
+            messages_are_stored_in_order_and_paged_back,
+            a_floor_keeps_ids_increasing,
+            a_revoked_session_cannot_join_and_subscribers_hear_of_it,
+            restore_is_silent_after_data_loss_and_loud_after_a_sweep,
+        );
+    };
+    (@each $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() -> anyhow::Result<()> {
+                let harness = $harness;
+                behaviour::$name(&harness).await
+            }
+        )*
+    };
+}

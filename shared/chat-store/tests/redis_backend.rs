@@ -1,0 +1,143 @@
+//! The behaviour suite against Redis, on a real `redis-server` started by
+//! the test on a free loopback port, plus what only Redis can do (lose its data).
+
+mod behaviour;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chat_core::{MessageText, RoomName, UserRef};
+use chat_store::backend::{Backend, History};
+use chat_store::connection::RedisSettings;
+use chat_store::history::NewMessage;
+use chat_store::redis::RedisBackend;
+use fred::prelude::*;
+
+struct Redis {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Result<Redis> {
+    // Another test may grab the same free port first: then our server exits and we try again.
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("redis-server must be installed (the test command installs it)")?;
+        for _ in 0..250 {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if pong(port).is_ok() {
+                return Ok(Redis {
+                    child,
+                    url: format!("redis://127.0.0.1:{port}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    bail!("could not start redis-server")
+}
+
+fn pong(port: u16) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.write_all(b"PING\r\n")?;
+    let mut buf = [0u8; 7];
+    stream.read_exact(&mut buf)?;
+    if &buf == b"+PONG\r\n" {
+        Ok(())
+    } else {
+        bail!("not redis")
+    }
+}
+
+/// A private Redis; every node gets its own clients.
+struct Nodes {
+    redis: Redis,
+}
+
+impl behaviour::Nodes for Nodes {
+    fn node(&self, node: &str) -> Arc<dyn Backend> {
+        let settings = RedisSettings::new(&self.redis.url);
+        Arc::new(
+            RedisBackend::connect(&settings, true, node)
+                .unwrap_or_else(|e| panic!("redis clients: {e}")),
+        )
+    }
+}
+
+fn nodes() -> Nodes {
+    Nodes {
+        redis: start_redis().unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+behaviour_tests!(nodes());
+
+#[tokio::test]
+async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
+    let redis = start_redis()?;
+    let settings = RedisSettings::new(&redis.url);
+    let client = settings.command_client()?;
+    client.wait_for_connect().await?;
+    let a = RedisBackend::new(client.clone(), None, "node-a");
+    let room = RoomName::parse("General")?;
+    let user = UserRef {
+        id: "u".into(),
+        name: "Ann".into(),
+    };
+    let text = MessageText::parse("x".into(), 2000).map_err(anyhow::Error::msg)?;
+    let first = a
+        .send(NewMessage {
+            room: &room,
+            user: &user,
+            text: &text,
+            floor: None,
+            trace: None,
+        })
+        .await?;
+    client.flushall::<()>(false).await?;
+    let far_future = chat_core::MessageId {
+        ms: first.ms + 3_600_000,
+        seq: 7,
+    };
+    let id = a
+        .send(NewMessage {
+            room: &room,
+            user: &user,
+            text: &text,
+            floor: Some(far_future),
+            trace: None,
+        })
+        .await?;
+    assert_eq!(id, far_future.next());
+    Ok(())
+}
