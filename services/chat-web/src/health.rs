@@ -34,7 +34,7 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: 503 while Redis does not answer.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match chat_store::connection::ping(&state.redis).await {
+    match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

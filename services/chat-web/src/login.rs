@@ -38,6 +38,13 @@ pub fn local_path(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
+/// The OIDC sign-in routes: `/login` and the redirect URI.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/login", axum::routing::get(start))
+        .route("/authorization-code/callback", axum::routing::get(callback))
+}
+
 /// `GET /login`: sends the browser to the identity provider.
 pub async fn start(
     State(state): State<AppState>,
@@ -57,7 +64,7 @@ pub async fn start(
         return Ok(Redirect::to(&next).into_response());
     }
     let (url, pending) = state
-        .idp
+        .provider()?
         .begin(next, session::now())
         .await
         .inspect_err(|e| count(e.outcome()))?;
@@ -129,27 +136,20 @@ async fn complete(
     if now > pending.started_at + LOGIN_MAX_AGE_S {
         return Err(LoginError::Expired.into());
     }
-    state.idp.check_callback_issuer(query.iss.as_deref())?;
+    let idp = state.provider()?;
+    idp.check_callback_issuer(query.iss.as_deref())?;
     let code = query
         .code
         .filter(|c| !c.is_empty())
         .ok_or(LoginError::MissingCode)?;
-    let identity = state.idp.finish(&pending, code).await?;
-
-    // A new id for the signed-in session: whatever id the browser had before
-    // (possibly planted by someone else) is worthless now.
-    session.cycle_id().await?;
-    let user = SessionUser {
-        sub: identity.sub.as_str().to_owned(),
-        name: identity.name.as_str().to_owned(),
-        sid: session::random_token(),
-        csrf: session::random_token(),
-        login_at: now,
-        last_seen: now,
-        id_token: identity.id_token,
-    };
-    session.insert(USER_KEY, &user).await?;
-    session.save().await?;
+    let identity = idp.finish(&pending, code).await?;
+    let user = session::sign_in(
+        session,
+        identity.sub.as_str(),
+        identity.name.as_str(),
+        identity.id_token,
+    )
+    .await?;
     Ok((pending.next, user))
 }
 

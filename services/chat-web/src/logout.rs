@@ -35,19 +35,23 @@ pub async fn logout(
     }
     // Revoke first: if Redis is away the user sees 503 and is still signed in,
     // rather than signed out here while their sockets live on.
-    chat_store::revocation::revoke_session(&state.redis, &user.sid, state.config.revocation_ttl())
+    state
+        .store
+        .revoke_session(&user.sid, state.config.revocation_ttl())
         .await?;
     session.flush().await?;
     metrics::counter!("chat_web_logouts_total").increment(1);
     tracing::info!(sub = %user.sub, "signed out");
-    let to = state
-        .idp
-        .end_session_url(
-            Some(&user.id_token),
-            &state.config.post_logout_redirect_uri(),
-        )
-        .await
-        .map(|u| u.to_string())
-        .unwrap_or_else(|| "/".into());
+    let to = match &state.idp {
+        Some(idp) => idp
+            .end_session_url(
+                Some(&user.id_token),
+                &state.config.post_logout_redirect_uri(),
+            )
+            .await
+            .map(|u| u.to_string()),
+        None => None,
+    }
+    .unwrap_or_else(|| "/".into());
     Ok(Redirect::to(&to).into_response())
 }

@@ -106,8 +106,7 @@ pub async fn dashboard(
     State(state): State<AppState>,
     PageUser(user): PageUser,
 ) -> Result<Response, AppError> {
-    let counts =
-        chat_store::presence::member_counts(&state.redis, state.config.rooms.iter()).await?;
+    let counts = state.store.member_counts(&state.rooms()).await?;
     let rooms = counts
         .into_iter()
         .map(|(room, n)| (room.as_str().to_owned(), n))

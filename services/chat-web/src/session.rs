@@ -20,10 +20,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
+use tower_sessions::SessionStore;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
-use tower_sessions_redis_store::RedisStore;
-use tower_sessions_redis_store::fred::clients::Client;
 
 use crate::config::Config;
 use crate::error::AppError;
@@ -38,11 +37,12 @@ pub const LOGIN_KEY: &str = "login";
 /// How often `last_seen` is written back (each write extends the idle expiry).
 pub const TOUCH_EVERY_S: u64 = 60;
 
-/// The session layer over a Redis store that uses `client` (built with a
-/// reconnect policy and command timeouts by `chat-store`).
-pub fn layer(client: Client, config: &Config) -> SessionManagerLayer<RedisStore<Client>> {
+/// The session layer over `store`: Redis in production (a client built with
+/// a reconnect policy and command timeouts by `chat-store`), memory in the
+/// single-process mode.
+pub fn layer<S: SessionStore + Clone>(store: S, config: &Config) -> SessionManagerLayer<S> {
     let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::HOUR);
-    SessionManagerLayer::new(RedisStore::new(client))
+    SessionManagerLayer::new(store)
         .with_name(COOKIE_NAME)
         .with_path("/")
         .with_http_only(true)
@@ -68,6 +68,30 @@ pub struct SessionUser {
     pub last_seen: u64,
     /// The ID token, for `id_token_hint` at logout.
     pub id_token: String,
+}
+
+/// Signs `sub` in on `session` under a fresh session id (no fixation: any
+/// id the browser had before, possibly planted, is worthless now).
+pub async fn sign_in(
+    session: &Session,
+    sub: &str,
+    name: &str,
+    id_token: String,
+) -> Result<SessionUser, AppError> {
+    session.cycle_id().await?;
+    let now = now();
+    let user = SessionUser {
+        sub: sub.to_owned(),
+        name: name.to_owned(),
+        sid: random_token(),
+        csrf: random_token(),
+        login_at: now,
+        last_seen: now,
+        id_token,
+    };
+    session.insert(USER_KEY, &user).await?;
+    session.save().await?;
+    Ok(user)
 }
 
 /// Seconds since the epoch.

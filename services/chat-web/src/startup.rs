@@ -13,15 +13,21 @@ use axum::Router;
 use axum::http::HeaderValue;
 use axum::middleware;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use chat_core::RoomName;
 use chat_core::token::TokenSigner;
+use chat_store::connection::RedisSettings;
+use chat_store::{Backend, RedisBackend};
 use metrics_exporter_prometheus::PrometheusHandle;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_sessions_redis_store::fred::clients::Client;
+use tower_sessions::SessionStore;
+use tower_sessions_redis_store::RedisStore;
 
 use crate::config::Config;
+use crate::error::AppError;
 use crate::oidc::IdentityProvider;
 use crate::{headers, health, login, logout, pages, session, tokens};
 
@@ -60,14 +66,40 @@ pub enum StartError {
 pub struct AppState {
     /// The settings.
     pub config: Arc<Config>,
-    /// The identity provider.
-    pub idp: Arc<IdentityProvider>,
-    /// Redis, for presence counts and revocations (sessions use it too).
-    pub redis: Client,
+    /// The identity provider (none in the single-process mode's dev sign-in).
+    pub idp: Option<Arc<IdentityProvider>>,
+    /// Presence counts and revocations (Redis, or memory in the single-process mode).
+    pub store: Arc<dyn Backend>,
     /// Mints room tokens and publishes their keys.
     pub signer: Arc<TokenSigner>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// The identity provider, for the OIDC sign-in routes.
+    pub fn provider(&self) -> Result<&IdentityProvider, AppError> {
+        self.idp.as_deref().ok_or(AppError::NotFound)
+    }
+
+    /// The configured rooms.
+    pub fn rooms(&self) -> Vec<RoomName> {
+        self.config.rooms.iter().cloned().collect()
+    }
+}
+
+/// What the web service is built from, besides its settings.
+pub struct Parts<S> {
+    /// Mints room tokens.
+    pub signer: TokenSigner,
+    /// Presence counts and revocations.
+    pub store: Arc<dyn Backend>,
+    /// Where sessions live.
+    pub sessions: S,
+    /// The identity provider, if sign-in goes through one.
+    pub idp: Option<IdentityProvider>,
+    /// The sign-in routes (`/login` and whatever it needs), behind the session layer.
+    pub sign_in: Router<AppState>,
 }
 
 /// A built application, bound to its port but not yet serving.
@@ -77,7 +109,8 @@ pub struct App {
 }
 
 impl App {
-    /// Builds everything from `config` and binds `WEB_ADDR`.
+    /// Builds everything from `config` (Redis, the identity provider, the
+    /// signing key) and binds `WEB_ADDR`.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let path = config.jwt_private_key_file.display().to_string();
         let pem =
@@ -89,40 +122,26 @@ impl App {
             path,
             reason: e.to_string(),
         })?;
-        tracing::info!(
-            kid = signer.kid(),
-            keys = signer.jwks().keys.len(),
-            "room token keys loaded"
-        );
-
-        let redis = chat_store::connection::RedisSettings::new(config.redis_url.clone())
-            .command_client()
-            .map_err(StartError::Redis)?;
+        let redis = RedisSettings::new(config.redis_url.clone());
+        let backend = RedisBackend::connect(&redis, false, "web").map_err(StartError::Redis)?;
+        let sessions = RedisStore::new(backend.client().clone());
         let idp = IdentityProvider::new(&config).map_err(StartError::Provider)?;
-        let csp = HeaderValue::from_str(&headers::content_security_policy(
-            &config.gateway_public_url,
-            &config.oidc_issuer,
-        ))
-        .map_err(|_| StartError::Csp)?;
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind {
                 addr: config.addr,
                 source,
             })?;
-
-        let session_layer = session::layer(redis.clone(), &config);
-        let static_dir = config.static_dir.clone();
-        let state = AppState {
-            config: Arc::new(config),
-            idp: Arc::new(idp),
-            redis,
-            signer: Arc::new(signer),
-            metrics: health::prometheus(),
+        let parts = Parts {
+            signer,
+            store: Arc::new(backend),
+            sessions,
+            idp: Some(idp),
+            sign_in: login::routes(),
         };
         Ok(Self {
             listener,
-            router: router(state, session_layer, static_dir, csp),
+            router: router(config, parts)?,
         })
     }
 
@@ -137,30 +156,48 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "chat-web listening");
-        axum::serve(self.listener, self.router)
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
     }
 }
 
-/// The routes: those that need a session sit behind the session layer;
-/// health, metrics, JWKS and static assets never touch Redis.
-fn router(
-    state: AppState,
-    session_layer: tower_sessions::SessionManagerLayer<
-        tower_sessions_redis_store::RedisStore<Client>,
-    >,
-    static_dir: std::path::PathBuf,
-    csp: HeaderValue,
-) -> Router {
+/// The whole web service as a router. Routes that need a session sit behind
+/// the session layer; health, metrics, JWKS and static assets never touch
+/// the store.
+pub fn router<S>(config: Config, parts: Parts<S>) -> Result<Router, StartError>
+where
+    S: SessionStore + Clone,
+{
+    tracing::info!(
+        kid = parts.signer.kid(),
+        keys = parts.signer.jwks().keys.len(),
+        "room token keys loaded"
+    );
+    let csp = HeaderValue::from_str(&headers::content_security_policy(
+        &config.gateway_public_url,
+        &config.oidc_issuer,
+    ))
+    .map_err(|_| StartError::Csp)?;
+    let session_layer = session::layer(parts.sessions, &config);
+    let static_dir = config.static_dir.clone();
+    let state = AppState {
+        config: Arc::new(config),
+        idp: parts.idp.map(Arc::new),
+        store: parts.store,
+        signer: Arc::new(parts.signer),
+        metrics: health::prometheus(),
+    };
     let with_session = Router::new()
         .route("/", get(pages::home))
-        .route("/login", get(login::start))
-        .route("/authorization-code/callback", get(login::callback))
         .route("/dashboard", get(pages::dashboard))
         .route("/chat/{room}", get(pages::room))
         .route("/api/rooms/{room}/token", post(tokens::issue))
         .route("/logout", post(logout::logout))
+        .merge(parts.sign_in)
         .layer(session_layer);
     let assets = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
@@ -168,7 +205,7 @@ fn router(
             HeaderValue::from_static("public, max-age=300"),
         ))
         .service(ServeDir::new(static_dir).append_index_html_on_directories(false));
-    Router::new()
+    Ok(Router::new()
         .route("/.well-known/jwks.json", get(tokens::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -181,7 +218,7 @@ fn router(
         .layer(middleware::from_fn_with_state(
             csp,
             headers::security_headers,
-        ))
+        )))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
