@@ -79,42 +79,52 @@ pub struct GatewayConfig {
     pub redis_command_timeout: Duration,
 }
 
-fn raw(name: &'static str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
+/// Reads one variable, trimmed; empty counts as unset.
+struct Vars<F>(F);
 
-fn parsed<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match raw(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|e: T::Err| ConfigError {
-            name,
-            problem: format!("{v:?}: {e}"),
-        }),
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn raw(&self, name: &'static str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
-}
 
-fn millis(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    parsed(name, default).map(Duration::from_millis)
-}
+    fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError {
+                name,
+                problem: format!("{v:?}: {e}"),
+            }),
+        }
+    }
 
-fn secs(name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    parsed(name, default).map(Duration::from_secs)
+    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parsed(name, default).map(Duration::from_millis)
+    }
+
+    fn secs(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parsed(name, default).map(Duration::from_secs)
+    }
 }
 
 impl GatewayConfig {
     /// Reads the settings from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let redis_url = raw("REDIS_URL").ok_or(ConfigError {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings from `lookup` (a variable name → its value).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let v = Vars(lookup);
+        let redis_url = v.raw("REDIS_URL").ok_or(ConfigError {
             name: "REDIS_URL",
             problem: "required".into(),
         })?;
-        let keys = match (raw("JWT_PUBLIC_KEY_FILE"), raw("JWKS_URL")) {
+        let keys = match (v.raw("JWT_PUBLIC_KEY_FILE"), v.raw("JWKS_URL")) {
             (Some(file), _) => KeySource::PemFile(file),
             (None, Some(url)) => KeySource::JwksUrl(url),
             (None, None) => {
@@ -124,12 +134,13 @@ impl GatewayConfig {
                 });
             }
         };
-        let rooms = RoomList::parse(&raw("ROOMS").unwrap_or_else(|| RoomList::DEFAULT.into()))
+        let rooms = RoomList::parse(&v.raw("ROOMS").unwrap_or_else(|| RoomList::DEFAULT.into()))
             .map_err(|e| ConfigError {
                 name: "ROOMS",
                 problem: e.to_string(),
             })?;
-        let allowed_origins = raw("ALLOWED_ORIGINS")
+        let allowed_origins = v
+            .raw("ALLOWED_ORIGINS")
             .map(|v| {
                 v.split(',')
                     .map(|o| o.trim().trim_end_matches('/').to_owned())
@@ -138,31 +149,33 @@ impl GatewayConfig {
             })
             .unwrap_or_default();
         let config = Self {
-            addr: parsed("GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            addr: v.parsed("GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
             redis_url,
             keys,
-            issuer: raw("JWT_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.into()),
-            audience: raw("JWT_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
+            issuer: v.raw("JWT_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.into()),
+            audience: v
+                .raw("JWT_AUDIENCE")
+                .unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
             rooms,
             allowed_origins,
-            rate_per_second: parsed("RATE_LIMIT_PER_SECOND", 10)?,
-            rate_burst: parsed("RATE_LIMIT_BURST", 20)?,
-            token_expiry_grace: secs("TOKEN_EXPIRY_GRACE_S", 30)?,
-            exit_grace: secs("EXIT_GRACE_S", 5)?,
-            max_connections: parsed("MAX_CONNECTIONS", 100_000)?,
-            heartbeat_interval: millis("HEARTBEAT_INTERVAL_MS", 2_000)?,
-            heartbeat_ttl: millis("HEARTBEAT_TTL_MS", 6_000)?,
-            sweep_interval: millis("SWEEP_INTERVAL_MS", 1_000)?,
-            max_message_chars: parsed(
+            rate_per_second: v.parsed("RATE_LIMIT_PER_SECOND", 10)?,
+            rate_burst: v.parsed("RATE_LIMIT_BURST", 20)?,
+            token_expiry_grace: v.secs("TOKEN_EXPIRY_GRACE_S", 30)?,
+            exit_grace: v.secs("EXIT_GRACE_S", 5)?,
+            max_connections: v.parsed("MAX_CONNECTIONS", 100_000)?,
+            heartbeat_interval: v.millis("HEARTBEAT_INTERVAL_MS", 2_000)?,
+            heartbeat_ttl: v.millis("HEARTBEAT_TTL_MS", 6_000)?,
+            sweep_interval: v.millis("SWEEP_INTERVAL_MS", 1_000)?,
+            max_message_chars: v.parsed(
                 "MAX_MESSAGE_CHARS",
                 chat_core::message::DEFAULT_MAX_MESSAGE_CHARS,
             )?,
-            max_ws_message_bytes: parsed("MAX_WS_MESSAGE_BYTES", 64 * 1024)?,
-            slow_consumer_max_packets: parsed("SLOW_CONSUMER_MAX_PACKETS", 1000)?,
-            connect_timeout: secs("CONNECT_TIMEOUT_S", 10)?,
-            ack_timeout: millis("ACK_TIMEOUT_MS", 3_000)?,
-            drain_timeout: secs("DRAIN_TIMEOUT_S", 25)?,
-            redis_command_timeout: millis("REDIS_COMMAND_TIMEOUT_MS", 2_000)?,
+            max_ws_message_bytes: v.parsed("MAX_WS_MESSAGE_BYTES", 64 * 1024)?,
+            slow_consumer_max_packets: v.parsed("SLOW_CONSUMER_MAX_PACKETS", 1000)?,
+            connect_timeout: v.secs("CONNECT_TIMEOUT_S", 10)?,
+            ack_timeout: v.millis("ACK_TIMEOUT_MS", 3_000)?,
+            drain_timeout: v.secs("DRAIN_TIMEOUT_S", 25)?,
+            redis_command_timeout: v.millis("REDIS_COMMAND_TIMEOUT_MS", 2_000)?,
         };
         config.check()
     }

@@ -1,0 +1,49 @@
+// The one-command mode, as a newcomer tries it: start it, sign in through the development form
+// in two browser windows, and chat.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { freePort } from '../support/net.mjs';
+import { startService } from '../support/service.mjs';
+import { launchBrowser, openPage, screenshot, sendFromPage, waitForMessage, memberNames } from '../support/browser.mjs';
+
+let app;
+let base;
+let browser;
+
+before(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  app = await startService('chat-dev', { CHAT_ADDR: `127.0.0.1:${port}` }, `${base}/healthz`);
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  await app?.stop();
+});
+
+async function signIn(name) {
+  const tab = await openPage(browser);
+  await tab.page.goto(`${base}/chat/General`);
+  // Not signed in: sent to the development sign-in, which says what it is.
+  await tab.page.waitForURL(/\/login/);
+  assert.match(await tab.page.textContent('body'), /Development sign-in/);
+  await tab.page.fill('#name', name);
+  await tab.page.click('button[type=submit]');
+  await tab.page.waitForURL(`${base}/chat/General`);
+  await tab.page.waitForSelector('#status[data-state=connected]');
+  return tab;
+}
+
+test('two browser windows sign in with a display name and chat in one process', async () => {
+  const ann = await signIn('Ann');
+  const bob = await signIn('Bob');
+  await ann.page.waitForFunction(() => document.querySelectorAll('#members li').length === 2);
+  assert.deepEqual((await memberNames(ann.page)).sort(), ['Ann (you)', 'Bob']);
+  await sendFromPage(ann.page, 'hello from Ann');
+  await waitForMessage(bob.page, 'hello from Ann');
+  await sendFromPage(bob.page, 'hi Ann, Bob here');
+  await waitForMessage(ann.page, 'hi Ann, Bob here');
+  await screenshot(ann.page, 'single-process-room');
+  assert.deepEqual([...ann.errors, ...bob.errors], []);
+  assert.match(app.logs(), /DEVELOPMENT SIGN-IN IS ON/);
+});
