@@ -57,8 +57,8 @@ impl DevSettings {
                 _ => lookup(name),
             }
         };
-        let web = WebConfig::from_lookup(&in_memory).context("web settings")?;
-        let gateway = GatewayConfig::from_lookup(&in_memory).context("gateway settings")?;
+        let web = WebConfig::from_lookup(in_memory).context("web settings")?;
+        let gateway = GatewayConfig::from_lookup(in_memory).context("gateway settings")?;
         Ok(Self {
             addr,
             web,
