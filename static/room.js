@@ -211,7 +211,8 @@
       const history = (w && w.history) || [];
       if (w && w.recovered === false && seen.size > 0) notice('Some messages were missed while you were away.');
       for (const m of history) addMessage(m);
-      olderButton.hidden = !oldestId;
+      // Earlier messages exist only if the welcome's history was a full page.
+      olderButton.hidden = !oldestId || history.length < 100;
       scheduleRefresh();
     });
 
@@ -326,7 +327,7 @@
       }
       const list = ack.messages || [];
       prependMessages(list);
-      if (list.length === 0) olderButton.hidden = true;
+      if (list.length < 50) olderButton.hidden = true;
     });
   });
 
