@@ -1,0 +1,700 @@
+// The deployment files (deploy/, docker-compose.yml), checked as far as a
+// machine without a container engine allows: nginx -t on the balancer config,
+// docker-compose (v1) `config` on the compose file, kubernetes-validate on the
+// manifests (each file and a kustomize-style rendering), hadolint and
+// shellcheck, the container healthcheck against a live HTTP server, the key
+// script, the development OpenID Connect provider through a real login, and
+// the invariants that matter (secrets never inline, probes, drain time).
+// Each validator is also fed a broken copy once, to show it would catch one.
+// Tools come from tests/deploy/setup.sh (run here, fast when done already).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CookieJar } from '../web/jar.mjs';
+import { loginAtProvider } from '../support/oidc.mjs';
+import { freePort } from '../support/net.mjs';
+import { nginxBinary, writeNginxConfig, repoRoot as repo } from './nginx.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const bin = (name) => path.join(here, '.venv', 'bin', name);
+const deploy = (...p) => path.join(repo, 'deploy', ...p);
+const read = (file) => fs.readFileSync(file, 'utf8');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-deploy-test-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Runs a command to completion; never throws. */
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, ...opts });
+  if (r.error) throw r.error;
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+/** Parses YAML files with PyYAML (safe loader): path → list of documents. */
+function yamlDocs(...files) {
+  const r = run(bin('python'), [path.join(here, 'yaml_to_json.py'), ...files]);
+  assert.equal(r.code, 0, r.out);
+  return JSON.parse(r.out);
+}
+const yamlDoc = (file) => yamlDocs(file)[file][0];
+
+/** Writes `text` to a fresh file in the temporary directory. */
+function scratch(name, text) {
+  const file = path.join(tmp, `${crypto.randomUUID().slice(0, 8)}-${name}`);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+/** `text` with `from` replaced by `to`, failing if `from` is not there (a broken copy must really differ). */
+function breakText(text, from, to) {
+  assert.ok(text.includes(from), `broken copy: ${JSON.stringify(from)} not found`);
+  return text.replace(from, to);
+}
+
+before(() => {
+  const r = run(path.join(here, 'setup.sh'), [], { timeout: 600_000 });
+  assert.equal(r.code, 0, `tests/deploy/setup.sh failed:\n${r.out}`);
+});
+
+// ---------------------------------------------------------------- nginx
+
+describe('load balancer (nginx)', () => {
+  const nginx = () => {
+    const b = nginxBinary();
+    assert.ok(b, 'nginx is installed (tests/deploy/setup.sh)');
+    return b;
+  };
+  const nginxTest = (main) => run(nginx(), ['-t', '-p', path.dirname(main), '-c', main, '-e', path.join(path.dirname(main), 'error.log')]);
+
+  test('chat.conf passes nginx -t inside a generated main config with loopback upstreams', () => {
+    const dir = path.join(tmp, 'nginx-ok');
+    const main = writeNginxConfig({ dir, listen: '127.0.0.1:18080', gateways: ['127.0.0.1:18081', '127.0.0.1:18082'], webs: ['127.0.0.1:18090'] });
+    const r = nginxTest(main);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /syntax is ok/);
+  });
+
+  test('nginx -t rejects a broken copy of chat.conf', () => {
+    const broken = scratch('chat.conf', breakText(read(deploy('nginx', 'chat.conf')), 'proxy_buffering off;', 'proxy_buffering off'));
+    const main = writeNginxConfig({ dir: path.join(tmp, 'nginx-broken'), listen: '127.0.0.1:18080', gateways: ['127.0.0.1:18081'], webs: ['127.0.0.1:18090'], chatConf: broken });
+    const r = nginxTest(main);
+    assert.notEqual(r.code, 0, 'a missing semicolon must fail');
+  });
+
+  test('chat.conf needs its upstreams: without chat_gateway nginx -t fails', () => {
+    const dir = path.join(tmp, 'nginx-no-upstream');
+    const main = writeNginxConfig({ dir, listen: '127.0.0.1:18080', gateways: ['127.0.0.1:18081'], webs: ['127.0.0.1:18090'] });
+    fs.writeFileSync(path.join(dir, 'upstreams.conf'), 'upstream chat_web { server 127.0.0.1:18090; }\n');
+    const r = nginxTest(main);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out, /chat_gateway/);
+  });
+
+  test("compose's nginx.conf and upstreams.conf pass nginx -t (paths and service names mapped to this machine)", () => {
+    const dir = path.join(tmp, 'nginx-compose');
+    fs.mkdirSync(dir, { recursive: true });
+    const upstreams = read(deploy('nginx', 'upstreams.conf'))
+      .replace(/server gateway:8081/, 'server 127.0.0.1:18081')
+      .replace(/server web:8080/, 'server 127.0.0.1:18090');
+    assert.doesNotMatch(upstreams, /server (gateway|web):/, 'every upstream host was mapped');
+    fs.writeFileSync(path.join(dir, 'upstreams.conf'), upstreams);
+    const main = read(deploy('nginx', 'nginx.conf'))
+      .replaceAll('/etc/nginx/chat/upstreams.conf', path.join(dir, 'upstreams.conf'))
+      .replaceAll('/etc/nginx/chat/', `${deploy('nginx')}/`)
+      .replace('pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`)
+      .replace('listen 80;', 'listen 127.0.0.1:18080;')
+      // The container's stdout/stderr may be sockets here, which nginx cannot open.
+      .replace('error_log /dev/stderr', `error_log ${dir}/error.log`)
+      .replace('access_log /dev/stdout', `access_log ${dir}/access.log`)
+      .replace('http {', `http {\n    client_body_temp_path ${dir}/cb; proxy_temp_path ${dir}/p; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;`);
+    const file = path.join(dir, 'nginx.conf');
+    fs.writeFileSync(file, main);
+    const r = nginxTest(file);
+    assert.equal(r.code, 0, r.out);
+  });
+
+  test('routing rules: /socket.io/ to the gateways as WebSocket, the rest to web, no listen of its own', () => {
+    const conf = read(deploy('nginx', 'chat.conf')).replace(/#.*$/gm, '');
+    assert.doesNotMatch(conf, /\blisten\b/, 'the including file chooses the port');
+    assert.doesNotMatch(conf, /\bserver\s*\{/, 'server-level directives only');
+    const block = (loc) => {
+      const m = new RegExp(`location\\s+${loc.replace(/[/.*]/g, '\\$&')}\\s*\\{([^}]*)\\}`).exec(conf);
+      assert.ok(m, `location ${loc}`);
+      return m[1];
+    };
+    const sio = block('/socket.io/');
+    assert.match(sio, /proxy_pass\s+http:\/\/chat_gateway;/, 'path kept: no URI after the upstream');
+    assert.match(sio, /proxy_http_version\s+1\.1;/);
+    assert.match(sio, /proxy_set_header\s+Upgrade\s+\$http_upgrade;/);
+    assert.match(sio, /proxy_set_header\s+Connection\s+\$connection_upgrade;/);
+    assert.match(sio, /proxy_buffering\s+off;/);
+    const readTimeout = /proxy_read_timeout\s+(\d+)([smh]?);/.exec(sio);
+    assert.ok(readTimeout, 'proxy_read_timeout set');
+    const seconds = Number(readTimeout[1]) * { '': 1, s: 1, m: 60, h: 3600 }[readTimeout[2]];
+    assert.ok(seconds >= 3600, `idle sockets live an hour (got ${seconds} s)`);
+    const web = block('/');
+    assert.match(web, /proxy_pass\s+http:\/\/chat_web;/);
+    for (const b of [sio, web]) {
+      assert.match(b, /proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for;/);
+      assert.match(b, /proxy_set_header\s+X-Forwarded-Proto\s+\$scheme;/);
+      assert.match(b, /proxy_set_header\s+X-Forwarded-Host\s+\$http_host;/);
+    }
+    assert.match(block('= /metrics'), /return\s+404;/, 'metrics are not public');
+    const map = read(deploy('nginx', 'websocket-map.conf'));
+    assert.match(map, /map\s+\$http_upgrade\s+\$connection_upgrade\s*\{[^}]*default\s+upgrade;[^}]*''\s+'';/);
+    const ups = read(deploy('nginx', 'upstreams.conf'));
+    assert.match(ups, /upstream chat_gateway\s*\{[^}]*least_conn;[^}]*server gateway:8081/);
+    assert.doesNotMatch(ups, /\b(ip_hash|hash|sticky)\b/, 'no sticky sessions');
+    assert.match(ups, /upstream chat_web\s*\{[^}]*server web:8080/);
+  });
+});
+
+// ---------------------------------------------------------------- compose
+
+describe('docker-compose.yml', () => {
+  const composeFile = path.join(repo, 'docker-compose.yml');
+  const compose = () => yamlDoc(composeFile);
+  const dockerCompose = (file) =>
+    run(bin('docker-compose'), ['--project-directory', repo, '-f', file, 'config', '-q'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME ?? tmp },
+    });
+
+  test('docker-compose config accepts it', () => {
+    const r = dockerCompose(composeFile);
+    assert.equal(r.code, 0, r.out);
+  });
+
+  test('docker-compose config rejects a broken copy', () => {
+    const broken = scratch('compose.yml', breakText(read(composeFile), 'condition: service_healthy', 'condition: service_happy'));
+    const r = dockerCompose(broken);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out, /service_happy/);
+    const broken2 = scratch('compose.yml', breakText(read(composeFile), '      replicas: 3', '      replicas: three'));
+    assert.notEqual(dockerCompose(broken2).code, 0);
+  });
+
+  test('the services, the gateway replicas, and one published entry point for web and /socket.io/', () => {
+    const { services } = compose();
+    for (const s of ['redis', 'idp', 'web', 'gateway', 'lb', 'otel-collector', 'jaeger']) assert.ok(services[s], s);
+    assert.equal(services.gateway.deploy.replicas, 3);
+    assert.equal(services.gateway.ports, undefined, 'replicas publish no host port');
+    assert.equal(services.web.ports, undefined, 'web is reached through the balancer');
+    assert.ok(services.lb.ports.some((p) => /(^|:)8080:80$/.test(String(p))), 'lb on 8080');
+    assert.match(services.lb.image, /^nginx:1\.27/);
+    assert.ok(services.lb.volumes.includes('./deploy/nginx:/etc/nginx/chat:ro'));
+    assert.ok(services.lb.volumes.includes('./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro'));
+    assert.equal(services.web.build.dockerfile, 'deploy/web.Dockerfile');
+    assert.equal(services.gateway.build.dockerfile, 'deploy/gateway.Dockerfile');
+    const web = services.web.environment;
+    assert.equal(web.PUBLIC_URL, 'http://localhost:8080');
+    assert.equal(web.GATEWAY_PUBLIC_URL, web.PUBLIC_URL, 'browsers reach /socket.io/ through the same balancer');
+    assert.equal(services.gateway.environment.ALLOWED_ORIGINS, web.PUBLIC_URL);
+    assert.equal(services.gateway.environment.JWKS_URL, 'http://web:8080/.well-known/jwks.json');
+    for (const s of ['web', 'gateway']) {
+      assert.equal(services[s].environment.REDIS_URL, 'redis://redis:6379');
+      assert.equal(services[s].environment.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4317');
+      assert.ok(services[s].environment.OTEL_SERVICE_NAME);
+    }
+  });
+
+  test('Redis keeps history: append-only file on a named volume', () => {
+    const { services, volumes } = compose();
+    const cmd = services.redis.command.join(' ');
+    assert.match(cmd, /--appendonly yes/);
+    const mount = services.redis.volumes.find((v) => v.endsWith(':/data'));
+    assert.ok(mount, 'a volume at /data');
+    assert.ok(mount.split(':')[0] in volumes, 'a named volume');
+  });
+
+  test('the private key comes from a compose secret, never inline', () => {
+    const doc = compose();
+    const text = read(composeFile);
+    assert.doesNotMatch(text, /BEGIN [A-Z ]*PRIVATE KEY/);
+    const file = doc.services.web.environment.JWT_PRIVATE_KEY_FILE;
+    const m = /^\/run\/secrets\/(.+)$/.exec(file);
+    assert.ok(m, `JWT_PRIVATE_KEY_FILE points into /run/secrets (got ${file})`);
+    assert.ok(doc.services.web.secrets.includes(m[1]));
+    const secret = doc.secrets[m[1]];
+    assert.ok(secret?.file?.startsWith('./deploy/secrets/'), 'a file made by deploy/gen-keys.sh');
+    const ignored = run('git', ['-C', repo, 'check-ignore', '-q', secret.file]);
+    assert.equal(ignored.code, 0, `${secret.file} is git-ignored`);
+    // Every other secret-like value is a ${VAR:-dev default} for the development provider only.
+    for (const [name, svc] of Object.entries(doc.services)) {
+      for (const [k, v] of Object.entries(svc.environment ?? {})) {
+        if (/SECRET|PASSWORD|PRIVATE_KEY(?!_FILE)/.test(k)) {
+          assert.match(String(v), /^\$\{[A-Z_]+:-dev-only-[a-z-]+\}$/, `${name}.${k} is an overridable dev default`);
+        }
+      }
+    }
+  });
+
+  test('healthchecks gate start-up order; the gateway gets more than its drain to stop', () => {
+    const { services } = compose();
+    for (const [name, svc] of Object.entries(services)) {
+      for (const [dep, cond] of Object.entries(svc.depends_on ?? {})) {
+        assert.ok(services[dep], `${name} depends on a defined ${dep}`);
+        if (cond.condition === 'service_healthy') assert.ok(services[dep].healthcheck, `${dep} has a healthcheck (${name} waits for it)`);
+      }
+    }
+    assert.equal(services.web.depends_on.redis.condition, 'service_healthy');
+    assert.equal(services.gateway.depends_on.web.condition, 'service_healthy', 'the JWKS is served before gateways fetch it');
+    assert.deepEqual(Object.keys(services.lb.depends_on).sort(), ['gateway', 'web']);
+    assert.deepEqual(services.web.healthcheck.test, ['CMD', '/usr/local/bin/healthcheck', 'WEB_ADDR', '8080', '/readyz']);
+    assert.deepEqual(services.gateway.healthcheck.test, ['CMD', '/usr/local/bin/healthcheck', 'GATEWAY_ADDR', '8081', '/readyz']);
+    const drain = Number(services.gateway.environment.DRAIN_TIMEOUT_S ?? 25);
+    const grace = /^(\d+)s$/.exec(services.gateway.stop_grace_period);
+    assert.ok(grace && Number(grace[1]) > drain, `stop_grace_period > ${drain}s`);
+  });
+
+  test('the OpenID Connect issuer is one string that browsers and web both reach', () => {
+    const { services } = compose();
+    const idp = services.idp;
+    const web = services.web.environment;
+    assert.equal(web.OIDC_ISSUER, idp.environment.ISSUER);
+    const issuer = new URL(web.OIDC_ISSUER);
+    assert.match(issuer.hostname, /\.localhost$/, 'browsers resolve *.localhost to this machine');
+    assert.ok(idp.networks.default.aliases.includes(issuer.hostname), 'containers resolve it to the idp service');
+    assert.ok(idp.ports.some((p) => String(p).endsWith(`${issuer.port}:${idp.environment.PORT}`)), 'published on the same port');
+    assert.equal(idp.environment.WEB_PUBLIC_URL, web.PUBLIC_URL);
+    assert.equal(idp.environment.CLIENT_ID, web.OIDC_CLIENT_ID);
+    assert.equal(idp.environment.CLIENT_SECRET, web.OIDC_CLIENT_SECRET);
+    assert.equal(idp.build.context, './deploy/dev-idp');
+  });
+
+  test('traces: OTLP into the collector, batched, out to Jaeger', () => {
+    const { services } = compose();
+    const col = services['otel-collector'];
+    assert.ok(col.volumes.includes('./deploy/otel/collector.yaml:/etc/otelcol-contrib/config.yaml:ro'));
+    const cfg = yamlDoc(deploy('otel', 'collector.yaml'));
+    assert.match(cfg.receivers.otlp.protocols.grpc.endpoint, /:4317$/);
+    assert.match(cfg.receivers.otlp.protocols.http.endpoint, /:4318$/);
+    const traces = cfg.service.pipelines.traces;
+    assert.deepEqual(traces.receivers, ['otlp']);
+    assert.ok(traces.processors.includes('batch'));
+    for (const [kind, names] of Object.entries({ receivers: 'receivers', processors: 'processors', exporters: 'exporters' })) {
+      for (const pipeline of Object.values(cfg.service.pipelines)) {
+        for (const n of pipeline[kind] ?? []) assert.ok(n in cfg[names], `${kind} ${n} is defined`);
+      }
+    }
+    const jaegerExporter = traces.exporters.map((n) => cfg.exporters[n]).find((e) => e.endpoint === 'jaeger:4317');
+    assert.ok(jaegerExporter, 'traces go to jaeger:4317');
+    assert.equal(jaegerExporter.tls.insecure, true);
+    assert.equal(services.jaeger.environment.COLLECTOR_OTLP_ENABLED, 'true');
+    assert.ok(services.jaeger.ports.some((p) => String(p).endsWith('16686:16686')));
+  });
+});
+
+// ---------------------------------------------------------------- images
+
+describe('Dockerfiles', () => {
+  const dockerfiles = [deploy('gateway.Dockerfile'), deploy('web.Dockerfile'), deploy('dev-idp', 'Dockerfile')];
+  const hadolint = (file) => run(bin('hadolint'), ['--no-color', '--config', deploy('hadolint.yaml'), file]);
+
+  test('hadolint passes every Dockerfile', () => {
+    for (const f of dockerfiles) {
+      const r = hadolint(f);
+      assert.equal(r.code, 0, `${f}:\n${r.out}`);
+    }
+  });
+
+  test('hadolint rejects a broken copy', () => {
+    const broken = scratch('Dockerfile', breakText(read(deploy('gateway.Dockerfile')), 'apt-get install -y --no-install-recommends', 'apt-get install'));
+    assert.notEqual(hadolint(broken).code, 0);
+  });
+
+  const services = {
+    gateway: { addrVar: 'GATEWAY_ADDR', config: 'services/chat-gateway/src/config.rs' },
+    web: { addrVar: 'WEB_ADDR', config: 'services/chat-web/src/config.rs' },
+  };
+  for (const [svc, { addrVar, config }] of Object.entries(services)) {
+    test(`${svc}.Dockerfile: two stages, cached release build, non-root, healthcheck, the service's port`, () => {
+      const text = read(deploy(`${svc}.Dockerfile`));
+      const pkg = `chat-${svc}`;
+      const froms = [...text.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => m[1]);
+      assert.deepEqual(froms, ['rust:1-bookworm', 'debian:bookworm-slim']);
+      assert.match(text, new RegExp(`cargo build --release --locked -p ${pkg}\\b`));
+      for (const cache of ['/usr/local/cargo/registry', '/usr/local/cargo/git', '/src/target']) {
+        assert.match(text, new RegExp(`--mount=type=cache,target=${cache}[,\\s]`), `cache mount ${cache}`);
+      }
+      assert.match(text, new RegExp(`COPY --from=builder /usr/local/bin/${pkg} /usr/local/bin/${pkg}`));
+      assert.match(text, new RegExp(`ENTRYPOINT \\["/usr/local/bin/${pkg}"\\]`));
+      const runtime = text.slice(text.indexOf('FROM debian:bookworm-slim'));
+      const installed = [...runtime.matchAll(/apt-get install ([^&\n]+)/g)].flatMap((m) => m[1].split(/\s+/).filter((w) => w && w !== '\\' && !w.startsWith('-')));
+      assert.deepEqual(installed, ['ca-certificates'], 'ca-certificates only in the runtime image');
+      assert.match(runtime, /useradd [^\n]*--uid 10001/);
+      assert.match(runtime, /^USER 10001:10001$/m);
+      assert.match(runtime, /^STOPSIGNAL SIGTERM$/m);
+      assert.match(runtime, new RegExp(`HEALTHCHECK [^\\n]*\\n\\s*CMD \\["/usr/local/bin/healthcheck", "${addrVar}", "(\\d+)", "/healthz"\\]`));
+      // The port the image exposes and probes is the service's default listen port.
+      const src = read(path.join(repo, config));
+      const port = svc === 'gateway' ? /\[0, 0, 0, 0\], (\d+)/.exec(src)[1] : /"0\.0\.0\.0:(\d+)"/.exec(src)[1];
+      assert.match(runtime, new RegExp(`^EXPOSE ${port}$`, 'm'));
+      assert.match(runtime, new RegExp(`"${addrVar}", "${port}"`));
+      assert.match(runtime, new RegExp(`${addrVar}=0\\.0\\.0\\.0:${port}`));
+      if (svc === 'web') {
+        assert.match(runtime, /^COPY static \/app\/static$/m, 'the browser assets ship');
+        assert.match(runtime, /STATIC_DIR=\/app\/static/);
+      }
+    });
+  }
+
+  test('every COPY source exists and is inside the build context (.dockerignore)', () => {
+    const ignore = read(path.join(repo, '.dockerignore')).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    for (const p of ['.git', 'target', '**/node_modules', 'deploy/secrets']) assert.ok(ignore.includes(p), `.dockerignore has ${p}`);
+    const ignored = (p) => ignore.some((i) => p === i || p.startsWith(`${i}/`) || (i === '**/node_modules' && p.split('/').includes('node_modules')));
+    for (const [file, context] of [[deploy('gateway.Dockerfile'), repo], [deploy('web.Dockerfile'), repo], [deploy('dev-idp', 'Dockerfile'), deploy('dev-idp')]]) {
+      for (const m of read(file).matchAll(/^COPY\s+(?!--from)(.+)$/gm)) {
+        const parts = m[1].trim().split(/\s+/);
+        for (const src of parts.slice(0, -1)) {
+          if (src === '.') continue;
+          assert.ok(fs.existsSync(path.join(context, src)), `${path.basename(file)}: COPY ${src} exists`);
+          if (context === repo) assert.ok(!ignored(src), `${src} is not excluded by .dockerignore`);
+        }
+      }
+    }
+    // What cargo needs from the context is there: the workspace members and the askama templates.
+    const members = read(path.join(repo, 'Cargo.toml')).match(/members\s*=\s*\[([^\]]*)\]/)[1];
+    for (const m of members.matchAll(/"([^"]+)"/g)) assert.ok(!ignored(m[1]), `workspace member ${m[1]} is in the context`);
+    assert.ok(!ignored('templates') && !ignored('static'));
+  });
+
+  test('the container healthcheck answers for a 200 only, on the port of the address variable', async () => {
+    const script = deploy('docker', 'healthcheck.sh');
+    let status = 200;
+    const seen = [];
+    const server = http.createServer((req, res) => {
+      seen.push(req.url);
+      res.writeHead(status, { 'content-type': 'text/plain' });
+      res.end('x');
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address();
+    const check = (env, ...args) =>
+      new Promise((resolve) => {
+        const p = spawn(script, args, { env: { PATH: process.env.PATH, ...env } });
+        p.on('exit', (code) => resolve(code));
+      });
+    try {
+      assert.equal(await check({ GATEWAY_ADDR: `0.0.0.0:${port}` }, 'GATEWAY_ADDR', '1'), 0);
+      assert.equal(seen.at(-1), '/healthz');
+      assert.equal(await check({ WEB_ADDR: `[::]:${port}` }, 'WEB_ADDR', '1', '/readyz'), 0);
+      assert.equal(seen.at(-1), '/readyz');
+      assert.equal(await check({}, 'WEB_ADDR', String(port)), 0, 'default port when the variable is unset');
+      status = 503;
+      assert.equal(await check({ WEB_ADDR: `0.0.0.0:${port}` }, 'WEB_ADDR', '1', '/readyz'), 1, '503 is unhealthy');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    assert.equal(await check({ WEB_ADDR: `0.0.0.0:${port}` }, 'WEB_ADDR', '1'), 1, 'nothing listening is unhealthy');
+  });
+
+  test('shellcheck passes the shell scripts', () => {
+    const scripts = [deploy('docker', 'healthcheck.sh'), deploy('gen-keys.sh'), path.join(here, 'setup.sh')];
+    const r = run(bin('shellcheck'), scripts);
+    assert.equal(r.code, 0, r.out);
+    const broken = scratch('broken.sh', breakText(read(deploy('gen-keys.sh')), 'mv "$tmp" "$private"', 'mv $tmp $private'));
+    assert.notEqual(run(bin('shellcheck'), [broken]).code, 0, 'unquoted variables are caught');
+  });
+});
+
+// ---------------------------------------------------------------- keys
+
+describe('deploy/gen-keys.sh', () => {
+  test('writes a PKCS#8 Ed25519 private key and its SPKI public half, readable by the container user, and keeps them', () => {
+    const dir = path.join(tmp, 'secrets');
+    const r = run(deploy('gen-keys.sh'), [], { env: { ...process.env, SECRETS_DIR: dir } });
+    assert.equal(r.code, 0, r.out);
+    const privPem = read(path.join(dir, 'jwt-private.pem'));
+    const pubPem = read(path.join(dir, 'jwt-public.pem'));
+    assert.match(privPem, /^-----BEGIN PRIVATE KEY-----\n/, 'PKCS#8');
+    assert.match(pubPem, /^-----BEGIN PUBLIC KEY-----\n/, 'SPKI');
+    const priv = crypto.createPrivateKey(privPem);
+    const pub = crypto.createPublicKey(pubPem);
+    assert.equal(priv.asymmetricKeyType, 'ed25519');
+    const sig = crypto.sign(null, Buffer.from('room token'), priv);
+    assert.ok(crypto.verify(null, Buffer.from('room token'), pub, sig), 'the public half matches');
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(path.join(dir, 'jwt-private.pem')).mode & 0o004, 0o004, 'uid 10001 reads the bind-mounted file');
+    assert.equal(run(deploy('gen-keys.sh'), [], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
+    assert.equal(read(path.join(dir, 'jwt-private.pem')), privPem, 'an existing key is kept');
+    assert.equal(run(deploy('gen-keys.sh'), ['--force'], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
+    assert.notEqual(read(path.join(dir, 'jwt-private.pem')), privPem, '--force replaces it');
+  });
+
+  test('deploy/secrets/ keeps only its .gitignore in git', () => {
+    assert.equal(run('git', ['-C', repo, 'check-ignore', '-q', 'deploy/secrets/jwt-private.pem']).code, 0);
+    assert.equal(run('git', ['-C', repo, 'check-ignore', '-q', 'deploy/secrets/jwt-public.pem']).code, 0);
+    assert.notEqual(run('git', ['-C', repo, 'check-ignore', '-q', 'deploy/secrets/.gitignore']).code, 0);
+  });
+});
+
+// ---------------------------------------------------------------- development IdP
+
+describe('deploy/dev-idp', () => {
+  test('pins the oidc-provider the tests use, with a lock file', () => {
+    const pkg = JSON.parse(read(deploy('dev-idp', 'package.json')));
+    const lock = JSON.parse(read(deploy('dev-idp', 'package-lock.json')));
+    const testsPkg = JSON.parse(read(path.join(repo, 'tests', 'package.json')));
+    assert.equal(pkg.dependencies['oidc-provider'], '9.13.3');
+    assert.equal(lock.packages['node_modules/oidc-provider'].version, '9.13.3');
+    assert.equal(testsPkg.dependencies['oidc-provider'], pkg.dependencies['oidc-provider']);
+    assert.match(read(deploy('dev-idp', 'Dockerfile')), /^FROM node:22-slim$/m);
+  });
+
+  test('signs a user in through its login form and gives web a code, then tokens for its client secret', async (t) => {
+    // Run server.js as shipped, with the tests' copy of the same oidc-provider.
+    const dir = path.join(tmp, 'dev-idp');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.copyFileSync(deploy('dev-idp', 'server.js'), path.join(dir, 'server.js'));
+    fs.copyFileSync(deploy('dev-idp', 'package.json'), path.join(dir, 'package.json'));
+    fs.symlinkSync(path.join(repo, 'tests', 'node_modules'), path.join(dir, 'node_modules'));
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const webUrl = 'http://localhost:8080';
+    const secret = 'test-secret';
+    const child = spawn(process.execPath, ['server.js'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, ISSUER: issuer, PORT: String(port), HOST: '127.0.0.1', WEB_PUBLIC_URL: webUrl, CLIENT_ID: 'chat-web', CLIENT_SECRET: secret },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let logs = '';
+    child.stdout.on('data', (d) => (logs += d));
+    child.stderr.on('data', (d) => (logs += d));
+    t.after(() => child.kill('SIGTERM'));
+
+    let discovery = null;
+    for (let i = 0; i < 100 && !discovery; i += 1) {
+      try {
+        const res = await fetch(`${issuer}/.well-known/openid-configuration`);
+        if (res.ok) discovery = await res.json();
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    assert.ok(discovery, `the provider started:\n${logs}`);
+    assert.equal(discovery.issuer, issuer);
+    assert.ok(discovery.end_session_endpoint, 'RP-initiated logout');
+
+    const verifier = crypto.randomBytes(32).toString('base64url');
+    const authorize = (redirectUri) => {
+      const u = new URL(discovery.authorization_endpoint);
+      u.search = new URLSearchParams({
+        client_id: 'chat-web',
+        redirect_uri: redirectUri,
+        response_type: 'code',
+        scope: 'openid profile email',
+        state: 's1',
+        nonce: 'n1',
+        code_challenge: crypto.createHash('sha256').update(verifier).digest('base64url'),
+        code_challenge_method: 'S256',
+      }).toString();
+      return u.toString();
+    };
+    // An unregistered redirect URI is refused.
+    const foreign = await fetch(authorize('http://evil.example/authorization-code/callback'), { redirect: 'manual' });
+    assert.equal(foreign.status, 400);
+
+    const back = new URL(await loginAtProvider(new CookieJar(), authorize(`${webUrl}/authorization-code/callback`), 'alice'));
+    assert.equal(`${back.origin}${back.pathname}`, `${webUrl}/authorization-code/callback`);
+    assert.equal(back.searchParams.get('state'), 's1');
+    const code = back.searchParams.get('code');
+    assert.ok(code, `a code: ${back}`);
+
+    const token = await fetch(discovery.token_endpoint, {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from(`chat-web:${secret}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: `${webUrl}/authorization-code/callback`, code_verifier: verifier }),
+    });
+    const body = await token.json();
+    assert.equal(token.status, 200, JSON.stringify(body));
+    const claims = JSON.parse(Buffer.from(body.id_token.split('.')[1], 'base64url').toString());
+    assert.equal(claims.sub, 'alice');
+    assert.equal(claims.iss, issuer);
+    assert.equal(claims.aud, 'chat-web');
+    const info = await (await fetch(discovery.userinfo_endpoint, { headers: { authorization: `Bearer ${body.access_token}` } })).json();
+    assert.equal(info.name, 'alice');
+    assert.equal(info.email, 'alice@example.test');
+  });
+});
+
+// ---------------------------------------------------------------- Kubernetes
+
+describe('deploy/k8s', () => {
+  const k8s = (...p) => deploy('k8s', ...p);
+  const kustomization = () => yamlDoc(k8s('kustomization.yaml'));
+  const validate = (files) => run(bin('kubernetes-validate'), ['--strict', '--quiet', ...files]);
+
+  /** Every object of the kustomization, as kustomize would render it (namespace, labels, images). */
+  function render() {
+    const kz = kustomization();
+    const files = kz.resources.map((r) => k8s(r));
+    const docs = yamlDocs(...files);
+    const cluster = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'IngressClass']);
+    const out = [];
+    for (const f of files) {
+      for (const obj of docs[f]) {
+        const o = structuredClone(obj);
+        o._file = path.basename(f);
+        if (kz.namespace && !cluster.has(o.kind)) o.metadata.namespace = kz.namespace;
+        for (const l of kz.labels ?? []) Object.assign((o.metadata.labels ??= {}), l.pairs);
+        const pod = o.spec?.template?.spec;
+        for (const c of [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])]) {
+          const img = (kz.images ?? []).find((i) => i.name === c.image.split(':')[0]);
+          if (img) c.image = `${img.newName ?? img.name}:${img.newTag}`;
+        }
+        out.push(o);
+      }
+    }
+    return out;
+  }
+  const find = (objs, kind, name) => {
+    const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+    assert.ok(o, `${kind}/${name}`);
+    return o;
+  };
+
+  test('kubernetes-validate --strict passes every manifest and the example Secrets', () => {
+    const files = [...kustomization().resources.map((r) => k8s(r)), k8s('secret.example.yaml')];
+    for (const f of files) assert.ok(fs.existsSync(f), f);
+    const r = validate(files);
+    assert.equal(r.code, 0, r.out);
+  });
+
+  test('kubernetes-validate --strict passes the rendered kustomization', () => {
+    const objs = render();
+    const file = scratch('rendered.yaml', objs.map((o) => JSON.stringify({ ...o, _file: undefined })).join('\n---\n'));
+    const r = validate([file]);
+    assert.equal(r.code, 0, r.out);
+    assert.ok(objs.every((o) => o.kind === 'Namespace' || o.metadata.namespace === 'chat'));
+    assert.match(find(objs, 'Deployment', 'gateway').spec.template.spec.containers[0].image, /\/chat-gateway:[\w.-]+$/);
+  });
+
+  test('kubernetes-validate rejects broken copies', () => {
+    const typo = scratch('gateway.yaml', breakText(read(k8s('gateway.yaml')), 'terminationGracePeriodSeconds: 40', 'terminationGracePeriodSecond: 40'));
+    assert.notEqual(validate([typo]).code, 0, 'an unknown field');
+    const type = scratch('hpa.yaml', breakText(read(k8s('gateway-hpa.yaml')), 'minReplicas: 3', 'minReplicas: three'));
+    assert.notEqual(validate([type]).code, 0, 'a wrong type');
+  });
+
+  test('secrets are referenced by name, never inlined in the kustomization', () => {
+    const kz = kustomization();
+    assert.ok(!kz.resources.includes('secret.example.yaml'));
+    assert.equal(kz.secretGenerator, undefined);
+    const objs = render();
+    assert.ok(!objs.some((o) => o.kind === 'Secret'), 'no Secret object is applied from git');
+    for (const f of kz.resources) assert.doesNotMatch(read(k8s(f)), /BEGIN [A-Z ]*PRIVATE KEY/);
+    const config = find(objs, 'ConfigMap', 'chat-config');
+    for (const k of Object.keys(config.data)) assert.doesNotMatch(k, /SECRET|PASSWORD|PRIVATE|TOKEN/, `${k} belongs in a Secret`);
+    // What the pods reference exists in the example Secrets, key for key.
+    const examples = Object.fromEntries(yamlDocs(k8s('secret.example.yaml'))[k8s('secret.example.yaml')].map((s) => [s.metadata.name, Object.keys(s.stringData)]));
+    const web = find(objs, 'Deployment', 'web').spec.template.spec;
+    const refs = web.containers.flatMap((c) => (c.env ?? []).map((e) => e.valueFrom?.secretKeyRef).filter(Boolean));
+    assert.ok(refs.length >= 2);
+    for (const r of refs) assert.ok(examples[r.name]?.includes(r.key), `secret ${r.name} key ${r.key}`);
+    const env = Object.fromEntries(web.containers[0].env.map((e) => [e.name, e]));
+    assert.equal(env.OIDC_CLIENT_SECRET.valueFrom.secretKeyRef.name, 'chat-web-oidc');
+    const keyFile = env.JWT_PRIVATE_KEY_FILE.value;
+    const mount = web.containers[0].volumeMounts.find((m) => keyFile.startsWith(`${m.mountPath}/`));
+    assert.ok(mount, 'the key file is on a mounted volume');
+    const volume = web.volumes.find((v) => v.name === mount.name);
+    assert.ok(volume.secret, 'a Secret volume');
+    assert.ok(examples[volume.secret.secretName]);
+    const item = volume.secret.items.find((i) => `${mount.mountPath}/${i.path}` === keyFile);
+    assert.ok(item && examples[volume.secret.secretName].includes(item.key), 'the file is a key of the Secret');
+  });
+
+  test('pods: probes on /readyz and /healthz, non-root, read-only root, no privileges, resources', () => {
+    const objs = render();
+    for (const [name, port] of [['web', 8080], ['gateway', 8081]]) {
+      const spec = find(objs, 'Deployment', name).spec.template.spec;
+      assert.equal(spec.securityContext.runAsNonRoot, true);
+      assert.equal(spec.securityContext.runAsUser, 10001);
+      assert.equal(spec.securityContext.seccompProfile.type, 'RuntimeDefault');
+      const [c] = spec.containers;
+      assert.equal(c.readinessProbe.httpGet.path, '/readyz');
+      assert.equal(c.livenessProbe.httpGet.path, '/healthz');
+      const named = c.ports.find((p) => p.name === c.readinessProbe.httpGet.port);
+      assert.equal(named?.containerPort, port);
+      assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+      assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+      assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory);
+      const addrVar = name === 'web' ? 'WEB_ADDR' : 'GATEWAY_ADDR';
+      assert.equal(c.env.find((e) => e.name === addrVar).value, `0.0.0.0:${port}`);
+      // The Service reaches these pods on that port.
+      const svc = find(objs, 'Service', name);
+      for (const [k, v] of Object.entries(svc.spec.selector)) assert.equal(spec.containers && find(objs, 'Deployment', name).spec.template.metadata.labels[k], v);
+      assert.ok(c.ports.some((p) => p.name === svc.spec.ports[0].targetPort));
+    }
+  });
+
+  test('the gateway gets preStop + its 25 s drain + a margin before SIGKILL', () => {
+    const objs = render();
+    const spec = find(objs, 'Deployment', 'gateway').spec.template.spec;
+    const config = find(objs, 'ConfigMap', 'chat-config');
+    const drain = Number(config.data.DRAIN_TIMEOUT_S ?? 25);
+    const preStop = spec.containers[0].lifecycle.preStop;
+    const sleep = preStop.sleep?.seconds ?? Number(preStop.exec.command.at(-1));
+    assert.ok(sleep >= 3 && sleep <= 10, `preStop sleeps a few seconds (${sleep})`);
+    assert.ok(spec.terminationGracePeriodSeconds >= sleep + drain + 5, `${spec.terminationGracePeriodSeconds} >= ${sleep} + ${drain} + 5`);
+  });
+
+  test('the gateway scales (HPA) and is disrupted one pod at a time (PDB)', () => {
+    const objs = render();
+    const dep = find(objs, 'Deployment', 'gateway');
+    const labels = dep.spec.template.metadata.labels;
+    const hpa = find(objs, 'HorizontalPodAutoscaler', 'gateway');
+    assert.equal(hpa.apiVersion, 'autoscaling/v2');
+    assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'gateway' });
+    assert.ok(hpa.spec.minReplicas >= 2);
+    assert.equal(dep.spec.replicas, undefined, 'the HPA owns the replica count');
+    const pdb = find(objs, 'PodDisruptionBudget', 'gateway');
+    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(labels[k], v);
+    assert.ok(pdb.spec.maxUnavailable === 1 || pdb.spec.minAvailable >= 1);
+  });
+
+  test('the ingress sends /socket.io/ to the gateways with long timeouts and / to web', () => {
+    const objs = render();
+    const ing = find(objs, 'Ingress', 'chat');
+    const a = ing.metadata.annotations;
+    assert.ok(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout']) >= 3600);
+    assert.ok(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout']) >= 3600);
+    const paths = ing.spec.rules[0].http.paths;
+    const backend = (p) => paths.find((x) => x.path === p)?.backend.service;
+    assert.equal(backend('/socket.io/').name, 'gateway');
+    assert.equal(backend('/').name, 'web');
+    for (const p of paths) {
+      const svc = find(objs, 'Service', p.backend.service.name);
+      assert.ok(svc.spec.ports.some((sp) => sp.name === p.backend.service.port.name), `${p.path}: the service port exists`);
+    }
+    const host = ing.spec.rules[0].host;
+    const config = find(objs, 'ConfigMap', 'chat-config').data;
+    assert.equal(new URL(config.PUBLIC_URL).host, host, 'PUBLIC_URL is the ingress host');
+    assert.equal(config.GATEWAY_PUBLIC_URL, config.PUBLIC_URL);
+  });
+
+  test('in-cluster addresses point at real Services; Redis persists to a volume claim', () => {
+    const objs = render();
+    const config = find(objs, 'ConfigMap', 'chat-config').data;
+    const svcPort = (url) => {
+      const u = new URL(url);
+      const svc = find(objs, 'Service', u.hostname);
+      assert.ok(svc.spec.ports.some((p) => p.port === Number(u.port)), `${url}: port`);
+    };
+    svcPort(config.REDIS_URL);
+    svcPort(config.JWKS_URL);
+    assert.equal(new URL(config.JWKS_URL).pathname, '/.well-known/jwks.json');
+    const redis = find(objs, 'StatefulSet', 'redis');
+    assert.match(redis.spec.template.spec.containers[0].args.join(' '), /--appendonly yes/);
+    const claim = redis.spec.volumeClaimTemplates[0].metadata.name;
+    assert.ok(redis.spec.template.spec.containers[0].volumeMounts.some((m) => m.name === claim && m.mountPath === '/data'));
+  });
+});
