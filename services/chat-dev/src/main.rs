@@ -6,10 +6,12 @@ use chat_dev::{DevApp, DevSettings};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
-    chat_telemetry::init_tracing();
+    let telemetry = chat_telemetry::init_tracing("chat-dev");
     let settings = DevSettings::from_env().context("chat-dev cannot start")?;
-    DevApp::build(settings)
+    let result = DevApp::build(settings)
         .await?
         .run_until_stopped(chat_telemetry::shutdown_signal())
-        .await
+        .await;
+    telemetry.shutdown();
+    result
 }

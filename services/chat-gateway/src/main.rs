@@ -1,4 +1,4 @@
-//! The `chat-gateway` binary: read the settings, set up logging, run.
+//! The `chat-gateway` binary: read the settings, set up telemetry, run.
 
 use anyhow::Context;
 use chat_gateway::{App, GatewayConfig};
@@ -6,10 +6,12 @@ use chat_gateway::{App, GatewayConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
-    chat_telemetry::init_tracing();
+    let telemetry = chat_telemetry::init_tracing("chat-gateway");
     let config = GatewayConfig::from_env().context("chat-gateway cannot start")?;
-    App::build(config)
+    let result = App::build(config)
         .await?
         .run_until_stopped(chat_telemetry::shutdown_signal())
-        .await
+        .await;
+    telemetry.shutdown();
+    result
 }

@@ -16,3 +16,7 @@ pub const SWEEP_CONNECTIONS: &str = "chat_gateway_swept_connections_total";
 pub const SWEEP_EXITS: &str = "chat_gateway_swept_exits_total";
 /// Presence restorations after Redis lost data.
 pub const RESTORES: &str = "chat_gateway_presence_restores_total";
+/// Messages written to this replica's connections.
+pub const DELIVERIES: &str = "chat_gateway_deliveries_total";
+/// Seconds from a message's storage to its delivery on this replica.
+pub const FANOUT_LATENCY: &str = "chat_gateway_fanout_latency_seconds";

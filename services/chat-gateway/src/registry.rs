@@ -143,10 +143,11 @@ impl Registry {
             .or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c))
     }
 
-    /// Writes one event from Redis to every connection of its room.
-    pub fn deliver(&self, room: &RoomName, event: RoomEvent) {
+    /// Writes one event from Redis to every connection of its room; returns
+    /// how many live connections it was written to.
+    pub fn deliver(&self, room: &RoomName, event: RoomEvent) -> usize {
         let Some(mut sockets) = self.room(room) else {
-            return;
+            return 0;
         };
         let out = match event.kind {
             RoomEventKind::Message { id, payload, .. } => {
@@ -166,6 +167,7 @@ impl Registry {
             },
         };
         let out = Arc::new(out);
+        let mut written = 0;
         let mut dropped = Vec::new();
         for (sid, (conn, covered)) in sockets.live.iter_mut() {
             if event.seq <= *covered {
@@ -173,7 +175,9 @@ impl Registry {
             }
             // Events arrive in order: once past the snapshot, nothing more to skip.
             *covered = 0;
-            if !self.write(conn, &out) {
+            if self.write(conn, &out) {
+                written += 1;
+            } else {
                 dropped.push(*sid);
             }
         }
@@ -183,6 +187,7 @@ impl Registry {
         for (_, buffered) in sockets.pending.values_mut() {
             buffered.push((event.seq, out.clone()));
         }
+        written
     }
 
     /// Writes `out` to one connection; a full buffer marks it as a slow consumer.

@@ -12,8 +12,11 @@ use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
 use chat_store::Backend;
 use chat_store::history::NewMessage;
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
+use chat_telemetry::trace_context::current_traceparent;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use socketioxide::extract::SocketRef;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::auth::{TokenKeys, now_s};
 use crate::config::GatewayConfig;
@@ -84,11 +87,29 @@ impl Gateway {
         token: Option<String>,
         since: Option<String>,
     ) -> Result<Joined, ErrorCode> {
-        let outcome = self.try_handshake(socket, token, since).await;
+        // Never a token in a span or log: only what the handshake decided.
+        let span = tracing::info_span!(
+            "handshake",
+            otel.kind = "server",
+            sid = %socket.id,
+            room = Empty,
+            user.id = Empty,
+            outcome = Empty,
+            trace_id = Empty,
+        );
+        let outcome = self
+            .try_handshake(socket, token, since)
+            .instrument(span.clone())
+            .await;
         let label = outcome
             .as_ref()
             .map(|_| "ok")
             .unwrap_or_else(|e| e.as_str());
+        span.record("outcome", label);
+        if let Ok(joined) = &outcome {
+            span.record("room", joined.id.record.room.as_str());
+            span.record("user.id", joined.id.record.user.id.as_str());
+        }
         metrics::counter!(m::HANDSHAKES, "outcome" => label).increment(1);
         outcome
     }
@@ -187,11 +208,24 @@ impl Gateway {
 
     /// Handles `message sent`.
     pub async fn send_message(&self, id: &Identity, text: Result<String, ErrorCode>) -> SendAck {
-        let ack = self.try_send(id, text).await;
+        let span = tracing::info_span!(
+            "message sent",
+            otel.kind = "server",
+            room = id.record.room.as_str(),
+            user.id = id.record.user.id.as_str(),
+            message.id = Empty,
+            outcome = Empty,
+            trace_id = Empty,
+        );
+        let ack = self.try_send(id, text).instrument(span.clone()).await;
         let label = match &ack {
-            SendAck::Ok { .. } => "ok",
+            SendAck::Ok { id, .. } => {
+                span.record("message.id", id.to_string());
+                "ok"
+            }
             SendAck::Err { error, .. } => error.as_str(),
         };
+        span.record("outcome", label);
         metrics::counter!(m::ACKS, "outcome" => label).increment(1);
         ack
     }
@@ -205,12 +239,15 @@ impl Gateway {
             return SendAck::err(ErrorCode::RateLimited);
         }
         let room = &id.record.room;
+        // The trace travels with the message, so every replica that
+        // delivers it joins this trace.
+        let traceparent = current_traceparent();
         let message = NewMessage {
             room,
             user: &id.record.user,
             text: &text,
             floor: self.registry.last_id(room),
-            trace: None,
+            trace: traceparent.as_deref(),
         };
         match tokio::time::timeout(self.config.ack_timeout, self.backend.send(message)).await {
             Ok(Ok(message_id)) => SendAck::ok(message_id),

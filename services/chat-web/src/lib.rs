@@ -32,4 +32,4 @@ pub mod startup;
 pub mod tokens;
 
 pub use config::Config;
-pub use startup::{App, AppState, Parts, router, shutdown_signal};
+pub use startup::{App, AppState, Parts, router};

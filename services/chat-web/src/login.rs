@@ -84,6 +84,7 @@ pub struct CallbackQuery {
 }
 
 /// `GET /authorization-code/callback`: completes the login.
+#[tracing::instrument(name = "login callback", skip_all, fields(otel.kind = "internal"))]
 pub async fn callback(
     State(state): State<AppState>,
     session: Session,

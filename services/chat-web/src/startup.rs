@@ -23,6 +23,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
 use tower_sessions::SessionStore;
 use tower_sessions_redis_store::RedisStore;
 
@@ -165,6 +166,27 @@ impl App {
     }
 }
 
+/// One span per HTTP request: method and path only (never the query, which
+/// carries authorization codes and `state` on the callback).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::info_span!(
+        "HTTP request",
+        otel.kind = "server",
+        otel.name = format!("{} {}", request.method(), request.uri().path()),
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+fn record_status<B>(
+    response: &axum::http::Response<B>,
+    _latency: std::time::Duration,
+    span: &tracing::Span,
+) {
+    span.record("http.response.status_code", response.status().as_u16());
+}
+
 /// The whole web service as a router. Routes that need a session sit behind
 /// the session layer; health, metrics, JWKS and static assets never touch
 /// the store.
@@ -215,37 +237,13 @@ where
         .fallback(pages::not_found)
         .with_state(state)
         .layer(middleware::from_fn(health::count_requests))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(record_status),
+        )
         .layer(middleware::from_fn_with_state(
             csp,
             headers::security_headers,
         )))
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "could not listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -42,6 +42,7 @@ pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
 }
 
 /// `POST /api/rooms/{room}/token`.
+#[tracing::instrument(name = "mint room token", skip_all, fields(otel.kind = "internal"))]
 pub async fn issue(
     State(state): State<AppState>,
     Path(room): Path<String>,

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
+use fred::interfaces::EventInterface;
 use fred::prelude::*;
 use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
 
@@ -73,10 +74,19 @@ impl RedisSettings {
             .builder()?
             .build_subscriber_client()
             .map_err(StoreError::redis("build subscriber"))?;
+        count_reconnects(&client);
         client.connect();
         client.manage_subscriptions();
         Ok(client)
     }
+}
+
+fn count_reconnects(client: &impl EventInterface) {
+    client.on_reconnect(|server| async move {
+        tracing::info!(%server, "reconnected to Redis");
+        metrics::counter!(crate::redis::RECONNECTS).increment(1);
+        Ok(())
+    });
 }
 
 /// The URL with any password replaced, for logs and error messages.

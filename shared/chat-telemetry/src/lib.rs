@@ -1,12 +1,16 @@
-//! Telemetry and process lifecycle shared by both services: logging set-up
-//! and the shutdown signal.
+//! Telemetry and process lifecycle shared by every service: logs, traces,
+//! the W3C trace context carried inside fanned-out messages, and the
+//! shutdown signal.
 //!
 //! # Layout
-//! - [`logging`]: `tracing` subscriber, plain or JSON (`LOG_FORMAT=json`).
+//! - [`logging`]: `tracing` to stderr (plain or `LOG_FORMAT=json`), plus the
+//!   OpenTelemetry layer when the standard `OTEL_*` variables ask for it.
+//! - [`trace_context`]: W3C `traceparent` in and out of the current span.
 //! - [`shutdown`]: a future that resolves on SIGTERM or Ctrl-C.
 
 pub mod logging;
 pub mod shutdown;
+pub mod trace_context;
 
-pub use logging::init_tracing;
+pub use logging::{Telemetry, init_tracing};
 pub use shutdown::shutdown_signal;

@@ -17,11 +17,17 @@ use fred::prelude::*;
 use fred::types::Value;
 use fred::types::scripts::Script;
 use serde_json::value::RawValue;
+use tracing::Instrument;
 
 use crate::backend::Backend;
 use crate::connection::RedisSettings;
 use crate::error::StoreError;
 use crate::schema::PREFIX;
+
+/// Seconds each Redis script took, by `operation` and `outcome`.
+pub const COMMAND_SECONDS: &str = "chat_store_redis_command_seconds";
+/// Reconnections of this process's Redis clients.
+pub const RECONNECTS: &str = "chat_store_redis_reconnects_total";
 
 /// A service's handle on Redis, acting for one node id (a gateway replica,
 /// or the web service).
@@ -75,7 +81,8 @@ impl RedisBackend {
         &self.client
     }
 
-    /// Runs `script` with the key prefix as its first argument.
+    /// Runs `script` with the key prefix as its first argument, in a span
+    /// and timed.
     pub(crate) async fn run(
         &self,
         operation: &'static str,
@@ -85,10 +92,23 @@ impl RedisBackend {
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(Value::from(PREFIX));
         all.extend(args);
-        script
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = "EVALSHA",
+        );
+        let started = std::time::Instant::now();
+        let result = script
             .evalsha_with_reload(&self.client, (), all)
+            .instrument(span)
             .await
-            .map_err(StoreError::redis(operation))
+            .map_err(StoreError::redis(operation));
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::histogram!(COMMAND_SECONDS, "operation" => operation, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 }
 
