@@ -197,7 +197,9 @@ describe('docker-compose.yml', () => {
     assert.equal(services.gateway.environment.JWKS_URL, 'http://web:8080/.well-known/jwks.json');
     for (const s of ['web', 'gateway']) {
       assert.equal(services[s].environment.REDIS_URL, 'redis://redis:6379');
-      assert.equal(services[s].environment.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4317');
+      // The services export OTLP over HTTP (the collector's 4318 receiver).
+      assert.equal(services[s].environment.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4318');
+      assert.equal(services[s].environment.OTEL_EXPORTER_OTLP_PROTOCOL, 'http/protobuf');
       assert.ok(services[s].environment.OTEL_SERVICE_NAME);
     }
   });
