@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort } from '../support/net.mjs';
 import { startService } from '../support/service.mjs';
-import { launchBrowser, openPage, screenshot, sendFromPage, waitForMessage, memberNames } from '../support/browser.mjs';
+import { launchBrowser, openPage, screenshot, sendFromPage, waitForMessage, memberNames, contrastProblems } from '../support/browser.mjs';
 
 let app;
 let base;
@@ -46,4 +46,25 @@ test('two browser windows sign in with a display name and chat in one process', 
   await screenshot(ann.page, 'single-process-room');
   assert.deepEqual([...ann.errors, ...bob.errors], []);
   assert.match(app.logs(), /DEVELOPMENT SIGN-IN IS ON/);
+});
+
+test('every page meets WCAG AA colour contrast', async () => {
+  const tab = await openPage(browser);
+  await tab.page.goto(`${base}/`);
+  assert.deepEqual(await contrastProblems(tab.page), [], 'home');
+  await tab.page.goto(`${base}/login`);
+  assert.deepEqual(await contrastProblems(tab.page), [], 'sign-in');
+  await tab.page.fill('#name', 'Cy');
+  await tab.page.click('button[type=submit]');
+  await tab.page.waitForURL(`${base}/dashboard`);
+  assert.deepEqual(await contrastProblems(tab.page), [], 'dashboard');
+  await tab.page.goto(`${base}/chat/Music`);
+  await tab.page.waitForSelector('#status[data-state=connected]');
+  await sendFromPage(tab.page, 'contrast check');
+  await waitForMessage(tab.page, 'contrast check');
+  assert.deepEqual(await contrastProblems(tab.page), [], 'room');
+  await tab.page.goto(`${base}/chat/Nowhere`);
+  assert.deepEqual(await contrastProblems(tab.page), [], '404 page');
+  await screenshot(tab.page, 'single-process-404');
+  await tab.context.close();
 });
