@@ -1,0 +1,176 @@
+//! `chat-load`: a load tool for the chat gateway (and for anything that
+//! speaks the same contract, such as the Node peer in `tests/peer`).
+//!
+//! It speaks Engine.IO v4 / Socket.IO v5 over WebSocket itself, mints room
+//! tokens with a PKCS#8 key, spreads connections over several replicas and
+//! loopback source addresses, and reports latency percentiles, losses and the
+//! CPU and memory of the servers and of itself.
+//!
+//! # Layout
+//! - `wire`: Engine.IO/Socket.IO framing and the handshake.
+//! - `session`: one connected client: pings, sends, deliveries, acks.
+//! - `scenario`: fanout, ramp, storm, idle, large-room.
+//! - `procstat`: CPU time and RSS from `/proc`.
+//! - `report`: the JSON report, its table and its failures.
+//! - `compare`: ours-vs-peer tables from two sets of reports.
+
+mod compare;
+mod procstat;
+mod report;
+mod scenario;
+mod session;
+mod wire;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "chat-load",
+    about = "Load tool for the chat gateway's Socket.IO contract"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one scenario against one or more replicas.
+    Run(Box<RunArgs>),
+    /// Prints side-by-side tables of `ours-*.json` and `peer-*.json` in a directory.
+    Compare {
+        /// Directory of reports written with `--json`.
+        dir: String,
+        /// Also write the tables (markdown) to this file.
+        #[arg(long)]
+        out: Option<String>,
+    },
+}
+
+/// The flags of `chat-load run`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct RunArgs {
+    /// fanout, ramp, storm, idle or large-room.
+    #[arg(long, default_value = "fanout")]
+    pub(crate) scenario: String,
+    /// A replica, e.g. http://127.0.0.1:8081 (repeat for several; loopback only).
+    #[arg(long, required = true)]
+    pub(crate) url: Vec<String>,
+    /// PKCS#8 PEM private key that room tokens are signed with.
+    #[arg(long)]
+    pub(crate) key: String,
+    /// A server process to measure (CPU, RSS); repeat for several.
+    #[arg(long)]
+    pub(crate) server_pid: Vec<u32>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub(crate) json: Option<String>,
+    /// Name of the side under test in reports.
+    #[arg(long, default_value = "ours")]
+    pub(crate) label: String,
+    /// Spread connections over 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) source_ips: usize,
+    /// Rooms (fanout, ramp; storm and idle spread over them).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) rooms: usize,
+    /// Members per room (fanout, ramp) or of the one room (large-room).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) members: usize,
+    /// Messages per second per sending member (ramp: the first step).
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) rate: f64,
+    /// Seconds of sending (fanout, ramp steps).
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) duration: f64,
+    /// Seconds to keep receiving after the last send.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) drain: f64,
+    /// Milliseconds between the last welcome and the first send (idle: before sampling).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) settle_ms: u64,
+    /// Bytes of padding per message text.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) size: usize,
+    /// Connections (storm, idle).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) connections: usize,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) concurrency: usize,
+    /// Seconds to hold the connections (storm, idle).
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) hold: f64,
+    /// Messages the one sender sends (large-room).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) messages: u64,
+    /// Ramp: multiply the rate by this each step.
+    #[arg(long, default_value_t = 1.5)]
+    pub(crate) ramp_factor: f64,
+    /// Ramp: at most this many steps.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) ramp_steps: usize,
+    /// Ramp: stop when end-to-end p99 exceeds this.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) max_p99_ms: f64,
+    /// Ramp: stop when this fraction of deliveries is lost.
+    #[arg(long, default_value_t = 0.001)]
+    pub(crate) max_loss: f64,
+    /// Room names are PREFIX + number.
+    #[arg(long, default_value = "r")]
+    pub(crate) room_prefix: String,
+    /// First room number used.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) room_offset: usize,
+    /// Seconds a handshake may take before it counts as failed.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) connect_timeout_s: u64,
+    /// Token `iss`.
+    #[arg(long, default_value = "chat-web")]
+    pub(crate) issuer: String,
+    /// Token `aud`.
+    #[arg(long, default_value = "chat-gateway")]
+    pub(crate) audience: String,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Exit with status 1 when connections failed or dropped, or messages were lost,
+    /// duplicated, refused or never acknowledged.
+    #[arg(long)]
+    pub(crate) fail_on_errors: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Compare { dir, out } => compare::run(&dir, out.as_deref()),
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.build().context("starting the tokio runtime")?;
+    let report = rt.block_on(scenario::run(args))?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, text).with_context(|| format!("writing --json {path}"))?;
+    }
+    // Ramp steps past the bound are expected to fail; judge the headline step only.
+    let failures = report.failures();
+    if args.fail_on_errors && !failures.is_empty() {
+        for f in &failures {
+            eprintln!("FAIL {f}");
+        }
+        std::process::exit(1);
+    }
+    // Closing thousands of sockets is the runtime's job; do not wait for stragglers.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! What a scenario measured, as JSON (for the harness) and as a table (for
+//! a person), plus the list of failures that make `--fail-on-errors` exit
+//! non-zero.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::procstat::Usage;
+
+/// Percentiles of one latency distribution, in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Latency {
+    pub(crate) count: u64,
+    pub(crate) p50_us: u64,
+    pub(crate) p90_us: u64,
+    pub(crate) p99_us: u64,
+    pub(crate) p999_us: u64,
+    pub(crate) max_us: u64,
+    pub(crate) mean_us: f64,
+}
+
+/// A histogram of microseconds from 1 µs to 10 minutes, 3 significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+impl Latency {
+    /// The summary of `h`.
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        }
+    }
+
+    fn row(&self) -> String {
+        if self.count == 0 {
+            return "-".into();
+        }
+        format!(
+            "p50 {} p90 {} p99 {} p999 {} max {} (n={})",
+            ms(self.p50_us),
+            ms(self.p90_us),
+            ms(self.p99_us),
+            ms(self.p999_us),
+            ms(self.max_us),
+            self.count
+        )
+    }
+}
+
+/// Microseconds as milliseconds with 2 decimals.
+pub(crate) fn ms(us: u64) -> String {
+    format!("{:.2}ms", us as f64 / 1000.0)
+}
+
+/// Everything one scenario run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub(crate) scenario: String,
+    pub(crate) label: String,
+    pub(crate) params: BTreeMap<String, serde_json::Value>,
+    pub(crate) connections_attempted: u64,
+    pub(crate) connections_ok: u64,
+    pub(crate) connections_failed: u64,
+    pub(crate) connect_errors: BTreeMap<String, u64>,
+    pub(crate) dropped: u64,
+    pub(crate) drop_reasons: BTreeMap<String, u64>,
+    pub(crate) handshake_s: f64,
+    pub(crate) handshakes_per_s: f64,
+    pub(crate) welcome: Latency,
+    pub(crate) sent: u64,
+    pub(crate) acked_ok: u64,
+    pub(crate) ack_failed: u64,
+    pub(crate) ack_missing: u64,
+    pub(crate) ack_errors: BTreeMap<String, u64>,
+    pub(crate) expected: u64,
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicated: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) measure_s: f64,
+    pub(crate) sends_per_s: f64,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) e2e: Latency,
+    pub(crate) ack: Latency,
+    pub(crate) fanout_complete: Latency,
+    pub(crate) servers: Vec<Usage>,
+    pub(crate) server_cpu_s: f64,
+    pub(crate) server_cpu_cores: f64,
+    pub(crate) server_cpu_us_per_delivery: f64,
+    pub(crate) server_rss_kb_before: u64,
+    pub(crate) server_rss_kb_after: u64,
+    pub(crate) server_rss_bytes_per_connection: f64,
+    pub(crate) tool: Option<Usage>,
+    pub(crate) tool_cpu_cores: f64,
+    pub(crate) steps: Vec<Report>,
+}
+
+impl Report {
+    /// Fills the server and tool figures from a measured phase of `secs`.
+    pub(crate) fn set_usage(&mut self, servers: Vec<Usage>, tool: Usage, secs: f64) {
+        self.server_cpu_s = servers.iter().map(|u| u.cpu_s).sum();
+        self.server_rss_kb_before = servers.iter().map(|u| u.before.rss_kb).sum();
+        self.server_rss_kb_after = servers.iter().map(|u| u.after.rss_kb).sum();
+        if secs > 0.0 {
+            self.server_cpu_cores = self.server_cpu_s / secs;
+            self.tool_cpu_cores = tool.cpu_s / secs;
+        }
+        if self.delivered > 0 {
+            self.server_cpu_us_per_delivery = self.server_cpu_s * 1e6 / self.delivered as f64;
+        }
+        self.servers = servers;
+        self.tool = Some(tool);
+    }
+
+    /// What went wrong: failed or dropped connections, lost, duplicated or
+    /// unacknowledged messages. Empty when the run was clean.
+    pub(crate) fn failures(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        let mut check = |n: u64, what: &str| {
+            if n > 0 {
+                f.push(format!("{}: {n} {what}", self.label));
+            }
+        };
+        check(self.connections_failed, "connections failed");
+        check(self.dropped, "connections dropped");
+        check(self.lost, "deliveries lost");
+        check(self.duplicated, "deliveries duplicated");
+        check(self.ack_failed, "sends refused");
+        check(self.ack_missing, "sends never acknowledged");
+        f
+    }
+
+    /// The human-readable table.
+    pub(crate) fn table(&self) -> String {
+        let mut rows: Vec<(String, String)> = Vec::new();
+        let mut row = |k: &str, v: String| rows.push((k.to_owned(), v));
+        row("scenario", format!("{} [{}]", self.scenario, self.label));
+        row(
+            "params",
+            self.params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        row(
+            "connections",
+            format!(
+                "ok {} failed {} dropped {} {}{}",
+                self.connections_ok,
+                self.connections_failed,
+                self.dropped,
+                fmt_map(&self.connect_errors),
+                fmt_map(&self.drop_reasons)
+            ),
+        );
+        row(
+            "handshakes",
+            format!(
+                "{:.0}/s over {:.2}s; time to welcome {}",
+                self.handshakes_per_s,
+                self.handshake_s,
+                self.welcome.row()
+            ),
+        );
+        if self.sent > 0 {
+            row(
+                "messages",
+                format!(
+                    "sent {} acked {} refused {} unacked {} {}",
+                    self.sent,
+                    self.acked_ok,
+                    self.ack_failed,
+                    self.ack_missing,
+                    fmt_map(&self.ack_errors)
+                ),
+            );
+            row(
+                "deliveries",
+                format!(
+                    "expected {} delivered {} lost {} duplicated {} out-of-order {}",
+                    self.expected, self.delivered, self.lost, self.duplicated, self.out_of_order
+                ),
+            );
+            row(
+                "throughput",
+                format!(
+                    "{:.0} sends/s, {:.0} deliveries/s over {:.1}s",
+                    self.sends_per_s, self.deliveries_per_s, self.measure_s
+                ),
+            );
+            row("end-to-end", self.e2e.row());
+            row("ack", self.ack.row());
+            row("fan-out complete", self.fanout_complete.row());
+        }
+        row(
+            "server cpu",
+            format!(
+                "{:.2}s ({:.2} cores), {:.2} µs/delivery",
+                self.server_cpu_s, self.server_cpu_cores, self.server_cpu_us_per_delivery
+            ),
+        );
+        row(
+            "server rss",
+            format!(
+                "{} KiB -> {} KiB ({:.0} B/connection)",
+                self.server_rss_kb_before,
+                self.server_rss_kb_after,
+                self.server_rss_bytes_per_connection
+            ),
+        );
+        row(
+            "load tool cpu",
+            format!(
+                "{:.2}s ({:.2} cores){}",
+                self.tool.as_ref().map_or(0.0, |t| t.cpu_s),
+                self.tool_cpu_cores,
+                if self.tool_cpu_cores > 0.85 {
+                    "  <- the tool may be the limit"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let mut s = String::new();
+        for (k, v) in rows {
+            s.push_str(&format!("{k:>18}  {v}\n"));
+        }
+        for step in &self.steps {
+            s.push_str(&format!(
+                "{:>18}  rate {} /member/s: {:.0} deliveries/s, e2e p99 {}, lost {}, server {:.2} cores, tool {:.2} cores\n",
+                "ramp step",
+                step.params.get("rate").map_or_else(String::new, ToString::to_string),
+                step.deliveries_per_s,
+                ms(step.e2e.p99_us),
+                step.lost,
+                step.server_cpu_cores,
+                step.tool_cpu_cores
+            ));
+        }
+        s
+    }
+}
+
+fn fmt_map(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!("[{}]", parts.join(", "))
+}

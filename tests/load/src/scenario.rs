@@ -1,0 +1,418 @@
+//! The scenarios: a population of clients is connected (`connect`), then
+//! each client runs a [`session`](crate::session) with or without a send
+//! plan, and the outcomes are merged into one [`Report`].
+//!
+//! - `fanout`: rooms × members, every member sends at `rate` for `duration`.
+//! - `ramp`: `fanout` again and again with a rising rate until p99 or loss
+//!   breaks its bound.
+//! - `storm`: `connections` handshakes, `concurrency` at a time.
+//! - `idle`: hold `connections`; server RSS growth per connection.
+//! - `large-room`: one room of `members`, one sender, fan-out latency to all.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chat_core::RoomClaims;
+use chat_core::token::TokenSigner;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::RunArgs;
+use crate::procstat::Meter;
+use crate::report::{Latency, Report, histogram};
+use crate::session::{self, Outcome, SendPlan};
+use crate::wire::{self, Target, Ws};
+
+/// A connected client waiting for its session.
+struct Client {
+    id: u32,
+    room: usize,
+    ws: Ws,
+}
+
+/// The clients that reached `welcome`, and how the handshakes went.
+struct Population {
+    clients: Vec<Client>,
+    report: Report,
+}
+
+/// Runs the scenario `args.scenario`.
+pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<Report> {
+    let targets = args
+        .url
+        .iter()
+        .map(|u| Target::parse(u))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if targets.is_empty() {
+        bail!("give at least one --url");
+    }
+    let pem = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("reading --key {}", args.key))?;
+    let signer = TokenSigner::from_pkcs8_pem(&pem)
+        .with_context(|| format!("--key {} is not a PKCS#8 Ed25519 PEM", args.key))?;
+    let ctx = Ctx {
+        args,
+        targets,
+        signer,
+    };
+    let mut report = match args.scenario.as_str() {
+        "fanout" => ctx.fanout(args.rate).await?,
+        "ramp" => ctx.ramp().await?,
+        "storm" => ctx.storm().await?,
+        "idle" => ctx.idle().await?,
+        "large-room" => ctx.large_room().await?,
+        other => bail!("unknown --scenario {other}: fanout, ramp, storm, idle or large-room"),
+    };
+    report.scenario = args.scenario.clone();
+    report.label = args.label.clone();
+    Ok(report)
+}
+
+struct Ctx<'a> {
+    args: &'a RunArgs,
+    targets: Vec<Target>,
+    signer: TokenSigner,
+}
+
+impl Ctx<'_> {
+    fn params(&self, pairs: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::Value> {
+        let mut m: BTreeMap<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        m.insert("urls".into(), self.targets.len().into());
+        m.insert("source_ips".into(), self.args.source_ips.into());
+        m
+    }
+
+    /// Connects `n` clients, `concurrency` at a time; client `i` goes to
+    /// scenario room `room_of(i)`, replica `i % urls`, source 127.0.0.(1 + i % source_ips).
+    async fn connect(
+        &self,
+        n: usize,
+        room_of: impl Fn(usize) -> usize,
+    ) -> anyhow::Result<Population> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("clock before 1970")?
+            .as_secs();
+        let run_tag = format!("{}-{}", std::process::id(), wire::now_us());
+        let mut jobs = Vec::with_capacity(n);
+        for i in 0..n {
+            let room = room_of(i);
+            let claims = RoomClaims {
+                iss: self.args.issuer.clone(),
+                aud: self.args.audience.clone(),
+                sub: format!("load-{run_tag}-{i}"),
+                name: format!("u{i}"),
+                room: format!("{}{}", self.args.room_prefix, self.args.room_offset + room),
+                iat: now,
+                exp: now + 300,
+                jti: format!("{run_tag}-{i}"),
+                sid: None,
+            };
+            let token = self.signer.mint(&claims).context("minting a room token")?;
+            let target = self.targets[i % self.targets.len()].clone();
+            let src = IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                1 + (i % self.args.source_ips.clamp(1, 250)) as u8,
+            ));
+            jobs.push((i, room, target, src, token));
+        }
+        let permits = Arc::new(Semaphore::new(self.args.concurrency.max(1)));
+        let timeout = Duration::from_secs(self.args.connect_timeout_s);
+        let start = Instant::now();
+        let mut set = JoinSet::new();
+        for (i, room, target, src, token) in jobs {
+            let permits = permits.clone();
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let t0 = wire::now_us();
+                let r = wire::open(&target, src, &token, timeout).await;
+                (i, room, r, wire::now_us() - t0)
+            });
+        }
+        let mut report = Report {
+            connections_attempted: n as u64,
+            ..Report::default()
+        };
+        let mut welcome = histogram();
+        let mut clients = Vec::with_capacity(n);
+        while let Some(joined) = set.join_next().await {
+            let (i, room, r, us) = joined.context("a connect task panicked")?;
+            match r {
+                Ok(ws) => {
+                    welcome.saturating_record(us.max(1));
+                    clients.push(Client {
+                        id: i as u32,
+                        room,
+                        ws,
+                    });
+                }
+                Err(e) => *report.connect_errors.entry(e.0).or_default() += 1,
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        report.connections_ok = clients.len() as u64;
+        report.connections_failed = report.connections_attempted - report.connections_ok;
+        report.handshake_s = secs;
+        report.handshakes_per_s = clients.len() as f64 / secs.max(1e-9);
+        report.welcome = Latency::of(&welcome);
+        clients.sort_by_key(|c| c.id);
+        Ok(Population { clients, report })
+    }
+
+    /// Runs every client's session; `plan_of(client)` says who sends.
+    async fn sessions(
+        clients: Vec<Client>,
+        stop_at: Instant,
+        plan_of: impl Fn(&Client) -> Option<SendPlan>,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let mut set = JoinSet::new();
+        for c in clients {
+            let plan = plan_of(&c);
+            set.spawn(session::run(c.ws, c.id, c.room, plan, stop_at));
+        }
+        let mut outs = Vec::new();
+        while let Some(o) = set.join_next().await {
+            outs.push(o.context("a session task panicked")?);
+        }
+        Ok(outs)
+    }
+
+    /// Connects rooms × members and lets every member send at `rate` /s.
+    async fn fanout(&self, rate: f64) -> anyhow::Result<Report> {
+        let a = self.args;
+        let members = a.members.max(1);
+        let n = a.rooms * members;
+        let mut pop = self.connect(n, |i| i / members).await?;
+        tokio::time::sleep(Duration::from_millis(a.settle_ms)).await;
+        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let duration = Duration::from_secs_f64(a.duration);
+        let t0 = Instant::now() + Duration::from_millis(50);
+        let until = t0 + duration;
+        let stop_at = until + Duration::from_secs_f64(a.drain);
+        let meter = Meter::start(&a.server_pid);
+        let count = pop.clients.len().max(1) as f64;
+        let pad = a.size;
+        let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
+            // Spread the first sends over one period so members do not send in lockstep.
+            let offset = period.mul_f64(f64::from(c.id) / count);
+            Some(SendPlan {
+                start: t0 + offset,
+                period,
+                until,
+                max: u64::MAX,
+                pad,
+            })
+        })
+        .await?;
+        let (servers, tool) = meter.stop();
+        let mut r = pop.report;
+        r.params = self.params(&[
+            ("rooms", a.rooms.into()),
+            ("members", members.into()),
+            ("rate", rate.into()),
+            ("duration_s", a.duration.into()),
+            ("size", a.size.into()),
+        ]);
+        merge(&mut r, outs, a.duration);
+        r.set_usage(servers, tool, a.duration + a.drain);
+        Ok(r)
+    }
+
+    /// Raises the per-member rate by `ramp_factor` until p99 or loss breaks its bound.
+    async fn ramp(&self) -> anyhow::Result<Report> {
+        let a = self.args;
+        let mut rate = a.rate;
+        let mut steps: Vec<Report> = Vec::new();
+        for _ in 0..a.ramp_steps.max(1) {
+            let step = self.fanout(rate).await?;
+            let loss = step.lost as f64 / step.expected.max(1) as f64;
+            let broke = step.e2e.p99_us as f64 > a.max_p99_ms * 1000.0
+                || loss > a.max_loss
+                || step.connections_failed > 0;
+            eprintln!(
+                "ramp: rate {rate:.2}/member/s -> {:.0} deliveries/s, p99 {}, loss {:.5}{}",
+                step.deliveries_per_s,
+                crate::report::ms(step.e2e.p99_us),
+                loss,
+                if broke { " (bound broken)" } else { "" }
+            );
+            steps.push(step);
+            if broke {
+                break;
+            }
+            rate *= a.ramp_factor;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        // The headline is the fastest step that kept its bounds (or the first one).
+        let good = steps
+            .iter()
+            .rposition(|s| {
+                s.e2e.p99_us as f64 <= a.max_p99_ms * 1000.0
+                    && (s.lost as f64 / s.expected.max(1) as f64) <= a.max_loss
+            })
+            .unwrap_or(0);
+        let mut r = steps.get(good).cloned().unwrap_or_default();
+        r.params.insert("max_p99_ms".into(), a.max_p99_ms.into());
+        r.params.insert("max_loss".into(), a.max_loss.into());
+        r.steps = steps;
+        Ok(r)
+    }
+
+    /// `connections` handshakes, `concurrency` at a time.
+    async fn storm(&self) -> anyhow::Result<Report> {
+        let a = self.args;
+        let rooms = a.rooms.max(1);
+        let urls = self.targets.len();
+        let meter = Meter::start(&a.server_pid);
+        let mut pop = self.connect(a.connections, |i| (i / urls) % rooms).await?;
+        let (servers, tool) = meter.stop();
+        let secs = pop.report.handshake_s;
+        let stop_at = Instant::now() + Duration::from_secs_f64(a.hold);
+        let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |_| None).await?;
+        let mut r = pop.report;
+        r.params = self.params(&[
+            ("connections", a.connections.into()),
+            ("concurrency", a.concurrency.into()),
+            ("rooms", rooms.into()),
+        ]);
+        merge(&mut r, outs, 0.0);
+        r.set_usage(servers, tool, secs);
+        Ok(r)
+    }
+
+    /// Holds `connections` open and reports server RSS growth per connection.
+    async fn idle(&self) -> anyhow::Result<Report> {
+        let a = self.args;
+        let rooms = a.rooms.max(1);
+        let urls = self.targets.len();
+        let meter = Meter::start(&a.server_pid);
+        let started = Instant::now();
+        let mut pop = self.connect(a.connections, |i| (i / urls) % rooms).await?;
+        let ok = pop.report.connections_ok;
+        let stop_at =
+            Instant::now() + Duration::from_secs_f64(a.settle_ms as f64 / 1000.0 + a.hold);
+        // Sample while every connection is still open, just before the sessions end.
+        let sample_at = stop_at - Duration::from_millis(200);
+        let sampler = tokio::spawn(async move {
+            tokio::time::sleep_until(sample_at).await;
+            let usage = meter.stop();
+            (usage, started.elapsed().as_secs_f64())
+        });
+        let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |_| None).await?;
+        let ((servers, tool), secs) = sampler.await.context("the sampler panicked")?;
+        let mut r = pop.report;
+        r.params = self.params(&[
+            ("connections", a.connections.into()),
+            ("rooms", rooms.into()),
+            ("hold_s", a.hold.into()),
+        ]);
+        merge(&mut r, outs, 0.0);
+        r.set_usage(servers, tool, secs);
+        let growth_kb: i64 = r.servers.iter().map(|u| u.rss_growth_kb).sum();
+        r.server_rss_bytes_per_connection = growth_kb as f64 * 1024.0 / ok.max(1) as f64;
+        Ok(r)
+    }
+
+    /// One room of `members`; client 0 sends `messages` at `rate` /s.
+    async fn large_room(&self) -> anyhow::Result<Report> {
+        let a = self.args;
+        let mut pop = self.connect(a.members, |_| 0).await?;
+        tokio::time::sleep(Duration::from_millis(a.settle_ms)).await;
+        let period = Duration::from_secs_f64(1.0 / a.rate.max(0.001));
+        let t0 = Instant::now() + Duration::from_millis(50);
+        let send_s = period.as_secs_f64() * a.messages as f64;
+        let until = t0 + Duration::from_secs_f64(send_s + 0.5);
+        let stop_at = until + Duration::from_secs_f64(a.drain);
+        let meter = Meter::start(&a.server_pid);
+        let messages = a.messages;
+        let pad = a.size;
+        let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
+            (c.id == 0).then_some(SendPlan {
+                start: t0,
+                period,
+                until,
+                max: messages,
+                pad,
+            })
+        })
+        .await?;
+        let (servers, tool) = meter.stop();
+        let mut r = pop.report;
+        r.params = self.params(&[
+            ("members", a.members.into()),
+            ("messages", a.messages.into()),
+            ("rate", a.rate.into()),
+            ("size", a.size.into()),
+        ]);
+        merge(&mut r, outs, send_s);
+        r.set_usage(servers, tool, send_s + a.drain);
+        Ok(r)
+    }
+}
+
+/// Folds the clients' outcomes into `r`; `secs` is the sending window.
+fn merge(r: &mut Report, outs: Vec<Outcome>, secs: f64) {
+    let acked: HashSet<u64> = outs
+        .iter()
+        .flat_map(|o| o.acked_keys.iter().copied())
+        .collect();
+    let mut acked_in_room: HashMap<usize, u64> = HashMap::new();
+    for o in &outs {
+        *acked_in_room.entry(o.room).or_default() += o.acked_keys.len() as u64;
+    }
+    let mut e2e = histogram();
+    let mut ack = histogram();
+    let mut complete: HashMap<u64, u32> = HashMap::new();
+    for o in outs {
+        r.sent += o.sent;
+        r.acked_ok += o.acked_keys.len() as u64;
+        for (k, v) in o.ack_errors {
+            r.ack_failed += v;
+            *r.ack_errors.entry(k).or_default() += v;
+        }
+        for us in o.ack_us {
+            ack.saturating_record(u64::from(us).max(1));
+        }
+        let expected = acked_in_room.get(&o.room).copied().unwrap_or(0);
+        let mut got = 0;
+        for (key, us) in &o.deliveries {
+            e2e.saturating_record(u64::from(*us).max(1));
+            let worst = complete.entry(*key).or_default();
+            *worst = (*worst).max(*us);
+            if acked.contains(key) {
+                got += 1;
+            }
+        }
+        r.expected += expected;
+        r.lost += expected.saturating_sub(got);
+        r.delivered += o.deliveries.len() as u64;
+        r.duplicated += o.duplicated;
+        r.out_of_order += o.out_of_order;
+        if let Some(why) = o.dropped {
+            r.dropped += 1;
+            *r.drop_reasons.entry(why).or_default() += 1;
+        }
+    }
+    r.ack_missing = r.sent.saturating_sub(r.acked_ok + r.ack_failed);
+    let mut fc = histogram();
+    for us in complete.into_values() {
+        fc.saturating_record(u64::from(us).max(1));
+    }
+    r.e2e = Latency::of(&e2e);
+    r.ack = Latency::of(&ack);
+    r.fanout_complete = Latency::of(&fc);
+    r.measure_s = secs;
+    if secs > 0.0 {
+        r.sends_per_s = r.sent as f64 / secs;
+        r.deliveries_per_s = r.delivered as f64 / secs;
+    }
+}

@@ -1,0 +1,186 @@
+//! Engine.IO v4 / Socket.IO v5 framing over one WebSocket, just the subset
+//! the contract needs: open, CONNECT with an auth payload, events, acks and
+//! the ping/pong heartbeat. One WebSocket text frame is one Engine.IO packet.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// The WebSocket of one Socket.IO connection.
+pub(crate) type Ws = WebSocketStream<TcpStream>;
+
+/// One gateway (or peer) replica to connect to.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// `ws://host:port/socket.io/?EIO=4&transport=websocket`.
+    pub(crate) ws_url: String,
+    /// The socket address of `ws_url`.
+    pub(crate) addr: SocketAddr,
+}
+
+impl Target {
+    /// From `http://127.0.0.1:8081`, `ws://127.0.0.1:8081` or `127.0.0.1:8081`;
+    /// only loopback addresses are accepted.
+    pub(crate) fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .trim_start_matches("http://")
+            .trim_start_matches("ws://")
+            .trim_end_matches('/');
+        let host = rest.split('/').next().unwrap_or(rest);
+        let addr: SocketAddr = host
+            .parse()
+            .with_context(|| format!("--url {url}: expected http://127.0.0.N:PORT"))?;
+        if !addr.ip().is_loopback() {
+            bail!("--url {url}: only loopback addresses (127.0.0.0/8) may be targeted");
+        }
+        Ok(Self {
+            ws_url: format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
+            addr,
+        })
+    }
+}
+
+/// Why a handshake did not end in `welcome`.
+#[derive(Debug)]
+pub(crate) struct HandshakeError(pub(crate) String);
+
+/// Opens the TCP connection from `source`, upgrades it, sends the CONNECT
+/// with `token` and waits for `welcome`. Returns the socket and the raw
+/// welcome frame.
+pub(crate) async fn open(
+    target: &Target,
+    source: IpAddr,
+    token: &str,
+    timeout: Duration,
+) -> Result<Ws, HandshakeError> {
+    match tokio::time::timeout(timeout, open_inner(target, source, token)).await {
+        Ok(r) => r.map_err(|e| HandshakeError(short_error(&e))),
+        Err(_) => Err(HandshakeError("timeout".into())),
+    }
+}
+
+async fn open_inner(target: &Target, source: IpAddr, token: &str) -> anyhow::Result<Ws> {
+    let socket = TcpSocket::new_v4().context("socket")?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .with_context(|| format!("bind {source}"))?;
+    let tcp = socket.connect(target.addr).await.context("connect")?;
+    tcp.set_nodelay(true).context("nodelay")?;
+    let (mut ws, _) = tokio_tungstenite::client_async(target.ws_url.as_str(), tcp)
+        .await
+        .context("websocket upgrade")?;
+    let mut sent_connect = false;
+    loop {
+        let frame = ws
+            .next()
+            .await
+            .ok_or_else(|| anyhow!("closed during handshake"))?
+            .context("read")?;
+        let WsMessage::Text(text) = frame else {
+            if let WsMessage::Close(_) = frame {
+                bail!("closed during handshake");
+            }
+            continue;
+        };
+        let text = text.as_str();
+        if text.starts_with('0') && !sent_connect {
+            let auth = serde_json::json!({ "token": token });
+            ws.send(WsMessage::text(format!("40{auth}")))
+                .await
+                .context("send CONNECT")?;
+            sent_connect = true;
+        } else if text == "2" {
+            ws.send(WsMessage::text("3")).await.context("pong")?;
+        } else if let Some(err) = text.strip_prefix("44") {
+            let message = serde_json::from_str::<serde_json::Value>(err)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| err.to_owned());
+            bail!("refused: {message}");
+        } else if text.starts_with("42[\"welcome\"") {
+            return Ok(ws);
+        }
+    }
+}
+
+/// The first line of an error chain, short enough to group failures by.
+fn short_error(e: &anyhow::Error) -> String {
+    let mut s = format!("{e:#}");
+    if let Some(i) = s.find(" (os error") {
+        s.truncate(i);
+    }
+    s.chars().take(100).collect()
+}
+
+/// A `message sent` emit with ack id `ack`.
+pub(crate) fn message_sent(ack: u64, text: &str) -> WsMessage {
+    let text = serde_json::Value::from(text);
+    WsMessage::text(format!("42{ack}[\"message sent\",{text}]"))
+}
+
+/// What a received text frame means to the load tool.
+pub(crate) enum Incoming<'a> {
+    /// Engine.IO ping: answer `3`.
+    Ping,
+    /// `message received`: the `text` field of the Message.
+    Delivery(&'a str),
+    /// An ack: its id and whether it said `ok: true`.
+    Ack(u64, bool, &'a str),
+    /// Engine.IO close or Socket.IO disconnect.
+    Closed,
+    /// Anything else (`user entered`, ...).
+    Other,
+}
+
+/// Classifies one text frame without building a JSON tree on the hot path.
+pub(crate) fn classify(text: &str) -> Incoming<'_> {
+    if text == "2" {
+        return Incoming::Ping;
+    }
+    if let Some(rest) = text.strip_prefix("42[\"message received\",") {
+        const FIELD: &str = "\"text\":\"";
+        if let Some(i) = rest.find(FIELD) {
+            let body = &rest[i + FIELD.len()..];
+            if let Some(end) = body.find('"') {
+                return Incoming::Delivery(&body[..end]);
+            }
+        }
+        return Incoming::Other;
+    }
+    if let Some(rest) = text.strip_prefix("43") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(id) = rest[..digits].parse() {
+            let body = &rest[digits..];
+            return Incoming::Ack(id, body.contains("\"ok\":true"), body);
+        }
+        return Incoming::Other;
+    }
+    if text == "1" || text.starts_with("41") {
+        return Incoming::Closed;
+    }
+    Incoming::Other
+}
+
+/// Microseconds since the tool started: the clock every latency is measured on.
+pub(crate) fn now_us() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// The ack error string of an `{ok:false,error}` body, for grouping.
+pub(crate) fn ack_error(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get(0)
+                .and_then(|a| a.get("error"))
+                .and_then(|e| e.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| body.chars().take(60).collect())
+}
