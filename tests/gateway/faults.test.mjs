@@ -102,3 +102,25 @@ test('SIGTERM drains a replica: clients are told to go, it exits within 30 s, an
   const members = await cluster.redis.command('HLEN chat:room:General:users');
   assert.equal(members.trim(), ':4');
 });
+
+test('a replica whose fan-out subscription drops reads the gap back: its clients miss nothing', async (t) => {
+  const cluster = await startCluster({ replicas: 2, env: { RATE_LIMIT_BURST: '1000', RATE_LIMIT_PER_SECOND: '1000' } });
+  t.after(() => cluster.stop());
+  const [a, b] = cluster.gateways;
+  const sender = await cluster.join(a, { sub: 'sender' });
+  const reader = await cluster.join(b, { sub: 'reader' });
+  await settle(sender, reader);
+  // Cut every subscriber connection; commands keep working, so sends go on while the
+  // replicas reconnect and resubscribe.
+  await cluster.redis.command('CLIENT KILL TYPE pubsub');
+  const ids = [];
+  for (let i = 0; i < 20; i++) {
+    const ack = await sender.send(`during the gap ${i}`);
+    assert.equal(ack.ok, true);
+    ids.push(ack.id);
+  }
+  await reader.wait('message received', (m) => m.id === ids.at(-1), 10_000);
+  const got = reader.all('message received').map((m) => m.id).filter((id) => ids.includes(id));
+  assert.deepEqual(got, ids, 'every message, once, in order');
+  await settle(sender, reader);
+});

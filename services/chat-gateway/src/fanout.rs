@@ -20,6 +20,7 @@ pub async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
                 metrics::counter!(m::EVENTS_IN).increment(1);
                 deliver(&gateway, &room, event);
             }
+            FanoutEvent::Resubscribed => read_back_gap(&gateway).await,
             FanoutEvent::Revoked(sid) => {
                 for conn in gateway.registry.by_session(&sid) {
                     gateway
@@ -27,6 +28,51 @@ pub async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
                         .remove(&conn.id.record.room, conn.socket.id);
                     gateway.end(&conn, ErrorCode::TokenRevoked);
                 }
+            }
+        }
+    }
+}
+
+/// After the subscription was lost, delivers the messages each room got
+/// meanwhile, read back from history, before any newer live event (which
+/// waits in the subscription). Messages already delivered are skipped by the
+/// registry, so nothing is lost, doubled or reordered.
+async fn read_back_gap(gateway: &Gateway) {
+    const PAGE: usize = 100;
+    for room in gateway.config.rooms.iter() {
+        let Some(mut last) = gateway.registry.last_id(room) else {
+            continue;
+        };
+        loop {
+            let page = gateway.backend.history_after(room, last, PAGE);
+            let page = match tokio::time::timeout(gateway.config.ack_timeout, page).await {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, %room, "could not read back the gap");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(%room, "reading back the gap timed out");
+                    break;
+                }
+            };
+            let full = page.len() == PAGE;
+            for (id, payload) in page {
+                last = id;
+                metrics::counter!(m::READ_BACK).increment(1);
+                // Unknown position among the room's events: never skipped.
+                let event = RoomEvent {
+                    seq: u64::MAX,
+                    kind: RoomEventKind::Message {
+                        id,
+                        payload,
+                        trace: None,
+                    },
+                };
+                deliver(gateway, room, event);
+            }
+            if !full {
+                break;
             }
         }
     }

@@ -20,3 +20,5 @@ pub const RESTORES: &str = "chat_gateway_presence_restores_total";
 pub const DELIVERIES: &str = "chat_gateway_deliveries_total";
 /// Seconds from a message's storage to its delivery on this replica.
 pub const FANOUT_LATENCY: &str = "chat_gateway_fanout_latency_seconds";
+/// Messages read back from history after the fan-out subscription was lost.
+pub const READ_BACK: &str = "chat_gateway_read_back_total";

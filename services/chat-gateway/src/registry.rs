@@ -151,7 +151,11 @@ impl Registry {
         };
         let out = match event.kind {
             RoomEventKind::Message { id, payload, .. } => {
-                sockets.last_id = sockets.last_id.max(Some(id));
+                // Read back after a gap, or published twice: already delivered.
+                if sockets.last_id.is_some_and(|last| id <= last) {
+                    return 0;
+                }
+                sockets.last_id = Some(id);
                 Outgoing {
                     event: MESSAGE_RECEIVED,
                     payload,

@@ -25,6 +25,9 @@ pub enum FanoutEvent {
     Room(RoomName, RoomEvent),
     /// A web session was logged out: end its connections.
     Revoked(String),
+    /// The subscription was lost and is back: events published meanwhile
+    /// were missed, and the rooms' messages since then should be read back.
+    Resubscribed,
 }
 
 /// The events of the subscribed rooms and every revocation, in publish order.
@@ -63,6 +66,13 @@ pub trait Presence: Send + Sync {
 pub trait History: Send + Sync {
     /// Stores a message and publishes it to every subscriber in one atomic step.
     async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError>;
+    /// Up to `limit` messages just after `after`, oldest first, with their ids.
+    async fn history_after(
+        &self,
+        room: &RoomName,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<(MessageId, Box<RawValue>)>, StoreError>;
     /// Up to `limit` messages just before `before`, oldest first.
     async fn history_before(
         &self,

@@ -68,7 +68,9 @@ impl RedisSettings {
         Ok(client)
     }
 
-    /// A subscriber client that restores its subscriptions after every reconnect.
+    /// A subscriber client. Whoever subscribes with it restores the
+    /// subscriptions after a reconnect (see `redis::fanout`), so that it
+    /// knows when they are back.
     pub fn subscriber_client(&self) -> Result<SubscriberClient, StoreError> {
         let client = self
             .builder()?
@@ -76,7 +78,6 @@ impl RedisSettings {
             .map_err(StoreError::redis("build subscriber"))?;
         count_reconnects(&client);
         client.connect();
-        client.manage_subscriptions();
         Ok(client)
     }
 }

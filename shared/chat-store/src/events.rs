@@ -83,6 +83,17 @@ impl RoomEvent {
     }
 }
 
+/// The id of a message payload (a `Message` serialized as JSON).
+pub fn message_id(payload: &RawValue) -> Result<MessageId, String> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: MessageId,
+    }
+    serde_json::from_str::<Id>(payload.get())
+        .map(|m| m.id)
+        .map_err(|e| e.to_string())
+}
+
 fn message_payload(json: &str) -> Result<Box<RawValue>, serde_json::Error> {
     #[derive(Deserialize, serde::Serialize)]
     struct Payload<'a> {

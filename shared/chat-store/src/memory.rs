@@ -403,6 +403,30 @@ impl History for MemoryBackend {
         Ok(id)
     }
 
+    async fn history_after(
+        &self,
+        room: &RoomName,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<(MessageId, Box<RawValue>)>, StoreError> {
+        let s = self.hub.lock();
+        let Some(state) = s.rooms.get(room) else {
+            return Ok(Vec::new());
+        };
+        let newer: Vec<_> = state
+            .history
+            .iter()
+            .filter(|(id, _, _)| *id > after)
+            .take(limit)
+            .cloned()
+            .collect();
+        let ids: Vec<MessageId> = newer.iter().map(|(id, _, _)| *id).collect();
+        Ok(ids
+            .into_iter()
+            .zip(State::messages(room, newer.into_iter()))
+            .collect())
+    }
+
     async fn history_before(
         &self,
         room: &RoomName,

@@ -40,6 +40,11 @@ script!(
     "A page of messages before an id."
 );
 script!(
+    HISTORY_AFTER,
+    "lua/history_after.lua",
+    "A page of messages after an id."
+);
+script!(
     HEARTBEAT,
     "lua/heartbeat.lua",
     "Refresh a node's heartbeat and read the data epoch."

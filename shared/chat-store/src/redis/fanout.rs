@@ -1,6 +1,7 @@
 //! [`Fanout`] on Redis: one subscriber per process listens to the rooms'
-//! channels and the revocations channel; fred restores the subscriptions
-//! after every reconnect.
+//! channels and the revocations channel. After every reconnect it
+//! subscribes again and then tells its consumer (`Resubscribed`), which
+//! reads back from history what was published while it was away.
 
 use async_trait::async_trait;
 use chat_core::RoomName;
@@ -25,23 +26,37 @@ impl Fanout for RedisBackend {
         let rooms = rooms.to_vec();
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
         let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
         tokio::spawn(async move {
-            // Tracked by the client even while Redis is away, and renewed by
-            // `manage_subscriptions` after every reconnect.
+            // Tracked by the client even while Redis is away, and renewed
+            // below after every reconnect.
             if let Err(e) = subscriber.subscribe(channels).await {
                 tracing::warn!(error = %e, "subscribe failed; it is retried on reconnect");
             }
             loop {
-                let message = match messages.recv().await {
-                    Ok(m) => m,
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::error!(missed = n, "fan-out receiver lagged; events lost");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => break,
-                };
-                let Some(event) = decode(&rooms, &message) else {
-                    continue;
+                let event = tokio::select! {
+                    reconnected = reconnects.recv() => match reconnected {
+                        Err(RecvError::Closed) => break,
+                        Ok(_) | Err(RecvError::Lagged(_)) => match subscriber.resubscribe_all().await {
+                            // From here on nothing is missed: the consumer may read the gap back.
+                            Ok(()) => FanoutEvent::Resubscribed,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "resubscribe failed; retried at the next reconnect");
+                                continue;
+                            }
+                        },
+                    },
+                    message = messages.recv() => match message {
+                        Err(RecvError::Closed) => break,
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::error!(missed = n, "fan-out receiver lagged; reading the gap back");
+                            FanoutEvent::Resubscribed
+                        }
+                        Ok(m) => match decode(&rooms, &m) {
+                            Some(event) => event,
+                            None => continue,
+                        },
+                    },
                 };
                 if tx.send(event).await.is_err() {
                     break;

@@ -32,6 +32,30 @@ impl History for RedisBackend {
     }
 
     /// Up to `limit` messages just before `before`, oldest first.
+    async fn history_after(
+        &self,
+        room: &RoomName,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<(MessageId, Box<RawValue>)>, StoreError> {
+        const OP: &str = "read history after";
+        let args = vec![
+            Value::from(room.as_str()),
+            Value::from(after.to_string()),
+            Value::from(limit as i64),
+        ];
+        let messages = reply::messages(OP, self.run(OP, &scripts::HISTORY_AFTER, args).await?)?;
+        messages
+            .into_iter()
+            .map(|m| {
+                Ok((
+                    crate::events::message_id(&m).map_err(|e| StoreError::reply(OP, e))?,
+                    m,
+                ))
+            })
+            .collect()
+    }
+
     async fn history_before(
         &self,
         room: &RoomName,

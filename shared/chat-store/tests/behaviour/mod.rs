@@ -185,6 +185,13 @@ pub(crate) async fn messages_are_stored_in_order_and_paged_back(nodes: &dyn Node
         .map(|m| serde_json::from_str::<chat_core::Message>(m.get()).map(|m| m.text))
         .collect::<Result<_, _>>()?;
     assert_eq!(texts, (40..50).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let after = a.history_after(&room, ids[110], 5).await?;
+    assert_eq!(
+        after.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        ids[111..116].to_vec()
+    );
+    let parsed: chat_core::Message = serde_json::from_str(after[0].1.get())?;
+    assert_eq!((parsed.id, parsed.text.as_str()), (ids[111], "m111"));
     let first: chat_core::Message = serde_json::from_str(page[0].get())?;
     assert_eq!(first.user, user);
     assert_eq!(first.room, "General");
