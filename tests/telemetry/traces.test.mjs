@@ -19,6 +19,7 @@ before(async () => {
     OTEL_RESOURCE_ATTRIBUTES: `service.instance.id=${name}`,
     OTEL_BSP_SCHEDULE_DELAY: '100',
     OTEL_TRACES_SAMPLER: 'always_on',
+    LOG_FORMAT: 'json',
   });
   await startGateway(cluster, env('replica-a'));
   await startGateway(cluster, env('replica-b'));
@@ -61,7 +62,15 @@ test('a message sent through replica A to a member on replica B is one trace acr
   // Handshakes are traced, refused ones with their code.
   const handshakes = otlp.spans().filter((s) => s.name === 'handshake');
   assert.ok(handshakes.some((s) => s.attrs.outcome === 'ok' && s.attrs.room === 'General'));
-  await until('the refused handshake span', () => otlp.spans().some((s) => s.name === 'handshake' && s.attrs.outcome === 'token_invalid'));
+  const refusedSpan = await until('the refused handshake span', () => otlp.spans().find((s) => s.name === 'handshake' && s.attrs.outcome === 'token_invalid'));
+
+  // JSON logs carry the trace id of the span they were written in.
+  const lines = a.logs().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  assert.ok(lines.length > 0, 'LOG_FORMAT=json writes JSON lines');
+  const refusal = lines.find((l) => l.fields?.message === 'handshake refused');
+  assert.ok(refusal, 'the refusal is logged');
+  assert.equal(refusal.fields.code, 'token_invalid');
+  assert.equal(refusal.span?.trace_id, refusedSpan.traceId, 'the log line names the trace');
 
   // No span carries a token.
   const everything = JSON.stringify(otlp.spans());

@@ -12,7 +12,7 @@ use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
 use chat_store::Backend;
 use chat_store::history::NewMessage;
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
-use chat_telemetry::trace_context::current_traceparent;
+use chat_telemetry::trace_context::{current_trace_id, current_traceparent};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use socketioxide::extract::SocketRef;
 use tracing::Instrument;
@@ -97,6 +97,7 @@ impl Gateway {
             outcome = Empty,
             trace_id = Empty,
         );
+        record_trace_id(&span);
         let outcome = self
             .try_handshake(socket, token, since)
             .instrument(span.clone())
@@ -127,7 +128,8 @@ impl Gateway {
             .filter(|t| !t.is_empty())
             .ok_or(ErrorCode::TokenMissing)?;
         let claims = self.keys.verify(&token, now_s()).await.map_err(|e| {
-            tracing::debug!(error = %e, "handshake refused");
+            // Why, for the operator; never the token itself.
+            tracing::info!(code = %e.code(), reason = %e, "handshake refused");
             e.code()
         })?;
         let room = self
@@ -217,6 +219,7 @@ impl Gateway {
             outcome = Empty,
             trace_id = Empty,
         );
+        record_trace_id(&span);
         let ack = self.try_send(id, text).instrument(span.clone()).await;
         let label = match &ack {
             SendAck::Ok { id, .. } => {
@@ -341,6 +344,14 @@ impl Gateway {
     /// Forgets rate-limiter entries of users who went quiet.
     pub fn trim_rate_limiter(&self) {
         self.limiter.retain_recent();
+    }
+}
+
+/// Puts the span's trace id among its fields, so JSON log lines written
+/// inside it carry it.
+fn record_trace_id(span: &tracing::Span) {
+    if let Some(trace_id) = span.in_scope(current_trace_id) {
+        span.record("trace_id", trace_id);
     }
 }
 
