@@ -211,3 +211,77 @@ impl GatewayConfig {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("REDIS_URL", "redis://127.0.0.1"),
+        ("JWT_PUBLIC_KEY_FILE", "k.pem"),
+    ];
+
+    #[test]
+    fn defaults_follow_the_contract() -> Result<(), ConfigError> {
+        let c = load(&BASE)?;
+        assert_eq!(c.addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(
+            (c.issuer.as_str(), c.audience.as_str()),
+            ("chat-web", "chat-gateway")
+        );
+        assert_eq!(c.rooms.iter().count(), 3);
+        assert_eq!((c.rate_per_second, c.rate_burst), (10, 20));
+        assert_eq!(c.token_expiry_grace, Duration::from_secs(30));
+        assert_eq!(c.exit_grace, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 100_000);
+        assert!(c.allowed_origins.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_or_missing_setting_names_its_variable() {
+        let name = |vars: &[(&str, &str)]| load(vars).map(|_| ()).expect_err("refused").name;
+        assert_eq!(name(&[("JWT_PUBLIC_KEY_FILE", "k.pem")]), "REDIS_URL");
+        assert_eq!(name(&[("REDIS_URL", "redis://x")]), "JWT_PUBLIC_KEY_FILE");
+        assert_eq!(
+            name(&[BASE[0], BASE[1], ("RATE_LIMIT_BURST", "lots")]),
+            "RATE_LIMIT_BURST"
+        );
+        assert_eq!(
+            name(&[BASE[0], BASE[1], ("RATE_LIMIT_PER_SECOND", "0")]),
+            "RATE_LIMIT_PER_SECOND"
+        );
+        assert_eq!(name(&[BASE[0], BASE[1], ("ROOMS", "a b")]), "ROOMS");
+        assert_eq!(
+            name(&[BASE[0], BASE[1], ("GATEWAY_ADDR", "nowhere")]),
+            "GATEWAY_ADDR"
+        );
+        assert_eq!(
+            name(&[BASE[0], BASE[1], ("HEARTBEAT_TTL_MS", "3000")]),
+            "HEARTBEAT_TTL_MS"
+        );
+    }
+
+    #[test]
+    fn origins_and_jwks_are_read() -> Result<(), ConfigError> {
+        let c = load(&[
+            ("REDIS_URL", "redis://x"),
+            ("JWKS_URL", "http://web/.well-known/jwks.json"),
+            ("ALLOWED_ORIGINS", "https://a.example/, https://b.example"),
+        ])?;
+        assert!(matches!(c.keys, KeySource::JwksUrl(_)));
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        Ok(())
+    }
+}
