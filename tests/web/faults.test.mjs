@@ -85,6 +85,22 @@ test('a session ends at its absolute limit even while in use', async () => {
   }
 });
 
+test('a session left unused past its idle limit ends', async () => {
+  const idle = await startStack({ env: { SESSION_IDLE_S: '1' } });
+  try {
+    const jar = new CookieJar();
+    await login(jar, idle.base, 'alice');
+    assert.equal((await jar.fetch(`${idle.base}/dashboard`)).status, 200);
+    // Nothing to wait on but the clock: no request may touch the session meanwhile.
+    await new Promise((r) => setTimeout(r, 2200));
+    const res = await jar.fetch(`${idle.base}/dashboard`);
+    assert.equal(res.status, 303);
+    assert.match(res.headers.get('location'), /^\/login\?next=/);
+  } finally {
+    await idle.stop();
+  }
+});
+
 /** Runs the binary with `env` and resolves with { code, output } once it exits. */
 function runToExit(env) {
   return new Promise((resolve) => {
