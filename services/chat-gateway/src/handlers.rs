@@ -29,11 +29,29 @@ pub async fn authenticate(
     let auth = ConnectAuth::from_payload(auth.ok());
     let token = auth.token?;
     let joined = gateway.handshake(&socket, token, auth.since).await?;
+    abandon_if_never_connected(&gateway, &socket, &joined);
     socket.extensions.insert(joined.id.clone());
     socket
         .extensions
         .insert(Handshake(Arc::new(Mutex::new(Some(joined)))));
     Ok(())
+}
+
+/// A handshake that passed can still fail to complete (the client goes away
+/// before the CONNECT reply reaches it); then no connect or disconnect
+/// handler ever runs. If the connection is still pending after the connect
+/// timeout, forget it and release its presence.
+fn abandon_if_never_connected(gateway: &Arc<Gateway>, socket: &SocketRef, joined: &Joined) {
+    let gateway = gateway.clone();
+    let sid = socket.id;
+    let record = joined.id.record.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(gateway.config.connect_timeout).await;
+        if gateway.registry.remove_pending(&record.room, sid) {
+            tracing::info!(%sid, "handshake never completed; presence released");
+            gateway.leave(record).await;
+        }
+    });
 }
 
 /// Connect handler: sends `welcome`, then lets the room's events flow.

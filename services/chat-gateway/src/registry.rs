@@ -133,6 +133,12 @@ impl Registry {
         true
     }
 
+    /// Forgets a connection that is still pending; true if it was.
+    pub fn remove_pending(&self, room: &RoomName, sid: Sid) -> bool {
+        self.room(room)
+            .is_some_and(|mut sockets| sockets.pending.remove(&sid).is_some())
+    }
+
     /// Forgets a connection, live or pending.
     pub fn remove(&self, room: &RoomName, sid: Sid) -> Option<Arc<Conn>> {
         let mut sockets = self.room(room)?;

@@ -31,7 +31,6 @@ impl History for RedisBackend {
             .map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))
     }
 
-    /// Up to `limit` messages just before `before`, oldest first.
     async fn history_after(
         &self,
         room: &RoomName,
