@@ -91,6 +91,7 @@ const METRICS: &[Metric] = &[
         |r| r.server_rss_bytes_per_connection,
         Unit::Bytes,
     ),
+    ("Redis CPU (cores)", |r| r.aux_cpu_cores, Unit::Cores),
     ("load tool CPU (cores)", |r| r.tool_cpu_cores, Unit::Cores),
 ];
 

@@ -63,6 +63,9 @@ pub(crate) struct RunArgs {
     /// A server process to measure (CPU, RSS); repeat for several.
     #[arg(long)]
     pub(crate) server_pid: Vec<u32>,
+    /// Another process of the system under test to measure apart (e.g. Redis); repeatable.
+    #[arg(long)]
+    pub(crate) aux_pid: Vec<u32>,
     /// Write the report as JSON here.
     #[arg(long)]
     pub(crate) json: Option<String>,

@@ -60,21 +60,35 @@ pub(crate) struct Usage {
 pub(crate) struct Meter {
     pids: Vec<u32>,
     before: Vec<Sample>,
+    aux: Vec<u32>,
+    aux_before: Vec<Sample>,
     own: Sample,
 }
 
+/// What a [`Meter`] measured over its phase.
+pub(crate) struct Measured {
+    /// The servers under test.
+    pub(crate) servers: Vec<Usage>,
+    /// Other processes of the system under test (Redis).
+    pub(crate) aux: Vec<Usage>,
+    /// The load tool.
+    pub(crate) tool: Usage,
+}
+
 impl Meter {
-    /// Starts measuring `pids` and the tool itself.
-    pub(crate) fn start(pids: &[u32]) -> Self {
+    /// Starts measuring the servers `pids`, the other processes `aux` and the tool itself.
+    pub(crate) fn start(pids: &[u32], aux: &[u32]) -> Self {
         Self {
             pids: pids.to_vec(),
             before: pids.iter().map(|p| sample(Some(*p))).collect(),
+            aux: aux.to_vec(),
+            aux_before: aux.iter().map(|p| sample(Some(*p))).collect(),
             own: sample(None),
         }
     }
 
     /// Ends the phase: the usage of every server and of the tool.
-    pub(crate) fn stop(&self) -> (Vec<Usage>, Usage) {
+    pub(crate) fn stop(&self) -> Measured {
         let usage = |pid: u32, before: Sample, after: Sample| Usage {
             pid,
             before,
@@ -82,12 +96,16 @@ impl Meter {
             cpu_s: after.cpu_s - before.cpu_s,
             rss_growth_kb: after.rss_kb as i64 - before.rss_kb as i64,
         };
-        let servers = self
-            .pids
-            .iter()
-            .zip(&self.before)
-            .map(|(p, b)| usage(*p, *b, sample(Some(*p))))
-            .collect();
-        (servers, usage(0, self.own, sample(None)))
+        let read = |pids: &[u32], before: &[Sample]| -> Vec<Usage> {
+            pids.iter()
+                .zip(before)
+                .map(|(p, b)| usage(*p, *b, sample(Some(*p))))
+                .collect()
+        };
+        Measured {
+            servers: read(&self.pids, &self.before),
+            aux: read(&self.aux, &self.aux_before),
+            tool: usage(0, self.own, sample(None)),
+        }
     }
 }

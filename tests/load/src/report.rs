@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::procstat::Usage;
+use crate::procstat::{Measured, Usage};
 
 /// Percentiles of one latency distribution, in microseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -103,24 +103,31 @@ pub(crate) struct Report {
     pub(crate) server_rss_kb_after: u64,
     pub(crate) server_rss_bytes_per_connection: f64,
     pub(crate) tool: Option<Usage>,
+    #[serde(default)]
+    pub(crate) aux: Vec<Usage>,
+    #[serde(default)]
+    pub(crate) aux_cpu_cores: f64,
     pub(crate) tool_cpu_cores: f64,
     pub(crate) steps: Vec<Report>,
 }
 
 impl Report {
     /// Fills the server and tool figures from a measured phase of `secs`.
-    pub(crate) fn set_usage(&mut self, servers: Vec<Usage>, tool: Usage, secs: f64) {
+    pub(crate) fn set_usage(&mut self, m: Measured, secs: f64) {
+        let Measured { servers, aux, tool } = m;
         self.server_cpu_s = servers.iter().map(|u| u.cpu_s).sum();
         self.server_rss_kb_before = servers.iter().map(|u| u.before.rss_kb).sum();
         self.server_rss_kb_after = servers.iter().map(|u| u.after.rss_kb).sum();
         if secs > 0.0 {
             self.server_cpu_cores = self.server_cpu_s / secs;
             self.tool_cpu_cores = tool.cpu_s / secs;
+            self.aux_cpu_cores = aux.iter().map(|u| u.cpu_s).sum::<f64>() / secs;
         }
         if self.delivered > 0 {
             self.server_cpu_us_per_delivery = self.server_cpu_s * 1e6 / self.delivered as f64;
         }
         self.servers = servers;
+        self.aux = aux;
         self.tool = Some(tool);
     }
 
@@ -221,6 +228,9 @@ impl Report {
                 self.server_rss_bytes_per_connection
             ),
         );
+        if !self.aux.is_empty() {
+            row("redis cpu", format!("{:.2} cores", self.aux_cpu_cores));
+        }
         row(
             "load tool cpu",
             format!(

@@ -198,7 +198,7 @@ impl Ctx<'_> {
         let t0 = Instant::now() + Duration::from_millis(50);
         let until = t0 + duration;
         let stop_at = until + Duration::from_secs_f64(a.drain);
-        let meter = Meter::start(&a.server_pid);
+        let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let count = pop.clients.len().max(1) as f64;
         let pad = a.size;
         let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
@@ -213,7 +213,7 @@ impl Ctx<'_> {
             })
         })
         .await?;
-        let (servers, tool) = meter.stop();
+        let measured = meter.stop();
         let mut r = pop.report;
         r.params = self.params(&[
             ("rooms", a.rooms.into()),
@@ -223,7 +223,7 @@ impl Ctx<'_> {
             ("size", a.size.into()),
         ]);
         merge(&mut r, outs, a.duration);
-        r.set_usage(servers, tool, a.duration + a.drain);
+        r.set_usage(measured, a.duration + a.drain);
         Ok(r)
     }
 
@@ -272,9 +272,9 @@ impl Ctx<'_> {
         let a = self.args;
         let rooms = a.rooms.max(1);
         let urls = self.targets.len();
-        let meter = Meter::start(&a.server_pid);
+        let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let mut pop = self.connect(a.connections, |i| (i / urls) % rooms).await?;
-        let (servers, tool) = meter.stop();
+        let measured = meter.stop();
         let secs = pop.report.handshake_s;
         let stop_at = Instant::now() + Duration::from_secs_f64(a.hold);
         let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |_| None).await?;
@@ -285,7 +285,7 @@ impl Ctx<'_> {
             ("rooms", rooms.into()),
         ]);
         merge(&mut r, outs, 0.0);
-        r.set_usage(servers, tool, secs);
+        r.set_usage(measured, secs);
         Ok(r)
     }
 
@@ -294,7 +294,7 @@ impl Ctx<'_> {
         let a = self.args;
         let rooms = a.rooms.max(1);
         let urls = self.targets.len();
-        let meter = Meter::start(&a.server_pid);
+        let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let started = Instant::now();
         let mut pop = self.connect(a.connections, |i| (i / urls) % rooms).await?;
         let ok = pop.report.connections_ok;
@@ -304,11 +304,10 @@ impl Ctx<'_> {
         let sample_at = stop_at - Duration::from_millis(200);
         let sampler = tokio::spawn(async move {
             tokio::time::sleep_until(sample_at).await;
-            let usage = meter.stop();
-            (usage, started.elapsed().as_secs_f64())
+            (meter.stop(), started.elapsed().as_secs_f64())
         });
         let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |_| None).await?;
-        let ((servers, tool), secs) = sampler.await.context("the sampler panicked")?;
+        let (measured, secs) = sampler.await.context("the sampler panicked")?;
         let mut r = pop.report;
         r.params = self.params(&[
             ("connections", a.connections.into()),
@@ -316,7 +315,7 @@ impl Ctx<'_> {
             ("hold_s", a.hold.into()),
         ]);
         merge(&mut r, outs, 0.0);
-        r.set_usage(servers, tool, secs);
+        r.set_usage(measured, secs);
         let growth_kb: i64 = r.servers.iter().map(|u| u.rss_growth_kb).sum();
         r.server_rss_bytes_per_connection = growth_kb as f64 * 1024.0 / ok.max(1) as f64;
         Ok(r)
@@ -332,7 +331,7 @@ impl Ctx<'_> {
         let send_s = period.as_secs_f64() * a.messages as f64;
         let until = t0 + Duration::from_secs_f64(send_s + 0.5);
         let stop_at = until + Duration::from_secs_f64(a.drain);
-        let meter = Meter::start(&a.server_pid);
+        let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let messages = a.messages;
         let pad = a.size;
         let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
@@ -345,7 +344,7 @@ impl Ctx<'_> {
             })
         })
         .await?;
-        let (servers, tool) = meter.stop();
+        let measured = meter.stop();
         let mut r = pop.report;
         r.params = self.params(&[
             ("members", a.members.into()),
@@ -354,7 +353,7 @@ impl Ctx<'_> {
             ("size", a.size.into()),
         ]);
         merge(&mut r, outs, send_s);
-        r.set_usage(servers, tool, send_s + a.drain);
+        r.set_usage(measured, send_s + a.drain);
         Ok(r)
     }
 }
