@@ -206,6 +206,8 @@ fn socket_layer(gateway: &Arc<Gateway>) -> SocketIoLayer {
         .max_payload(config.max_ws_message_bytes as u64)
         .ws_max_message_size(config.max_ws_message_bytes)
         .ws_max_frame_size(config.max_ws_message_bytes)
+        // Chat frames are small; the read buffer grows for the rare large one.
+        .ws_read_buffer_size(1024)
         .connect_timeout(config.connect_timeout)
         .build_layer();
     io.ns("/", handlers::on_connect.with(handlers::authenticate));

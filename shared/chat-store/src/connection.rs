@@ -15,6 +15,10 @@ use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
 
 use crate::error::StoreError;
 
+/// Room events a subscriber may hold before a slow consumer of them lags
+/// (and the fan-out reads the gap back from history).
+pub const SUBSCRIBER_CHANNEL_CAPACITY: usize = 16_384;
+
 /// How clients talk to Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -42,7 +46,6 @@ impl RedisSettings {
         let timeout = self.command_timeout;
         builder.with_performance_config(|p| {
             p.default_command_timeout = timeout;
-            p.broadcast_channel_capacity = 65_536;
         });
         builder.with_connection_config(|c| {
             c.connection_timeout = timeout;
@@ -72,8 +75,14 @@ impl RedisSettings {
     /// subscriptions after a reconnect (see `redis::fanout`), so that it
     /// knows when they are back.
     pub fn subscriber_client(&self) -> Result<SubscriberClient, StoreError> {
-        let client = self
-            .builder()?
+        let mut builder = self.builder()?;
+        // fred allocates every notification channel at this size up front, so
+        // only the subscriber, whose message channel must absorb bursts
+        // (PITFALLS: the default of 32 loses messages), gets a large one.
+        builder.with_performance_config(|p| {
+            p.broadcast_channel_capacity = SUBSCRIBER_CHANNEL_CAPACITY
+        });
+        let client = builder
             .build_subscriber_client()
             .map_err(StoreError::redis("build subscriber"))?;
         count_reconnects(&client);

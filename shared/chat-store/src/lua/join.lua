@@ -10,12 +10,9 @@ if sid ~= '' and redis.call('EXISTS', P .. 'revoked:' .. sid) == 1 then
 end
 enter(room, node, conn, uid, name, ARGV[10] == '1')
 
-local members = {}
-local users = redis.call('HKEYS', room_key(room, 'users'))
-for _, u in ipairs(users) do
-  members[#members + 1] = u
-  members[#members + 1] = redis.call('HGET', room_key(room, 'names'), u) or u
-end
+-- `names` holds exactly the users of `users` (set on entry, removed on exit):
+-- one read gives the members as id, name, id, name, ...
+local members = redis.call('HGETALL', room_key(room, 'names'))
 
 local hkey = room_key(room, 'history')
 local recovered = 1
