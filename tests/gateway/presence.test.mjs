@@ -44,6 +44,7 @@ test('two tabs of one user on two replicas at the same instant: one entry, one m
   assert.deepEqual(exited, { id: 'ann', name: 'Ann' });
   assert.ok(Date.now() - closedAt >= 900, 'not before the exit grace');
   await settle(observer, observer);
+  await settle(observer, late);
   assert.equal(observer.all('user exited').length, 1);
   assert.equal(late.all('user exited').length, 1);
 });

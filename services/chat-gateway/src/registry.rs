@@ -11,7 +11,7 @@
 //! Each room has its own lock; no lock is held across an await.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_core::events::{MESSAGE_RECEIVED, USER_ENTERED, USER_EXITED};
@@ -76,6 +76,9 @@ struct RoomSockets {
 /// All rooms of this replica.
 pub struct Registry {
     rooms: HashMap<RoomName, Mutex<RoomSockets>>,
+    /// Live and pending connections, kept beside the maps so the handshake's
+    /// limit check takes no lock.
+    connections: AtomicUsize,
     slow: mpsc::UnboundedSender<Arc<Conn>>,
 }
 
@@ -94,7 +97,11 @@ impl Registry {
             .iter()
             .map(|r| (r.clone(), Mutex::default()))
             .collect();
-        Self { rooms, slow }
+        Self {
+            rooms,
+            connections: AtomicUsize::new(0),
+            slow,
+        }
     }
 
     fn room(&self, room: &RoomName) -> Option<MutexGuard<'_, RoomSockets>> {
@@ -106,8 +113,15 @@ impl Registry {
 
     /// Starts buffering the room's events for a connection that is joining.
     pub fn add_pending(&self, conn: Arc<Conn>) {
-        if let Some(mut room) = self.room(&conn.id.record.room) {
-            room.pending.insert(conn.socket.id, (conn, Vec::new()));
+        let Some(mut room) = self.room(&conn.id.record.room) else {
+            return;
+        };
+        if room
+            .pending
+            .insert(conn.socket.id, (conn, Vec::new()))
+            .is_none()
+        {
+            self.connections.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -125,6 +139,7 @@ impl Registry {
             if event_seq > covered {
                 covered = 0;
                 if !self.write(&conn, &out) {
+                    self.connections.fetch_sub(1, Ordering::Relaxed);
                     return false;
                 }
             }
@@ -135,18 +150,27 @@ impl Registry {
 
     /// Forgets a connection that is still pending; true if it was.
     pub fn remove_pending(&self, room: &RoomName, sid: Sid) -> bool {
-        self.room(room)
-            .is_some_and(|mut sockets| sockets.pending.remove(&sid).is_some())
+        let removed = self
+            .room(room)
+            .is_some_and(|mut sockets| sockets.pending.remove(&sid).is_some());
+        if removed {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
     }
 
     /// Forgets a connection, live or pending.
     pub fn remove(&self, room: &RoomName, sid: Sid) -> Option<Arc<Conn>> {
         let mut sockets = self.room(room)?;
-        sockets
+        let removed = sockets
             .live
             .remove(&sid)
             .map(|(c, _)| c)
-            .or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c))
+            .or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c));
+        if removed.is_some() {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
     }
 
     /// Writes one event from Redis to every connection of its room; returns
@@ -192,7 +216,9 @@ impl Registry {
             }
         }
         for sid in dropped {
-            sockets.live.remove(&sid);
+            if sockets.live.remove(&sid).is_some() {
+                self.connections.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         for (_, buffered) in sockets.pending.values_mut() {
             buffered.push((event.seq, out.clone()));
@@ -241,15 +267,9 @@ impl Registry {
         }
     }
 
-    /// How many connections this replica holds.
+    /// How many connections this replica holds, live or pending.
     pub fn count(&self) -> usize {
-        self.rooms
-            .values()
-            .map(|r| {
-                let s = r.lock().unwrap_or_else(|e| e.into_inner());
-                s.live.len() + s.pending.len()
-            })
-            .sum()
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The live connections minted by web session `sid`.
