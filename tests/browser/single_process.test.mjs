@@ -44,6 +44,20 @@ test('two browser windows sign in with a display name and chat in one process', 
   await sendFromPage(bob.page, 'hi Ann, Bob here');
   await waitForMessage(ann.page, 'hi Ann, Bob here');
   await screenshot(ann.page, 'single-process-room');
+  // A room with a short history offers no "earlier messages".
+  assert.equal(await ann.page.isVisible('#older'), false);
+
+  // A refused send shows the ack's error: here, the per-user rate limit (a burst of 20).
+  await ann.page.evaluate(() => {
+    const input = document.getElementById('message-input');
+    const form = document.getElementById('send-form');
+    for (let i = 0; i < 30; i += 1) {
+      input.value = `burst ${i}`;
+      form.requestSubmit();
+    }
+  });
+  await ann.page.waitForFunction(() => /too fast/.test(document.getElementById('send-error').textContent));
+  await screenshot(ann.page, 'single-process-rate-limited');
   assert.deepEqual([...ann.errors, ...bob.errors], []);
   assert.match(app.logs(), /DEVELOPMENT SIGN-IN IS ON/);
 });
