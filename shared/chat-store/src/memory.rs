@@ -116,8 +116,7 @@ impl State {
             RoomEventKind::Message { payload, .. } => Some(payload.get().to_owned()),
             _ => None,
         };
-        self.subscribers
-            .retain(|(rooms, tx)| !tx.is_closed() || rooms.is_empty());
+        self.subscribers.retain(|(_, tx)| !tx.is_closed());
         for (rooms, tx) in &self.subscribers {
             if !rooms.contains(room) {
                 continue;
