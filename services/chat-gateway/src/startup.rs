@@ -12,10 +12,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use chat_core::ErrorCode;
 use chat_store::connection::RedisSettings;
 use chat_store::{Backend, RedisBackend};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
@@ -158,24 +159,50 @@ impl App {
         tracing::info!(addr = %listener.local_addr()?, node = gateway.backend.node(), "gateway listening");
         let running = realtime.start()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // Small frames (acks, chat lines) must not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-        });
+        let server = tokio::spawn(serve(listener, router, stop_rx));
         shutdown.await;
         running.drain().await;
         let _ = stop_tx.send(());
-        // Closed sockets end their HTTP connections; do not wait on stragglers.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+        let _ = server.await;
         tracing::info!("gateway stopped");
         Ok(())
+    }
+}
+
+/// Serves HTTP/1.1 (and its WebSocket upgrades) until `stop` fires. By then
+/// the drain has closed every socket; whatever is left ends with the process.
+///
+/// Not `axum::serve`, for two settings it does not expose: TCP_NODELAY, so
+/// small frames (acks, chat lines) do not wait for Nagle's algorithm, and
+/// the smallest HTTP/1 read buffer, which an upgraded connection keeps for
+/// its whole life.
+async fn serve(listener: TcpListener, router: Router, stop: tokio::sync::oneshot::Receiver<()>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(8192);
+    tokio::pin!(stop);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = http
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
     }
 }
 
