@@ -17,6 +17,9 @@
 //! Channels: `chat:room:{room}:events` carries a room's events (see
 //! [`crate::events`]); `chat:revocations` carries the `sid` of each logout.
 //!
+//! The web service's sessions are kept by `tower-sessions-redis-store` under
+//! their bare session ids (it has no prefix option).
+//!
 //! Keys are built inside the Lua scripts from the same prefix, so the schema
 //! assumes a single Redis (or a primary with replicas), not Redis Cluster.
 
@@ -28,17 +31,9 @@ pub const PREFIX: &str = "chat:";
 /// The channel that carries the `sid` of every logged-out web session.
 pub const REVOCATIONS_CHANNEL: &str = "chat:revocations";
 
-/// The prefix of the web service's session keys.
-pub const SESSION_PREFIX: &str = "chat:session:";
-
 /// Hash of user id → live connection count in `room`.
 pub fn room_users(room: &RoomName) -> String {
     format!("{PREFIX}room:{room}:users")
-}
-
-/// The stream that holds `room`'s history.
-pub fn room_history(room: &RoomName) -> String {
-    format!("{PREFIX}room:{room}:history")
 }
 
 /// The channel of `room`'s events.
@@ -57,11 +52,6 @@ pub fn room_of_channel(channel: &str) -> Option<&str> {
 /// The marker of a logged-out web session.
 pub fn revoked(sid: &str) -> String {
     format!("{PREFIX}revoked:{sid}")
-}
-
-/// The heartbeat key of a gateway replica.
-pub fn node_alive(node: &str) -> String {
-    format!("{PREFIX}node:{node}:alive")
 }
 
 #[cfg(test)]
