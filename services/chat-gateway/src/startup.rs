@@ -17,7 +17,6 @@ use chat_store::connection::RedisSettings;
 use chat_store::{Backend, RedisBackend};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
@@ -246,17 +245,8 @@ fn probes(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz).with_state(gateway))
-        .route("/metrics", get(http::metrics).with_state(prometheus()))
-}
-
-/// The Prometheus recorder: installed once per process.
-pub fn prometheus() -> PrometheusHandle {
-    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
-        })
-        .clone()
+        .route(
+            "/metrics",
+            get(http::metrics).with_state(chat_telemetry::prometheus()),
+        )
 }

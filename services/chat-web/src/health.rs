@@ -1,31 +1,13 @@
 //! `/healthz` (the process runs), `/readyz` (Redis answers), `/metrics`
 //! (Prometheus text) and the request counter behind it.
 
-use std::sync::OnceLock;
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::startup::AppState;
-
-/// The process-wide Prometheus recorder's handle (installed once).
-pub fn prometheus() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
-            }
-            handle
-        })
-        .clone()
-}
 
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {

@@ -211,7 +211,7 @@ where
         idp: parts.idp.map(Arc::new),
         store: parts.store,
         signer: Arc::new(parts.signer),
-        metrics: health::prometheus(),
+        metrics: chat_telemetry::prometheus(),
     };
     let with_session = Router::new()
         .route("/", get(pages::home))

@@ -6,11 +6,14 @@
 //! - [`logging`]: `tracing` to stderr (plain or `LOG_FORMAT=json`), plus the
 //!   OpenTelemetry layer when the standard `OTEL_*` variables ask for it.
 //! - [`trace_context`]: W3C `traceparent` in and out of the current span.
+//! - [`prometheus`]: the `/metrics` exporter, installed once per process.
 //! - [`shutdown`]: a future that resolves on SIGTERM or Ctrl-C.
 
 pub mod logging;
+pub mod prometheus;
 pub mod shutdown;
 pub mod trace_context;
 
 pub use logging::{Telemetry, init_tracing};
+pub use prometheus::prometheus;
 pub use shutdown::shutdown_signal;
