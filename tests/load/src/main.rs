@@ -90,9 +90,13 @@ pub(crate) struct RunArgs {
     /// Seconds to keep receiving after the last send.
     #[arg(long, default_value_t = 2.0)]
     pub(crate) drain: f64,
-    /// Milliseconds between the last welcome and the first send (idle: before sampling).
+    /// Before the first send: milliseconds in which no client may receive
+    /// anything (idle: the wait before sampling).
     #[arg(long, default_value_t = 1000)]
     pub(crate) settle_ms: u64,
+    /// Start anyway after this many seconds of waiting for quiet.
+    #[arg(long, default_value_t = 120.0)]
+    pub(crate) max_settle_s: f64,
     /// Bytes of padding per message text.
     #[arg(long, default_value_t = 0)]
     pub(crate) size: usize,

@@ -12,31 +12,35 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chat_core::RoomClaims;
 use chat_core::token::TokenSigner;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::RunArgs;
 use crate::procstat::Meter;
 use crate::report::{Latency, Report, histogram};
-use crate::session::{self, Outcome, SendPlan};
-use crate::wire::{self, Target, Ws};
+use crate::session::{self, Outcome, SendPlan, Start};
+use crate::wire::{self, Target};
 
-/// A connected client waiting for its session.
+/// A connected client, already reading, waiting for the scenario to start it.
 struct Client {
     id: u32,
-    room: usize,
-    ws: Ws,
+    start: oneshot::Sender<Start>,
+    session: JoinHandle<Outcome>,
 }
 
 /// The clients that reached `welcome`, and how the handshakes went.
 struct Population {
     clients: Vec<Client>,
+    /// Frames the clients received before the scenario started them
+    /// (`user entered` of later joiners, mostly).
+    heard: Arc<AtomicU64>,
     report: Report,
 }
 
@@ -144,16 +148,16 @@ impl Ctx<'_> {
         };
         let mut welcome = histogram();
         let mut clients = Vec::with_capacity(n);
+        let heard = Arc::new(AtomicU64::new(0));
         while let Some(joined) = set.join_next().await {
             let (i, room, r, us) = joined.context("a connect task panicked")?;
             match r {
                 Ok(ws) => {
                     welcome.saturating_record(us.max(1));
-                    clients.push(Client {
-                        id: i as u32,
-                        room,
-                        ws,
-                    });
+                    let (start, told) = oneshot::channel();
+                    let id = i as u32;
+                    let session = tokio::spawn(session::run(ws, id, room, told, heard.clone()));
+                    clients.push(Client { id, start, session });
                 }
                 Err(e) => *report.connect_errors.entry(e.0).or_default() += 1,
             }
@@ -165,23 +169,47 @@ impl Ctx<'_> {
         report.handshakes_per_s = clients.len() as f64 / secs.max(1e-9);
         report.welcome = Latency::of(&welcome);
         clients.sort_by_key(|c| c.id);
-        Ok(Population { clients, report })
+        Ok(Population {
+            clients,
+            heard,
+            report,
+        })
     }
 
-    /// Runs every client's session; `plan_of(client)` says who sends.
+    /// Waits until no client has received anything for `--settle-ms` (the
+    /// `user entered` of the last joiners has reached everyone), at most
+    /// `--max-settle-s`.
+    async fn settle(&self, pop: &Population) {
+        let quiet = Duration::from_millis(self.args.settle_ms);
+        let give_up = Instant::now() + Duration::from_secs_f64(self.args.max_settle_s);
+        let mut last = pop.heard.load(Ordering::Relaxed);
+        let mut since = Instant::now();
+        while since.elapsed() < quiet && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(50).min(quiet)).await;
+            let now = pop.heard.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                since = Instant::now();
+            }
+        }
+    }
+
+    /// Starts every client's session; `plan_of(client)` says who sends.
     async fn sessions(
         clients: Vec<Client>,
         stop_at: Instant,
         plan_of: impl Fn(&Client) -> Option<SendPlan>,
     ) -> anyhow::Result<Vec<Outcome>> {
-        let mut set = JoinSet::new();
+        let mut sessions = Vec::with_capacity(clients.len());
         for c in clients {
             let plan = plan_of(&c);
-            set.spawn(session::run(c.ws, c.id, c.room, plan, stop_at));
+            // A session that already ended (dropped) has its outcome anyway.
+            let _ = c.start.send(Start { plan, stop_at });
+            sessions.push(c.session);
         }
-        let mut outs = Vec::new();
-        while let Some(o) = set.join_next().await {
-            outs.push(o.context("a session task panicked")?);
+        let mut outs = Vec::with_capacity(sessions.len());
+        for s in sessions {
+            outs.push(s.await.context("a session task panicked")?);
         }
         Ok(outs)
     }
@@ -192,7 +220,7 @@ impl Ctx<'_> {
         let members = a.members.max(1);
         let n = a.rooms * members;
         let mut pop = self.connect(n, |i| i / members).await?;
-        tokio::time::sleep(Duration::from_millis(a.settle_ms)).await;
+        self.settle(&pop).await;
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let duration = Duration::from_secs_f64(a.duration);
         let t0 = Instant::now() + Duration::from_millis(50);
@@ -325,7 +353,7 @@ impl Ctx<'_> {
     async fn large_room(&self) -> anyhow::Result<Report> {
         let a = self.args;
         let mut pop = self.connect(a.members, |_| 0).await?;
-        tokio::time::sleep(Duration::from_millis(a.settle_ms)).await;
+        self.settle(&pop).await;
         let period = Duration::from_secs_f64(1.0 / a.rate.max(0.001));
         let t0 = Instant::now() + Duration::from_millis(50);
         let send_s = period.as_secs_f64() * a.messages as f64;

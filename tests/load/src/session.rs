@@ -4,9 +4,12 @@
 //! merges the outcomes at the end.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -25,6 +28,15 @@ pub(crate) struct SendPlan {
     pub(crate) max: u64,
     /// Bytes of padding added to each text.
     pub(crate) pad: usize,
+}
+
+/// What a connected client is told when the scenario starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start {
+    /// When and how it sends, if it does.
+    pub(crate) plan: Option<SendPlan>,
+    /// When it disconnects.
+    pub(crate) stop_at: Instant,
 }
 
 /// What one client saw.
@@ -69,6 +81,16 @@ fn parse_text(text: &str) -> Option<(u64, u64)> {
     Some(((sender << 32) | seq, ts))
 }
 
+/// The start signal while it is still awaited; never after.
+async fn wait_start(
+    start: &mut Option<oneshot::Receiver<Start>>,
+) -> Result<Start, oneshot::error::RecvError> {
+    match start {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn tick(t: &mut Option<Interval>) {
     match t {
         Some(t) => {
@@ -78,34 +100,50 @@ async fn tick(t: &mut Option<Interval>) {
     }
 }
 
-/// Runs client `id` (in scenario room `room`) until `stop_at`.
+/// Runs client `id` (in scenario room `room`) from its `welcome` on: it
+/// reads (and answers pings) at once, as a real client does, counting every
+/// frame that arrives before `start` in `heard`; then it follows the
+/// [`Start`] it is given until its `stop_at`.
 pub(crate) async fn run(
     mut ws: Ws,
     id: u32,
     room: usize,
-    plan: Option<SendPlan>,
-    stop_at: Instant,
+    start: oneshot::Receiver<Start>,
+    heard: Arc<AtomicU64>,
 ) -> Outcome {
     let mut out = Outcome {
         room,
         ..Outcome::default()
     };
-    let mut ticker = plan.map(|p| {
-        let mut t = tokio::time::interval_at(p.start, p.period);
-        t.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        t
-    });
+    let mut start = Some(start);
+    let mut plan: Option<SendPlan> = None;
+    let mut ticker: Option<Interval> = None;
     let mut pending: HashMap<u64, (u64, u64)> = HashMap::new();
     let mut seen: HashSet<u64> = HashSet::new();
     let mut newest: HashMap<u32, u32> = HashMap::new();
     let mut next_ack: u64 = 0;
-    let stop = tokio::time::sleep_until(stop_at);
+    // Until the scenario starts, the stop is far away.
+    let stop = tokio::time::sleep(Duration::from_secs(86_400));
     tokio::pin!(stop);
     loop {
         tokio::select! {
             biased;
             () = &mut stop => break,
+            told = wait_start(&mut start) => {
+                let Ok(told) = told else { break };
+                start = None;
+                plan = told.plan;
+                ticker = plan.map(|p| {
+                    let mut t = tokio::time::interval_at(p.start, p.period);
+                    t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                    t
+                });
+                stop.as_mut().reset(told.stop_at);
+            }
             frame = ws.next() => {
+                if start.is_some() {
+                    heard.fetch_add(1, Ordering::Relaxed);
+                }
                 let text = match frame {
                     Some(Ok(WsMessage::Text(t))) => t,
                     Some(Ok(WsMessage::Close(_))) | None => {
