@@ -7,10 +7,11 @@ use chat_core::ErrorCode;
 use chat_core::events::{
     ConnectAuth, HISTORY, HistoryRequest, MESSAGE_SENT, REFRESH, WELCOME, Welcome,
 };
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{Extension, State, TryData};
 use tokio::sync::Mutex;
 
 use crate::registry::Identity;
+use crate::sockets::{Ack, Socket};
 use crate::state::{Gateway, Joined};
 
 type Shared = State<Arc<Gateway>>;
@@ -22,7 +23,7 @@ struct Handshake(Arc<Mutex<Option<Joined>>>);
 
 /// Connect middleware: refuses with a contract code, or enters the room.
 pub async fn authenticate(
-    socket: SocketRef,
+    socket: Socket,
     TryData(auth): TryData<serde_json::Value>,
     State(gateway): Shared,
 ) -> Result<(), ErrorCode> {
@@ -41,7 +42,7 @@ pub async fn authenticate(
 /// before the CONNECT reply reaches it); then no connect or disconnect
 /// handler ever runs. If the connection is still pending after the connect
 /// timeout, forget it and release its presence.
-fn abandon_if_never_connected(gateway: &Arc<Gateway>, socket: &SocketRef, joined: &Joined) {
+fn abandon_if_never_connected(gateway: &Arc<Gateway>, socket: &Socket, joined: &Joined) {
     let gateway = gateway.clone();
     let sid = socket.id;
     let record = joined.id.record.clone();
@@ -55,7 +56,7 @@ fn abandon_if_never_connected(gateway: &Arc<Gateway>, socket: &SocketRef, joined
 }
 
 /// Connect handler: sends `welcome`, then lets the room's events flow.
-pub async fn on_connect(socket: SocketRef, State(gateway): Shared) {
+pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     let Some(Handshake(slot)) = socket.extensions.remove::<Handshake>() else {
         return;
     };
@@ -85,7 +86,7 @@ pub async fn on_connect(socket: SocketRef, State(gateway): Shared) {
 
 async fn on_message_sent(
     TryData(text): TryData<String>,
-    ack: AckSender,
+    ack: Ack,
     Extension(id): Extension<Arc<Identity>>,
     State(gateway): Shared,
 ) {
@@ -97,7 +98,7 @@ async fn on_message_sent(
 
 async fn on_history(
     TryData(request): TryData<HistoryRequest>,
-    ack: AckSender,
+    ack: Ack,
     Extension(id): Extension<Arc<Identity>>,
     State(gateway): Shared,
 ) {
@@ -109,7 +110,7 @@ async fn on_history(
 
 async fn on_refresh(
     TryData(token): TryData<String>,
-    ack: AckSender,
+    ack: Ack,
     Extension(id): Extension<Arc<Identity>>,
     State(gateway): Shared,
 ) {
@@ -120,7 +121,7 @@ async fn on_refresh(
 }
 
 async fn on_disconnect(
-    socket: SocketRef,
+    socket: Socket,
     Extension(id): Extension<Arc<Identity>>,
     State(gateway): Shared,
 ) {

@@ -6,6 +6,7 @@
 //! - [`config`]: the settings, from environment variables.
 //! - [`auth`]: the room-token keys (PEM file or JWKS) and verification.
 //! - [`registry`]: this replica's connections per room and local delivery.
+//! - [`sockets`]: the socketioxide adapter, and events encoded once per room.
 //! - [`state`]: `Gateway`, the decisions behind each contract event.
 //! - [`handlers`]: the Socket.IO middleware and event handlers.
 //! - [`fanout`]: the Redis subscriber that feeds the registry.
@@ -22,6 +23,7 @@ pub mod http;
 pub mod maintenance;
 pub mod metrics_names;
 pub mod registry;
+pub mod sockets;
 pub mod startup;
 pub mod state;
 

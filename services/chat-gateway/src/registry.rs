@@ -19,10 +19,11 @@ use chat_core::{MessageId, RoomList, RoomName};
 use chat_store::events::{RoomEvent, RoomEventKind};
 use chat_store::presence::Connection;
 use serde_json::value::RawValue;
-use socketioxide::SendError;
-use socketioxide::extract::SocketRef;
+use socketioxide::SocketError;
 use socketioxide::socket::Sid;
 use tokio::sync::mpsc;
+
+use crate::sockets::{Encoded, Socket, Writer};
 
 /// Who a connection is, kept in the socket's extensions (it holds no
 /// `SocketRef`, so it cannot keep a closed socket alive).
@@ -47,16 +48,9 @@ impl Identity {
 #[derive(Debug)]
 pub struct Conn {
     /// Its socket.
-    pub socket: SocketRef,
+    pub socket: Socket,
     /// Who it is.
     pub id: Arc<Identity>,
-}
-
-/// An event ready to be written, serialized once for every recipient.
-#[derive(Debug)]
-struct Outgoing {
-    event: &'static str,
-    payload: Box<RawValue>,
 }
 
 /// A live connection and the last room event its `welcome` already covered:
@@ -64,7 +58,7 @@ struct Outgoing {
 type Live = (Arc<Conn>, u64);
 
 /// A joining connection and the events buffered for it, with their room sequence numbers.
-type Pending = (Arc<Conn>, Vec<(u64, Arc<Outgoing>)>);
+type Pending = (Arc<Conn>, Vec<(u64, Encoded)>);
 
 #[derive(Default)]
 struct RoomSockets {
@@ -80,6 +74,7 @@ pub struct Registry {
     /// limit check takes no lock.
     connections: AtomicUsize,
     slow: mpsc::UnboundedSender<Arc<Conn>>,
+    writer: Writer,
 }
 
 impl std::fmt::Debug for Registry {
@@ -91,8 +86,9 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A registry for `rooms`; connections found too slow to keep up are sent to `slow`.
-    pub fn new(rooms: &RoomList, slow: mpsc::UnboundedSender<Arc<Conn>>) -> Self {
+    /// A registry for `rooms` whose events `writer` writes; connections
+    /// found too slow to keep up are sent to `slow`.
+    pub fn new(rooms: &RoomList, slow: mpsc::UnboundedSender<Arc<Conn>>, writer: Writer) -> Self {
         let rooms = rooms
             .iter()
             .map(|r| (r.clone(), Mutex::default()))
@@ -101,6 +97,7 @@ impl Registry {
             rooms,
             connections: AtomicUsize::new(0),
             slow,
+            writer,
         }
     }
 
@@ -186,21 +183,11 @@ impl Registry {
                     return 0;
                 }
                 sockets.last_id = Some(id);
-                Outgoing {
-                    event: MESSAGE_RECEIVED,
-                    payload,
-                }
+                Encoded::event(MESSAGE_RECEIVED, &payload)
             }
-            RoomEventKind::Entered(user) => Outgoing {
-                event: USER_ENTERED,
-                payload: raw(&user),
-            },
-            RoomEventKind::Exited(user) => Outgoing {
-                event: USER_EXITED,
-                payload: raw(&user),
-            },
+            RoomEventKind::Entered(user) => Encoded::event(USER_ENTERED, &raw(&user)),
+            RoomEventKind::Exited(user) => Encoded::event(USER_EXITED, &raw(&user)),
         };
-        let out = Arc::new(out);
         let mut written = 0;
         let mut dropped = Vec::new();
         for (sid, (conn, covered)) in sockets.live.iter_mut() {
@@ -227,10 +214,10 @@ impl Registry {
     }
 
     /// Writes `out` to one connection; a full buffer marks it as a slow consumer.
-    fn write(&self, conn: &Arc<Conn>, out: &Outgoing) -> bool {
-        match conn.socket.emit(out.event, &*out.payload) {
+    fn write(&self, conn: &Arc<Conn>, out: &Encoded) -> bool {
+        match self.writer.write(conn.socket.id, out) {
             Ok(()) => true,
-            Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
+            Err(SocketError::InternalChannelFull) => {
                 let _ = self.slow.send(conn.clone());
                 false
             }

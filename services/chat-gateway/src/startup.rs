@@ -27,13 +27,14 @@ use tokio::task::JoinHandle;
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
 use crate::registry::{Conn, Registry};
+use crate::sockets::{Adapter, Writer};
 use crate::state::Gateway;
 use crate::{fanout, handlers, http, maintenance};
 
 /// The realtime engine: the Socket.IO layer and the state behind it.
 pub struct Realtime {
     gateway: Arc<Gateway>,
-    layer: SocketIoLayer,
+    layer: SocketIoLayer<Adapter>,
     slow: mpsc::UnboundedReceiver<Arc<Conn>>,
 }
 
@@ -41,9 +42,10 @@ impl Realtime {
     /// Assembles the engine on `backend`.
     pub fn new(config: GatewayConfig, keys: TokenKeys, backend: Arc<dyn Backend>) -> Self {
         let (slow_tx, slow) = mpsc::unbounded_channel();
-        let registry = Registry::new(&config.rooms, slow_tx);
+        let writer = Writer::default();
+        let registry = Registry::new(&config.rooms, slow_tx, writer.clone());
         let gateway = Arc::new(Gateway::new(config, keys, backend, registry));
-        let layer = socket_layer(&gateway);
+        let layer = socket_layer(&gateway, writer);
         Self {
             gateway,
             layer,
@@ -52,7 +54,7 @@ impl Realtime {
     }
 
     /// The tower layer that answers `/socket.io/` and passes the rest on.
-    pub fn layer(&self) -> SocketIoLayer {
+    pub fn layer(&self) -> SocketIoLayer<Adapter> {
         self.layer.clone()
     }
 
@@ -223,10 +225,11 @@ async fn drain(gateway: &Gateway) {
     }
 }
 
-fn socket_layer(gateway: &Arc<Gateway>) -> SocketIoLayer {
+fn socket_layer(gateway: &Arc<Gateway>, writer: Writer) -> SocketIoLayer<Adapter> {
     let config = &gateway.config;
     let (layer, io) = SocketIo::builder()
         .with_state(gateway.clone())
+        .with_adapter::<Adapter>(writer)
         .transports([TransportType::Websocket, TransportType::Polling])
         .max_buffer_size(config.slow_consumer_max_packets)
         .max_payload(config.max_ws_message_bytes as u64)

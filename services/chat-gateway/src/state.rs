@@ -14,7 +14,6 @@ use chat_store::history::NewMessage;
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
 use chat_telemetry::trace_context::{current_trace_id, current_traceparent};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use socketioxide::extract::SocketRef;
 use tracing::Instrument;
 use tracing::field::Empty;
 
@@ -22,6 +21,7 @@ use crate::auth::{TokenKeys, now_s};
 use crate::config::GatewayConfig;
 use crate::metrics_names as m;
 use crate::registry::{Conn, Identity, Registry};
+use crate::sockets::Socket;
 
 /// What a successful handshake leaves for the connect handler.
 #[derive(Debug)]
@@ -83,7 +83,7 @@ impl Gateway {
     /// starts buffering the room's events for the connection.
     pub async fn handshake(
         &self,
-        socket: &SocketRef,
+        socket: &Socket,
         token: Option<String>,
         since: Option<String>,
     ) -> Result<Joined, ErrorCode> {
@@ -117,7 +117,7 @@ impl Gateway {
 
     async fn try_handshake(
         &self,
-        socket: &SocketRef,
+        socket: &Socket,
         token: Option<String>,
         since: Option<String>,
     ) -> Result<Joined, ErrorCode> {
@@ -183,7 +183,7 @@ impl Gateway {
     }
 
     /// A join whose reply was lost may still have registered: release it.
-    async fn forget_failed_join(&self, socket: &SocketRef, record: &Connection) {
+    async fn forget_failed_join(&self, socket: &Socket, record: &Connection) {
         self.registry.remove(&record.room, socket.id);
         self.leave(record.clone()).await;
     }
