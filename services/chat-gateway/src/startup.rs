@@ -31,6 +31,10 @@ use crate::sockets::{Adapter, Writer};
 use crate::state::Gateway;
 use crate::{fanout, handlers, http, maintenance};
 
+mod owned_head;
+
+use owned_head::OwnedHead;
+
 /// The realtime engine: the Socket.IO layer and the state behind it.
 pub struct Realtime {
     gateway: Arc<Gateway>,
@@ -175,8 +179,8 @@ impl App {
 ///
 /// Not `axum::serve`, for two settings it does not expose: TCP_NODELAY, so
 /// small frames (acks, chat lines) do not wait for Nagle's algorithm, and
-/// the smallest HTTP/1 read buffer, which an upgraded connection keeps for
-/// its whole life.
+/// the smallest HTTP/1 read buffer. [`OwnedHead`] keeps the request heads
+/// that engineioxide holds on to from pinning that buffer after an upgrade.
 async fn serve(listener: TcpListener, router: Router, stop: tokio::sync::oneshot::Receiver<()>) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(8192);
@@ -195,7 +199,7 @@ async fn serve(listener: TcpListener, router: Router, stop: tokio::sync::oneshot
             _ = &mut stop => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(OwnedHead(router.clone()));
         let connection = http
             .serve_connection(TokioIo::new(tcp), service)
             .with_upgrades();
