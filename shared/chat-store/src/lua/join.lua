@@ -1,6 +1,6 @@
 -- ARGV: prefix, room, node, conn, user id, name, web session id ('' if none),
 --       since ('' if none), history limit, silent ('1' or '0').
--- Returns {'revoked'} or {'ok', seq, {id, name, ...}, recovered, {message json, ...}}:
+-- Returns {'revoked'} or {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...}}:
 -- the connection is registered and the snapshot taken in one atomic step, so
 -- `seq` tells exactly which published events the snapshot already includes.
 local room, node, conn, uid, name, sid, since = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
@@ -11,8 +11,10 @@ end
 enter(room, node, conn, uid, name, ARGV[10] == '1')
 
 -- `names` holds exactly the users of `users` (set on entry, removed on exit):
--- one read gives the members as id, name, id, name, ...
-local members = redis.call('HGETALL', room_key(room, 'names'))
+-- one read gives the members as id, name, id, name, ... Ids and names hold no
+-- control characters, so they travel as one tab-separated string: one reply
+-- item instead of two per member.
+local members = table.concat(redis.call('HGETALL', room_key(room, 'names')), TAB)
 
 local hkey = room_key(room, 'history')
 local recovered = 1

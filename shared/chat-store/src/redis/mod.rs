@@ -129,7 +129,8 @@ pub(crate) mod reply {
 
     pub(crate) fn string(operation: &'static str, value: Value) -> Result<String, StoreError> {
         match value {
-            Value::String(s) => Ok(s.to_string()),
+            // `&str` to `String` by copy: `to_string` would go through `Display`.
+            Value::String(s) => Ok(String::from(&*s)),
             Value::Bytes(b) => String::from_utf8(b.to_vec())
                 .map_err(|e| StoreError::reply(operation, e.to_string())),
             Value::Integer(i) => Ok(i.to_string()),

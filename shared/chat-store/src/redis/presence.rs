@@ -78,17 +78,9 @@ impl Presence for RedisBackend {
                 .ok_or_else(|| StoreError::reply(OP, "short reply"))
         };
         let seq = reply::integer(OP, next()?)?;
-        let flat = reply::array(OP, next()?)?;
+        let members = members(OP, next()?)?;
         let recovered = reply::integer(OP, next()?)? == 1;
         let history = reply::messages(OP, next()?)?;
-        let mut members = Vec::with_capacity(flat.len() / 2);
-        let mut flat = flat.into_iter();
-        while let (Some(id), Some(name)) = (flat.next(), flat.next()) {
-            members.push(UserRef {
-                id: reply::string(OP, id)?,
-                name: reply::string(OP, name)?,
-            });
-        }
         Ok(JoinOutcome::Joined(Snapshot {
             seq: u64::try_from(seq).unwrap_or(0),
             members,
@@ -185,6 +177,47 @@ impl Presence for RedisBackend {
     }
 }
 
+/// The members of a join reply: `id<TAB>name<TAB>id<TAB>name...` (empty for none).
+fn members(operation: &'static str, value: Value) -> Result<Vec<UserRef>, StoreError> {
+    let flat = reply::string(operation, value)?;
+    if flat.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut fields = flat.split('\t');
+    let mut members = Vec::new();
+    while let Some(id) = fields.next() {
+        let name = fields
+            .next()
+            .ok_or_else(|| StoreError::reply(operation, "a member without a name"))?;
+        members.push(UserRef {
+            id: id.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    Ok(members)
+}
+
 fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_come_from_one_tab_separated_string() {
+        let parsed = members("join room", Value::from("u1\tAnn\tu2\tBob Smith")).expect("members");
+        let ids: Vec<_> = parsed
+            .iter()
+            .map(|m| (m.id.as_str(), m.name.as_str()))
+            .collect();
+        assert_eq!(ids, [("u1", "Ann"), ("u2", "Bob Smith")]);
+        assert!(
+            members("join room", Value::from(""))
+                .expect("none")
+                .is_empty()
+        );
+        assert!(members("join room", Value::from("u1\tAnn\tu2")).is_err());
+    }
 }
