@@ -35,6 +35,16 @@ struct Client {
     session: JoinHandle<Outcome>,
 }
 
+/// One client's handshake, prepared before the handshakes start.
+struct Job {
+    i: usize,
+    room: usize,
+    target: Target,
+    src: IpAddr,
+    /// The Socket.IO CONNECT frame with the client's token.
+    connect: String,
+}
+
 /// The clients that reached `welcome`, and how the handshakes went.
 struct Population {
     clients: Vec<Client>,
@@ -93,13 +103,11 @@ impl Ctx<'_> {
         m
     }
 
-    /// Connects `n` clients, `concurrency` at a time; client `i` goes to
-    /// scenario room `room_of(i)`, replica `i % urls`, source 127.0.0.(1 + i % source_ips).
-    async fn connect(
-        &self,
-        n: usize,
-        room_of: impl Fn(usize) -> usize,
-    ) -> anyhow::Result<Population> {
+    /// Mints every client's token and writes its CONNECT frame, before any
+    /// handshake starts (so the handshake phase measures handshakes only).
+    /// Client `i` goes to scenario room `room_of(i)`, replica `i % urls`,
+    /// source 127.0.0.(1 + i % source_ips).
+    fn prepare(&self, n: usize, room_of: impl Fn(usize) -> usize) -> anyhow::Result<Vec<Job>> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .context("clock before 1970")?
@@ -120,26 +128,37 @@ impl Ctx<'_> {
                 sid: None,
             };
             let token = self.signer.mint(&claims).context("minting a room token")?;
-            let target = self.targets[i % self.targets.len()].clone();
             let src = IpAddr::V4(Ipv4Addr::new(
                 127,
                 0,
                 0,
                 1 + (i % self.args.source_ips.clamp(1, 250)) as u8,
             ));
-            jobs.push((i, room, target, src, token));
+            jobs.push(Job {
+                i,
+                room,
+                target: self.targets[i % self.targets.len()].clone(),
+                src,
+                connect: wire::connect_frame(&token),
+            });
         }
+        Ok(jobs)
+    }
+
+    /// Runs the handshakes of `jobs`, `concurrency` at a time.
+    async fn connect(&self, jobs: Vec<Job>) -> anyhow::Result<Population> {
+        let n = jobs.len();
         let permits = Arc::new(Semaphore::new(self.args.concurrency.max(1)));
         let timeout = Duration::from_secs(self.args.connect_timeout_s);
         let start = Instant::now();
         let mut set = JoinSet::new();
-        for (i, room, target, src, token) in jobs {
+        for job in jobs {
             let permits = permits.clone();
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let t0 = wire::now_us();
-                let r = wire::open(&target, src, &token, timeout).await;
-                (i, room, r, wire::now_us() - t0)
+                let r = wire::open(&job.target, job.src, job.connect, timeout).await;
+                (job.i, job.room, r, wire::now_us() - t0)
             });
         }
         let mut report = Report {
@@ -219,7 +238,8 @@ impl Ctx<'_> {
         let a = self.args;
         let members = a.members.max(1);
         let n = a.rooms * members;
-        let mut pop = self.connect(n, |i| i / members).await?;
+        let jobs = self.prepare(n, |i| i / members)?;
+        let mut pop = self.connect(jobs).await?;
         self.settle(&pop).await;
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let duration = Duration::from_secs_f64(a.duration);
@@ -300,8 +320,9 @@ impl Ctx<'_> {
         let a = self.args;
         let rooms = a.rooms.max(1);
         let urls = self.targets.len();
+        let jobs = self.prepare(a.connections, |i| (i / urls) % rooms)?;
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
-        let mut pop = self.connect(a.connections, |i| (i / urls) % rooms).await?;
+        let mut pop = self.connect(jobs).await?;
         let measured = meter.stop();
         let secs = pop.report.handshake_s;
         let stop_at = Instant::now() + Duration::from_secs_f64(a.hold);
@@ -322,9 +343,10 @@ impl Ctx<'_> {
         let a = self.args;
         let rooms = a.rooms.max(1);
         let urls = self.targets.len();
+        let jobs = self.prepare(a.connections, |i| (i / urls) % rooms)?;
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let started = Instant::now();
-        let mut pop = self.connect(a.connections, |i| (i / urls) % rooms).await?;
+        let mut pop = self.connect(jobs).await?;
         let ok = pop.report.connections_ok;
         let stop_at =
             Instant::now() + Duration::from_secs_f64(a.settle_ms as f64 / 1000.0 + a.hold);
@@ -352,7 +374,8 @@ impl Ctx<'_> {
     /// One room of `members`; client 0 sends `messages` at `rate` /s.
     async fn large_room(&self) -> anyhow::Result<Report> {
         let a = self.args;
-        let mut pop = self.connect(a.members, |_| 0).await?;
+        let jobs = self.prepare(a.members, |_| 0)?;
+        let mut pop = self.connect(jobs).await?;
         self.settle(&pop).await;
         let period = Duration::from_secs_f64(1.0 / a.rate.max(0.001));
         let t0 = Instant::now() + Duration::from_millis(50);

@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// The WebSocket of one Socket.IO connection.
 pub(crate) type Ws = WebSocketStream<TcpStream>;
@@ -55,26 +56,43 @@ pub(crate) struct HandshakeError(pub(crate) String);
 pub(crate) async fn open(
     target: &Target,
     source: IpAddr,
-    token: &str,
+    connect: String,
     timeout: Duration,
 ) -> Result<Ws, HandshakeError> {
-    match tokio::time::timeout(timeout, open_inner(target, source, token)).await {
+    match tokio::time::timeout(timeout, open_inner(target, source, connect)).await {
         Ok(r) => r.map_err(|e| HandshakeError(short_error(&e))),
         Err(_) => Err(HandshakeError("timeout".into())),
     }
 }
 
-async fn open_inner(target: &Target, source: IpAddr, token: &str) -> anyhow::Result<Ws> {
+/// The Socket.IO CONNECT frame that carries `token` as `auth`.
+pub(crate) fn connect_frame(token: &str) -> String {
+    format!("40{}", serde_json::json!({ "token": token }))
+}
+
+/// The WebSocket settings of every client. tungstenite zero-fills its whole
+/// read buffer before every read (128 KiB by default), which made reading,
+/// not the protocol, most of the tool's CPU; frames here are small, and the
+/// buffer still grows for a large one.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES)
+}
+
+/// Bytes read from the socket at most per read (see [`ws_config`]).
+const READ_BUFFER_BYTES: usize = 4096;
+
+async fn open_inner(target: &Target, source: IpAddr, connect: String) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4().context("socket")?;
     socket
         .bind(SocketAddr::new(source, 0))
         .with_context(|| format!("bind {source}"))?;
     let tcp = socket.connect(target.addr).await.context("connect")?;
     tcp.set_nodelay(true).context("nodelay")?;
-    let (mut ws, _) = tokio_tungstenite::client_async(target.ws_url.as_str(), tcp)
-        .await
-        .context("websocket upgrade")?;
-    let mut sent_connect = false;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(target.ws_url.as_str(), tcp, Some(ws_config()))
+            .await
+            .context("websocket upgrade")?;
+    let mut connect = Some(connect);
     loop {
         let frame = ws
             .next()
@@ -88,12 +106,12 @@ async fn open_inner(target: &Target, source: IpAddr, token: &str) -> anyhow::Res
             continue;
         };
         let text = text.as_str();
-        if text.starts_with('0') && !sent_connect {
-            let auth = serde_json::json!({ "token": token });
-            ws.send(WsMessage::text(format!("40{auth}")))
+        if text.starts_with('0')
+            && let Some(frame) = connect.take()
+        {
+            ws.send(WsMessage::text(frame))
                 .await
                 .context("send CONNECT")?;
-            sent_connect = true;
         } else if text == "2" {
             ws.send(WsMessage::text("3")).await.context("pong")?;
         } else if let Some(err) = text.strip_prefix("44") {
