@@ -82,6 +82,11 @@ const METRICS: &[Metric] = &[
         Unit::Cores,
     ),
     (
+        "of which in the kernel",
+        |r| r.server_sys_us_per_delivery,
+        Unit::Cores,
+    ),
+    (
         "server RSS after",
         |r| r.server_rss_kb_after as f64,
         Unit::Kib,

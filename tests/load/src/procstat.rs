@@ -12,6 +12,10 @@ const TICKS_PER_S: f64 = 100.0;
 pub(crate) struct Sample {
     /// User + system CPU seconds since the process started.
     pub(crate) cpu_s: f64,
+    /// Of which in the kernel (system calls, and on loopback the receiving
+    /// side's TCP work, which runs in the sender's system call).
+    #[serde(default)]
+    pub(crate) sys_s: f64,
     /// Resident set size, KiB.
     pub(crate) rss_kb: u64,
 }
@@ -19,7 +23,7 @@ pub(crate) struct Sample {
 /// Reads `pid` (or `self`); a process that is gone reads as zeros.
 pub(crate) fn sample(pid: Option<u32>) -> Sample {
     let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
-    let cpu_s = std::fs::read_to_string(format!("{dir}/stat"))
+    let (user_s, sys_s) = std::fs::read_to_string(format!("{dir}/stat"))
         .ok()
         .and_then(|s| {
             // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
@@ -27,9 +31,9 @@ pub(crate) fn sample(pid: Option<u32>) -> Sample {
             let f: Vec<&str> = after.split_whitespace().collect();
             let utime: f64 = f.get(11)?.parse().ok()?;
             let stime: f64 = f.get(12)?.parse().ok()?;
-            Some((utime + stime) / TICKS_PER_S)
+            Some((utime / TICKS_PER_S, stime / TICKS_PER_S))
         })
-        .unwrap_or(0.0);
+        .unwrap_or((0.0, 0.0));
     let rss_kb = std::fs::read_to_string(format!("{dir}/status"))
         .ok()
         .and_then(|s| {
@@ -38,7 +42,11 @@ pub(crate) fn sample(pid: Option<u32>) -> Sample {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0);
-    Sample { cpu_s, rss_kb }
+    Sample {
+        cpu_s: user_s + sys_s,
+        sys_s,
+        rss_kb,
+    }
 }
 
 /// Before/after readings of one process over a measured phase.
@@ -52,6 +60,9 @@ pub(crate) struct Usage {
     pub(crate) after: Sample,
     /// CPU seconds spent in the phase.
     pub(crate) cpu_s: f64,
+    /// Of which in the kernel.
+    #[serde(default)]
+    pub(crate) sys_s: f64,
     /// RSS growth in the phase, KiB (may be negative).
     pub(crate) rss_growth_kb: i64,
 }
@@ -94,6 +105,7 @@ impl Meter {
             before,
             after,
             cpu_s: after.cpu_s - before.cpu_s,
+            sys_s: after.sys_s - before.sys_s,
             rss_growth_kb: after.rss_kb as i64 - before.rss_kb as i64,
         };
         let read = |pids: &[u32], before: &[Sample]| -> Vec<Usage> {

@@ -99,6 +99,9 @@ pub(crate) struct Report {
     pub(crate) server_cpu_s: f64,
     pub(crate) server_cpu_cores: f64,
     pub(crate) server_cpu_us_per_delivery: f64,
+    /// The kernel's part of `server_cpu_us_per_delivery`.
+    #[serde(default)]
+    pub(crate) server_sys_us_per_delivery: f64,
     pub(crate) server_rss_kb_before: u64,
     pub(crate) server_rss_kb_after: u64,
     pub(crate) server_rss_bytes_per_connection: f64,
@@ -125,6 +128,8 @@ impl Report {
         }
         if self.delivered > 0 {
             self.server_cpu_us_per_delivery = self.server_cpu_s * 1e6 / self.delivered as f64;
+            let sys_s: f64 = servers.iter().map(|u| u.sys_s).sum();
+            self.server_sys_us_per_delivery = sys_s * 1e6 / self.delivered as f64;
         }
         self.servers = servers;
         self.aux = aux;
@@ -215,8 +220,11 @@ impl Report {
         row(
             "server cpu",
             format!(
-                "{:.2}s ({:.2} cores), {:.2} µs/delivery",
-                self.server_cpu_s, self.server_cpu_cores, self.server_cpu_us_per_delivery
+                "{:.2}s ({:.2} cores), {:.2} µs/delivery ({:.2} in the kernel)",
+                self.server_cpu_s,
+                self.server_cpu_cores,
+                self.server_cpu_us_per_delivery,
+                self.server_sys_us_per_delivery
             ),
         );
         row(
