@@ -5,6 +5,11 @@
 //! with no command timeout a Redis outage hangs every caller. Every client
 //! built here reconnects forever with a capped backoff and gives up on a
 //! command after `command_timeout`.
+//!
+//! A `rediss://` URL connects over TLS (rustls with the `ring` provider). The
+//! server certificate is checked against the system's roots, or against the
+//! PEM file in `SSL_CERT_FILE` / the directories in `SSL_CERT_DIR` when one of
+//! those is set (they replace the system store; see rustls-native-certs).
 
 use std::time::Duration;
 
@@ -22,7 +27,7 @@ pub const SUBSCRIBER_CHANNEL_CAPACITY: usize = 16_384;
 /// How clients talk to Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://host:port/db` (or `rediss://`).
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
     pub url: String,
     /// How long one command may take before it fails.
     pub command_timeout: Duration,
@@ -126,6 +131,15 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact("redis://:secret@h:6379/0"), "redis://:***@h:6379/0");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn rediss_urls_connect_over_tls() -> Result<(), StoreError> {
+        let tls = RedisSettings::new("rediss://chat:pw@redis.example:6380").builder()?;
+        let plain = RedisSettings::new("redis://chat:pw@redis.example:6379").builder()?;
+        assert!(tls.get_config().is_some_and(|c| c.tls.is_some()));
+        assert!(plain.get_config().is_some_and(|c| c.tls.is_none()));
+        Ok(())
     }
 
     #[tokio::test]
