@@ -22,10 +22,13 @@ export async function startGateway(cluster, env = {}) {
   return gateway;
 }
 
-/** Redis + keys + `replicas` gateways sharing `env`. Call `cluster.stop()` in `after`. */
-export async function startCluster({ replicas = 2, env = {} } = {}) {
+/**
+ * Redis + keys + `replicas` gateways sharing `env`. Call `cluster.stop()` in `after`.
+ * `redisArgs` (optional) are extra redis-server arguments (see `startRedis`).
+ */
+export async function startCluster({ replicas = 2, env = {}, redisArgs = [] } = {}) {
   const keys = generateKeyPair();
-  const redis = await startRedis();
+  const redis = await startRedis(redisArgs);
   const cluster = { keys, redis, env, gateways: [], clients: [], publicKeyFile: tempFile('public.pem', keys.publicPem) };
   for (let i = 0; i < replicas; i++) await startGateway(cluster);
   cluster.token = (claims = {}, header = {}) => mint(keys, claims, header);

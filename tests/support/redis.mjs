@@ -24,12 +24,14 @@ export function redisCommand(port, command) {
 /**
  * Starts redis-server with no persistence. Returns { url, port, stop(), kill(), start() };
  * `start()` after `kill()` brings up an empty Redis on the same port, as a restart that lost its data.
+ * `extraArgs` (optional) are appended to the command line, e.g. `['--maxmemory', '16mb']`;
+ * the plain loopback port stays open without a password, for the test's own commands.
  */
-export async function startRedis() {
+export async function startRedis(extraArgs = []) {
   const port = await freePort();
   const server = { port, url: `redis://127.0.0.1:${port}`, proc: null };
   server.start = async () => {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...extraArgs.map(String)], { stdio: ['ignore', 'pipe', 'pipe'] });
     server.proc = proc;
     const exited = new Promise((r) => proc.once('exit', r));
     server.exited = exited;
