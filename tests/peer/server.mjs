@@ -11,6 +11,9 @@
 //   history: [], recovered: true}, `user entered` to the others of the room.
 // - `message sent`: validate, XADD to the room's stream (MAXLEN ~ 1000),
 //   broadcast `message received` through the adapter, ack {ok, id}.
+// - `history` {before, limit ≤ 100}: XREVRANGE of the room's stream strictly
+//   before `before`, oldest first, ack {ok, messages}. Like the rest of the
+//   peer it has no per-user budget (the benchmark's flood scenario sends it).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -131,6 +134,28 @@ io.on('connection', (socket) => {
     }
     io.to(room).emit('message received', { id: msgId, room, user: you, text, ts });
     reply({ ok: true, id: msgId });
+  });
+
+  socket.on('history', async (request, ack) => {
+    const reply = typeof ack === 'function' ? ack : () => {};
+    const { before, limit } = request ?? {};
+    if (typeof before !== 'string' || !/^\d+-\d+$/.test(before) || !Number.isInteger(limit) || limit < 1 || limit > 100) {
+      return reply({ ok: false, error: 'invalid' });
+    }
+    let entries;
+    try {
+      entries = await store.xRevRange(`peer:room:${room}:messages`, `(${before}`, '-', { COUNT: limit });
+    } catch {
+      return reply({ ok: false, error: 'unavailable' });
+    }
+    const messages = entries.reverse().map(({ id: msgId, message: m }) => ({
+      id: msgId,
+      room,
+      user: { id: m.user, name: m.name },
+      text: m.text,
+      ts: Number(m.ts),
+    }));
+    reply({ ok: true, messages });
   });
 });
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 
-use crate::report::Report;
+use crate::report::{FloodReport, Report};
 
 type Metric = (&'static str, fn(&Report) -> f64, Unit);
 
@@ -65,6 +65,115 @@ const METRICS: &[Metric] = &[
     ("ack p50", |r| r.ack.p50_us as f64, Unit::Micros),
     ("ack p99", |r| r.ack.p99_us as f64, Unit::Micros),
     (
+        "normal ack p50 without abuser",
+        |r| flood(r, |f| f.ack_without.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "normal ack p99 without abuser",
+        |r| flood(r, |f| f.ack_without.p99_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "normal ack p999 without abuser",
+        |r| flood(r, |f| f.ack_without.p999_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "normal ack p50 with abuser",
+        |r| flood(r, |f| f.ack_with.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "**normal ack p99 with abuser**",
+        |r| flood(r, |f| f.ack_with.p99_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "normal ack p999 with abuser",
+        |r| flood(r, |f| f.ack_with.p999_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "normal ack max with abuser",
+        |r| flood(r, |f| f.ack_with.max_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "abuser connections ok",
+        |r| flood(r, |f| f.abuser.connections_ok as f64),
+        Unit::Count,
+    ),
+    (
+        "abuser connections refused",
+        |r| flood(r, |f| f.abuser.connect_errors.values().sum::<u64>() as f64),
+        Unit::Count,
+    ),
+    (
+        "abuser connections closed by server",
+        |r| flood(r, |f| f.abuser.dropped.values().sum::<u64>() as f64),
+        Unit::Count,
+    ),
+    (
+        "abuser events sent",
+        |r| {
+            flood(r, |f| {
+                (f.abuser.sent_messages + f.abuser.sent_history) as f64
+            })
+        },
+        Unit::Count,
+    ),
+    (
+        "abuser acks ok",
+        |r| flood(r, |f| f.abuser.acks.ok as f64),
+        Unit::Count,
+    ),
+    (
+        "abuser acks rate_limited",
+        |r| flood(r, |f| f.abuser.acks.rate_limited as f64),
+        Unit::Count,
+    ),
+    (
+        "abuser acks other",
+        |r| flood(r, |f| f.abuser.acks.other as f64),
+        Unit::Count,
+    ),
+    (
+        "abuser events unacked",
+        |r| flood(r, |f| f.abuser.unacked as f64),
+        Unit::Count,
+    ),
+    (
+        "server CPU (cores) without abuser",
+        |r| flood(r, |f| f.server_cpu_cores_without),
+        Unit::Cores,
+    ),
+    (
+        "server CPU (cores) with abuser",
+        |r| flood(r, |f| f.server_cpu_cores_with),
+        Unit::Cores,
+    ),
+    (
+        "Redis CPU (cores) without abuser",
+        |r| flood(r, |f| f.aux_cpu_cores_without),
+        Unit::Cores,
+    ),
+    (
+        "Redis CPU (cores) with abuser",
+        |r| flood(r, |f| f.aux_cpu_cores_with),
+        Unit::Cores,
+    ),
+    (
+        "load tool CPU (cores) with abuser",
+        |r| flood(r, |f| f.tool_cpu_cores_with),
+        Unit::Cores,
+    ),
+    (
+        "server RSS at the flood's end",
+        |r| flood(r, |f| f.server_rss_kb_with as f64),
+        Unit::Kib,
+    ),
+    (
         "fan-out complete p99",
         |r| r.fanout_complete.p99_us as f64,
         Unit::Micros,
@@ -99,6 +208,11 @@ const METRICS: &[Metric] = &[
     ("Redis CPU (cores)", |r| r.aux_cpu_cores, Unit::Cores),
     ("load tool CPU (cores)", |r| r.tool_cpu_cores, Unit::Cores),
 ];
+
+/// A figure of the `flood` scenario's own report; 0 (so no row) for others.
+fn flood(r: &Report, get: fn(&FloodReport) -> f64) -> f64 {
+    r.flood.as_ref().map_or(0.0, get)
+}
 
 fn load(path: &std::path::Path) -> anyhow::Result<Report> {
     let text =

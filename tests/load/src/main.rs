@@ -9,11 +9,13 @@
 //! # Layout
 //! - `wire`: Engine.IO/Socket.IO framing and the handshake.
 //! - `session`: one connected client: pings, sends, deliveries, acks.
-//! - `scenario`: fanout, ramp, storm, idle, large-room.
+//! - `scenario`: fanout, ramp, storm, idle, large-room, flood.
+//! - `abuser`: one connection of the flood's abusive user.
 //! - `procstat`: CPU time and RSS from `/proc`.
 //! - `report`: the JSON report, its table and its failures.
 //! - `compare`: ours-vs-peer tables from two sets of reports.
 
+mod abuser;
 mod compare;
 mod procstat;
 mod report;
@@ -51,7 +53,7 @@ enum Command {
 /// The flags of `chat-load run`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct RunArgs {
-    /// fanout, ramp, storm, idle or large-room.
+    /// fanout, ramp, storm, idle, large-room or flood.
     #[arg(long, default_value = "fanout")]
     pub(crate) scenario: String,
     /// A replica, e.g. http://127.0.0.1:8081 (repeat for several; loopback only).
@@ -84,7 +86,7 @@ pub(crate) struct RunArgs {
     /// Messages per second per sending member (ramp: the first step).
     #[arg(long, default_value_t = 2.0)]
     pub(crate) rate: f64,
-    /// Seconds of sending (fanout, ramp steps).
+    /// Seconds of sending (fanout, ramp steps; flood: each of its two phases).
     #[arg(long, default_value_t = 5.0)]
     pub(crate) duration: f64,
     /// Seconds to keep receiving after the last send.
@@ -124,6 +126,16 @@ pub(crate) struct RunArgs {
     /// Ramp: stop when this fraction of deliveries is lost.
     #[arg(long, default_value_t = 0.001)]
     pub(crate) max_loss: f64,
+    /// Flood: connections of the one abusive user (the contract's per-user limit is 20).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) abuser_connections: usize,
+    /// Flood: events (`message sent` and `history`, alternately) each abusive
+    /// connection sends at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) abuser_events: u64,
+    /// Flood: put the abuser in the first normal room instead of a room of its own.
+    #[arg(long)]
+    pub(crate) abuser_shares_room: bool,
     /// Room names are PREFIX + number.
     #[arg(long, default_value = "r")]
     pub(crate) room_prefix: String,

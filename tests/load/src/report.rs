@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::abuser::AbuserReport;
 use crate::procstat::{Measured, Usage};
 
 /// Percentiles of one latency distribution, in microseconds.
@@ -112,6 +113,94 @@ pub(crate) struct Report {
     pub(crate) aux_cpu_cores: f64,
     pub(crate) tool_cpu_cores: f64,
     pub(crate) steps: Vec<Report>,
+    /// The `flood` scenario's own figures (the rest of the report is the
+    /// normal users' traffic over both phases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) flood: Option<FloodReport>,
+}
+
+/// What the `flood` scenario measured beside the normal users' totals: the
+/// same traffic without, then with, one abusive user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct FloodReport {
+    /// Normal users' acks of the sends made before the abuser started.
+    pub(crate) ack_without: Latency,
+    /// Normal users' acks of the sends made while the abuser flooded.
+    pub(crate) ack_with: Latency,
+    /// Servers' CPU (cores) in the phase without the abuser.
+    pub(crate) server_cpu_cores_without: f64,
+    /// Servers' CPU (cores) in the phase with the abuser.
+    pub(crate) server_cpu_cores_with: f64,
+    /// Redis's CPU (cores) without, then with, the abuser.
+    pub(crate) aux_cpu_cores_without: f64,
+    /// See `aux_cpu_cores_without`.
+    pub(crate) aux_cpu_cores_with: f64,
+    /// The load tool's CPU (cores) without, then with, the abuser.
+    pub(crate) tool_cpu_cores_without: f64,
+    /// See `tool_cpu_cores_without`.
+    pub(crate) tool_cpu_cores_with: f64,
+    /// Server RSS (KiB, all replicas) at the end of the phase with the abuser.
+    pub(crate) server_rss_kb_with: u64,
+    /// The abusive user.
+    pub(crate) abuser: AbuserReport,
+}
+
+impl FloodReport {
+    /// Rows of the human-readable table.
+    fn rows(&self) -> Vec<(String, String)> {
+        let a = &self.abuser;
+        let acks = |c: &crate::abuser::AckCounts| {
+            format!(
+                "ok {} rate_limited {} other {}",
+                c.ok, c.rate_limited, c.other
+            )
+        };
+        vec![
+            ("ack w/o abuser".into(), self.ack_without.row()),
+            ("ack with abuser".into(), self.ack_with.row()),
+            (
+                "abuser conns".into(),
+                format!(
+                    "ok {} of {} {}{}{}",
+                    a.connections_ok,
+                    a.connections_attempted,
+                    fmt_map(&a.connect_errors),
+                    fmt_map(&a.dropped),
+                    fmt_map(&a.sessions_ended)
+                ),
+            ),
+            (
+                "abuser sent".into(),
+                format!(
+                    "{} message sent + {} history ({:.0} events/s)",
+                    a.sent_messages, a.sent_history, a.events_per_s
+                ),
+            ),
+            ("abuser acks".into(), acks(&a.acks)),
+            ("  message sent".into(), acks(&a.message_acks)),
+            (
+                "  history".into(),
+                format!(
+                    "{}; unacked {} {}",
+                    acks(&a.history_acks),
+                    a.unacked,
+                    fmt_map(&a.other_errors)
+                ),
+            ),
+            (
+                "cpu w/o | with".into(),
+                format!(
+                    "servers {:.2} | {:.2} cores, redis {:.2} | {:.2}, tool {:.2} | {:.2}",
+                    self.server_cpu_cores_without,
+                    self.server_cpu_cores_with,
+                    self.aux_cpu_cores_without,
+                    self.aux_cpu_cores_with,
+                    self.tool_cpu_cores_without,
+                    self.tool_cpu_cores_with
+                ),
+            ),
+        ]
+    }
 }
 
 impl Report {
@@ -252,6 +341,9 @@ impl Report {
                 }
             ),
         );
+        if let Some(flood) = &self.flood {
+            rows.extend(flood.rows());
+        }
         let mut s = String::new();
         for (k, v) in rows {
             s.push_str(&format!("{k:>18}  {v}\n"));

@@ -8,6 +8,10 @@
 //! - `storm`: `connections` handshakes, `concurrency` at a time.
 //! - `idle`: hold `connections`; server RSS growth per connection.
 //! - `large-room`: one room of `members`, one sender, fan-out latency to all.
+//! - `flood`: `fanout` at a moderate rate, without and then with one abusive
+//!   user pipelining `message sent` and `history` ([`flood`]).
+
+mod flood;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -79,7 +83,10 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         "storm" => ctx.storm().await?,
         "idle" => ctx.idle().await?,
         "large-room" => ctx.large_room().await?,
-        other => bail!("unknown --scenario {other}: fanout, ramp, storm, idle or large-room"),
+        "flood" => ctx.flood().await?,
+        other => {
+            bail!("unknown --scenario {other}: fanout, ramp, storm, idle, large-room or flood")
+        }
     };
     report.scenario = args.scenario.clone();
     report.label = args.label.clone();
@@ -106,8 +113,19 @@ impl Ctx<'_> {
     /// Mints every client's token and writes its CONNECT frame, before any
     /// handshake starts (so the handshake phase measures handshakes only).
     /// Client `i` goes to scenario room `room_of(i)`, replica `i % urls`,
-    /// source 127.0.0.(1 + i % source_ips).
+    /// source 127.0.0.(1 + i % source_ips), as a user of its own.
     fn prepare(&self, n: usize, room_of: impl Fn(usize) -> usize) -> anyhow::Result<Vec<Job>> {
+        self.prepare_for(n, room_of, |i| i)
+    }
+
+    /// [`Self::prepare`], with client `i` signed in as user `user_of(i)`
+    /// (`sub` = `load-<run>-<user>`), so that several clients can be one user.
+    fn prepare_for<U: std::fmt::Display>(
+        &self,
+        n: usize,
+        room_of: impl Fn(usize) -> usize,
+        user_of: impl Fn(usize) -> U,
+    ) -> anyhow::Result<Vec<Job>> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .context("clock before 1970")?
@@ -116,11 +134,12 @@ impl Ctx<'_> {
         let mut jobs = Vec::with_capacity(n);
         for i in 0..n {
             let room = room_of(i);
+            let user = user_of(i);
             let claims = RoomClaims {
                 iss: self.args.issuer.clone(),
                 aud: self.args.audience.clone(),
-                sub: format!("load-{run_tag}-{i}"),
-                name: format!("u{i}"),
+                sub: format!("load-{run_tag}-{user}"),
+                name: format!("u{user}"),
                 room: format!("{}{}", self.args.room_prefix, self.args.room_offset + room),
                 iat: now,
                 exp: now + 300,
@@ -429,7 +448,7 @@ fn merge(r: &mut Report, outs: Vec<Outcome>, secs: f64) {
             r.ack_failed += v;
             *r.ack_errors.entry(k).or_default() += v;
         }
-        for us in o.ack_us {
+        for (_, us) in o.ack_us {
             ack.saturating_record(u64::from(us).max(1));
         }
         let expected = acked_in_room.get(&o.room).copied().unwrap_or(0);

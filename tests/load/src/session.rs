@@ -50,8 +50,8 @@ pub(crate) struct Outcome {
     pub(crate) acked_keys: Vec<u64>,
     /// Acks with `ok: false`, by error.
     pub(crate) ack_errors: HashMap<String, u64>,
-    /// Ack latencies, µs.
-    pub(crate) ack_us: Vec<u32>,
+    /// Acks: (send time on the [`wire::now_us`] clock, latency), µs.
+    pub(crate) ack_us: Vec<(u64, u32)>,
     /// First deliveries: (key, end-to-end latency µs).
     pub(crate) deliveries: Vec<(u64, u32)>,
     /// Deliveries of a key it had already received.
@@ -185,7 +185,7 @@ pub(crate) async fn run(
                     Incoming::Ack(ack, ok, body) => {
                         if let Some((key, sent_at)) = pending.remove(&ack) {
                             let lat = wire::now_us().saturating_sub(sent_at);
-                            out.ack_us.push(lat.min(u64::from(u32::MAX)) as u32);
+                            out.ack_us.push((sent_at, lat.min(u64::from(u32::MAX)) as u32));
                             if ok {
                                 out.acked_keys.push(key);
                             } else {

@@ -141,6 +141,23 @@ pub(crate) fn message_sent(ack: u64, text: &str) -> WsMessage {
     WsMessage::text(format!("42{ack}[\"message sent\",{text}]"))
 }
 
+/// A `history { before, limit }` emit with ack id `ack`.
+pub(crate) fn history(ack: u64, before: &str, limit: usize) -> WsMessage {
+    let request = serde_json::json!({ "before": before, "limit": limit });
+    WsMessage::text(format!("42{ack}[\"history\",{request}]"))
+}
+
+/// The `reason` of a `session ended` frame; `None` for any other frame.
+pub(crate) fn session_ended(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("42[\"session ended\",")?;
+    let payload = rest.strip_suffix(']')?;
+    serde_json::from_str::<serde_json::Value>(payload)
+        .ok()?
+        .get("reason")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// What a received text frame means to the load tool.
 pub(crate) enum Incoming<'a> {
     /// Engine.IO ping: answer `3`.
