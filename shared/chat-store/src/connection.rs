@@ -72,6 +72,7 @@ impl RedisSettings {
             .builder()?
             .build()
             .map_err(StoreError::redis("build client"))?;
+        log_connection_errors(&client);
         client.connect();
         Ok(client)
     }
@@ -91,6 +92,7 @@ impl RedisSettings {
             .build_subscriber_client()
             .map_err(StoreError::redis("build subscriber"))?;
         count_reconnects(&client);
+        log_connection_errors(&client);
         client.connect();
         Ok(client)
     }
@@ -100,6 +102,17 @@ fn count_reconnects(client: &impl EventInterface) {
     client.on_reconnect(|server| async move {
         tracing::info!(%server, "reconnected to Redis");
         metrics::counter!(crate::redis::RECONNECTS).increment(1);
+        Ok(())
+    });
+}
+
+/// Logs why a connection to Redis failed (a refused TLS certificate, a wrong
+/// password, a refused connection), which the callers' errors do not say.
+/// fred's errors never carry the URL, so no password reaches the log.
+fn log_connection_errors(client: &impl EventInterface) {
+    client.on_error(|(error, server)| async move {
+        let server = server.map(|s| s.to_string()).unwrap_or_default();
+        tracing::warn!(%error, %server, "Redis connection failed; retrying");
         Ok(())
     });
 }
