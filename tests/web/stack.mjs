@@ -1,6 +1,7 @@
 // Starts what one web test file needs: a private Redis, a real OpenID Connect provider and the
 // chat-web binary wired to both, plus helpers that act like a browser walking the login flow.
 import crypto from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { freePort, until } from '../support/net.mjs';
 import { startRedis } from '../support/redis.mjs';
@@ -125,4 +126,57 @@ export function assertSecurityHeaders(assert, res, what) {
   assert.doesNotMatch(csp, /unsafe-inline/, `${what}: no unsafe-inline`);
   assert.equal(res.headers.get('x-content-type-options'), 'nosniff', `${what}: nosniff`);
   assert.match(res.headers.get('referrer-policy') ?? '', /^(same-origin|no-referrer|strict-origin)/, `${what}: Referrer-Policy`);
+}
+
+/**
+ * One HTTP request from the local address `from` (any 127.x.y.z: a second client on this
+ * machine), so the service sees a different TCP peer. Resolves with { status, headers, text }.
+ */
+export function requestFrom(from, url, { method = 'GET', headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, localAddress: from }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * A TCP server on 127.0.0.1 (`port`, or a free one) that accepts connections and never answers:
+ * a provider that hangs. `accepted()` counts the connections it took.
+ */
+export async function startHangingServer(port = 0) {
+  const sockets = new Set();
+  let accepted = 0;
+  const server = net.createServer((sock) => {
+    accepted += 1;
+    sockets.add(sock);
+    sock.on('error', () => {});
+    sock.on('close', () => sockets.delete(sock));
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    accepted: () => accepted,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** The session keys in `redis` (the store keeps them under their bare 22-character ids), with their TTLs. */
+export async function sessionKeys(redis) {
+  const reply = await redis.command('KEYS *');
+  const keys = [...reply.matchAll(/^\$\d+\r\n(.*)$/gm)].map((m) => m[1]).filter((k) => /^[A-Za-z0-9_-]{22}$/.test(k));
+  const ttls = [];
+  for (const key of keys) ttls.push(Number(/^:(-?\d+)/.exec(await redis.command(`TTL ${key}`))[1]));
+  return keys.map((key, i) => ({ key, ttl: ttls[i] }));
 }

@@ -12,6 +12,8 @@ use chat_core::claims::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S};
 use thiserror::Error;
 use url::Url;
 
+use crate::client_addr::TrustedProxies;
+
 /// A setting that is missing or unusable.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -72,6 +74,27 @@ pub struct Config {
     pub session_max_age: Duration,
     /// `STATIC_DIR`: where the browser assets are.
     pub static_dir: PathBuf,
+    /// `OIDC_HTTP_TIMEOUT_S`: the longest one request waits on the identity
+    /// provider (each call's connect and total timeout, and the budget of all
+    /// the calls one request makes).
+    pub oidc_http_timeout: Duration,
+    /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// `LOGIN_RATE_PER_MINUTE`, `LOGIN_RATE_BURST`: per client address, for
+    /// `/login` and the OIDC callback together.
+    pub login_rate: Rate,
+    /// `TOKEN_RATE_PER_MINUTE`, `TOKEN_RATE_BURST`: per client address, for
+    /// the room token endpoint.
+    pub token_rate: Rate,
+}
+
+/// A request budget: a burst, refilled at a steady rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests refilled per minute.
+    pub per_minute: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -87,6 +110,10 @@ impl std::fmt::Debug for Config {
             )
             .field("jwt_private_key_file", &self.jwt_private_key_file)
             .field("gateway_public_url", &self.gateway_public_url.as_str())
+            .field("oidc_http_timeout", &self.oidc_http_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("login_rate", &self.login_rate)
+            .field("token_rate", &self.token_rate)
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +154,19 @@ impl Config {
                     }
                     Ok(Duration::from_secs(n))
                 }
+            }
+        };
+
+        let count = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => match v.parse::<u32>() {
+                    Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+                    _ => Err(invalid(
+                        name,
+                        format!("{v:?} is not a whole number in 1..=1000000"),
+                    )),
+                },
             }
         };
 
@@ -177,6 +217,17 @@ impl Config {
             session_idle: seconds("SESSION_IDLE_S", 3600, 1, 30 * 86_400)?,
             session_max_age: seconds("SESSION_MAX_AGE_S", 12 * 3600, 1, 90 * 86_400)?,
             static_dir: PathBuf::from(get("STATIC_DIR").unwrap_or_else(|| "static".into())),
+            oidc_http_timeout: seconds("OIDC_HTTP_TIMEOUT_S", 5, 1, 120)?,
+            trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
+                .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            login_rate: Rate {
+                per_minute: count("LOGIN_RATE_PER_MINUTE", 30)?,
+                burst: count("LOGIN_RATE_BURST", 30)?,
+            },
+            token_rate: Rate {
+                per_minute: count("TOKEN_RATE_PER_MINUTE", 120)?,
+                burst: count("TOKEN_RATE_BURST", 60)?,
+            },
         })
     }
 
@@ -256,6 +307,8 @@ mod tests {
         assert_eq!(config.jwt_issuer, "chat-web");
         assert_eq!(config.jwt_audience, "chat-gateway");
         assert_eq!(config.token_ttl, Duration::from_secs(300));
+        assert_eq!(config.oidc_http_timeout, Duration::from_secs(5));
+        assert!(config.trusted_proxies.is_empty());
         assert!(config.revocation_ttl() >= config.token_ttl + Duration::from_secs(30));
         assert!(!config.secure_cookies());
     }
@@ -287,6 +340,12 @@ mod tests {
             ("TOKEN_TTL_S", "999999"),
             ("ROOMS", "a b"),
             ("WEB_ADDR", "nowhere"),
+            ("OIDC_HTTP_TIMEOUT_S", "0"),
+            ("OIDC_HTTP_TIMEOUT_S", "slow"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "nginx"),
+            ("LOGIN_RATE_BURST", "0"),
+            ("TOKEN_RATE_PER_MINUTE", "-1"),
         ] {
             let mut vars = base();
             vars.insert(var, value);

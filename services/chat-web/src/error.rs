@@ -6,6 +6,7 @@ use std::error::Error as StdError;
 
 use askama::Template;
 use axum::http::StatusCode;
+use axum::http::header::{HeaderValue, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 
@@ -33,6 +34,12 @@ pub enum AppError {
     /// The request is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Too many requests from this client address.
+    #[error("rate limited: retry after {retry_after_s} s")]
+    RateLimited {
+        /// When the next request will be allowed, in seconds (`Retry-After`).
+        retry_after_s: u64,
+    },
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -47,6 +54,7 @@ impl AppError {
             Self::Login(e) => e.status(),
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,6 +67,7 @@ impl AppError {
             Self::Login(_) => "login_failed",
             Self::Forbidden(_) => "forbidden",
             Self::BadRequest(_) => "bad_request",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
         }
     }
@@ -74,6 +83,10 @@ impl AppError {
             Self::Login(e) => ("Sign-in failed", e.user_message()),
             Self::Forbidden(why) => ("Not allowed", format!("This request was refused: {why}.")),
             Self::BadRequest(why) => ("Bad request", format!("This request could not be understood: {why}.")),
+            Self::RateLimited { retry_after_s } => (
+                "Too many requests",
+                format!("Too many requests came from your network. Please wait {retry_after_s} seconds and try again."),
+            ),
             Self::Internal(_) => ("Something went wrong", "An unexpected error occurred. Please try again.".into()),
         }
     }
@@ -82,7 +95,10 @@ impl AppError {
     pub fn log(&self) {
         let chain = cause_chain(self);
         let status = self.status();
-        if status.is_server_error() {
+        if let Self::RateLimited { .. } = self {
+            // Counted in /metrics; one line per refusal would let a flood fill the log.
+            tracing::debug!(status = status.as_u16(), error = %chain, "request refused");
+        } else if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %chain, "request failed");
         } else {
             tracing::warn!(status = status.as_u16(), error = %chain, "request refused");
@@ -126,6 +142,11 @@ impl IntoResponse for AppError {
         })
         .into_response();
         *response.status_mut() = status;
+        if let Self::RateLimited { retry_after_s } = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+        }
         response
     }
 }

@@ -8,17 +8,20 @@
 //!
 //! # Layout
 //! - [`config`]: typed settings from the environment (and `.env`).
+//! - [`client_addr`]: the client address behind trusted proxies (`X-Forwarded-For`).
 //! - [`startup`]: `App::build(config)` and `run_until_stopped(shutdown)`; the router.
 //! - [`oidc`]: the identity provider: discovery, PKCE, code exchange, ID token checks.
 //! - [`login`]: `GET /login` and the OIDC callback.
 //! - [`session`]: the Redis session layer, the signed-in user, idle and absolute expiry.
 //! - [`pages`]: home, dashboard and room pages (askama templates).
 //! - [`tokens`]: the room token endpoint and the JWKS.
+//! - [`rate_limit`]: per-client budgets of `/login`, the callback and the token endpoint.
 //! - [`logout`]: CSRF-checked logout, revocation and provider logout.
 //! - [`headers`]: security headers on every response.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and request counting.
 //! - [`error`]: `AppError`, the one error page.
 
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod headers;
@@ -27,6 +30,7 @@ pub mod login;
 pub mod logout;
 pub mod oidc;
 pub mod pages;
+pub mod rate_limit;
 pub mod session;
 pub mod startup;
 pub mod tokens;

@@ -6,11 +6,15 @@
 //! [`IdentityProvider::finish`] exchange the code and verify the ID token,
 //! then cycles the session id and stores the user. Any failure shows an error
 //! page and leaves no signed-in session behind.
+//!
+//! The pre-login session expires [`LOGIN_MAX_AGE_S`] after `/login`; the
+//! signed-in one gets the normal idle expiry. Both routes spend the login
+//! budget of [`crate::rate_limit`] first.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use tower_sessions::Session;
+use tower_sessions::{Expiry, Session};
 
 use crate::error::AppError;
 use crate::oidc::{LOGIN_MAX_AGE_S, LoginError, PendingLogin};
@@ -68,6 +72,12 @@ pub async fn start(
         .begin(next, session::now())
         .await
         .inspect_err(|e| count(e.outcome()))?;
+    // A pending login lives only as long as it may take (an anonymous flood
+    // of /login leaves keys that expire within minutes, not the session idle
+    // time). The callback's request gets the layer's normal expiry again.
+    session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(
+        LOGIN_MAX_AGE_S as i64,
+    ))));
     session.insert(LOGIN_KEY, &pending).await?;
     // Save now, so a Redis failure shows the 503 page instead of an empty 500.
     session.save().await?;

@@ -7,6 +7,12 @@
 //! ID token signed with an unknown `kid` triggers one re-discovery, at most
 //! once per [`REDISCOVER_MIN_INTERVAL`]. The HTTP client follows no redirects
 //! (a discovery document must not be able to point us anywhere else).
+//!
+//! A provider that accepts connections and never answers must not hold a
+//! user's request: every call (discovery, JWKS, token, userinfo) has a
+//! connect and a total timeout of `OIDC_HTTP_TIMEOUT_S`, and all the calls
+//! one request makes share one deadline of that length, so the user gets the
+//! "cannot be reached" page within it.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -175,6 +181,7 @@ struct Discovered {
 /// The configured identity provider.
 pub struct IdentityProvider {
     http: reqwest::Client,
+    timeout: Duration,
     issuer: IssuerUrl,
     client_id: ClientId,
     client_secret: ClientSecret,
@@ -195,14 +202,16 @@ impl std::fmt::Debug for IdentityProvider {
 impl IdentityProvider {
     /// A provider from the settings. Nothing is fetched yet.
     pub fn new(config: &Config) -> Result<Self, String> {
+        let timeout = config.oidc_http_timeout;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
+            .connect_timeout(timeout)
+            .timeout(timeout)
             .build()
             .map_err(|e| format!("could not build the HTTP client: {e}"))?;
         Ok(Self {
             http,
+            timeout,
             issuer: IssuerUrl::new(config.oidc_issuer.clone())
                 .map_err(|e| format!("OIDC_ISSUER is invalid: {e}"))?,
             client_id: ClientId::new(config.oidc_client_id.clone()),
@@ -218,6 +227,29 @@ impl IdentityProvider {
     /// The configured issuer URL.
     pub fn issuer(&self) -> &str {
         self.issuer.as_str()
+    }
+
+    /// When the provider calls of a request that starts now must be done.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.timeout
+    }
+
+    /// Runs `call` (to the provider's `what`) unless `deadline` passes first,
+    /// in which case the provider counts as unreachable.
+    async fn before<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        what: &str,
+        call: impl Future<Output = Result<T, LoginError>>,
+    ) -> Result<T, LoginError> {
+        tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(LoginError::ProviderUnavailable(format!(
+                    "no answer from {what} within {} s (OIDC_HTTP_TIMEOUT_S)",
+                    self.timeout.as_secs()
+                )))
+            })
     }
 
     fn cached(&self) -> Option<(Arc<Metadata>, Instant)> {
@@ -282,7 +314,8 @@ impl IdentityProvider {
     /// Starts a login: the provider URL to send the browser to, and what the
     /// session must remember until the callback.
     pub async fn begin(&self, next: String, now: u64) -> Result<(Url, PendingLogin), LoginError> {
-        let metadata = self.metadata().await?;
+        let deadline = self.deadline();
+        let metadata = self.before(deadline, "discovery", self.metadata()).await?;
         let client = self.client(&metadata);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
@@ -323,20 +356,21 @@ impl IdentityProvider {
         pending: &PendingLogin,
         code: String,
     ) -> Result<Identity, LoginError> {
-        let metadata = self.metadata().await?;
+        let deadline = self.deadline();
+        let metadata = self.before(deadline, "discovery", self.metadata()).await?;
         let mut client = self.client(&metadata);
-        let response: CoreTokenResponse = client
+        let exchange = client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| LoginError::CodeExchange(cause_chain(&e)))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(&self.http)
-            .await
-            .map_err(|e| match e {
-                openidconnect::RequestTokenError::ServerResponse(r) => {
-                    LoginError::CodeRefused(r.to_string())
-                }
-                other => LoginError::CodeExchange(cause_chain(&other)),
-            })?;
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+        let response: CoreTokenResponse = self
+            .before(deadline, "the token endpoint", async {
+                exchange
+                    .request_async(&self.http)
+                    .await
+                    .map_err(token_error)
+            })
+            .await?;
         let id_token = response.id_token().ok_or(LoginError::NoIdToken)?;
         let nonce = Nonce::new(pending.nonce.clone());
 
@@ -349,7 +383,11 @@ impl IdentityProvider {
                     "ID token signed with an unknown key; discovering the provider again"
                 );
                 let fresh = self
-                    .discover(|at| at.elapsed() >= REDISCOVER_MIN_INTERVAL)
+                    .before(
+                        deadline,
+                        "discovery",
+                        self.discover(|at| at.elapsed() >= REDISCOVER_MIN_INTERVAL),
+                    )
                     .await?;
                 client = self.client(&fresh);
                 verify(&client, id_token, &nonce, response.access_token())
@@ -362,7 +400,11 @@ impl IdentityProvider {
             .map_err(|e| LoginError::IdToken(e.to_string()))?;
         let mut names = Names::from_id_token(&claims);
         if names.name.is_none() && names.username.is_none() {
-            match self.user_info(&client, &response, &claims).await {
+            let user_info = self.user_info(&client, &response, &claims);
+            match tokio::time::timeout_at(deadline, user_info)
+                .await
+                .unwrap_or_else(|_| Err("no answer in time".into()))
+            {
                 Ok(info) => names = names.or(Names::from_user_info(&info)),
                 Err(e) => {
                     tracing::warn!(error = %e, "userinfo failed; using the ID token's claims only")
@@ -412,7 +454,10 @@ impl IdentityProvider {
         id_token: Option<&str>,
         post_logout_redirect_uri: &str,
     ) -> Option<Url> {
-        let metadata = match self.metadata().await {
+        let metadata = match self
+            .before(self.deadline(), "discovery", self.metadata())
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "no provider logout: discovery failed");
@@ -434,6 +479,26 @@ impl IdentityProvider {
             request = request.set_id_token_hint(&token);
         }
         Some(request.http_get_url())
+    }
+}
+
+/// What a failed code exchange means: refused by the provider, the provider
+/// unreachable (no connection, no answer in time), or a broken answer.
+fn token_error(
+    error: openidconnect::RequestTokenError<
+        openidconnect::HttpClientError<reqwest::Error>,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
+) -> LoginError {
+    use openidconnect::{HttpClientError, RequestTokenError};
+    match error {
+        RequestTokenError::ServerResponse(r) => LoginError::CodeRefused(r.to_string()),
+        RequestTokenError::Request(HttpClientError::Reqwest(e))
+            if e.is_timeout() || e.is_connect() =>
+        {
+            LoginError::ProviderUnavailable(format!("token endpoint: {}", cause_chain(&*e)))
+        }
+        other => LoginError::CodeExchange(cause_chain(&other)),
     }
 }
 

@@ -30,6 +30,7 @@ use tower_sessions_redis_store::RedisStore;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::oidc::IdentityProvider;
+use crate::rate_limit::{self, RateLimits};
 use crate::{headers, health, login, logout, pages, session, tokens};
 
 /// Why the application could not start. Each names the setting to fix.
@@ -75,6 +76,8 @@ pub struct AppState {
     pub signer: Arc<TokenSigner>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Per-client budgets of `/login`, the callback and the token endpoint.
+    pub limits: Arc<RateLimits>,
 }
 
 impl AppState {
@@ -160,7 +163,11 @@ impl App {
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, self.router)
+        // The peer address is what rate limits count, unless a trusted proxy forwards another.
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
     }
@@ -207,6 +214,7 @@ where
     let session_layer = session::layer(parts.sessions, &config);
     let static_dir = config.static_dir.clone();
     let state = AppState {
+        limits: Arc::new(RateLimits::new(&config)),
         config: Arc::new(config),
         idp: parts.idp.map(Arc::new),
         store: parts.store,
@@ -217,9 +225,18 @@ where
         .route("/", get(pages::home))
         .route("/dashboard", get(pages::dashboard))
         .route("/chat/{room}", get(pages::room))
-        .route("/api/rooms/{room}/token", post(tokens::issue))
+        .route(
+            "/api/rooms/{room}/token",
+            post(tokens::issue).layer(middleware::from_fn_with_state(
+                state.clone(),
+                rate_limit::limit_tokens,
+            )),
+        )
         .route("/logout", post(logout::logout))
-        .merge(parts.sign_in)
+        .merge(parts.sign_in.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_login,
+        )))
         .layer(session_layer);
     let assets = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(

@@ -1,0 +1,186 @@
+//! Per-client budgets on the endpoints that anyone can call and that cost
+//! something: `/login` and the OIDC callback (each starts or finishes a
+//! login: a Redis session, calls to the identity provider) share the login
+//! budget; `POST /api/rooms/{room}/token` (a signature) has its own.
+//!
+//! Budgets are `governor` token buckets keyed by client address (see
+//! [`crate::client_addr`] for which address that is behind a proxy). A
+//! request past its budget is refused before it touches the session store
+//! or the provider: 429 with `Retry-After`, as the plain error page or, for
+//! the token endpoint, `{ "error": "rate_limited" }`. Buckets are counted per
+//! process; addresses whose bucket is full again are forgotten once a minute,
+//! so the limiter's memory follows the number of recently active clients.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::{HeaderValue, RETRY_AFTER};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::client_addr::{TrustedProxies, budget_key};
+use crate::config::{Config, Rate};
+use crate::error::AppError;
+use crate::session::ApiError;
+use crate::startup::AppState;
+
+/// How often addresses with a full bucket are dropped from a budget.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Every budget of the service, and how to tell clients apart.
+#[derive(Debug)]
+pub struct RateLimits {
+    login: Budget,
+    token: Budget,
+    trusted: TrustedProxies,
+}
+
+impl RateLimits {
+    /// The budgets configured in `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            login: Budget::new("login", config.login_rate),
+            token: Budget::new("token", config.token_rate),
+            trusted: config.trusted_proxies.clone(),
+        }
+    }
+
+    /// The address `request` is counted against.
+    fn client_of(&self, request: &Request) -> IpAddr {
+        // A router served without connect info (the single-process mode)
+        // has no peer address: all its clients share one budget.
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        self.trusted.client_ip(peer, request.headers())
+    }
+}
+
+/// One token bucket per client address.
+struct Budget {
+    name: &'static str,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    last_sweep: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("name", &self.name)
+            .field("clients", &self.limiter.len())
+            .finish()
+    }
+}
+
+impl Budget {
+    fn new(name: &'static str, rate: Rate) -> Self {
+        let nonzero = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(nonzero(rate.per_minute)).allow_burst(nonzero(rate.burst));
+        Self {
+            name,
+            limiter: RateLimiter::keyed(quota),
+            last_sweep: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Spends one request of `client`'s budget, or says how long until the
+    /// next one is allowed.
+    fn spend(&self, client: IpAddr) -> Result<(), Duration> {
+        self.sweep_now_and_then();
+        self.limiter
+            .check_key(&budget_key(client))
+            .map_err(|refused| refused.wait_time_from(DefaultClock::default().now()))
+    }
+
+    fn sweep_now_and_then(&self) {
+        let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= SWEEP_EVERY {
+            *last = Instant::now();
+            drop(last);
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds, at least 1.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+fn refused(budget: &Budget, client: IpAddr, wait: Duration) -> u64 {
+    metrics::counter!("chat_web_rate_limited_total", "budget" => budget.name).increment(1);
+    // Debug only: a flood must not become a log flood.
+    tracing::debug!(budget = budget.name, %client, "request over its rate limit refused");
+    retry_after_seconds(wait)
+}
+
+/// Middleware for `/login` and the callback: the login budget, refused with
+/// the error page.
+pub async fn limit_login(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let client = state.limits.client_of(&request);
+    match state.limits.login.spend(client) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => AppError::RateLimited {
+            retry_after_s: refused(&state.limits.login, client, wait),
+        }
+        .into_response(),
+    }
+}
+
+/// Middleware for the room token endpoint: the token budget, refused with
+/// `{ "error": "rate_limited" }`.
+pub async fn limit_tokens(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let client = state.limits.client_of(&request);
+    match state.limits.token.spend(client) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let seconds = refused(&state.limits.token, client, wait);
+            let mut response =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited").into_response();
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refuses_past_its_burst_per_client() {
+        let budget = Budget::new(
+            "test",
+            Rate {
+                per_minute: 1,
+                burst: 2,
+            },
+        );
+        let (a, b) = (
+            IpAddr::from([203, 0, 113, 1]),
+            IpAddr::from([203, 0, 113, 2]),
+        );
+        assert!(budget.spend(a).is_ok());
+        assert!(budget.spend(a).is_ok());
+        let wait = budget.spend(a).expect_err("over the burst");
+        assert!(wait <= Duration::from_secs(60), "{wait:?}");
+        assert!(budget.spend(b).is_ok(), "another client has its own budget");
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(10)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(60)), 60);
+    }
+}
