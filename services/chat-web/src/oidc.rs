@@ -262,11 +262,17 @@ impl IdentityProvider {
         self.cached().map(|(m, _)| m)
     }
 
-    /// The provider's metadata: cached, or discovered now.
-    pub async fn metadata(&self) -> Result<Arc<Metadata>, LoginError> {
+    /// The provider's metadata: cached, or discovered now (before `deadline`).
+    pub async fn metadata(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Arc<Metadata>, LoginError> {
         match self.cached() {
             Some((metadata, at)) if at.elapsed() < METADATA_MAX_AGE => Ok(metadata),
-            stale => match self.discover(|_| true).await {
+            stale => match self
+                .before(deadline, "discovery", self.discover(|_| true))
+                .await
+            {
                 Ok(fresh) => Ok(fresh),
                 // Keep working on old metadata while the provider is briefly away.
                 Err(e) => stale.map(|(m, _)| m).ok_or(e),
@@ -315,7 +321,7 @@ impl IdentityProvider {
     /// session must remember until the callback.
     pub async fn begin(&self, next: String, now: u64) -> Result<(Url, PendingLogin), LoginError> {
         let deadline = self.deadline();
-        let metadata = self.before(deadline, "discovery", self.metadata()).await?;
+        let metadata = self.metadata(deadline).await?;
         let client = self.client(&metadata);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
@@ -357,7 +363,7 @@ impl IdentityProvider {
         code: String,
     ) -> Result<Identity, LoginError> {
         let deadline = self.deadline();
-        let metadata = self.before(deadline, "discovery", self.metadata()).await?;
+        let metadata = self.metadata(deadline).await?;
         let mut client = self.client(&metadata);
         let exchange = client
             .exchange_code(AuthorizationCode::new(code))
@@ -454,10 +460,7 @@ impl IdentityProvider {
         id_token: Option<&str>,
         post_logout_redirect_uri: &str,
     ) -> Option<Url> {
-        let metadata = match self
-            .before(self.deadline(), "discovery", self.metadata())
-            .await
-        {
+        let metadata = match self.metadata(self.deadline()).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "no provider logout: discovery failed");
