@@ -1,5 +1,6 @@
 //! Wiring the web service and the gateway onto one router, one port and one
-//! in-memory backend, with a key pair made at start.
+//! in-memory backend, with a key pair made at start. The router runs on the
+//! gateway's own HTTP server, with its limits and its `Origin` check.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,15 +8,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::serve::ListenerExt;
 use chat_core::keys::generate_pem_pair;
 use chat_core::token::{TokenSigner, TokenVerifier};
 use chat_gateway::Realtime;
 use chat_gateway::auth::TokenKeys;
+use chat_gateway::server::serve;
 use chat_store::MemoryHub;
 use chat_web::Parts;
 use chat_web::oidc::IdentityProvider;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_sessions::MemoryStore;
 
 use crate::dev_login;
@@ -62,7 +64,7 @@ impl DevApp {
             idp,
             sign_in,
         };
-        let router = chat_web::router(web, parts)?.layer(realtime.layer());
+        let router = realtime.mount(chat_web::router(web, parts)?);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("CHAT_ADDR {addr}: cannot listen"))?;
@@ -85,6 +87,7 @@ impl DevApp {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
+        let limits = self.realtime.server_limits();
         let running = self.realtime.start()?;
         if self.dev_login {
             tracing::warn!(
@@ -94,13 +97,12 @@ impl DevApp {
         println!(
             "\n  Chat is running: open http://{addr}/ in two browser windows.\n  (Stop it with Ctrl-C.)\n"
         );
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(self.listener, self.router, limits, stop.clone()));
+        shutdown.await;
         running.drain().await;
+        stop.cancel();
+        let _ = server.await;
         Ok(())
     }
 }

@@ -3,7 +3,9 @@
 //! Keys come only from configuration: an SPKI PEM file, or the web service's
 //! JWKS. With a JWKS, a token signed by an unknown `kid` triggers one
 //! re-fetch (at most one every [`JWKS_REFRESH_MIN_INTERVAL`]), so a key
-//! rotation reaches the gateways without a restart.
+//! rotation reaches the gateways without a restart; the JWKS is also fetched
+//! on a schedule (`JWKS_REFRESH_S`), so a key removed from it stops being
+//! trusted.
 
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -114,6 +116,17 @@ impl TokenKeys {
             http: reqwest::Client::new(),
             last_fetch: Mutex::new(None),
         }
+    }
+
+    /// Whether the keys come from a JWKS (and so can be refreshed).
+    pub fn from_jwks(&self) -> bool {
+        self.jwks_url.is_some()
+    }
+
+    /// Fetches the JWKS again and trusts exactly the keys it lists now. On
+    /// failure the keys in use stay.
+    pub async fn refresh(&self) -> Result<(), KeysError> {
+        self.fetch().await
     }
 
     async fn fetch(&self) -> Result<(), KeysError> {

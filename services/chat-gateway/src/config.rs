@@ -57,6 +57,14 @@ pub struct GatewayConfig {
     pub exit_grace: Duration,
     /// `MAX_CONNECTIONS`.
     pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_USER`: per replica, per `sub`.
+    pub max_connections_per_user: usize,
+    /// `MAX_EVENTS_IN_FLIGHT`: client events of one connection received and not yet answered.
+    pub max_events_in_flight: usize,
+    /// `EVENT_RATE_LIMIT_PER_SECOND`: per-user rate of `history`, and of `refresh`, each its own.
+    pub event_rate_per_second: u32,
+    /// `EVENT_RATE_LIMIT_BURST`.
+    pub event_rate_burst: u32,
     /// `HEARTBEAT_INTERVAL_MS`: how often a replica refreshes its heartbeat.
     pub heartbeat_interval: Duration,
     /// `HEARTBEAT_TTL_MS`: how long a silent replica counts as alive.
@@ -69,6 +77,12 @@ pub struct GatewayConfig {
     pub max_ws_message_bytes: usize,
     /// `SLOW_CONSUMER_MAX_PACKETS`: packets waiting for a client before it is dropped.
     pub slow_consumer_max_packets: usize,
+    /// `SLOW_CONSUMER_MAX_BYTES`: bytes waiting for a client before it is dropped.
+    pub slow_consumer_max_bytes: usize,
+    /// `HTTP_HEADER_TIMEOUT_S`: the longest a connection may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// `JWKS_REFRESH_S`: how often the JWKS is fetched again, so removed keys stop being trusted.
+    pub jwks_refresh: Duration,
     /// `CONNECT_TIMEOUT_S`: time to send the Socket.IO CONNECT after the transport opened.
     pub connect_timeout: Duration,
     /// `ACK_TIMEOUT_MS`: the longest a `message sent` waits for Redis before `unavailable`.
@@ -163,6 +177,10 @@ impl GatewayConfig {
             token_expiry_grace: v.secs("TOKEN_EXPIRY_GRACE_S", 30)?,
             exit_grace: v.secs("EXIT_GRACE_S", 5)?,
             max_connections: v.parsed("MAX_CONNECTIONS", 100_000)?,
+            max_connections_per_user: v.parsed("MAX_CONNECTIONS_PER_USER", 20)?,
+            max_events_in_flight: v.parsed("MAX_EVENTS_IN_FLIGHT", 64)?,
+            event_rate_per_second: v.parsed("EVENT_RATE_LIMIT_PER_SECOND", 2)?,
+            event_rate_burst: v.parsed("EVENT_RATE_LIMIT_BURST", 10)?,
             heartbeat_interval: v.millis("HEARTBEAT_INTERVAL_MS", 2_000)?,
             heartbeat_ttl: v.millis("HEARTBEAT_TTL_MS", 6_000)?,
             sweep_interval: v.millis("SWEEP_INTERVAL_MS", 1_000)?,
@@ -172,6 +190,9 @@ impl GatewayConfig {
             )?,
             max_ws_message_bytes: v.parsed("MAX_WS_MESSAGE_BYTES", 64 * 1024)?,
             slow_consumer_max_packets: v.parsed("SLOW_CONSUMER_MAX_PACKETS", 1000)?,
+            slow_consumer_max_bytes: v.parsed("SLOW_CONSUMER_MAX_BYTES", 1024 * 1024)?,
+            header_read_timeout: v.secs("HTTP_HEADER_TIMEOUT_S", 10)?,
+            jwks_refresh: v.secs("JWKS_REFRESH_S", 300)?,
             connect_timeout: v.secs("CONNECT_TIMEOUT_S", 10)?,
             ack_timeout: v.millis("ACK_TIMEOUT_MS", 3_000)?,
             drain_timeout: v.secs("DRAIN_TIMEOUT_S", 25)?,
@@ -194,6 +215,19 @@ impl GatewayConfig {
         positive("RATE_LIMIT_PER_SECOND", self.rate_per_second > 0)?;
         positive("RATE_LIMIT_BURST", self.rate_burst > 0)?;
         positive("MAX_CONNECTIONS", self.max_connections > 0)?;
+        positive(
+            "MAX_CONNECTIONS_PER_USER",
+            self.max_connections_per_user > 0,
+        )?;
+        positive("MAX_EVENTS_IN_FLIGHT", self.max_events_in_flight > 0)?;
+        positive(
+            "EVENT_RATE_LIMIT_PER_SECOND",
+            self.event_rate_per_second > 0,
+        )?;
+        positive("EVENT_RATE_LIMIT_BURST", self.event_rate_burst > 0)?;
+        positive("SLOW_CONSUMER_MAX_BYTES", self.slow_consumer_max_bytes > 0)?;
+        positive("HTTP_HEADER_TIMEOUT_S", !self.header_read_timeout.is_zero())?;
+        positive("JWKS_REFRESH_S", !self.jwks_refresh.is_zero())?;
         positive(
             "SLOW_CONSUMER_MAX_PACKETS",
             self.slow_consumer_max_packets > 0,
@@ -242,6 +276,10 @@ mod tests {
         assert_eq!(c.token_expiry_grace, Duration::from_secs(30));
         assert_eq!(c.exit_grace, Duration::from_secs(5));
         assert_eq!(c.max_connections, 100_000);
+        assert_eq!(c.max_connections_per_user, 20);
+        assert_eq!((c.event_rate_per_second, c.event_rate_burst), (2, 10));
+        assert_eq!(c.slow_consumer_max_bytes, 1_048_576);
+        assert_eq!(c.slow_consumer_max_packets, 1000);
         assert!(c.allowed_origins.is_empty());
         Ok(())
     }

@@ -1,16 +1,27 @@
 //! The receiving half of the fan-out: one subscription per replica delivers
 //! every room's events and every revocation, in publish order, to the
 //! registry.
+//!
+//! Pub/sub is at most once: while the subscription is down, events are lost.
+//! So after every resubscription the replica reads each room's missed
+//! messages back from history and asks Redis which of its connections' web
+//! sessions were logged out meanwhile.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_core::{ErrorCode, RoomName};
 use chat_store::events::{RoomEvent, RoomEventKind};
 use chat_store::{FanoutEvent, Subscription};
 use chat_telemetry::trace_context::continue_trace;
 
+use crate::conn::Ending;
 use crate::metrics_names as m;
 use crate::state::Gateway;
+
+/// How long the revocation check after a resubscription waits between tries
+/// while Redis does not answer it.
+const RECHECK_RETRY: Duration = Duration::from_secs(2);
 
 /// Dispatches events until the subscription closes.
 pub async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
@@ -20,13 +31,38 @@ pub async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
                 metrics::counter!(m::EVENTS_IN).increment(1);
                 deliver(&gateway, &room, event);
             }
-            FanoutEvent::Resubscribed => read_back_gap(&gateway).await,
+            FanoutEvent::Resubscribed => {
+                read_back_gap(&gateway).await;
+                gateway.tasks.spawn(recheck_revocations(gateway.clone()));
+            }
             FanoutEvent::Revoked(sid) => {
-                for conn in gateway.registry.by_session(&sid) {
-                    gateway
-                        .registry
-                        .remove(&conn.id.record.room, conn.socket.id);
-                    gateway.end(&conn, ErrorCode::TokenRevoked);
+                for handle in gateway.registry.by_session(&sid) {
+                    gateway.close(&handle, Ending::Server(ErrorCode::TokenRevoked));
+                }
+            }
+        }
+    }
+}
+
+/// Logouts published while the subscription was down were missed: ask Redis
+/// which live sessions were logged out, retrying until it answers.
+async fn recheck_revocations(gateway: Arc<Gateway>) {
+    while !gateway.stopping.is_cancelled() {
+        match gateway.recheck_revocations().await {
+            Ok(revoked) => {
+                if revoked > 0 {
+                    tracing::info!(
+                        sessions = revoked,
+                        "logouts missed while unsubscribed; connections ended"
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation check after resubscribing failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(RECHECK_RETRY) => {}
+                    _ = gateway.stopping.cancelled() => {}
                 }
             }
         }
@@ -83,7 +119,8 @@ async fn read_back_gap(gateway: &Gateway) {
 /// shows every replica that delivered it.
 fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
     let RoomEventKind::Message { id, trace, .. } = &event.kind else {
-        gateway.registry.deliver(room, event);
+        let (_, slow) = gateway.registry.deliver(room, event);
+        close_slow(gateway, slow);
         return;
     };
     let span = tracing::info_span!(
@@ -98,7 +135,8 @@ fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
     }
     let stored_ms = id.ms;
     let _entered = span.enter();
-    let recipients = gateway.registry.deliver(room, event);
+    let (recipients, slow) = gateway.registry.deliver(room, event);
+    close_slow(gateway, slow);
     span.record("recipients", recipients);
     metrics::counter!(m::DELIVERIES).increment(recipients as u64);
     let now_ms = std::time::SystemTime::now()
@@ -106,4 +144,12 @@ fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(stored_ms);
     metrics::histogram!(m::FANOUT_LATENCY).record(now_ms.saturating_sub(stored_ms) as f64 / 1000.0);
+}
+
+/// Closes the connections a delivery found too slow to keep up.
+fn close_slow(gateway: &Gateway, slow: Vec<crate::conn::Handle>) {
+    for handle in slow {
+        tracing::info!(sid = %handle.socket.id, "slow consumer dropped");
+        gateway.close(&handle, Ending::Server(ErrorCode::SlowConsumer));
+    }
 }

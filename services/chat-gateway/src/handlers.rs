@@ -1,16 +1,25 @@
 //! The Socket.IO glue: the handshake middleware and one small handler per
 //! client event, each delegating to [`Gateway`].
+//!
+//! Event handlers do not await: socketioxide calls them one at a time, in
+//! the order the connection's events arrive, and each only queues its work in
+//! the connection's inbox (see [`crate::inbox`]), so one connection's events
+//! are handled, acked and delivered in send order. An event past
+//! `MAX_EVENTS_IN_FLIGHT` is refused at once with `rate_limited`.
 
+use std::future::{Future, Ready, ready};
 use std::sync::Arc;
 
 use chat_core::ErrorCode;
 use chat_core::events::{
-    ConnectAuth, HISTORY, HistoryRequest, MESSAGE_SENT, REFRESH, WELCOME, Welcome,
+    ConnectAuth, HISTORY, HistoryAck, HistoryRequest, MESSAGE_SENT, REFRESH, RefreshAck, SendAck,
+    WELCOME, Welcome,
 };
+use serde::Serialize;
 use socketioxide::extract::{Extension, State, TryData};
 use tokio::sync::Mutex;
 
-use crate::registry::Identity;
+use crate::conn::{Conn, Ending, Handle};
 use crate::sockets::{Ack, Socket};
 use crate::state::{Gateway, Joined};
 
@@ -30,29 +39,11 @@ pub async fn authenticate(
     let auth = ConnectAuth::from_payload(auth.ok());
     let token = auth.token?;
     let joined = gateway.handshake(&socket, token, auth.since).await?;
-    abandon_if_never_connected(&gateway, &socket, &joined);
-    socket.extensions.insert(joined.id.clone());
+    socket.extensions.insert(joined.conn.clone());
     socket
         .extensions
         .insert(Handshake(Arc::new(Mutex::new(Some(joined)))));
     Ok(())
-}
-
-/// A handshake that passed can still fail to complete (the client goes away
-/// before the CONNECT reply reaches it); then no connect or disconnect
-/// handler ever runs. If the connection is still pending after the connect
-/// timeout, forget it and release its presence.
-fn abandon_if_never_connected(gateway: &Arc<Gateway>, socket: &Socket, joined: &Joined) {
-    let gateway = gateway.clone();
-    let sid = socket.id;
-    let record = joined.id.record.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(gateway.config.connect_timeout).await;
-        if gateway.registry.remove_pending(&record.room, sid) {
-            tracing::info!(%sid, "handshake never completed; presence released");
-            gateway.leave(record).await;
-        }
-    });
 }
 
 /// Connect handler: sends `welcome`, then lets the room's events flow.
@@ -60,7 +51,7 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     let Some(Handshake(slot)) = socket.extensions.remove::<Handshake>() else {
         return;
     };
-    let Some(Joined { id, snapshot }) = slot.lock().await.take() else {
+    let Some(Joined { conn, snapshot }) = slot.lock().await.take() else {
         return;
     };
     socket.on(MESSAGE_SENT, on_message_sent);
@@ -69,62 +60,105 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     socket.on_disconnect(on_disconnect);
 
     let welcome = Welcome {
-        room: id.record.room.to_string(),
-        you: id.record.user.clone(),
+        room: conn.record.room.to_string(),
+        you: conn.record.user.clone(),
         members: snapshot.members,
         history: snapshot.history,
         recovered: snapshot.recovered,
     };
-    if socket.emit(WELCOME, &welcome).is_err()
-        || !gateway
-            .registry
-            .activate(&id.record.room, socket.id, snapshot.seq)
-    {
-        tracing::debug!(sid = %socket.id, "connection gone before welcome");
+    let handle = Handle { socket, conn };
+    match serde_json::value::to_raw_value(&welcome) {
+        Ok(welcome) if handle.socket.emit(WELCOME, &welcome).is_ok() => {
+            gateway.go_live(&handle, snapshot.seq);
+            gateway.queued(&handle, welcome.get().len());
+        }
+        _ => {
+            tracing::debug!(sid = %handle.socket.id, "connection gone before welcome");
+            gateway.close(&handle, Ending::ClientLeft);
+        }
     }
 }
 
-async fn on_message_sent(
+/// Queues `work` behind the connection's earlier events and sends its answer
+/// as the ack; acks `busy` at once when too many events are in flight. (The
+/// check cannot race: a connection's handlers are called one at a time, and
+/// its runner only ever lowers the count.)
+fn in_order<B, R, W>(gateway: &Gateway, conn: &Arc<Conn>, ack: Ack, busy: B, work: W) -> Ready<()>
+where
+    B: Serialize,
+    R: Serialize + Send + 'static,
+    W: Future<Output = R> + Send + 'static,
+{
+    if gateway.is_saturated(conn) {
+        let _ = ack.send(&busy);
+    } else {
+        gateway.submit(
+            conn,
+            Box::pin(async move {
+                let _ = ack.send(&work.await);
+            }),
+        );
+    }
+    ready(())
+}
+
+fn on_message_sent(
     TryData(text): TryData<String>,
     ack: Ack,
-    Extension(id): Extension<Arc<Identity>>,
+    Extension(conn): Extension<Arc<Conn>>,
     State(gateway): Shared,
-) {
-    let reply = gateway
-        .send_message(&id, text.map_err(|_| ErrorCode::Invalid))
-        .await;
-    let _ = ack.send(&reply);
+) -> Ready<()> {
+    let text = text.map_err(|_| ErrorCode::Invalid);
+    let busy = SendAck::err(ErrorCode::RateLimited);
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, busy, async move {
+        g.send_message(&c, text).await
+    })
 }
 
-async fn on_history(
+fn on_history(
+    socket: Socket,
     TryData(request): TryData<HistoryRequest>,
     ack: Ack,
-    Extension(id): Extension<Arc<Identity>>,
+    Extension(conn): Extension<Arc<Conn>>,
     State(gateway): Shared,
-) {
-    let reply = gateway
-        .history(&id, request.map_err(|_| ErrorCode::Invalid))
-        .await;
-    let _ = ack.send(&reply);
+) -> Ready<()> {
+    let request = request.map_err(|_| ErrorCode::Invalid);
+    let busy = HistoryAck::err(ErrorCode::RateLimited);
+    let (g, handle) = (
+        gateway.clone(),
+        Handle {
+            socket,
+            conn: conn.clone(),
+        },
+    );
+    in_order(&gateway, &conn, ack, busy, async move {
+        let page = g.history(&handle.conn, request).await;
+        g.queued(&handle, page.get().len());
+        page
+    })
 }
 
-async fn on_refresh(
+fn on_refresh(
     TryData(token): TryData<String>,
     ack: Ack,
-    Extension(id): Extension<Arc<Identity>>,
+    Extension(conn): Extension<Arc<Conn>>,
     State(gateway): Shared,
-) {
-    let reply = gateway
-        .refresh(&id, token.map_err(|_| ErrorCode::TokenInvalid))
-        .await;
-    let _ = ack.send(&reply);
+) -> Ready<()> {
+    let token = token.map_err(|_| ErrorCode::TokenInvalid);
+    let busy = RefreshAck::err(ErrorCode::RateLimited);
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, busy, async move {
+        g.refresh(&c, token).await
+    })
 }
 
 async fn on_disconnect(
     socket: Socket,
-    Extension(id): Extension<Arc<Identity>>,
+    Extension(conn): Extension<Arc<Conn>>,
     State(gateway): Shared,
 ) {
-    gateway.registry.remove(&id.record.room, socket.id);
-    gateway.leave(id.record.clone()).await;
+    // The socket is closed: break the socket → extensions → conn chain early.
+    socket.extensions.remove::<Arc<Conn>>();
+    gateway.close(&Handle { socket, conn }, Ending::ClientLeft);
 }

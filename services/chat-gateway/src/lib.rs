@@ -5,27 +5,35 @@
 //! # Layout
 //! - [`config`]: the settings, from environment variables.
 //! - [`auth`]: the room-token keys (PEM file or JWKS) and verification.
-//! - [`registry`]: this replica's connections per room and local delivery.
+//! - [`conn`]: one connection's identity and life (pending → live → closing → gone).
+//! - [`inbox`]: a connection's client events, one at a time in arrival order.
+//! - [`registry`]: this replica's connections per room, their limits, and local delivery.
 //! - [`sockets`]: the socketioxide adapter, and events encoded once per room.
 //! - [`state`]: `Gateway`, the decisions behind each contract event.
 //! - [`handlers`]: the Socket.IO middleware and event handlers.
 //! - [`fanout`]: the Redis subscriber that feeds the registry.
-//! - [`maintenance`]: heartbeat, sweeps, token expiry, slow consumers.
+//! - [`maintenance`]: heartbeat, sweeps, token expiry, JWKS refresh.
 //! - [`http`]: health, readiness, metrics and the `Origin` check.
+//! - [`server`]: the HTTP/1.1 server: timeouts, connection cap, upgrades.
+//! - [`wire`]: a client's TCP connection: bytes owed to it, and a cut switch.
 //! - [`metrics_names`]: the Prometheus metric names.
 //! - [`startup`]: building the app, running it, draining it.
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod fanout;
 pub mod handlers;
 pub mod http;
+pub mod inbox;
 pub mod maintenance;
 pub mod metrics_names;
 pub mod registry;
+pub mod server;
 pub mod sockets;
 pub mod startup;
 pub mod state;
+pub mod wire;
 
 pub use config::GatewayConfig;
 pub use startup::{App, Realtime, Running};

@@ -3,27 +3,35 @@
 //!   replica was swept as dead) and registers the live connections again;
 //! - the sweep of dead replicas and of users whose exit grace has passed;
 //! - the token-expiry check of live connections;
-//! - the disconnection of slow consumers.
+//! - the scheduled re-fetch of the JWKS, so a removed key stops being trusted.
+//!
+//! Each runs until the replica starts to stop (`Gateway::stopping`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::ErrorCode;
-use chat_core::events::{SESSION_ENDED, SessionEnded};
 use chat_store::presence::Connection;
-use tokio::sync::mpsc;
+use tokio::time::Interval;
 
 use crate::auth::now_s;
+use crate::conn::Ending;
 use crate::metrics_names as m;
-use crate::registry::Conn;
 use crate::state::Gateway;
+
+/// Waits for the next tick; false once the replica is stopping.
+async fn tick(gateway: &Gateway, ticker: &mut Interval) -> bool {
+    tokio::select! {
+        _ = ticker.tick() => true,
+        _ = gateway.stopping.cancelled() => false,
+    }
+}
 
 /// Refreshes this replica's heartbeat and heals presence after a data loss.
 pub async fn heartbeat(gateway: Arc<Gateway>) {
     let mut epoch: Option<String> = None;
     let mut ticker = tokio::time::interval(gateway.config.heartbeat_interval);
-    loop {
-        ticker.tick().await;
+    while tick(&gateway, &mut ticker).await {
         // A fresh candidate each time: after a data loss the epoch must change.
         let candidate = uuid::Uuid::new_v4().to_string();
         match gateway
@@ -61,7 +69,7 @@ async fn restore(gateway: &Gateway, silent: bool) {
         .registry
         .all()
         .iter()
-        .map(|c| c.id.record.clone())
+        .map(|h| h.conn.record.clone())
         .collect();
     match gateway.backend.restore(&records, silent).await {
         Ok(n) => {
@@ -78,8 +86,7 @@ async fn restore(gateway: &Gateway, silent: bool) {
 /// dead replica and each exit is handled by exactly one of them.
 pub async fn sweep(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(gateway.config.sweep_interval);
-    loop {
-        ticker.tick().await;
+    while tick(&gateway, &mut ticker).await {
         match gateway.backend.sweep(gateway.config.exit_grace, 1000).await {
             Ok(s) => {
                 metrics::counter!(m::SWEEP_CONNECTIONS).increment(s.connections_removed);
@@ -94,50 +101,27 @@ pub async fn sweep(gateway: Arc<Gateway>) {
 /// Ends connections whose token expired more than the grace ago.
 pub async fn expire_tokens(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    let grace = gateway.config.token_expiry_grace.as_secs();
-    loop {
-        ticker.tick().await;
+    while tick(&gateway, &mut ticker).await {
         let now = now_s();
-        for conn in gateway.registry.all() {
-            if conn.id.exp().saturating_add(grace) < now {
-                gateway
-                    .registry
-                    .remove(&conn.id.record.room, conn.socket.id);
-                gateway.end(&conn, ErrorCode::TokenExpired);
+        for handle in gateway.registry.all() {
+            if gateway.expired(&handle.conn, now) {
+                gateway.close(&handle, Ending::Server(ErrorCode::TokenExpired));
             }
         }
     }
 }
 
-/// Disconnects slow consumers. Their buffer is full, so the goodbye may have
-/// to wait for room: try for a while; engine.io's heartbeat closes the
-/// connection anyway once it cannot queue a ping.
-pub async fn drop_slow_consumers(
-    gateway: Arc<Gateway>,
-    mut slow: mpsc::UnboundedReceiver<Arc<Conn>>,
-) {
-    while let Some(conn) = slow.recv().await {
-        gateway
-            .registry
-            .remove(&conn.id.record.room, conn.socket.id);
-        tracing::info!(sid = %conn.socket.id, "slow consumer dropped");
-        metrics::counter!(m::SESSIONS_ENDED, "reason" => ErrorCode::SlowConsumer.as_str())
-            .increment(1);
-        tokio::spawn(async move {
-            let goodbye = SessionEnded {
-                reason: ErrorCode::SlowConsumer,
-            };
-            let mut said = false;
-            for _ in 0..100 {
-                if !conn.socket.connected() {
-                    return;
-                }
-                said = said || conn.socket.emit(SESSION_ENDED, &goodbye).is_ok();
-                if said && conn.socket.clone().disconnect().is_ok() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
+/// Fetches the JWKS again every `JWKS_REFRESH_S` (when keys come from one),
+/// so a key that chat-web stopped publishing stops being trusted.
+pub async fn refresh_keys(gateway: Arc<Gateway>) {
+    if !gateway.keys.from_jwks() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(gateway.config.jwks_refresh);
+    ticker.tick().await;
+    while tick(&gateway, &mut ticker).await {
+        if let Err(e) = gateway.keys.refresh().await {
+            tracing::warn!(error = %e, "scheduled JWKS refresh failed; the keys in use stay");
+        }
     }
 }

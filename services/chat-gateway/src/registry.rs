@@ -11,54 +11,25 @@
 //! Each room has its own lock; no lock is held across an await.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use chat_core::events::{MESSAGE_RECEIVED, USER_ENTERED, USER_EXITED};
-use chat_core::{MessageId, RoomList, RoomName};
+use chat_core::{ErrorCode, MessageId, RoomList, RoomName};
 use chat_store::events::{RoomEvent, RoomEventKind};
-use chat_store::presence::Connection;
 use serde_json::value::RawValue;
 use socketioxide::SocketError;
 use socketioxide::socket::Sid;
-use tokio::sync::mpsc;
 
-use crate::sockets::{Encoded, Socket, Writer};
-
-/// Who a connection is, kept in the socket's extensions (it holds no
-/// `SocketRef`, so it cannot keep a closed socket alive).
-#[derive(Debug)]
-pub struct Identity {
-    /// How presence records the connection.
-    pub record: Connection,
-    /// The web session that minted its token.
-    pub session: Option<String>,
-    /// When its token expires, seconds since the epoch; `refresh` moves it.
-    pub exp: AtomicU64,
-}
-
-impl Identity {
-    /// The token expiry currently bounding the connection.
-    pub fn exp(&self) -> u64 {
-        self.exp.load(Ordering::Relaxed)
-    }
-}
-
-/// One live (or joining) connection of this replica.
-#[derive(Debug)]
-pub struct Conn {
-    /// Its socket.
-    pub socket: Socket,
-    /// Who it is.
-    pub id: Arc<Identity>,
-}
+use crate::conn::Handle;
+use crate::sockets::{Encoded, Writer};
 
 /// A live connection and the last room event its `welcome` already covered:
 /// an event can reach this replica after the `welcome` that includes it.
-type Live = (Arc<Conn>, u64);
+type Live = (Handle, u64);
 
 /// A joining connection and the events buffered for it, with their room sequence numbers.
-type Pending = (Arc<Conn>, Vec<(u64, Encoded)>);
+type Pending = (Handle, Vec<(u64, Encoded)>);
 
 #[derive(Default)]
 struct RoomSockets {
@@ -67,13 +38,23 @@ struct RoomSockets {
     last_id: Option<MessageId>,
 }
 
+/// How many connections a replica admits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// In all (`MAX_CONNECTIONS`).
+    pub total: usize,
+    /// Per user (`MAX_CONNECTIONS_PER_USER`).
+    pub per_user: usize,
+}
+
 /// All rooms of this replica.
 pub struct Registry {
     rooms: HashMap<RoomName, Mutex<RoomSockets>>,
-    /// Live and pending connections, kept beside the maps so the handshake's
-    /// limit check takes no lock.
+    /// Live and pending connections, kept beside the maps so reading it takes no lock.
     connections: AtomicUsize,
-    slow: mpsc::UnboundedSender<Arc<Conn>>,
+    /// Live and pending connections per user id.
+    per_user: Mutex<HashMap<String, usize>>,
+    limits: Limits,
     writer: Writer,
 }
 
@@ -86,9 +67,9 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A registry for `rooms` whose events `writer` writes; connections
-    /// found too slow to keep up are sent to `slow`.
-    pub fn new(rooms: &RoomList, slow: mpsc::UnboundedSender<Arc<Conn>>, writer: Writer) -> Self {
+    /// A registry for `rooms`, admitting connections within `limits`, whose
+    /// events `writer` writes.
+    pub fn new(rooms: &RoomList, limits: Limits, writer: Writer) -> Self {
         let rooms = rooms
             .iter()
             .map(|r| (r.clone(), Mutex::default()))
@@ -96,7 +77,8 @@ impl Registry {
         Self {
             rooms,
             connections: AtomicUsize::new(0),
-            slow,
+            per_user: Mutex::default(),
+            limits,
             writer,
         }
     }
@@ -108,79 +90,95 @@ impl Registry {
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Starts buffering the room's events for a connection that is joining.
-    pub fn add_pending(&self, conn: Arc<Conn>) {
-        let Some(mut room) = self.room(&conn.id.record.room) else {
-            return;
-        };
-        if room
-            .pending
-            .insert(conn.socket.id, (conn, Vec::new()))
-            .is_none()
+    /// Admits a joining connection within the limits (`server_busy`,
+    /// `too_many_connections`) and starts buffering its room's events.
+    pub fn admit(&self, handle: Handle) -> Result<(), ErrorCode> {
+        let user = &handle.conn.record.user.id;
         {
+            let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+            if self.count() >= self.limits.total {
+                return Err(ErrorCode::ServerBusy);
+            }
+            let held = per_user.entry(user.clone()).or_default();
+            if *held >= self.limits.per_user {
+                return Err(ErrorCode::TooManyConnections);
+            }
+            *held += 1;
             self.connections.fetch_add(1, Ordering::Relaxed);
         }
+        let sid = handle.socket.id;
+        match self.room(&handle.conn.record.room) {
+            Some(mut room) => {
+                room.pending.insert(sid, (handle, Vec::new()));
+            }
+            None => self.forget(user),
+        }
+        Ok(())
+    }
+
+    /// Counts one connection of `user` less.
+    fn forget(&self, user: &str) {
+        let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = per_user.get_mut(user) {
+            *held -= 1;
+            if *held == 0 {
+                per_user.remove(user);
+            }
+        }
+        self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Makes a pending connection live, after its `welcome` was written:
-    /// delivers the buffered events newer than the snapshot (`seq`).
+    /// delivers the buffered events newer than the snapshot (`seq`). Returns
+    /// false if it is no longer pending, or turned out too slow to take the
+    /// buffered events (then it is forgotten: close it).
     pub fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
         let Some(mut sockets) = self.room(room) else {
             return false;
         };
-        let Some((conn, buffered)) = sockets.pending.remove(&sid) else {
+        let Some((handle, buffered)) = sockets.pending.remove(&sid) else {
             return false;
         };
         let mut covered = seq;
         for (event_seq, out) in buffered {
             if event_seq > covered {
                 covered = 0;
-                if !self.write(&conn, &out) {
-                    self.connections.fetch_sub(1, Ordering::Relaxed);
+                if !self.write(&handle, &out) {
+                    drop(sockets);
+                    self.forget(&handle.conn.record.user.id);
                     return false;
                 }
             }
         }
-        sockets.live.insert(sid, (conn, covered));
+        sockets.live.insert(sid, (handle, covered));
         true
     }
 
-    /// Forgets a connection that is still pending; true if it was.
-    pub fn remove_pending(&self, room: &RoomName, sid: Sid) -> bool {
-        let removed = self
-            .room(room)
-            .is_some_and(|mut sockets| sockets.pending.remove(&sid).is_some());
+    /// Forgets a connection, live or pending; true if it was there.
+    pub fn remove(&self, handle: &Handle) -> bool {
+        let room = &handle.conn.record.room;
+        let sid = handle.socket.id;
+        let removed = self.room(room).is_some_and(|mut sockets| {
+            sockets.live.remove(&sid).is_some() || sockets.pending.remove(&sid).is_some()
+        });
         if removed {
-            self.connections.fetch_sub(1, Ordering::Relaxed);
+            self.forget(&handle.conn.record.user.id);
         }
         removed
     }
 
-    /// Forgets a connection, live or pending.
-    pub fn remove(&self, room: &RoomName, sid: Sid) -> Option<Arc<Conn>> {
-        let mut sockets = self.room(room)?;
-        let removed = sockets
-            .live
-            .remove(&sid)
-            .map(|(c, _)| c)
-            .or_else(|| sockets.pending.remove(&sid).map(|(c, _)| c));
-        if removed.is_some() {
-            self.connections.fetch_sub(1, Ordering::Relaxed);
-        }
-        removed
-    }
-
-    /// Writes one event from Redis to every connection of its room; returns
-    /// how many live connections it was written to.
-    pub fn deliver(&self, room: &RoomName, event: RoomEvent) -> usize {
+    /// Writes one event from Redis to every connection of its room. Returns
+    /// how many live connections it was written to, and the connections found
+    /// too slow to keep up (already forgotten here: close them).
+    pub fn deliver(&self, room: &RoomName, event: RoomEvent) -> (usize, Vec<Handle>) {
         let Some(mut sockets) = self.room(room) else {
-            return 0;
+            return (0, Vec::new());
         };
         let out = match event.kind {
             RoomEventKind::Message { id, payload, .. } => {
                 // Read back after a gap, or published twice: already delivered.
                 if sockets.last_id.is_some_and(|last| id <= last) {
-                    return 0;
+                    return (0, Vec::new());
                 }
                 sockets.last_id = Some(id);
                 Encoded::event(MESSAGE_RECEIVED, &payload)
@@ -189,38 +187,42 @@ impl Registry {
             RoomEventKind::Exited(user) => Encoded::event(USER_EXITED, &raw(&user)),
         };
         let mut written = 0;
-        let mut dropped = Vec::new();
-        for (sid, (conn, covered)) in sockets.live.iter_mut() {
+        let mut slow = Vec::new();
+        for (handle, covered) in sockets.live.values_mut() {
             if event.seq <= *covered {
                 continue;
             }
             // Events arrive in order: once past the snapshot, nothing more to skip.
             *covered = 0;
-            if self.write(conn, &out) {
+            if self.write(handle, &out) {
                 written += 1;
             } else {
-                dropped.push(*sid);
+                slow.push(handle.clone());
             }
         }
-        for sid in dropped {
-            if sockets.live.remove(&sid).is_some() {
-                self.connections.fetch_sub(1, Ordering::Relaxed);
-            }
+        for handle in &slow {
+            sockets.live.remove(&handle.socket.id);
         }
         for (_, buffered) in sockets.pending.values_mut() {
             buffered.push((event.seq, out.clone()));
         }
-        written
+        drop(sockets);
+        for handle in &slow {
+            self.forget(&handle.conn.record.user.id);
+        }
+        (written, slow)
     }
 
-    /// Writes `out` to one connection; a full buffer marks it as a slow consumer.
-    fn write(&self, conn: &Arc<Conn>, out: &Encoded) -> bool {
-        match self.writer.write(conn.socket.id, out) {
-            Ok(()) => true,
-            Err(SocketError::InternalChannelFull) => {
-                let _ = self.slow.send(conn.clone());
-                false
-            }
+    /// Writes `out` to one connection; false when that makes it a slow
+    /// consumer (its send buffer is full, or too many bytes wait for it).
+    fn write(&self, handle: &Handle, out: &Encoded) -> bool {
+        match self.writer.write(handle.socket.id, out) {
+            Ok(()) => handle
+                .conn
+                .wire
+                .as_ref()
+                .is_none_or(|wire| wire.queued(out.wire_len())),
+            Err(SocketError::InternalChannelFull) => false,
             // Closed: its disconnect handler removes it.
             Err(_) => true,
         }
@@ -232,7 +234,7 @@ impl Registry {
     }
 
     /// Every connection, live or pending.
-    pub fn all(&self) -> Vec<Arc<Conn>> {
+    pub fn all(&self) -> Vec<Handle> {
         let mut all = Vec::new();
         for room in self.rooms.values() {
             let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
@@ -259,11 +261,11 @@ impl Registry {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// The live connections minted by web session `sid`.
-    pub fn by_session(&self, sid: &str) -> Vec<Arc<Conn>> {
+    /// The connections (live or pending) that belong to web session `sid`.
+    pub fn by_session(&self, sid: &str) -> Vec<Handle> {
         self.all()
             .into_iter()
-            .filter(|c| c.id.session.as_deref() == Some(sid))
+            .filter(|h| h.conn.belongs_to(sid))
             .collect()
     }
 }

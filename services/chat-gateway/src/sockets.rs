@@ -94,7 +94,10 @@ impl Writer {
 
 /// A Socket.IO event of the root namespace, serialized once.
 #[derive(Debug, Clone)]
-pub struct Encoded(Packet);
+pub struct Encoded(Packet, usize);
+
+/// What Engine.IO, Socket.IO and WebSocket framing add to an event's JSON, at most.
+const FRAMING: usize = 16;
 
 impl Encoded {
     /// `event` with `payload` (already JSON), in the form socket.io clients
@@ -103,7 +106,13 @@ impl Encoded {
         let name = serde_json::to_string(event)
             .unwrap_or_else(|_| unreachable!("a string always serializes"));
         let data = format!("[{name},{}]", payload.get());
-        Self(Packet::event("/", Value::Str(Str::from(data), None)))
+        let len = data.len() + FRAMING;
+        Self(Packet::event("/", Value::Str(Str::from(data), None)), len)
+    }
+
+    /// About how many bytes it takes on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.1
     }
 }
 
@@ -114,7 +123,7 @@ mod tests {
     #[test]
     fn events_read_as_the_common_parser_writes_them() {
         let payload = RawValue::from_string(r#"{"text":"a \"b\""}"#.into()).expect("json");
-        let Encoded(packet) = Encoded::event("message received", &payload);
+        let Encoded(packet, _) = Encoded::event("message received", &payload);
         let socketioxide_core::packet::PacketData::Event(Value::Str(data, None), None) =
             packet.inner
         else {

@@ -15,51 +15,62 @@ use axum::routing::get;
 use chat_core::ErrorCode;
 use chat_store::connection::RedisSettings;
 use chat_store::{Backend, RedisBackend};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
-use crate::registry::{Conn, Registry};
+use crate::conn::Ending;
+use crate::registry::{Limits, Registry};
+use crate::server::{ServerLimits, TCP_HEADROOM, serve};
 use crate::sockets::{Adapter, Writer};
 use crate::state::Gateway;
 use crate::{fanout, handlers, http, maintenance};
-
-mod owned_head;
-
-use owned_head::OwnedHead;
 
 /// The realtime engine: the Socket.IO layer and the state behind it.
 pub struct Realtime {
     gateway: Arc<Gateway>,
     layer: SocketIoLayer<Adapter>,
-    slow: mpsc::UnboundedReceiver<Arc<Conn>>,
 }
 
 impl Realtime {
     /// Assembles the engine on `backend`.
     pub fn new(config: GatewayConfig, keys: TokenKeys, backend: Arc<dyn Backend>) -> Self {
-        let (slow_tx, slow) = mpsc::unbounded_channel();
         let writer = Writer::default();
-        let registry = Registry::new(&config.rooms, slow_tx, writer.clone());
+        let limits = Limits {
+            total: config.max_connections,
+            per_user: config.max_connections_per_user,
+        };
+        let registry = Registry::new(&config.rooms, limits, writer.clone());
         let gateway = Arc::new(Gateway::new(config, keys, backend, registry));
         let layer = socket_layer(&gateway, writer);
-        Self {
-            gateway,
-            layer,
-            slow,
-        }
+        Self { gateway, layer }
     }
 
-    /// The tower layer that answers `/socket.io/` and passes the rest on.
-    pub fn layer(&self) -> SocketIoLayer<Adapter> {
-        self.layer.clone()
+    /// Mounts the Socket.IO endpoint (`/socket.io/`) on `router`, behind the
+    /// `Origin` allow-list (`ALLOWED_ORIGINS`); every other route passes on.
+    pub fn mount(&self, router: Router) -> Router {
+        let origins = Arc::new(self.gateway.config.allowed_origins.clone());
+        router
+            .layer(self.layer.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                origins,
+                http::check_origin,
+            ))
+    }
+
+    /// What the HTTP server under this engine allows each client connection.
+    pub fn server_limits(&self) -> ServerLimits {
+        let config = &self.gateway.config;
+        ServerLimits {
+            connections: config.max_connections.saturating_add(TCP_HEADROOM),
+            header_read_timeout: config.header_read_timeout,
+            slow_consumer_bytes: config.slow_consumer_max_bytes,
+        }
     }
 
     /// The shared state.
@@ -68,7 +79,7 @@ impl Realtime {
     }
 
     /// Starts the subscription, heartbeat, sweeps, token expiry and the
-    /// slow-consumer reaper.
+    /// scheduled JWKS refresh.
     pub fn start(self) -> anyhow::Result<Running> {
         let gateway = self.gateway;
         let rooms: Vec<_> = gateway.config.rooms.iter().cloned().collect();
@@ -76,38 +87,42 @@ impl Realtime {
             .backend
             .subscribe(&rooms)
             .context("fan-out subscription")?;
-        let tasks = vec![
-            tokio::spawn(fanout::run(gateway.clone(), subscription)),
-            tokio::spawn(maintenance::heartbeat(gateway.clone())),
-            tokio::spawn(maintenance::sweep(gateway.clone())),
-            tokio::spawn(maintenance::expire_tokens(gateway.clone())),
-            tokio::spawn(maintenance::drop_slow_consumers(gateway.clone(), self.slow)),
-        ];
-        Ok(Running { gateway, tasks })
+        let background = TaskTracker::new();
+        background.spawn(fanout::run(gateway.clone(), subscription));
+        background.spawn(maintenance::heartbeat(gateway.clone()));
+        background.spawn(maintenance::sweep(gateway.clone()));
+        background.spawn(maintenance::expire_tokens(gateway.clone()));
+        background.spawn(maintenance::refresh_keys(gateway.clone()));
+        background.close();
+        Ok(Running {
+            gateway,
+            background,
+        })
     }
 }
 
 /// A started engine.
 pub struct Running {
     gateway: Arc<Gateway>,
-    tasks: Vec<JoinHandle<()>>,
+    background: TaskTracker,
 }
 
 impl Running {
     /// Drains (bounded by `DRAIN_TIMEOUT_S`) and stops the background work:
     /// connections are told `session ended` `shutdown` and closed, presence
     /// is released with the exit grace (so clients that reconnect elsewhere
-    /// cause no events), and the replica leaves the registry of nodes.
+    /// cause no events), and the replica leaves the registry of nodes. The
+    /// loops stop at their next turn and the work spawned for connections is
+    /// waited for, not aborted.
     pub async fn drain(self) {
-        let timeout = self.gateway.config.drain_timeout;
-        if tokio::time::timeout(timeout, drain(&self.gateway))
-            .await
-            .is_err()
-        {
+        let gateway = &self.gateway;
+        let timeout = gateway.config.drain_timeout;
+        let stopped = async {
+            drain(gateway).await;
+            self.background.wait().await;
+        };
+        if tokio::time::timeout(timeout, stopped).await.is_err() {
             tracing::warn!("drain did not finish in {timeout:?}");
-        }
-        for task in self.tasks {
-            task.abort();
         }
     }
 }
@@ -132,12 +147,7 @@ impl App {
             .await
             .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", config.addr))?;
         let realtime = Realtime::new(config, keys, backend);
-        let router = probes(realtime.gateway()).layer(realtime.layer());
-        let origins = Arc::new(realtime.gateway.config.allowed_origins.clone());
-        let router = router.layer(axum::middleware::from_fn_with_state(
-            origins,
-            http::check_origin,
-        ));
+        let router = realtime.mount(probes(realtime.gateway()));
         Ok(Self {
             listener,
             router,
@@ -162,68 +172,41 @@ impl App {
         } = self;
         let gateway = realtime.gateway();
         tracing::info!(addr = %listener.local_addr()?, node = gateway.backend.node(), "gateway listening");
+        let limits = realtime.server_limits();
         let running = realtime.start()?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, router, stop_rx));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, limits, stop.clone()));
         shutdown.await;
         running.drain().await;
-        let _ = stop_tx.send(());
+        stop.cancel();
         let _ = server.await;
         tracing::info!("gateway stopped");
         Ok(())
     }
 }
 
-/// Serves HTTP/1.1 (and its WebSocket upgrades) until `stop` fires. By then
-/// the drain has closed every socket; whatever is left ends with the process.
-///
-/// Not `axum::serve`, for two settings it does not expose: TCP_NODELAY, so
-/// small frames (acks, chat lines) do not wait for Nagle's algorithm, and
-/// the smallest HTTP/1 read buffer. [`OwnedHead`] keeps the request heads
-/// that engineioxide holds on to from pinning that buffer after an upgrade.
-async fn serve(listener: TcpListener, router: Router, stop: tokio::sync::oneshot::Receiver<()>) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.max_buf_size(8192);
-    tokio::pin!(stop);
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, usually: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(OwnedHead(router.clone()));
-        let connection = http
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
+/// Ends every connection with `shutdown`, stops the loops, waits for the
+/// presence releases, and only then leaves the registry of nodes (a node that
+/// left is never swept, so nothing of it may remain in Redis).
 async fn drain(gateway: &Gateway) {
     gateway.start_draining();
-    let conns = gateway.registry.all();
-    tracing::info!(connections = conns.len(), "draining");
-    for conn in &conns {
-        gateway
-            .registry
-            .remove(&conn.id.record.room, conn.socket.id);
-        gateway.end(conn, ErrorCode::Shutdown);
+    tracing::info!(connections = gateway.registry.count(), "draining");
+    gateway.stopping.cancel();
+    // A handshake already past the draining check may still be admitted:
+    // close what the registry holds until it holds nothing.
+    for _ in 0..3 {
+        let handles = gateway.registry.all();
+        if handles.is_empty() {
+            break;
+        }
+        for handle in &handles {
+            gateway.close(handle, Ending::Server(ErrorCode::Shutdown));
+        }
+        gateway.tasks.close();
+        gateway.tasks.wait().await;
     }
-    for conn in &conns {
-        gateway.leave(conn.id.record.clone()).await;
-    }
+    gateway.tasks.close();
+    gateway.tasks.wait().await;
     if let Err(e) = gateway.backend.deregister().await {
         tracing::warn!(error = %e, "could not deregister; the sweep will remove this node");
     }

@@ -2,6 +2,7 @@
 //! contract event (handshake, send, history, refresh, ending a connection).
 //! The Socket.IO glue lives in `handlers`; this module knows no extractors.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,23 +15,33 @@ use chat_store::history::NewMessage;
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
 use chat_telemetry::trace_context::{current_trace_id, current_traceparent};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::value::RawValue;
+use socketioxide::TransportType;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::auth::{TokenKeys, now_s};
 use crate::config::GatewayConfig;
+use crate::conn::{Closing, Conn, Ending, Handle, State};
+use crate::inbox::Job;
 use crate::metrics_names as m;
-use crate::registry::{Conn, Identity, Registry};
+use crate::registry::Registry;
 use crate::sockets::Socket;
+use crate::wire::Wire;
 
 /// What a successful handshake leaves for the connect handler.
 #[derive(Debug)]
 pub struct Joined {
-    /// Who connected.
-    pub id: Arc<Identity>,
+    /// The connection, pending.
+    pub conn: Arc<Conn>,
     /// The room as it stood when the connection entered it.
     pub snapshot: Snapshot,
 }
+
+/// A per-user budget of one kind of client event.
+type Budget = DefaultKeyedRateLimiter<String>;
 
 /// The shared state of one gateway replica.
 pub struct Gateway {
@@ -42,11 +53,18 @@ pub struct Gateway {
     pub backend: Arc<dyn Backend>,
     /// Local connections.
     pub registry: Registry,
-    limiter: DefaultKeyedRateLimiter<String>,
+    /// Work spawned on behalf of connections (event runners, presence releases),
+    /// waited for on shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled when the replica starts to stop: background loops end.
+    pub stopping: CancellationToken,
+    sends: Budget,
+    history_reads: Budget,
+    refreshes: Budget,
     draining: AtomicBool,
     redis_ok: AtomicBool,
     /// Leaves that failed while Redis was away, retried by the heartbeat.
-    failed_leaves: Mutex<Vec<Connection>>,
+    failed_leaves: Arc<Mutex<Vec<Connection>>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -65,24 +83,29 @@ impl Gateway {
         backend: Arc<dyn Backend>,
         registry: Registry,
     ) -> Self {
-        let quota = Quota::per_second(nonzero(config.rate_per_second))
-            .allow_burst(nonzero(config.rate_burst));
+        let budget = |per_second, burst| {
+            RateLimiter::keyed(Quota::per_second(nonzero(per_second)).allow_burst(nonzero(burst)))
+        };
         Self {
+            sends: budget(config.rate_per_second, config.rate_burst),
+            history_reads: budget(config.event_rate_per_second, config.event_rate_burst),
+            refreshes: budget(config.event_rate_per_second, config.event_rate_burst),
             config,
             keys,
             backend,
             registry,
-            limiter: RateLimiter::keyed(quota),
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
             draining: AtomicBool::new(false),
             redis_ok: AtomicBool::new(false),
-            failed_leaves: Mutex::new(Vec::new()),
+            failed_leaves: Arc::default(),
         }
     }
 
     /// Checks a handshake and, if it passes, enters the room in Redis and
     /// starts buffering the room's events for the connection.
     pub async fn handshake(
-        &self,
+        self: &Arc<Self>,
         socket: &Socket,
         token: Option<String>,
         since: Option<String>,
@@ -108,20 +131,20 @@ impl Gateway {
             .unwrap_or_else(|e| e.as_str());
         span.record("outcome", label);
         if let Ok(joined) = &outcome {
-            span.record("room", joined.id.record.room.as_str());
-            span.record("user.id", joined.id.record.user.id.as_str());
+            span.record("room", joined.conn.record.room.as_str());
+            span.record("user.id", joined.conn.record.user.id.as_str());
         }
         metrics::counter!(m::HANDSHAKES, "outcome" => label).increment(1);
         outcome
     }
 
     async fn try_handshake(
-        &self,
+        self: &Arc<Self>,
         socket: &Socket,
         token: Option<String>,
         since: Option<String>,
     ) -> Result<Joined, ErrorCode> {
-        if self.is_draining() || self.registry.count() >= self.config.max_connections {
+        if self.is_draining() {
             return Err(ErrorCode::ServerBusy);
         }
         let token = token
@@ -139,63 +162,181 @@ impl Gateway {
             .cloned()
             .ok_or(ErrorCode::RoomUnknown)?;
         let since = since.and_then(|s| s.parse::<MessageId>().ok());
-        let id = Arc::new(Identity {
-            record: Connection {
-                room,
-                conn: socket.id.to_string(),
-                user: UserRef {
-                    id: claims.sub,
-                    name: claims.name,
-                },
+        let record = Connection {
+            room,
+            conn: socket.id.to_string(),
+            user: UserRef {
+                id: claims.sub,
+                name: claims.name,
             },
-            session: claims.sid,
-            exp: claims.exp.into(),
-        });
-        self.registry.add_pending(Arc::new(Conn {
+        };
+        // Bytes are counted on the TCP connection of a WebSocket opened
+        // directly; a session that began as long-polling has no one connection.
+        let wire = (socket.transport_type() == TransportType::Websocket)
+            .then(|| socket.req_parts().extensions.get::<Wire>().cloned())
+            .flatten();
+        let conn = Arc::new(Conn::new(record, claims.sid, claims.exp, wire));
+        let handle = Handle {
             socket: socket.clone(),
-            id: id.clone(),
-        }));
+            conn: conn.clone(),
+        };
+        // From here a revocation or the drain finds the connection in the
+        // registry, even before it is live.
+        self.registry.admit(handle.clone())?;
+        self.watch_handshake(&handle);
+        let session = conn.session();
         let request = JoinRequest {
-            connection: &id.record,
-            session: id.session.as_deref(),
+            connection: &conn.record,
+            session: session.as_deref(),
             since,
             history_limit: chat_core::events::HISTORY_PAGE_MAX,
         };
         let outcome =
             tokio::time::timeout(self.config.ack_timeout, self.backend.join(request, false)).await;
         match outcome {
-            Ok(Ok(JoinOutcome::Joined(snapshot))) => Ok(Joined { id, snapshot }),
+            Ok(Ok(JoinOutcome::Joined(snapshot))) => Ok(Joined { conn, snapshot }),
             Ok(Ok(JoinOutcome::Revoked)) => {
-                self.registry.remove(&id.record.room, socket.id);
+                // Nothing was registered in Redis: only the local slot to give back.
+                if conn.begin_close(Ending::NeverConnected) != Closing::Already {
+                    self.registry.remove(&handle);
+                }
                 Err(ErrorCode::TokenRevoked)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "handshake could not join: Redis unavailable");
-                self.forget_failed_join(socket, &id.record).await;
+                // A join whose reply was lost may still have registered.
+                self.close(&handle, Ending::NeverConnected);
                 Err(ErrorCode::ServerBusy)
             }
             Err(_) => {
                 tracing::warn!("handshake could not join: Redis timed out");
-                self.forget_failed_join(socket, &id.record).await;
+                self.close(&handle, Ending::NeverConnected);
                 Err(ErrorCode::ServerBusy)
             }
         }
     }
 
-    /// A join whose reply was lost may still have registered: release it.
-    async fn forget_failed_join(&self, socket: &Socket, record: &Connection) {
-        self.registry.remove(&record.room, socket.id);
-        self.leave(record.clone()).await;
+    /// A handshake that passed can still fail to complete (the client goes
+    /// away before the CONNECT reply reaches it); then no connect or
+    /// disconnect handler ever runs. A connection still pending after the
+    /// connect timeout is closed.
+    fn watch_handshake(self: &Arc<Self>, handle: &Handle) {
+        let gateway = self.clone();
+        let handle = handle.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(gateway.config.connect_timeout) => {}
+                // The drain closes every connection itself.
+                _ = gateway.stopping.cancelled() => return,
+            }
+            if handle.conn.state() == State::Pending {
+                tracing::info!(sid = %handle.socket.id, "handshake never completed; presence released");
+                gateway.close(&handle, Ending::NeverConnected);
+            }
+        });
     }
 
-    /// Releases a connection's presence; retried later if Redis is away.
-    pub async fn leave(&self, record: Connection) {
-        if let Err(e) = self.backend.leave(&record, self.config.exit_grace).await {
-            tracing::warn!(error = %e, conn = %record.conn, "leave failed; will retry");
-            self.failed_leaves
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(record);
+    /// Ends a connection, whatever ends it: it leaves the registry, its
+    /// presence is released (once, however many paths race to end it), and,
+    /// when the server ends a live connection, the client is told
+    /// `session ended` and the socket is closed at once. A pending connection
+    /// is told when its handshake would have completed ([`Gateway::go_live`]).
+    pub fn close(&self, handle: &Handle, ending: Ending) {
+        let Closing::Started { was } = handle.conn.begin_close(ending) else {
+            return;
+        };
+        self.registry.remove(handle);
+        if let Ending::Server(reason) = ending {
+            metrics::counter!(m::SESSIONS_ENDED, "reason" => reason.as_str()).increment(1);
+            if was == State::Live {
+                say_goodbye(handle, Some(reason));
+            }
+        }
+        let release = self.release(handle.conn.record.clone());
+        self.tasks.spawn(release);
+    }
+
+    /// After `welcome` was written: makes the connection live, or closes it if
+    /// it was ended meanwhile (revoked, drained, too slow for its buffered
+    /// events) or its token expired during the handshake.
+    pub fn go_live(&self, handle: &Handle, seq: u64) {
+        let activated = self
+            .registry
+            .activate(&handle.conn.record.room, handle.socket.id, seq);
+        match handle.conn.go_live() {
+            Err(goodbye) => say_goodbye(handle, goodbye),
+            Ok(()) if !activated => {
+                // Its buffered events did not fit: forgotten by the registry already.
+                self.close(handle, Ending::Server(ErrorCode::SlowConsumer));
+            }
+            Ok(()) if self.expired(&handle.conn, now_s()) => {
+                self.close(handle, Ending::Server(ErrorCode::TokenExpired));
+            }
+            Ok(()) => {}
+        }
+    }
+
+    /// Whether a connection's token expired more than the grace ago.
+    pub fn expired(&self, conn: &Conn, now: u64) -> bool {
+        conn.exp()
+            .saturating_add(self.config.token_expiry_grace.as_secs())
+            < now
+    }
+
+    /// Whether a connection already has `MAX_EVENTS_IN_FLIGHT` client events
+    /// received and not yet answered.
+    pub fn is_saturated(&self, conn: &Conn) -> bool {
+        conn.inbox.in_flight() >= self.config.max_events_in_flight
+    }
+
+    /// Queues a client event's `job` behind the connection's earlier events
+    /// (order per connection), starting the connection's runner if it is idle.
+    pub fn submit(&self, conn: &Arc<Conn>, job: Job) {
+        if conn.inbox.push(job) {
+            let conn = conn.clone();
+            self.tasks.spawn(async move {
+                while let Some(job) = conn.inbox.next() {
+                    job.await;
+                }
+            });
+        }
+    }
+
+    /// Ends, with `token_revoked`, the connections of whichever of their web
+    /// sessions were logged out: after the subscription that carries logouts
+    /// was down, a logout may have been missed. Returns how many sessions
+    /// were revoked, or the error that kept Redis from saying.
+    pub async fn recheck_revocations(&self) -> Result<usize, chat_store::StoreError> {
+        let handles = self.registry.all();
+        let sessions: BTreeSet<Arc<str>> =
+            handles.iter().filter_map(|h| h.conn.session()).collect();
+        let sessions: Vec<String> = sessions.iter().map(|s| s.to_string()).collect();
+        let revoked = self.backend.revoked_among(&sessions).await?;
+        for handle in handles {
+            if handle
+                .conn
+                .session()
+                .is_some_and(|s| revoked.iter().any(|r| **r == *s))
+            {
+                self.close(&handle, Ending::Server(ErrorCode::TokenRevoked));
+            }
+        }
+        Ok(revoked.len())
+    }
+
+    /// Releases a connection's presence; retried by the heartbeat if Redis is away.
+    fn release(&self, record: Connection) -> impl Future<Output = ()> + Send + 'static {
+        let backend = self.backend.clone();
+        let grace = self.config.exit_grace;
+        let failed = self.failed_leaves.clone();
+        async move {
+            if let Err(e) = backend.leave(&record, grace).await {
+                tracing::warn!(error = %e, conn = %record.conn, "leave failed; will retry");
+                failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(record);
+            }
         }
     }
 
@@ -204,23 +345,23 @@ impl Gateway {
         let pending =
             std::mem::take(&mut *self.failed_leaves.lock().unwrap_or_else(|e| e.into_inner()));
         for record in pending {
-            self.leave(record).await;
+            self.release(record).await;
         }
     }
 
     /// Handles `message sent`.
-    pub async fn send_message(&self, id: &Identity, text: Result<String, ErrorCode>) -> SendAck {
+    pub async fn send_message(&self, conn: &Conn, text: Result<String, ErrorCode>) -> SendAck {
         let span = tracing::info_span!(
             "message sent",
             otel.kind = "server",
-            room = id.record.room.as_str(),
-            user.id = id.record.user.id.as_str(),
+            room = conn.record.room.as_str(),
+            user.id = conn.record.user.id.as_str(),
             message.id = Empty,
             outcome = Empty,
             trace_id = Empty,
         );
         record_trace_id(&span);
-        let ack = self.try_send(id, text).instrument(span.clone()).await;
+        let ack = self.try_send(conn, text).instrument(span.clone()).await;
         let label = match &ack {
             SendAck::Ok { id, .. } => {
                 span.record("message.id", id.to_string());
@@ -233,21 +374,21 @@ impl Gateway {
         ack
     }
 
-    async fn try_send(&self, id: &Identity, text: Result<String, ErrorCode>) -> SendAck {
+    async fn try_send(&self, conn: &Conn, text: Result<String, ErrorCode>) -> SendAck {
         let text = match text.and_then(|t| MessageText::parse(t, self.config.max_message_chars)) {
             Ok(text) => text,
             Err(code) => return SendAck::err(code),
         };
-        if self.limiter.check_key(&id.record.user.id).is_err() {
+        if self.sends.check_key(&conn.record.user.id).is_err() {
             return SendAck::err(ErrorCode::RateLimited);
         }
-        let room = &id.record.room;
+        let room = &conn.record.room;
         // The trace travels with the message, so every replica that
         // delivers it joins this trace.
         let traceparent = current_traceparent();
         let message = NewMessage {
             room,
-            user: &id.record.user,
+            user: &conn.record.user,
             text: &text,
             floor: self.registry.last_id(room),
             trace: traceparent.as_deref(),
@@ -262,19 +403,33 @@ impl Gateway {
         }
     }
 
-    /// Handles `history`.
+    /// Handles `history`; the ack comes serialized, so what it adds to the
+    /// bytes waiting for the client can be counted.
     pub async fn history(
         &self,
-        id: &Identity,
+        conn: &Conn,
+        request: Result<HistoryRequest, ErrorCode>,
+    ) -> Box<RawValue> {
+        let ack = self.read_history(conn, request).await;
+        serde_json::value::to_raw_value(&ack)
+            .unwrap_or_else(|_| unreachable!("a history ack always serializes"))
+    }
+
+    async fn read_history(
+        &self,
+        conn: &Conn,
         request: Result<HistoryRequest, ErrorCode>,
     ) -> HistoryAck {
         let request = match request {
             Ok(r) if (1..=chat_core::events::HISTORY_PAGE_MAX).contains(&r.limit) => r,
             _ => return HistoryAck::err(ErrorCode::Invalid),
         };
+        if self.history_reads.check_key(&conn.record.user.id).is_err() {
+            return HistoryAck::err(ErrorCode::RateLimited);
+        }
         let read = self
             .backend
-            .history_before(&id.record.room, request.before, request.limit);
+            .history_before(&conn.record.room, request.before, request.limit);
         match tokio::time::timeout(self.config.ack_timeout, read).await {
             Ok(Ok(messages)) => HistoryAck::ok(messages),
             Ok(Err(e)) => {
@@ -286,37 +441,47 @@ impl Gateway {
     }
 
     /// Handles `refresh`: a new token for the same user and room moves the
-    /// connection's expiry.
-    pub async fn refresh(&self, id: &Identity, token: Result<String, ErrorCode>) -> RefreshAck {
+    /// connection's expiry and binds it to the new token's web session.
+    /// Fails closed: unless Redis confirms that neither session was logged
+    /// out, the answer is `unavailable`.
+    pub async fn refresh(&self, conn: &Conn, token: Result<String, ErrorCode>) -> RefreshAck {
         let Ok(token) = token else {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         };
+        if self.refreshes.check_key(&conn.record.user.id).is_err() {
+            return RefreshAck::err(ErrorCode::RateLimited);
+        }
         let claims = match self.keys.verify(&token, now_s()).await {
             Ok(c) => c,
             Err(e) => return RefreshAck::err(e.code()),
         };
-        if claims.sub != id.record.user.id || claims.room != id.record.room.as_str() {
+        if claims.sub != conn.record.user.id || claims.room != conn.record.room.as_str() {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         }
-        for sid in [claims.sid.as_deref(), id.session.as_deref()]
+        let sessions: Vec<String> = [claims.sid.clone(), conn.session().map(|s| s.to_string())]
             .into_iter()
             .flatten()
-        {
-            let check = self.backend.is_revoked(sid);
-            if let Ok(Ok(true)) = tokio::time::timeout(self.config.ack_timeout, check).await {
-                return RefreshAck::err(ErrorCode::TokenRevoked);
+            .collect();
+        let check = self.backend.revoked_among(&sessions);
+        match tokio::time::timeout(self.config.ack_timeout, check).await {
+            Ok(Ok(revoked)) if revoked.is_empty() => {}
+            Ok(Ok(_)) => return RefreshAck::err(ErrorCode::TokenRevoked),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "refresh refused: revocations not readable");
+                return RefreshAck::err(ErrorCode::Unavailable);
             }
+            Err(_) => return RefreshAck::err(ErrorCode::Unavailable),
         }
-        id.exp.fetch_max(claims.exp, Ordering::Relaxed);
-        RefreshAck::ok(id.exp())
+        RefreshAck::ok(conn.refreshed(claims.sid, claims.exp))
     }
 
-    /// Tells a connection why, then closes it.
-    pub fn end(&self, conn: &Conn, reason: ErrorCode) {
-        metrics::counter!(m::SESSIONS_ENDED, "reason" => reason.as_str()).increment(1);
-        let _ = conn.socket.emit(SESSION_ENDED, &SessionEnded { reason });
-        if conn.socket.clone().disconnect().is_err() {
-            tracing::debug!(sid = %conn.socket.id, "disconnect deferred: buffer full");
+    /// Records that `bytes` more were queued for a connection; one that now
+    /// has too much waiting is closed as a slow consumer.
+    pub fn queued(&self, handle: &Handle, bytes: usize) {
+        if let Some(wire) = &handle.conn.wire
+            && !wire.queued(bytes)
+        {
+            self.close(handle, Ending::Server(ErrorCode::SlowConsumer));
         }
     }
 
@@ -343,7 +508,9 @@ impl Gateway {
 
     /// Forgets rate-limiter entries of users who went quiet.
     pub fn trim_rate_limiter(&self) {
-        self.limiter.retain_recent();
+        for budget in [&self.sends, &self.history_reads, &self.refreshes] {
+            budget.retain_recent();
+        }
     }
 }
 
@@ -352,6 +519,24 @@ impl Gateway {
 fn record_trace_id(span: &tracing::Span) {
     if let Some(trace_id) = span.in_scope(current_trace_id) {
         span.record("trace_id", trace_id);
+    }
+}
+
+/// Tells the client why (when there is a reason) and closes the socket at
+/// once: through its TCP connection's cut switch when there is one, since a
+/// client that stopped reading may have no room left for a polite close.
+fn say_goodbye(handle: &Handle, reason: Option<ErrorCode>) {
+    let socket = &handle.socket;
+    if let Some(reason) = reason {
+        let _ = socket.emit(SESSION_ENDED, &SessionEnded { reason });
+    }
+    let closed = socket.clone().disconnect().is_ok();
+    if let Some(wire) = &handle.conn.wire
+        && (!closed || reason == Some(ErrorCode::SlowConsumer))
+    {
+        wire.cut();
+    } else if !closed {
+        tracing::debug!(sid = %socket.id, "disconnect deferred: buffer full");
     }
 }
 

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     RoomUnknown,
     /// The replica is at its connection limit or draining.
     ServerBusy,
+    /// This user already holds as many connections on this replica as allowed.
+    TooManyConnections,
     /// A payload of the wrong type.
     Invalid,
     /// A message that is empty after trimming whitespace.
@@ -46,6 +48,7 @@ impl ErrorCode {
             Self::TokenRevoked => "token_revoked",
             Self::RoomUnknown => "room_unknown",
             Self::ServerBusy => "server_busy",
+            Self::TooManyConnections => "too_many_connections",
             Self::Invalid => "invalid",
             Self::Empty => "empty",
             Self::TooLong => "too_long",

@@ -96,8 +96,8 @@ pub trait Fanout: Send + Sync {
 pub trait Revocations: Send + Sync {
     /// Marks web session `sid` as logged out for `ttl` and tells every replica.
     async fn revoke_session(&self, sid: &str, ttl: Duration) -> Result<(), StoreError>;
-    /// Whether web session `sid` was logged out.
-    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError>;
+    /// Which of web sessions `sids` were logged out (in one round trip).
+    async fn revoked_among(&self, sids: &[String]) -> Result<Vec<String>, StoreError>;
 }
 
 /// A whole backend.

@@ -475,13 +475,14 @@ impl Revocations for MemoryBackend {
         Ok(())
     }
 
-    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .hub
-            .lock()
-            .revoked
-            .get(sid)
-            .is_some_and(|until| *until > now_ms()))
+    async fn revoked_among(&self, sids: &[String]) -> Result<Vec<String>, StoreError> {
+        let s = self.hub.lock();
+        let now = now_ms();
+        Ok(sids
+            .iter()
+            .filter(|sid| s.revoked.get(*sid).is_some_and(|until| *until > now))
+            .cloned()
+            .collect())
     }
 }
 

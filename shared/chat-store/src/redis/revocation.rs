@@ -1,5 +1,6 @@
 //! [`Revocations`] on Redis: a key with a TTL per logged-out session, and a
-//! message on the revocations channel, in one transaction.
+//! message on the revocations channel, in one transaction; checks are one
+//! pipelined round trip however many sessions they ask about.
 
 use std::time::Duration;
 
@@ -34,10 +35,34 @@ impl Revocations for RedisBackend {
             .map_err(StoreError::redis("revoke session"))
     }
 
-    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
-        self.client
-            .exists::<bool, _>(schema::revoked(sid))
+    async fn revoked_among(&self, sids: &[String]) -> Result<Vec<String>, StoreError> {
+        if sids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One EXISTS per key, pipelined: never a multi-key command, whose keys
+        // would have to share a hash slot in a cluster.
+        let pipeline = self.client.pipeline();
+        for sid in sids {
+            pipeline
+                .exists::<(), _>(schema::revoked(sid))
+                .await
+                .map_err(StoreError::redis("queue EXISTS revoked"))?;
+        }
+        let found: Vec<bool> = pipeline
+            .all()
             .await
-            .map_err(StoreError::redis("EXISTS revoked"))
+            .map_err(StoreError::redis("EXISTS revoked"))?;
+        if found.len() != sids.len() {
+            return Err(StoreError::reply(
+                "EXISTS revoked",
+                format!("{} answers for {} sessions", found.len(), sids.len()),
+            ));
+        }
+        Ok(sids
+            .iter()
+            .zip(found)
+            .filter(|(_, revoked)| *revoked)
+            .map(|(sid, _)| sid.clone())
+            .collect())
     }
 }

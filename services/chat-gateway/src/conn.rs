@@ -1,0 +1,237 @@
+//! One client connection and its life: *pending* from the handshake until
+//! its `welcome` is out, then *live*, then *closing* once anything ends it,
+//! and *gone* when its socket is closed.
+//!
+//! A [`Conn`] is who the connection is (its presence record, web session and
+//! token expiry), where it stands, its [`Inbox`] of client events and its
+//! [`Wire`]. Every way a connection ends (revocation, expiry, slow consumer,
+//! drain, the client leaving, a handshake never completed) goes through
+//! [`Gateway::close`](crate::state::Gateway::close), which uses
+//! [`Conn::begin_close`] so that presence is released exactly once and the
+//! client is told `session ended` at most once, even when two of those race.
+//!
+//! A `Conn` lives in its socket's extensions, so it holds no reference to the
+//! socket (that would keep a closed socket alive); [`Handle`] pairs the two
+//! where both are needed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chat_core::ErrorCode;
+use chat_store::presence::Connection;
+
+use crate::inbox::Inbox;
+use crate::sockets::Socket;
+use crate::wire::Wire;
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Handshake accepted; `welcome` not yet out. Room events are buffered.
+    Pending,
+    /// `welcome` is out; room events flow.
+    Live,
+    /// Something ended it; its presence is released. `goodbye` is the
+    /// `session ended` reason still owed to the client, if any.
+    Closing {
+        /// The reason to tell the client, when it is still to be told.
+        goodbye: Option<ErrorCode>,
+    },
+    /// Its socket is closed.
+    Gone,
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The server ends it and tells the client why.
+    Server(ErrorCode),
+    /// The client went away (disconnect, transport closed).
+    ClientLeft,
+    /// The handshake passed but the connection never completed.
+    NeverConnected,
+}
+
+/// What [`Conn::begin_close`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// This call ended the connection: release its presence; if it was
+    /// live, say goodbye (`Some(reason)`) and close the socket now.
+    Started {
+        /// The state it was in.
+        was: State,
+    },
+    /// It had already been ended.
+    Already,
+}
+
+/// One client connection of this replica.
+#[derive(Debug)]
+pub struct Conn {
+    /// How presence records it.
+    pub record: Connection,
+    session: Mutex<Option<Arc<str>>>,
+    exp: AtomicU64,
+    state: Mutex<State>,
+    /// Its client events in flight.
+    pub inbox: Inbox,
+    /// Its TCP connection, when it speaks WebSocket through this replica's own server.
+    pub wire: Option<Wire>,
+}
+
+impl Conn {
+    /// A pending connection.
+    pub fn new(record: Connection, session: Option<String>, exp: u64, wire: Option<Wire>) -> Self {
+        Self {
+            record,
+            session: Mutex::new(session.map(Arc::from)),
+            exp: AtomicU64::new(exp),
+            state: Mutex::new(State::Pending),
+            inbox: Inbox::default(),
+            wire,
+        }
+    }
+
+    fn state_lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere; the state is still one value.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where it stands now.
+    pub fn state(&self) -> State {
+        *self.state_lock()
+    }
+
+    /// The web session its token came from (a `refresh` may change it).
+    pub fn session(&self) -> Option<Arc<str>> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether it belongs to web session `sid`.
+    pub fn belongs_to(&self, sid: &str) -> bool {
+        self.session().is_some_and(|s| &*s == sid)
+    }
+
+    /// When its token expires, seconds since the epoch.
+    pub fn exp(&self) -> u64 {
+        self.exp.load(Ordering::Relaxed)
+    }
+
+    /// A good `refresh`: the connection now belongs to `session` and lives until
+    /// `exp` (never earlier than before). Returns the expiry in force.
+    pub fn refreshed(&self, session: Option<String>, exp: u64) -> u64 {
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = session.map(Arc::from);
+        self.exp.fetch_max(exp, Ordering::Relaxed).max(exp)
+    }
+
+    /// Pending → live, once `welcome` is out. `Err(goodbye)` when it was
+    /// ended meanwhile: the socket is to be closed, after telling the client
+    /// `goodbye` if there is one.
+    pub fn go_live(&self) -> Result<(), Option<ErrorCode>> {
+        let mut state = self.state_lock();
+        match *state {
+            State::Pending => {
+                *state = State::Live;
+                Ok(())
+            }
+            State::Closing { goodbye } => {
+                *state = State::Closing { goodbye: None };
+                Err(goodbye)
+            }
+            State::Live | State::Gone => Err(None),
+        }
+    }
+
+    /// Ends the connection, once: the first call for a pending or live
+    /// connection gets [`Closing::Started`]; later calls get [`Closing::Already`].
+    /// A pending connection keeps its goodbye owed until [`Conn::go_live`].
+    pub fn begin_close(&self, ending: Ending) -> Closing {
+        let mut state = self.state_lock();
+        let was = *state;
+        let next = match (was, ending) {
+            (State::Pending, Ending::Server(code)) => State::Closing {
+                goodbye: Some(code),
+            },
+            (State::Pending | State::Live, Ending::ClientLeft | Ending::NeverConnected) => {
+                State::Gone
+            }
+            (State::Live, Ending::Server(_)) => State::Closing { goodbye: None },
+            (State::Closing { .. }, Ending::ClientLeft) => {
+                *state = State::Gone;
+                return Closing::Already;
+            }
+            (State::Closing { .. } | State::Gone, _) => return Closing::Already,
+        };
+        *state = next;
+        Closing::Started { was }
+    }
+}
+
+/// A connection together with its socket.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// The socket.
+    pub socket: Socket,
+    /// The connection.
+    pub conn: Arc<Conn>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_core::{RoomName, UserRef};
+
+    fn conn() -> Conn {
+        let record = Connection {
+            room: RoomName::parse("General").expect("room"),
+            conn: "c1".into(),
+            user: UserRef {
+                id: "u".into(),
+                name: "U".into(),
+            },
+        };
+        Conn::new(record, Some("s1".into()), 100, None)
+    }
+
+    #[test]
+    fn a_live_connection_is_ended_once() {
+        let c = conn();
+        assert_eq!(c.go_live(), Ok(()));
+        assert_eq!(
+            c.begin_close(Ending::Server(ErrorCode::TokenRevoked)),
+            Closing::Started { was: State::Live }
+        );
+        assert_eq!(
+            c.begin_close(Ending::Server(ErrorCode::TokenExpired)),
+            Closing::Already
+        );
+        assert_eq!(c.begin_close(Ending::ClientLeft), Closing::Already);
+        assert_eq!(c.state(), State::Gone);
+    }
+
+    #[test]
+    fn a_pending_connection_ended_by_the_server_is_told_when_it_would_go_live() {
+        let c = conn();
+        assert_eq!(
+            c.begin_close(Ending::Server(ErrorCode::TokenRevoked)),
+            Closing::Started {
+                was: State::Pending
+            }
+        );
+        assert_eq!(c.go_live(), Err(Some(ErrorCode::TokenRevoked)));
+        assert_eq!(c.go_live(), Err(None), "told once");
+    }
+
+    #[test]
+    fn a_refresh_moves_the_session_and_never_shortens_the_expiry() {
+        let c = conn();
+        assert!(c.belongs_to("s1"));
+        assert_eq!(c.refreshed(Some("s2".into()), 50), 100);
+        assert!(c.belongs_to("s2") && !c.belongs_to("s1"));
+        assert_eq!(c.refreshed(None, 200), 200);
+        assert!(!c.belongs_to("s2"));
+    }
+}

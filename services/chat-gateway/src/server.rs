@@ -1,0 +1,98 @@
+//! The HTTP/1.1 server under the gateway (and under the single-process mode):
+//! it accepts TCP connections, serves a router on them with their WebSocket
+//! upgrades, and bounds what a client can hold without ever becoming a
+//! Socket.IO connection.
+//!
+//! Not `axum::serve`, for what it does not expose:
+//! - TCP_NODELAY, so small frames (acks, chat lines) do not wait for Nagle's
+//!   algorithm, and the smallest HTTP/1 read buffer;
+//! - a header-read timeout, so a connection that never sends a whole
+//!   request head is closed;
+//! - a cap on open TCP connections a little above `MAX_CONNECTIONS`, so
+//!   connections that never upgrade cannot pile up outside that limit;
+//! - a [`Wire`] on every connection (bytes owed to it, and a cut switch),
+//!   handed to the request as an extension;
+//! - [`OwnedHead`], which keeps the request heads that engineioxide holds on
+//!   to from pinning the read buffer after an upgrade.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::wire::{Wire, WireStream};
+
+mod owned_head;
+
+use owned_head::OwnedHead;
+
+/// TCP connections allowed beyond `MAX_CONNECTIONS`: probes, scrapes and
+/// handshakes that are about to be refused with `server_busy`.
+pub const TCP_HEADROOM: usize = 1024;
+
+/// What the server allows each client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Open TCP connections at most; more are closed as soon as accepted.
+    pub connections: usize,
+    /// The longest a client may take to send a whole request head.
+    pub header_read_timeout: Duration,
+    /// Bytes that may wait for a client before it is a slow consumer.
+    pub slow_consumer_bytes: usize,
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled. By then the
+/// drain has closed every socket; whatever is left ends with the process.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    stop: CancellationToken,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(8192)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(limits.connections));
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("connection refused: TCP connection limit reached");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let wire = Wire::new(limits.slow_consumer_bytes);
+        // The slot lives as long as the stream, through an upgrade to WebSocket.
+        let stream = WireStream::new(tcp, wire.clone()).holding(slot);
+        let service = OwnedHead(router.clone()).map_request(move |mut request: Request<_>| {
+            request.extensions_mut().insert(wire.clone());
+            request
+        });
+        let connection = http
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

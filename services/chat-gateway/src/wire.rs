@@ -1,0 +1,243 @@
+//! The TCP connection under a client's WebSocket, as the gateway sees it.
+//!
+//! Engine.IO hides how much of what a connection was sent still waits in the
+//! replica, so the server wraps every accepted stream in a [`WireStream`] that
+//! knows two things about it, shared through a [`Wire`] handle:
+//! - **bytes owed**: what the gateway queued for the client (room events,
+//!   `welcome`, history pages) less what has since been written to the
+//!   socket. A client that stops reading makes it grow; past the limit it is
+//!   a slow consumer. Bytes the gateway did not count (acks, pings) only pay
+//!   the debt down, so the figure never overstates what waits.
+//! - **a cut switch**: [`Wire::cut`] makes every read and write of the stream
+//!   fail at once, so a connection whose buffers are full is closed now,
+//!   not when a heartbeat finally times out.
+//!
+//! Each request carries its connection's `Wire` as an extension; the handshake
+//! finds it in the socket's request parts.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// A handle on one client TCP connection: its byte debt and its cut switch.
+#[derive(Clone)]
+pub struct Wire(Arc<Inner>);
+
+struct Inner {
+    owed: AtomicUsize,
+    limit: usize,
+    cut: AtomicBool,
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wire")
+            .field("owed", &self.owed())
+            .field("cut", &self.is_cut())
+            .finish()
+    }
+}
+
+impl Wire {
+    /// A wire that counts a client as slow once more than `limit` bytes wait for it.
+    pub fn new(limit: usize) -> Self {
+        Self(Arc::new(Inner {
+            owed: AtomicUsize::new(0),
+            limit,
+            cut: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
+            writer: AtomicWaker::new(),
+        }))
+    }
+
+    /// Records `bytes` more queued for the client; true while what waits is
+    /// within the limit, false once the client is a slow consumer.
+    pub fn queued(&self, bytes: usize) -> bool {
+        let owed = self.0.owed.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        owed <= self.0.limit
+    }
+
+    /// Bytes queued for the client and not written yet.
+    pub fn owed(&self) -> usize {
+        self.0.owed.load(Ordering::Relaxed)
+    }
+
+    fn written(&self, bytes: usize) {
+        let _ = self
+            .0
+            .owed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some(o.saturating_sub(bytes))
+            });
+    }
+
+    /// Fails every further read and write of the connection, waking whoever waits on it.
+    pub fn cut(&self) {
+        self.0.cut.store(true, Ordering::Release);
+        self.0.reader.wake();
+        self.0.writer.wake();
+    }
+
+    /// Whether [`Wire::cut`] was called.
+    pub fn is_cut(&self) -> bool {
+        self.0.cut.load(Ordering::Acquire)
+    }
+}
+
+fn cut_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection cut by the server",
+    )
+}
+
+/// A stream that reports to its [`Wire`].
+#[derive(Debug)]
+pub struct WireStream<S> {
+    inner: S,
+    wire: Wire,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl<S> WireStream<S> {
+    /// Wraps `inner`, reporting to `wire`.
+    pub fn new(inner: S, wire: Wire) -> Self {
+        Self {
+            inner,
+            wire,
+            _slot: None,
+        }
+    }
+
+    /// Holds `slot` (of a connection limit) for as long as the stream lives.
+    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
+        self._slot = Some(slot);
+        self
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WireStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.wire.0.reader.register(cx.waker());
+        if self.wire.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.wire.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        match &result {
+            Poll::Ready(Ok(n)) => self.wire.written(*n),
+            Poll::Pending => self.wire.0.writer.register(cx.waker()),
+            Poll::Ready(Err(_)) => {}
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.wire.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        match &result {
+            Poll::Ready(Ok(n)) => self.wire.written(*n),
+            Poll::Pending => self.wire.0.writer.register(cx.waker()),
+            Poll::Ready(Err(_)) => {}
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.wire.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        if result.is_pending() {
+            self.wire.0.writer.register(cx.waker());
+        }
+        result
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn what_is_written_pays_the_debt_down_and_never_below_zero() {
+        let wire = Wire::new(100);
+        assert!(wire.queued(60));
+        wire.written(20);
+        assert_eq!(wire.owed(), 40);
+        assert!(!wire.queued(61), "101 bytes waiting is over the limit");
+        wire.written(500);
+        assert_eq!(wire.owed(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cut_wakes_a_blocked_reader_with_an_error() {
+        let (client, server) = tokio::io::duplex(64);
+        let wire = Wire::new(1024);
+        let mut stream = WireStream::new(server, wire.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            stream.read(&mut buf).await
+        });
+        tokio::task::yield_now().await;
+        wire.cut();
+        let result = reader.await.expect("reader task");
+        assert_eq!(
+            result.map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::ConnectionAborted)
+        );
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn writes_are_counted() -> io::Result<()> {
+        let (mut client, server) = tokio::io::duplex(64);
+        let wire = Wire::new(1024);
+        let mut stream = WireStream::new(server, wire.clone());
+        assert!(wire.queued(10));
+        stream.write_all(b"0123456").await?;
+        assert_eq!(wire.owed(), 3);
+        let mut buf = [0u8; 7];
+        client.read_exact(&mut buf).await?;
+        Ok(())
+    }
+}
