@@ -3,8 +3,16 @@
 #   deploy/secrets/jwt-private.pem  PKCS#8 PEM, chat-web's JWT_PRIVATE_KEY_FILE
 #   deploy/secrets/jwt-public.pem   SPKI PEM, for gateways that use
 #                                   JWT_PUBLIC_KEY_FILE instead of JWKS_URL
-# An existing key is kept (rotation is appending a key: see
-# services/chat-web/README.md); pass --force to replace it.
+# and the Redis credentials of the ACL user `chat` (see deploy/redis/):
+#   deploy/secrets/redis-password   the password (random, 64 hex digits)
+#   deploy/secrets/redis-users.acl  Redis's ACL file: `default` off, `chat`
+#                                   by the password's SHA-256, `probe` PING only
+#   deploy/secrets/redis.env        REDIS_URL=redis://chat:...@redis:6379, the
+#                                   env file of web and gateway in compose
+#   deploy/secrets/redis-url        the same URL alone (no newline), for
+#                                   `kubectl create secret --from-file`
+# An existing key or password is kept (rotation is appending a key: see
+# services/chat-web/README.md); pass --force to replace both.
 # deploy/secrets/ is git-ignored and readable only by you; the files in it are
 # world-readable so that the containers' user (uid 10001) can read the
 # bind-mounted secret.
@@ -29,3 +37,29 @@ fi
 openssl pkey -in "$private" -pubout -out "$public"
 chmod 0644 "$private" "$public"
 echo "wrote $public"
+
+password_file="$dir/redis-password"
+if [ -s "$password_file" ] && [ "$force" -eq 0 ]; then
+  echo "keeping $password_file (pass --force to replace it)"
+else
+  tmp="$(mktemp "$dir/.redis-password.XXXXXX")"
+  # Hex: safe in a URL and in an ACL file without escaping.
+  openssl rand -hex 32 | tr -d '\n' >"$tmp"
+  mv "$tmp" "$password_file"
+  echo "wrote $password_file"
+fi
+password="$(cat "$password_file")"
+hash="$(printf '%s' "$password" | openssl dgst -sha256 -r | cut -d' ' -f1)"
+rules="$(sed -n 's/^user chat on #[0-9a-f]* //p' "$(dirname "$0")/redis/users.acl.example")"
+[ -n "$rules" ] || { echo "deploy/redis/users.acl.example has no 'user chat' line" >&2; exit 1; }
+{
+  echo "user default off"
+  echo "user chat on #$hash $rules"
+  echo "user probe on nopass -@all +ping"
+} >"$dir/redis-users.acl"
+url="redis://chat:$password@redis:6379"
+echo "REDIS_URL=$url" >"$dir/redis.env"
+printf '%s' "$url" >"$dir/redis-url"
+# Read by the containers' users (redis: 999, web and gateway: 10001).
+chmod 0644 "$password_file" "$dir/redis-users.acl" "$dir/redis.env" "$dir/redis-url"
+echo "wrote $dir/redis-users.acl, $dir/redis.env, $dir/redis-url"
