@@ -159,8 +159,18 @@ describe('load balancer (nginx)', () => {
 describe('docker-compose.yml', () => {
   const composeFile = path.join(repo, 'docker-compose.yml');
   const compose = () => yamlDoc(composeFile);
+  // A project directory like the repository's, whose deploy/secrets/ is made by gen-keys.sh there
+  // (the compose file's env file and secrets must exist for `config`; the repository's stay untouched).
+  const project = path.join(tmp, 'compose-project');
+  before(() => {
+    fs.mkdirSync(path.join(project, 'deploy'), { recursive: true });
+    for (const e of fs.readdirSync(repo)) if (e !== 'deploy') fs.symlinkSync(path.join(repo, e), path.join(project, e));
+    for (const e of fs.readdirSync(deploy())) if (e !== 'secrets') fs.symlinkSync(deploy(e), path.join(project, 'deploy', e));
+    const r = run(deploy('gen-keys.sh'), [], { env: { ...process.env, SECRETS_DIR: path.join(project, 'deploy', 'secrets') } });
+    assert.equal(r.code, 0, r.out);
+  });
   const dockerCompose = (file) =>
-    run(bin('docker-compose'), ['--project-directory', repo, '-f', file, 'config', '-q'], {
+    run(bin('docker-compose'), ['--project-directory', project, '-f', file, 'config', '-q'], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME ?? tmp },
     });
 
@@ -196,12 +206,35 @@ describe('docker-compose.yml', () => {
     assert.equal(services.gateway.environment.ALLOWED_ORIGINS, web.PUBLIC_URL);
     assert.equal(services.gateway.environment.JWKS_URL, 'http://web:8080/.well-known/jwks.json');
     for (const s of ['web', 'gateway']) {
-      assert.equal(services[s].environment.REDIS_URL, 'redis://redis:6379');
+      assert.equal(services[s].environment.REDIS_URL, undefined, 'REDIS_URL (with the password) comes from the env file');
+      assert.deepEqual(services[s].env_file, ['./deploy/secrets/redis.env']);
       // The services export OTLP over HTTP (the collector's 4318 receiver).
       assert.equal(services[s].environment.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4318');
       assert.equal(services[s].environment.OTEL_EXPORTER_OTLP_PROTOCOL, 'http/protobuf');
       assert.ok(services[s].environment.OTEL_SERVICE_NAME);
     }
+  });
+
+  test('Redis requires a password (ACL file from a secret), has a maxmemory and never evicts; web and gateway log in', () => {
+    const doc = compose();
+    const args = doc.services.redis.command;
+    const arg = (name) => args[args.indexOf(name) + 1];
+    assert.equal(arg('--maxmemory-policy'), 'noeviction');
+    assert.match(arg('--maxmemory'), /^\d+(mb|gb)$/);
+    const acl = /^\/run\/secrets\/(.+)$/.exec(arg('--aclfile'));
+    assert.ok(acl && doc.services.redis.secrets.includes(acl[1]), 'the ACL file is a compose secret');
+    assert.equal(doc.secrets[acl[1]].file, './deploy/secrets/redis-users.acl');
+    assert.equal(run('git', ['-C', repo, 'check-ignore', '-q', doc.secrets[acl[1]].file]).code, 0, 'git-ignored');
+    assert.equal(run('git', ['-C', repo, 'check-ignore', '-q', 'deploy/secrets/redis.env']).code, 0, 'git-ignored');
+    assert.match(doc.services.redis.healthcheck.test.join(' '), /--user probe .*ping/);
+    // gen-keys.sh's env file names the ACL user and the password of the ACL file it wrote.
+    const secrets = path.join(project, 'deploy', 'secrets');
+    const password = read(path.join(secrets, 'redis-password'));
+    assert.match(password, /^[0-9a-f]{64}$/);
+    assert.equal(read(path.join(secrets, 'redis.env')), `REDIS_URL=redis://chat:${password}@redis:6379\n`);
+    const hash = crypto.createHash('sha256').update(password).digest('hex');
+    assert.match(read(path.join(secrets, 'redis-users.acl')), new RegExp(`^user chat on #${hash} `, 'm'));
+    assert.doesNotMatch(read(path.join(secrets, 'redis-users.acl')), new RegExp(password), 'the ACL file holds only the hash');
   });
 
   test('Redis keeps history: append-only file on a named volume', () => {
@@ -431,9 +464,36 @@ describe('deploy/gen-keys.sh', () => {
     assert.notEqual(read(path.join(dir, 'jwt-private.pem')), privPem, '--force replaces it');
   });
 
+  test("its Redis ACL file works in redis-server: nothing without the password, the URL's user can work, the probe only PINGs", async (t) => {
+    const dir = path.join(tmp, 'acl-secrets');
+    assert.equal(run(deploy('gen-keys.sh'), [], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
+    const url = new URL(read(path.join(dir, 'redis-url')));
+    const port = await freePort();
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--aclfile', path.join(dir, 'redis-users.acl')], { stdio: 'ignore' });
+    t.after(() => proc.kill('SIGKILL'));
+    const cli = (...args) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), '--no-auth-warning', ...args]).out.trim();
+    const deadline = Date.now() + 10_000;
+    while (!/NOAUTH|PONG/.test(cli('PING'))) {
+      assert.ok(Date.now() < deadline, 'redis-server with the ACL file started');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(cli('PING'), /NOAUTH/, 'no anonymous access');
+    assert.match(cli('SET', 'k', 'v'), /NOAUTH/);
+    assert.match(cli('--user', url.username, '--pass', 'wrong', 'PING'), /WRONGPASS|AUTH failed/);
+    const chat = (...a) => cli('--user', url.username, '--pass', url.password, ...a);
+    assert.equal(chat('SET', 'k', 'v'), 'OK');
+    assert.equal(chat('EVAL', "return redis.call('GET', KEYS[1])", '1', 'k'), 'v');
+    assert.match(chat('FLUSHALL'), /NOPERM/, 'no @dangerous commands');
+    assert.equal(cli('--user', 'probe', '--pass', 'probe', 'PING'), 'PONG');
+    assert.match(cli('--user', 'probe', '--pass', 'probe', 'GET', 'k'), /NOPERM/);
+  });
+
   test('deploy/secrets/ keeps only its .gitignore in git', () => {
     assert.equal(run('git', ['-C', repo, 'check-ignore', '-q', 'deploy/secrets/jwt-private.pem']).code, 0);
     assert.equal(run('git', ['-C', repo, 'check-ignore', '-q', 'deploy/secrets/jwt-public.pem']).code, 0);
+    for (const f of ['redis-password', 'redis-users.acl', 'redis.env', 'redis-url']) {
+      assert.equal(run('git', ['-C', repo, 'check-ignore', '-q', `deploy/secrets/${f}`]).code, 0, f);
+    }
     assert.notEqual(run('git', ['-C', repo, 'check-ignore', '-q', 'deploy/secrets/.gitignore']).code, 0);
   });
 });
@@ -601,7 +661,8 @@ describe('deploy/k8s', () => {
     // What the pods reference exists in the example Secrets, key for key.
     const examples = Object.fromEntries(yamlDocs(k8s('secret.example.yaml'))[k8s('secret.example.yaml')].map((s) => [s.metadata.name, Object.keys(s.stringData)]));
     const web = find(objs, 'Deployment', 'web').spec.template.spec;
-    const refs = web.containers.flatMap((c) => (c.env ?? []).map((e) => e.valueFrom?.secretKeyRef).filter(Boolean));
+    const gateway = find(objs, 'Deployment', 'gateway').spec.template.spec;
+    const refs = [...web.containers, ...gateway.containers].flatMap((c) => (c.env ?? []).map((e) => e.valueFrom?.secretKeyRef).filter(Boolean));
     assert.ok(refs.length >= 2);
     for (const r of refs) assert.ok(examples[r.name]?.includes(r.key), `secret ${r.name} key ${r.key}`);
     const env = Object.fromEntries(web.containers[0].env.map((e) => [e.name, e]));
@@ -686,6 +747,74 @@ describe('deploy/k8s', () => {
     assert.equal(config.GATEWAY_PUBLIC_URL, config.PUBLIC_URL);
   });
 
+  test('Redis: ACL file from Secret chat-redis, probes as the PING-only user, maxmemory with noeviction', () => {
+    const objs = render();
+    const pod = find(objs, 'StatefulSet', 'redis').spec.template.spec;
+    const [c] = pod.containers;
+    const arg = (name) => c.args[c.args.indexOf(name) + 1];
+    assert.equal(arg('--maxmemory-policy'), 'noeviction');
+    const mb = Number(/^(\d+)mb$/.exec(arg('--maxmemory'))?.[1]);
+    const limitMi = Number(/^(\d+)Gi$/.exec(c.resources.limits.memory)?.[1]) * 1024;
+    assert.ok(mb > 0 && mb <= 0.8 * limitMi, `maxmemory ${mb} MB leaves room under the ${limitMi} Mi limit`);
+    const aclFile = arg('--aclfile');
+    const mount = c.volumeMounts.find((m) => aclFile.startsWith(`${m.mountPath}/`));
+    const volume = pod.volumes.find((v) => v.name === mount.name);
+    assert.equal(volume.secret.secretName, 'chat-redis');
+    const example = yamlDocs(k8s('secret.example.yaml'))[k8s('secret.example.yaml')].find((d) => d.metadata.name === 'chat-redis');
+    const item = volume.secret.items.find((i) => `${mount.mountPath}/${i.path}` === aclFile);
+    assert.ok(item && item.key in example.stringData);
+    assert.match(example.stringData[item.key], /^user default off$/m);
+    assert.match(c.readinessProbe.exec.command.join(' '), /--user probe .*ping/);
+  });
+
+  test('NetworkPolicies: Redis only from web and gateway; the HTTP ports only from the ingress controller and Prometheus', () => {
+    const objs = render();
+    const policies = objs.filter((o) => o.kind === 'NetworkPolicy');
+    const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);
+    assert.deepEqual(deny?.spec.policyTypes, ['Ingress'], 'a default deny of ingress');
+    assert.equal(deny.spec.ingress, undefined);
+    const label = (kind, name) => find(objs, kind, name).spec.template.metadata.labels['app.kubernetes.io/name'];
+    const policyFor = (kind, name) => {
+      const p = policies.find((x) => x.spec.podSelector.matchLabels?.['app.kubernetes.io/name'] === label(kind, name));
+      assert.ok(p, `a policy selects ${name}`);
+      return p;
+    };
+    // Who a rule admits: { ns, pod } per peer (ns undefined = this namespace).
+    const peers = (rule) => rule.from.map((f) => ({
+      ns: f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'],
+      pods: f.podSelector?.matchLabels?.['app.kubernetes.io/name'] ? [f.podSelector.matchLabels['app.kubernetes.io/name']]
+        : f.podSelector?.matchExpressions?.find((e) => e.key === 'app.kubernetes.io/name' && e.operator === 'In')?.values,
+    }));
+    const redis = policyFor('StatefulSet', 'redis');
+    assert.equal(redis.spec.ingress.length, 1);
+    assert.deepEqual(peers(redis.spec.ingress[0]), [{ ns: undefined, pods: [label('Deployment', 'web'), label('Deployment', 'gateway')] }]);
+    assert.deepEqual(redis.spec.ingress[0].ports.map((p) => p.port), ['redis']);
+    for (const name of ['web', 'gateway']) {
+      const rules = policyFor('Deployment', name).spec.ingress;
+      const admitted = rules.flatMap(peers);
+      for (const r of rules) assert.deepEqual(r.ports.map((p) => p.port), ['http'], `${name}: only its HTTP port`);
+      assert.ok(admitted.some((a) => a.ns === 'ingress-nginx' && a.pods?.includes('ingress-nginx')), `${name}: the ingress controller`);
+      assert.ok(admitted.some((a) => a.ns === 'monitoring' && a.pods?.includes('prometheus')), `${name}: Prometheus scrapes it`);
+      for (const a of admitted) {
+        const fromGatewayToWeb = name === 'web' && a.ns === undefined && a.pods?.includes(label('Deployment', 'gateway'));
+        assert.ok(a.pods && (a.ns || fromGatewayToWeb), `${name}: no peer without a pod selector, and in-namespace only the gateways' JWKS fetch`);
+      }
+    }
+  });
+
+  test('the ingress never serves /metrics: an Exact and a Prefix rule denied to every source address', () => {
+    const objs = render();
+    const block = objs.filter((o) => o.kind === 'Ingress').find((i) => i.spec.rules[0].http.paths.some((p) => p.path === '/metrics'));
+    assert.ok(block, 'an Ingress for /metrics');
+    assert.equal(block.spec.rules[0].host, find(objs, 'Ingress', 'chat').spec.rules[0].host, 'the same host');
+    assert.equal(block.spec.ingressClassName, find(objs, 'Ingress', 'chat').spec.ingressClassName);
+    const paths = Object.fromEntries(block.spec.rules[0].http.paths.map((p) => [p.path, p.pathType]));
+    assert.deepEqual(paths, { '/metrics': 'Exact', '/metrics/': 'Prefix' });
+    const ranges = block.metadata.annotations['nginx.ingress.kubernetes.io/denylist-source-range'].split(',').map((r) => r.trim());
+    assert.ok(ranges.includes('0.0.0.0/0') && ranges.includes('::/0'), 'every IPv4 and IPv6 client is denied');
+    assert.ok(!find(objs, 'Ingress', 'chat').spec.rules[0].http.paths.some((p) => p.path.startsWith('/metrics')));
+  });
+
   test('in-cluster addresses point at real Services; Redis persists to a volume claim', () => {
     const objs = render();
     const config = find(objs, 'ConfigMap', 'chat-config').data;
@@ -694,7 +823,14 @@ describe('deploy/k8s', () => {
       const svc = find(objs, 'Service', u.hostname);
       assert.ok(svc.spec.ports.some((p) => p.port === Number(u.port)), `${url}: port`);
     };
-    svcPort(config.REDIS_URL);
+    assert.equal(config.REDIS_URL, undefined, 'REDIS_URL carries a password: it is in Secret chat-redis');
+    const redisUrl = yamlDocs(k8s('secret.example.yaml'))[k8s('secret.example.yaml')].find((d) => d.metadata.name === 'chat-redis').stringData['redis-url'];
+    assert.equal(new URL(redisUrl).username, 'chat');
+    svcPort(redisUrl);
+    for (const name of ['web', 'gateway']) {
+      const env = find(objs, 'Deployment', name).spec.template.spec.containers[0].env;
+      assert.deepEqual(env.find((e) => e.name === 'REDIS_URL').valueFrom.secretKeyRef, { name: 'chat-redis', key: 'redis-url' }, name);
+    }
     svcPort(config.JWKS_URL);
     assert.equal(new URL(config.JWKS_URL).pathname, '/.well-known/jwks.json');
     const redis = find(objs, 'StatefulSet', 'redis');

@@ -12,6 +12,12 @@ import { startService } from '../support/service.mjs';
 import { startOidcProvider } from '../support/oidc.mjs';
 import { generateKeyPair, tempFile } from '../support/keys.mjs';
 import { makeTestCertificates } from '../support/tls.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from '../support/service.mjs';
+
+// The permissions of the shipped ACL user (deploy/redis/users.acl.example), with this test's password.
+const shippedRules = /^user chat on #[0-9a-f]+ (.+)$/m.exec(fs.readFileSync(path.join(repoRoot, 'deploy', 'redis', 'users.acl.example'), 'utf8'))[1].split(' ');
 
 const USER = 'chat';
 const PASSWORD = crypto.randomBytes(18).toString('base64url');
@@ -35,7 +41,7 @@ before(async () => {
     redisArgs: [
       '--tls-port', tlsPort, '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile,
       '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no',
-      '--user', USER, 'on', `>${PASSWORD}`, '~*', '&*', '+@all',
+      '--user', USER, 'on', `>${PASSWORD}`, ...shippedRules,
     ],
   });
 });
