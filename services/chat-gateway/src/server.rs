@@ -11,7 +11,8 @@
 //! - a cap on open TCP connections a little above `MAX_CONNECTIONS`, so
 //!   connections that never upgrade cannot pile up outside that limit;
 //! - a [`Wire`] on every connection (bytes owed to it, and a cut switch),
-//!   handed to the request as an extension;
+//!   handed to the request as an extension, beside axum's `ConnectInfo`
+//!   with the peer's address;
 //! - [`OwnedHead`], which keeps the request heads that engineioxide holds on
 //!   to from pinning the read buffer after an upgrade.
 
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -62,7 +63,7 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout);
     let slots = Arc::new(Semaphore::new(limits.connections));
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -84,6 +85,7 @@ pub async fn serve(
         let stream = WireStream::new(tcp, wire.clone()).holding(slot);
         let service = OwnedHead(router.clone()).map_request(move |mut request: Request<_>| {
             request.extensions_mut().insert(wire.clone());
+            request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
         let connection = http
