@@ -225,6 +225,9 @@ async fn write(
                 break;
             }
         }
+        // A socket with room left rarely makes a write wait, so without this
+        // the writer would keep its thread and starve this connection's reader.
+        tokio::task::yield_now().await;
     }
     let (messages, history) = (n.div_ceil(2), n / 2);
     if err.is_some() {

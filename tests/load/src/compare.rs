@@ -95,6 +95,16 @@ const METRICS: &[Metric] = &[
         Unit::Micros,
     ),
     (
+        "normal sends unacked without abuser",
+        |r| flood(r, |f| f.unacked_without as f64),
+        Unit::Count,
+    ),
+    (
+        "normal sends unacked with abuser",
+        |r| flood(r, |f| f.unacked_with as f64),
+        Unit::Count,
+    ),
+    (
         "normal ack max with abuser",
         |r| flood(r, |f| f.ack_with.max_us as f64),
         Unit::Micros,

@@ -133,6 +133,10 @@ pub(crate) struct RunArgs {
     /// connection sends at most.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) abuser_events: u64,
+    /// Flood: send the abuser to these replicas instead of `--url` (a control
+    /// run: the tool does the same work, the normal users' servers are spared).
+    #[arg(long)]
+    pub(crate) abuser_url: Vec<String>,
     /// Flood: put the abuser in the first normal room instead of a room of its own.
     #[arg(long)]
     pub(crate) abuser_shares_room: bool,

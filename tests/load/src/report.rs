@@ -127,6 +127,11 @@ pub(crate) struct FloodReport {
     pub(crate) ack_without: Latency,
     /// Normal users' acks of the sends made while the abuser flooded.
     pub(crate) ack_with: Latency,
+    /// Normal users' sends made before the abuser started that were never acked.
+    pub(crate) unacked_without: u64,
+    /// Normal users' sends made while the abuser flooded that were never acked
+    /// (`ack_with` is only over the acked ones).
+    pub(crate) unacked_with: u64,
     /// Servers' CPU (cores) in the phase without the abuser.
     pub(crate) server_cpu_cores_without: f64,
     /// Servers' CPU (cores) in the phase with the abuser.
@@ -156,8 +161,18 @@ impl FloodReport {
             )
         };
         vec![
-            ("ack w/o abuser".into(), self.ack_without.row()),
-            ("ack with abuser".into(), self.ack_with.row()),
+            (
+                "ack w/o abuser".into(),
+                format!(
+                    "{}; unacked {}",
+                    self.ack_without.row(),
+                    self.unacked_without
+                ),
+            ),
+            (
+                "ack with abuser".into(),
+                format!("{}; unacked {}", self.ack_with.row(), self.unacked_with),
+            ),
             (
                 "abuser conns".into(),
                 format!(

@@ -52,6 +52,8 @@ pub(crate) struct Outcome {
     pub(crate) ack_errors: HashMap<String, u64>,
     /// Acks: (send time on the [`wire::now_us`] clock, latency), µs.
     pub(crate) ack_us: Vec<(u64, u32)>,
+    /// Send times of the messages never acknowledged before the session ended.
+    pub(crate) unacked_sent_us: Vec<u64>,
     /// First deliveries: (key, end-to-end latency µs).
     pub(crate) deliveries: Vec<(u64, u32)>,
     /// Deliveries of a key it had already received.
@@ -222,6 +224,7 @@ pub(crate) async fn run(
     if out.dropped.is_none() {
         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     }
+    out.unacked_sent_us = pending.into_values().map(|(_, sent_at)| sent_at).collect();
     out
 }
 

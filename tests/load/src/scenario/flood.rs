@@ -6,6 +6,11 @@
 //! `abuser-events`. The normal users' acks are split by send time into the
 //! two phases; the servers' CPU is measured over each phase.
 //!
+//! The abusive connections run on a runtime of their own (one thread), so
+//! that the tool's writing as fast as it can is shared out by the operating
+//! system like any other process's work, and cannot hold up the normal
+//! clients' tasks (and so their measured acks) in the tool itself.
+//!
 //! The abuser is in a room of its own (the one after the normal rooms), so
 //! that what it costs the normal users is what it costs the servers, not the
 //! deliveries of its messages; `--abuser-shares-room` puts it in the first
@@ -14,6 +19,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -42,8 +48,26 @@ impl Ctx<'_> {
         let jobs = self.prepare(a.rooms * members, |i| i / members)?;
         let mut pop = self.connect(jobs).await?;
         let abuser_room = if a.abuser_shares_room { 0 } else { a.rooms };
-        let abuser_jobs = self.prepare_for(a.abuser_connections, |_| abuser_room, |_| ABUSER)?;
-        let (abusers, mut abuser_report) = self.connect_abusers(abuser_jobs).await?;
+        let mut abuser_jobs =
+            self.prepare_for(a.abuser_connections, |_| abuser_room, |_| ABUSER)?;
+        if !a.abuser_url.is_empty() {
+            let targets = a
+                .abuser_url
+                .iter()
+                .map(|u| wire::Target::parse(u))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for (i, job) in abuser_jobs.iter_mut().enumerate() {
+                job.target = targets[i % targets.len()].clone();
+            }
+        }
+        let abuse_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("abuser")
+            .enable_all()
+            .build()
+            .context("starting the abuser's runtime")?;
+        let (abusers, mut abuser_report) =
+            self.connect_abusers(abuser_jobs, abuse_rt.handle()).await?;
         self.settle(&pop).await;
 
         let phase = Duration::from_secs_f64(a.duration);
@@ -88,14 +112,24 @@ impl Ctx<'_> {
             abuser_outs.push(t.await.context("an abuser task panicked")?);
         }
         let measured = meter.stop();
+        // Every abuser task has ended; nothing is left to wait for.
+        abuse_rt.shutdown_background();
         let [without, with] = phases.await.context("the phase meter panicked")?;
 
         let (ack_without, ack_with) = split_acks(&outs, flood_at_us);
+        let unacked_with: u64 = outs
+            .iter()
+            .flat_map(|o| &o.unacked_sent_us)
+            .filter(|&&sent_at| sent_at >= flood_at_us)
+            .count() as u64;
+        let unacked_all: u64 = outs.iter().map(|o| o.unacked_sent_us.len() as u64).sum();
         abuser_report.add(abuser_outs, a.duration);
         let secs = a.duration;
         let mut flood = FloodReport {
             ack_without,
             ack_with,
+            unacked_without: unacked_all - unacked_with,
+            unacked_with,
             server_rss_kb_with: with.servers.iter().map(|u| u.after.rss_kb).sum(),
             abuser: abuser_report,
             ..FloodReport::default()
@@ -120,6 +154,7 @@ impl Ctx<'_> {
             ("abuser_connections", a.abuser_connections.into()),
             ("abuser_events", a.abuser_events.into()),
             ("abuser_shares_room", a.abuser_shares_room.into()),
+            ("abuser_elsewhere", (!a.abuser_url.is_empty()).into()),
         ]);
         merge(&mut r, outs, 2.0 * a.duration);
         r.set_usage(measured, 2.0 * a.duration + a.drain);
@@ -127,10 +162,14 @@ impl Ctx<'_> {
         Ok(r)
     }
 
-    /// Opens the abusive connections (all at once: there are few) and
-    /// starts each one reading. Refused handshakes (`too_many_connections`,
-    /// `server_busy`, …) are counted, not fatal.
-    async fn connect_abusers(&self, jobs: Vec<Job>) -> anyhow::Result<(Vec<Abuser>, AbuserReport)> {
+    /// Opens the abusive connections on runtime `rt` (all at once: there are
+    /// few) and starts each one reading. Refused handshakes
+    /// (`too_many_connections`, `server_busy`, …) are counted, not fatal.
+    async fn connect_abusers(
+        &self,
+        jobs: Vec<Job>,
+        rt: &Handle,
+    ) -> anyhow::Result<(Vec<Abuser>, AbuserReport)> {
         let timeout = Duration::from_secs(self.args.connect_timeout_s);
         let mut report = AbuserReport {
             connections_attempted: jobs.len() as u64,
@@ -138,14 +177,17 @@ impl Ctx<'_> {
         };
         let mut set = JoinSet::new();
         for job in jobs {
-            set.spawn(async move { wire::open(&job.target, job.src, job.connect, timeout).await });
+            set.spawn_on(
+                async move { wire::open(&job.target, job.src, job.connect, timeout).await },
+                rt,
+            );
         }
         let mut abusers = Vec::new();
         while let Some(joined) = set.join_next().await {
             match joined.context("an abuser's connect task panicked")? {
                 Ok(ws) => {
                     let (plan, told) = oneshot::channel();
-                    let task = tokio::spawn(abuser::run(ws, told));
+                    let task = rt.spawn(abuser::run(ws, told));
                     abusers.push(Abuser { plan, task });
                 }
                 Err(e) => *report.connect_errors.entry(e.0).or_default() += 1,
