@@ -76,6 +76,20 @@ test('past MAX_EVENTS_IN_FLIGHT an event is refused at once with rate_limited; w
   for (let i = 0; i < 10; i++) assert.equal((await flooder.send(`calm ${i}`)).ok, true);
 });
 
+test('pipelined sends while Redis is away are each acked within 5 s of being sent', async (t) => {
+  const cluster = await startCluster({ replicas: 1, env: FAST });
+  t.after(() => cluster.stop());
+  const [gw] = cluster.gateways;
+  const c = await cluster.join(gw, { sub: 'patient' });
+  await cluster.redis.kill();
+  const sent = Date.now();
+  const acks = await Promise.all(Array.from({ length: 20 }, (_, i) => c.send(`into the void ${i}`)));
+  const took = Date.now() - sent;
+  assert.ok(acks.every((ack) => ack.ok === false && ['unavailable', 'rate_limited'].includes(ack.error)), JSON.stringify(acks));
+  assert.ok(took < 5000, `the last of 20 queued sends was acked after ${took} ms`);
+  assert.equal(c.socket.connected, true);
+});
+
 test('history and refresh have per-user budgets of their own and answer rate_limited past them', async (t) => {
   const cluster = await startCluster({ replicas: 1, env: { EVENT_RATE_LIMIT_BURST: '5', EVENT_RATE_LIMIT_PER_SECOND: '1' } });
   t.after(() => cluster.stop());

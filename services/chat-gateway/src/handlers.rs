@@ -4,8 +4,9 @@
 //! Event handlers do not await: socketioxide calls them one at a time, in
 //! the order the connection's events arrive, and each only queues its work in
 //! the connection's inbox (see [`crate::inbox`]), so one connection's events
-//! are handled, acked and delivered in send order. An event past
-//! `MAX_EVENTS_IN_FLIGHT` is refused at once with `rate_limited`.
+//! are handled, acked and delivered in send order. At `MAX_EVENTS_IN_FLIGHT`
+//! the connection is not read from until there is room again; an event that
+//! was read anyway is refused at once with `rate_limited`.
 
 use std::future::{Future, Ready, ready};
 use std::sync::Arc;
@@ -79,26 +80,48 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     }
 }
 
+/// The answers an event gets when it is not handled.
+struct Refusals<B, L> {
+    /// Too many events of the connection in flight.
+    busy: B,
+    /// Not handled within `ACK_TIMEOUT_MS` of its arrival (Redis is slow or
+    /// away, and the events before it took the time).
+    late: L,
+}
+
 /// Queues `work` behind the connection's earlier events and sends its answer
-/// as the ack; acks `busy` at once when too many events are in flight. (The
+/// as the ack, within `ACK_TIMEOUT_MS` of the event's arrival whatever waits
+/// before it; acks `busy` at once when too many events are in flight. (The
 /// check cannot race: a connection's handlers are called one at a time, and
 /// its runner only ever lowers the count.)
-fn in_order<B, R, W>(gateway: &Gateway, conn: &Arc<Conn>, ack: Ack, busy: B, work: W) -> Ready<()>
+fn in_order<B, L, R, W>(
+    gateway: &Arc<Gateway>,
+    conn: &Arc<Conn>,
+    ack: Ack,
+    refusals: Refusals<B, L>,
+    work: W,
+) -> Ready<()>
 where
     B: Serialize,
+    L: Serialize + Send + 'static,
     R: Serialize + Send + 'static,
     W: Future<Output = R> + Send + 'static,
 {
     if gateway.is_saturated(conn) {
-        let _ = ack.send(&busy);
-    } else {
-        gateway.submit(
-            conn,
-            Box::pin(async move {
-                let _ = ack.send(&work.await);
-            }),
-        );
+        let _ = ack.send(&refusals.busy);
+        return ready(());
     }
+    let deadline = tokio::time::Instant::now() + gateway.config.ack_timeout;
+    let late = refusals.late;
+    gateway.submit(
+        conn,
+        Box::pin(async move {
+            let _ = match tokio::time::timeout_at(deadline, work).await {
+                Ok(reply) => ack.send(&reply),
+                Err(_) => ack.send(&late),
+            };
+        }),
+    );
     ready(())
 }
 
@@ -109,9 +132,12 @@ fn on_message_sent(
     State(gateway): Shared,
 ) -> Ready<()> {
     let text = text.map_err(|_| ErrorCode::Invalid);
-    let busy = SendAck::err(ErrorCode::RateLimited);
+    let refusals = Refusals {
+        busy: SendAck::err(ErrorCode::RateLimited),
+        late: SendAck::err(ErrorCode::Unavailable),
+    };
     let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, async move {
+    in_order(&gateway, &conn, ack, refusals, async move {
         g.send_message(&c, text).await
     })
 }
@@ -124,7 +150,10 @@ fn on_history(
     State(gateway): Shared,
 ) -> Ready<()> {
     let request = request.map_err(|_| ErrorCode::Invalid);
-    let busy = HistoryAck::err(ErrorCode::RateLimited);
+    let refusals = Refusals {
+        busy: HistoryAck::err(ErrorCode::RateLimited),
+        late: HistoryAck::err(ErrorCode::Unavailable),
+    };
     let (g, handle) = (
         gateway.clone(),
         Handle {
@@ -132,7 +161,7 @@ fn on_history(
             conn: conn.clone(),
         },
     );
-    in_order(&gateway, &conn, ack, busy, async move {
+    in_order(&gateway, &conn, ack, refusals, async move {
         let page = g.history(&handle.conn, request).await;
         g.queued(&handle, page.get().len());
         page
@@ -146,9 +175,12 @@ fn on_refresh(
     State(gateway): Shared,
 ) -> Ready<()> {
     let token = token.map_err(|_| ErrorCode::TokenInvalid);
-    let busy = RefreshAck::err(ErrorCode::RateLimited);
+    let refusals = Refusals {
+        busy: RefreshAck::err(ErrorCode::RateLimited),
+        late: RefreshAck::err(ErrorCode::Unavailable),
+    };
     let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, async move {
+    in_order(&gateway, &conn, ack, refusals, async move {
         g.refresh(&c, token).await
     })
 }

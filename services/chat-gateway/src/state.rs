@@ -290,13 +290,30 @@ impl Gateway {
     }
 
     /// Queues a client event's `job` behind the connection's earlier events
-    /// (order per connection), starting the connection's runner if it is idle.
-    pub fn submit(&self, conn: &Arc<Conn>, job: Job) {
-        if conn.inbox.push(job) {
+    /// (order per connection), starting the connection's runner if it is
+    /// idle. A connection that reaches `MAX_EVENTS_IN_FLIGHT` is not read
+    /// from until its runner has made room again.
+    pub fn submit(self: &Arc<Self>, conn: &Arc<Conn>, job: Job) {
+        let start = conn.inbox.push(job);
+        if self.is_saturated(conn)
+            && let Some(wire) = &conn.wire
+        {
+            wire.pause();
+        }
+        if start {
+            let gateway = self.clone();
             let conn = conn.clone();
             self.tasks.spawn(async move {
                 while let Some(job) = conn.inbox.next() {
+                    if !gateway.is_saturated(&conn)
+                        && let Some(wire) = &conn.wire
+                    {
+                        wire.resume();
+                    }
                     job.await;
+                }
+                if let Some(wire) = &conn.wire {
+                    wire.resume();
                 }
             });
         }

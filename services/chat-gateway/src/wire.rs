@@ -11,6 +11,9 @@
 //! - **a cut switch**: [`Wire::cut`] makes every read and write of the stream
 //!   fail at once, so a connection whose buffers are full is closed now,
 //!   not when a heartbeat finally times out.
+//! - **a pause**: while [`Wire::pause`] holds, nothing more is read from the
+//!   client, so a client with too many events in flight is slowed down by
+//!   TCP itself instead of having the replica read (and refuse) all it sends.
 //!
 //! Each request carries its connection's `Wire` as an extension; the handshake
 //! finds it in the socket's request parts.
@@ -33,6 +36,7 @@ struct Inner {
     owed: AtomicUsize,
     limit: usize,
     cut: AtomicBool,
+    paused: AtomicBool,
     reader: AtomicWaker,
     writer: AtomicWaker,
 }
@@ -53,6 +57,7 @@ impl Wire {
             owed: AtomicUsize::new(0),
             limit,
             cut: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             reader: AtomicWaker::new(),
             writer: AtomicWaker::new(),
         }))
@@ -84,6 +89,18 @@ impl Wire {
         self.0.cut.store(true, Ordering::Release);
         self.0.reader.wake();
         self.0.writer.wake();
+    }
+
+    /// Stops reading from the client until [`Wire::resume`].
+    pub fn pause(&self) {
+        self.0.paused.store(true, Ordering::Release);
+    }
+
+    /// Reads from the client again.
+    pub fn resume(&self) {
+        if self.0.paused.swap(false, Ordering::AcqRel) {
+            self.0.reader.wake();
+        }
     }
 
     /// Whether [`Wire::cut`] was called.
@@ -133,6 +150,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for WireStream<S> {
         self.wire.0.reader.register(cx.waker());
         if self.wire.is_cut() {
             return Poll::Ready(Err(cut_error()));
+        }
+        if self.wire.0.paused.load(Ordering::Acquire) {
+            return Poll::Pending;
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
@@ -226,6 +246,23 @@ mod tests {
             Some(io::ErrorKind::ConnectionAborted)
         );
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_paused_stream_reads_nothing_until_resumed() -> io::Result<()> {
+        let (mut client, server) = tokio::io::duplex(64);
+        let wire = Wire::new(1024);
+        let mut stream = WireStream::new(server, wire.clone());
+        client.write_all(b"hi").await?;
+        wire.pause();
+        let mut buf = [0u8; 2];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_millis(50), stream.read(&mut buf));
+        assert!(read.await.is_err(), "nothing is read while paused");
+        wire.resume();
+        stream.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"hi");
+        Ok(())
     }
 
     #[tokio::test]
