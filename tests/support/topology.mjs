@@ -1,0 +1,604 @@
+// Real Redis topologies for tests, on free loopback ports in temporary directories, with no
+// persistence: a single redis-server, a 6-node Redis Cluster (3 primaries, 3 replicas) and a
+// primary + replica watched by 3 sentinels. Faults are made the way they happen in production:
+// SIGKILL of a primary, a slot moved by the cluster's own resharding protocol.
+//
+//   const redis = await startRedisTopology(process.env.CHAT_TEST_REDIS ?? 'single');
+//   ... REDIS_URL: redis.url ...
+//   await redis.stop();
+import { spawn, execFile } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, until } from './net.mjs';
+import { startRedis } from './redis.mjs';
+
+/** The topology kinds `startRedisTopology` knows. */
+export const TOPOLOGIES = ['single', 'cluster', 'sentinel'];
+
+/**
+ * Starts the topology `kind` ('single' | 'cluster' | 'sentinel'). `args` are extra redis-server
+ * arguments for every data node (not the sentinels), e.g. `['--maxmemory', '16mb']`.
+ * 'single' is `startRedis` of redis.mjs, with `kind: 'single'` added.
+ */
+export async function startRedisTopology(kind = 'single', { args = [] } = {}) {
+  switch (kind) {
+    case 'single':
+      return Object.assign(await startRedis(args), { kind: 'single' });
+    case 'cluster':
+      return startRedisCluster({ args });
+    case 'sentinel':
+      return startRedisSentinel({ args });
+    default:
+      throw new Error(`unknown Redis topology '${kind}' (expected one of ${TOPOLOGIES.join(', ')})`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small RESP client: one connection per exchange, replies parsed so multi-line ones are whole.
+
+/** A reply that is a Redis error, e.g. `-MOVED 3999 127.0.0.1:7001`. */
+class RedisError {
+  constructor(message) {
+    this.message = message;
+  }
+}
+
+/** Parses one RESP2 reply at `i`; returns [value, next index] or undefined if `buf` is incomplete. */
+function parseReply(buf, i = 0) {
+  const eol = buf.indexOf('\r\n', i);
+  if (eol < 0) return undefined;
+  const type = String.fromCharCode(buf[i]);
+  const line = buf.toString('utf8', i + 1, eol);
+  const next = eol + 2;
+  switch (type) {
+    case '+':
+      return [line, next];
+    case '-':
+      return [new RedisError(line), next];
+    case ':':
+      return [Number(line), next];
+    case '$': {
+      const len = Number(line);
+      if (len < 0) return [null, next];
+      if (buf.length < next + len + 2) return undefined;
+      return [buf.toString('utf8', next, next + len), next + len + 2];
+    }
+    case '*': {
+      const count = Number(line);
+      if (count < 0) return [null, next];
+      const items = [];
+      let at = next;
+      for (let k = 0; k < count; k++) {
+        const item = parseReply(buf, at);
+        if (!item) return undefined;
+        items.push(item[0]);
+        at = item[1];
+      }
+      return [items, at];
+    }
+    default:
+      throw new Error(`unexpected RESP reply type '${type}'`);
+  }
+}
+
+/** A command as RESP: inline text as is (Redis splits it, quotes included), an array of arguments encoded. */
+function encode(cmd) {
+  if (typeof cmd === 'string') return Buffer.from(`${cmd}\r\n`);
+  const parts = [Buffer.from(`*${cmd.length}\r\n`)];
+  for (const arg of cmd) {
+    const b = Buffer.from(String(arg));
+    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Sends `commands` (inline strings or argument arrays) on one connection to `port` and resolves
+ * with one { raw, value } per command: `raw` is the reply's text, `value` it parsed (errors are
+ * `RedisError`s, not thrown).
+ */
+function exchange(port, commands, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const replies = [];
+    sock.setTimeout(timeoutMs, () => sock.destroy(new Error(`redis on ${port} did not answer within ${timeoutMs} ms`)));
+    sock.on('error', reject);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const parsed = parseReply(buf);
+        if (!parsed) break;
+        replies.push({ raw: buf.toString('utf8', 0, parsed[1]), value: parsed[0] });
+        buf = buf.subarray(parsed[1]);
+      }
+      if (replies.length >= commands.length) {
+        sock.end();
+        resolve(replies);
+      }
+    });
+    sock.write(Buffer.concat(commands.map(encode)));
+  });
+}
+
+/** One command to `port`; resolves with its parsed reply, throwing if it is an error. */
+async function call(port, cmd) {
+  const [{ value }] = await exchange(port, [cmd]);
+  if (value instanceof RedisError) throw new Error(`${Array.isArray(cmd) ? cmd.join(' ') : cmd} on ${port}: ${value.message}`);
+  return value;
+}
+
+/** `INFO`-style `field:value` lines as an object. */
+function fields(text) {
+  return Object.fromEntries(text.split('\r\n').filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes.
+
+const running = new Set();
+// A test that crashes must not leave redis-servers behind.
+process.once('exit', () => {
+  for (const proc of running) proc.kill('SIGKILL');
+});
+
+/** Spawns `bin args` and waits until it answers PING on `port`; rejects if it exits first (port taken). */
+async function spawnRedis(bin, args, port) {
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  let output = '';
+  proc.stdout.on('data', (d) => { output += d; });
+  proc.stderr.on('data', (d) => { output += d; });
+  proc.exited = new Promise((r) => proc.once('exit', () => { running.delete(proc); r(); }));
+  await until(`${bin} on ${port}`, async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw Object.assign(new Error(`${bin} on ${port} exited: ${output.trim().split('\n').pop()}`), { exited: true });
+    return (await call(port, 'PING')) === 'PONG';
+  }, { timeoutMs: 15_000, everyMs: 20 }).catch((e) => {
+    proc.kill('SIGKILL');
+    throw e;
+  });
+  return proc;
+}
+
+/** SIGKILLs `proc` (if still running) and waits for it to be gone. */
+async function sigkill(proc) {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill('SIGKILL');
+  await proc.exited;
+}
+
+const isAlive = (proc) => proc && proc.exitCode === null && proc.signalCode === null;
+
+/** Runs `fn` with fresh free ports until it does not fail for a port taken by someone else. */
+async function withRetriesOnTakenPorts(fn) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!e.exited || attempt >= 5) throw e;
+    }
+  }
+}
+
+/**
+ * Empties a data node's directory but for `keep`: a replica saves what it synced as dump.rdb,
+ * which a restart would otherwise load.
+ */
+function wipe(dir, keep = []) {
+  for (const name of fs.readdirSync(dir)) if (!keep.includes(name)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+}
+
+const dataNodeArgs = (port, dir) => ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'];
+
+// ---------------------------------------------------------------------------------------------
+// Redis Cluster.
+
+/** CRC16/XMODEM, the checksum Redis Cluster hashes keys with. */
+function crc16(bytes) {
+  let crc = 0;
+  for (const b of bytes) {
+    crc ^= b << 8;
+    for (let k = 0; k < 8; k++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The hash slot of `key`: CRC16 mod 16384 of the key, or of its `{hash tag}` when that is non-empty. */
+export function keySlot(key) {
+  const bytes = Buffer.from(key);
+  const open = bytes.indexOf('{');
+  if (open >= 0) {
+    const close = bytes.indexOf('}', open + 1);
+    if (close > open + 1) return crc16(bytes.subarray(open + 1, close)) % 16384;
+  }
+  return crc16(bytes) % 16384;
+}
+
+/** `CLUSTER NODES` as [{ id, port, flags, primaryId, slots: [[from, to]], failed }]. */
+function parseClusterNodes(text) {
+  return text.trim().split('\n').map((line) => {
+    const [id, addr, flags, primaryId, , , , , ...slots] = line.trim().split(' ');
+    return {
+      id,
+      port: Number(addr.split('@')[0].split(':').pop()),
+      flags: flags.split(','),
+      primaryId: primaryId === '-' ? null : primaryId,
+      failed: flags.split(',').some((f) => f === 'fail' || f === 'fail?'),
+      slots: slots.filter((s) => !s.startsWith('[')).map((s) => s.split('-').map(Number)).map(([a, b = a]) => [a, b]),
+    };
+  });
+}
+
+/**
+ * Starts a Redis Cluster of 3 primaries and 3 replicas (`redis-cli --cluster create
+ * --cluster-replicas 1`) and waits until every node reports `cluster_state:ok`, every slot is
+ * covered and every replica is in sync. Resolves with:
+ *
+ * - `kind: 'cluster'`, `url`: `redis-cluster://127.0.0.1:P1?node=127.0.0.1:P2&node=…` (fred's form)
+ * - `port`: the first node's port; `nodes`: [{ port, busPort, role: 'primary'|'replica', id, proc, alive }],
+ *   roles as of the last change this harness made (`refresh()` reads them again)
+ * - `command(cmd)`: an inline command sent to the node serving its key (found with `COMMAND GETKEYS`;
+ *   for SPUBLISH, its shard channel), following `-MOVED`/`-ASK`; resolves with the raw reply text like `startRedis`'s `command`.
+ *   Keyless commands (PUBLISH, CLIENT …) go to the first live primary
+ * - `commandOn(port, cmd)`: to that node; `commandAll(cmd)`: to every live primary, an array of replies
+ * - `primaries()`: the live primaries; `ownerOf(key)`: the node serving the key's slot; `keySlot(key)`
+ * - `killPrimaryOf(key)`: SIGKILLs that primary, waits until its replica is promoted and the cluster
+ *   is ok; resolves with { killed, promoted }
+ * - `migrateSlotOf(key, toPort)`: moves the key's slot with its keys to the primary on `toPort` by the
+ *   resharding protocol (works under live traffic); resolves with { slot, from, to, keys }
+ * - `revive()`: restarts killed nodes with their old cluster config; they rejoin as replicas
+ * - `kill()`: SIGKILLs every node (the whole cluster is lost); `start()` after it brings up an empty
+ *   cluster on the same ports (new node ids), as a restart that lost its data
+ * - `stop()`: SIGKILLs everything and removes the temporary directories
+ */
+export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
+  const count = primaries * 2;
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-redis-cluster-'));
+  const nodes = [];
+  const nodeArgs = (node) => [
+    ...dataNodeArgs(node.port, node.dir),
+    '--cluster-enabled', 'yes',
+    '--cluster-config-file', 'nodes.conf',
+    '--cluster-port', String(node.busPort),
+    // Failure detected in about a second, so a failover completes in a few.
+    '--cluster-node-timeout', '1000',
+    ...args.map(String),
+  ];
+  const startNode = async (node) => {
+    node.proc = await spawnRedis('redis-server', nodeArgs(node), node.port);
+    node.alive = true;
+  };
+  for (let i = 0; i < count; i++) {
+    const node = { dir: path.join(root, `node-${i}`), role: i < primaries ? 'primary' : 'replica' };
+    fs.mkdirSync(node.dir);
+    await withRetriesOnTakenPorts(async () => {
+      node.port = await freePort();
+      node.busPort = await freePort();
+      await startNode(node);
+    });
+    nodes.push(node);
+  }
+
+  const live = () => nodes.filter((n) => isAlive(n.proc));
+  const byPort = (port) => nodes.find((n) => n.port === port);
+
+  /** Reads roles and ids from a live node's `CLUSTER NODES`. */
+  const refresh = async () => {
+    const view = parseClusterNodes(await call(live()[0].port, 'CLUSTER NODES'));
+    for (const node of nodes) {
+      node.alive = isAlive(node.proc);
+      const seen = view.find((v) => v.port === node.port);
+      if (!seen) continue;
+      node.id = seen.id;
+      node.role = seen.flags.includes('master') ? 'primary' : 'replica';
+      node.primaryId = seen.primaryId;
+    }
+    return nodes;
+  };
+
+  /**
+   * True when every live node says `cluster_state:ok`, knows `known` nodes, and all of them agree on
+   * one slot map covering all 16384 slots with live owners only, and every live replica is in sync.
+   */
+  const converged = async (known = count) => {
+    let agreed;
+    for (const node of live()) {
+      const info = fields(await call(node.port, 'CLUSTER INFO'));
+      if (info.cluster_state !== 'ok' || Number(info.cluster_slots_ok) !== 16384 || Number(info.cluster_known_nodes) !== known) return false;
+      const view = parseClusterNodes(await call(node.port, 'CLUSTER NODES'));
+      if (view.some((v) => v.flags.includes('handshake') || v.flags.includes('noaddr'))) return false;
+      const owners = view.filter((v) => v.flags.includes('master') && v.slots.length > 0);
+      if (owners.some((o) => o.failed || !isAlive(byPort(o.port)?.proc))) return false;
+      const map = JSON.stringify(owners.map((o) => [o.port, o.slots]).sort((a, b) => a[0] - b[0]));
+      if (agreed !== undefined && map !== agreed) return false;
+      agreed = map;
+      const me = view.find((v) => v.flags.includes('myself'));
+      if (me.flags.includes('slave')) {
+        const repl = fields(await call(node.port, 'INFO replication'));
+        if (repl.master_link_status !== 'up') return false;
+      }
+    }
+    return true;
+  };
+  const waitConverged = (what, known) => until(what, () => converged(known), { timeoutMs: 30_000, everyMs: 100 });
+
+  const create = async () => {
+    await new Promise((resolve, reject) => {
+      execFile('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+        { timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`redis-cli --cluster create failed: ${stderr || stdout}`)) : resolve()));
+    });
+    await waitConverged('the new cluster to be ok on every node');
+    await refresh();
+  };
+
+  const cluster = {
+    kind: 'cluster',
+    nodes,
+    url: `redis-cluster://127.0.0.1:${nodes[0].port}?${nodes.slice(1).map((n) => `node=127.0.0.1:${n.port}`).join('&')}`,
+    port: nodes[0].port,
+    keySlot,
+    refresh,
+  };
+
+  try {
+    await create();
+  } catch (e) {
+    await Promise.all(nodes.map((n) => sigkill(n.proc)));
+    fs.rmSync(root, { recursive: true, force: true });
+    throw e;
+  }
+
+  cluster.primaries = async () => (await refresh()).filter((n) => n.alive && n.role === 'primary');
+
+  /** The node serving `key`'s slot, according to a live node's slot map. */
+  cluster.ownerOf = async (key) => {
+    const slot = keySlot(key);
+    for (const [from, to, [, port]] of await call(live()[0].port, 'CLUSTER SLOTS')) {
+      if (slot >= from && slot <= to) return byPort(Number(port));
+    }
+    throw new Error(`no node serves slot ${slot}`);
+  };
+
+  cluster.commandOn = async (port, cmd) => (await exchange(port, [cmd]))[0].raw;
+  cluster.commandAll = async (cmd) => Promise.all((await cluster.primaries()).map((n) => cluster.commandOn(n.port, cmd)));
+
+  cluster.command = async (cmd) => {
+    const [name, first] = cmd.trim().split(/\s+/);
+    // Shard channels are not keys to COMMAND GETKEYS, but they are hashed to slots like keys.
+    const keys = /^(SPUBLISH|SSUBSCRIBE|SUNSUBSCRIBE)$/i.test(name)
+      ? [first]
+      : (await exchange(live()[0].port, [`COMMAND GETKEYS ${cmd}`]))[0].value;
+    let port = Array.isArray(keys) && keys.length > 0 ? (await cluster.ownerOf(keys[0])).port : (await cluster.primaries())[0].port;
+    let asking = false;
+    // A slot moving or a failover in progress: follow the redirects, wait out TRYAGAIN/CLUSTERDOWN.
+    return until(`'${cmd}' on the cluster`, async () => {
+      const replies = await exchange(port, asking ? ['ASKING', cmd] : [cmd]);
+      const { raw, value } = replies[replies.length - 1];
+      asking = false;
+      if (!(value instanceof RedisError)) return raw;
+      const [code, , target] = value.message.split(' ');
+      if (code === 'MOVED' || code === 'ASK') {
+        port = Number(target.split(':').pop());
+        asking = code === 'ASK';
+        return false;
+      }
+      if (code === 'TRYAGAIN' || code === 'CLUSTERDOWN') return false;
+      return raw;
+    }, { timeoutMs: 15_000, everyMs: 20 });
+  };
+
+  cluster.killPrimaryOf = async (key) => {
+    const killed = await cluster.ownerOf(key);
+    const replicas = nodes.filter((n) => n.primaryId === killed.id && n.alive);
+    if (replicas.length === 0) throw new Error(`the primary on ${killed.port} has no live replica to promote`);
+    await sigkill(killed.proc);
+    killed.alive = false;
+    await waitConverged(`a replica of ${killed.port} to take over`);
+    await refresh();
+    const promoted = await cluster.ownerOf(key);
+    if (!replicas.includes(promoted)) throw new Error(`slot of '${key}' is served by ${promoted.port}, not by a replica of ${killed.port}`);
+    return { killed, promoted };
+  };
+
+  cluster.migrateSlotOf = async (key, toPort) => {
+    const slot = keySlot(key);
+    const from = await cluster.ownerOf(key);
+    const to = byPort(toPort);
+    if (!to || !to.alive || to.role !== 'primary') throw new Error(`${toPort} is not a live primary of this cluster`);
+    if (to === from) return { slot, from, to, keys: 0 };
+    await call(to.port, ['CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id]);
+    await call(from.port, ['CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id]);
+    let moved = 0;
+    for (;;) {
+      const keys = await call(from.port, ['CLUSTER', 'GETKEYSINSLOT', slot, 100]);
+      if (keys.length === 0) break;
+      // An empty key and the KEYS form: several keys per MIGRATE, atomically per batch.
+      await call(from.port, ['MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys]);
+      moved += keys.length;
+    }
+    // The new owner first (it bumps its epoch), then the old one, then everybody else.
+    const others = (await cluster.primaries()).filter((n) => n !== to && n !== from);
+    for (const node of [to, from, ...others]) await call(node.port, ['CLUSTER', 'SETSLOT', slot, 'NODE', to.id]);
+    await waitConverged(`slot ${slot} to be served by ${to.port} everywhere`, nodes.length);
+    if ((await cluster.ownerOf(key)) !== to) throw new Error(`slot ${slot} did not move to ${to.port}`);
+    return { slot, from, to, keys: moved };
+  };
+
+  cluster.revive = async () => {
+    const dead = nodes.filter((n) => !isAlive(n.proc));
+    for (const node of dead) {
+      wipe(node.dir, ['nodes.conf']);
+      await startNode(node);
+    }
+    await waitConverged('revived nodes to rejoin as replicas');
+    await refresh();
+    return dead;
+  };
+
+  cluster.kill = async () => {
+    await Promise.all(nodes.map(async (n) => {
+      await sigkill(n.proc);
+      n.alive = false;
+    }));
+  };
+  cluster.start = async () => {
+    for (const node of nodes) {
+      wipe(node.dir);
+      await startNode(node);
+    }
+    await create();
+  };
+  cluster.stop = async () => {
+    await cluster.kill();
+    fs.rmSync(root, { recursive: true, force: true });
+  };
+  return cluster;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sentinel.
+
+/**
+ * Starts a primary, one replica (`--replicaof`) and 3 sentinels monitoring them as `chat`
+ * (quorum 2, down after 1 s: a failover completes in a few seconds), and waits until every
+ * sentinel knows the replica and the other two sentinels. Resolves with:
+ *
+ * - `kind: 'sentinel'`, `url`: `redis-sentinel://127.0.0.1:S1?node=127.0.0.1:S2&node=127.0.0.1:S3&sentinelServiceName=chat`
+ * - `serviceName`, `sentinels`: [{ port, proc }], `data`: [{ port, proc }] (the two data nodes)
+ * - `port`, `primaryPort()`: the current primary's port, as a sentinel reports it
+ *   (`SENTINEL get-master-addr-by-name`)
+ * - `command(cmd)`: an inline command to the current primary (raw reply text); `commandOn(port, cmd)`
+ * - `failover()`: SIGKILLs the primary, waits until every sentinel reports the promoted replica and it
+ *   answers `ROLE` as master; resolves with { killed, promoted } (ports)
+ * - `revive()`: restarts killed data nodes, empty, as replicas of the current primary
+ * - `kill()`: SIGKILLs both data nodes (the data is lost; the sentinels keep running); `start()` after
+ *   it restarts them empty, the old primary's port as primary, and waits until the sentinels see it
+ * - `stop()`: SIGKILLs everything and removes the temporary directories
+ */
+export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {}) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-redis-sentinel-'));
+  const data = [];
+  const sentinels = [];
+  const startData = async (node, primaryPort) => {
+    const replicaOf = primaryPort ? ['--replicaof', '127.0.0.1', String(primaryPort)] : [];
+    node.proc = await spawnRedis('redis-server', [...dataNodeArgs(node.port, node.dir), ...replicaOf, ...args.map(String)], node.port);
+  };
+  const replicaInSync = async (port) => fields(await call(port, 'INFO replication')).master_link_status === 'up';
+
+  const cleanUp = async () => {
+    await Promise.all([...data, ...sentinels].map((n) => sigkill(n.proc)));
+    fs.rmSync(root, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < 2; i++) {
+      const node = { dir: path.join(root, `data-${i}`) };
+      fs.mkdirSync(node.dir);
+      await withRetriesOnTakenPorts(async () => {
+        node.port = await freePort();
+        await startData(node, i === 0 ? null : data[0].port);
+      });
+      data.push(node);
+    }
+    await until('the replica to sync', () => replicaInSync(data[1].port), { timeoutMs: 15_000 });
+    for (let i = 0; i < 3; i++) {
+      const node = { dir: path.join(root, `sentinel-${i}`) };
+      fs.mkdirSync(node.dir);
+      await withRetriesOnTakenPorts(async () => {
+        node.port = await freePort();
+        // Sentinels rewrite their configuration file, so each one gets its own.
+        const conf = path.join(node.dir, 'sentinel.conf');
+        fs.writeFileSync(conf, [
+          `port ${node.port}`,
+          'bind 127.0.0.1',
+          `dir ${node.dir}`,
+          `sentinel monitor ${serviceName} 127.0.0.1 ${data[0].port} 2`,
+          `sentinel down-after-milliseconds ${serviceName} 1000`,
+          `sentinel failover-timeout ${serviceName} 5000`,
+          `sentinel parallel-syncs ${serviceName} 1`,
+          '',
+        ].join('\n'));
+        node.proc = await spawnRedis('redis-sentinel', [conf, '--loglevel', 'warning'], node.port);
+      });
+      sentinels.push(node);
+    }
+  } catch (e) {
+    await cleanUp();
+    throw e;
+  }
+
+  const liveSentinels = () => sentinels.filter((s) => isAlive(s.proc));
+  const askedPrimary = async (port) => Number((await call(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', serviceName]))[1]);
+  /** True when every sentinel says the primary is `port`, healthy, with a replica and 2 other sentinels. */
+  const sentinelsAgree = async (port, replicas = 1) => {
+    for (const s of liveSentinels()) {
+      const pairs = await call(s.port, ['SENTINEL', 'MASTER', serviceName]);
+      const m = Object.fromEntries(pairs.flatMap((v, i) => (i % 2 ? [] : [[v, pairs[i + 1]]])));
+      if (Number(m.port) !== port || m.flags !== 'master' || Number(m['num-other-sentinels']) !== liveSentinels().length - 1) return false;
+      const known = (await call(s.port, ['SENTINEL', 'REPLICAS', serviceName]))
+        .map((r) => Object.fromEntries(r.flatMap((v, i) => (i % 2 ? [] : [[v, r[i + 1]]]))))
+        .filter((r) => r.flags === 'slave' && r['master-link-status'] === 'ok');
+      if (known.length < replicas) return false;
+    }
+    return true;
+  };
+  const waitAgree = (what, port, replicas) => until(what, () => sentinelsAgree(port, replicas), { timeoutMs: 30_000, everyMs: 100 });
+
+  try {
+    await waitAgree('the sentinels to know the replica and each other', data[0].port, 1);
+  } catch (e) {
+    await cleanUp();
+    throw e;
+  }
+
+  const setup = {
+    kind: 'sentinel',
+    serviceName,
+    sentinels,
+    data,
+    port: data[0].port,
+    url: `redis-sentinel://127.0.0.1:${sentinels[0].port}?${sentinels.slice(1).map((s) => `node=127.0.0.1:${s.port}`).join('&')}&sentinelServiceName=${serviceName}`,
+  };
+  setup.primaryPort = () => askedPrimary(liveSentinels()[0].port);
+  setup.commandOn = async (port, cmd) => (await exchange(port, [cmd]))[0].raw;
+  setup.command = async (cmd) => setup.commandOn(await setup.primaryPort(), cmd);
+
+  setup.failover = async () => {
+    const killedPort = await setup.primaryPort();
+    const killed = data.find((n) => n.port === killedPort);
+    const replica = data.find((n) => n !== killed && isAlive(n.proc));
+    if (!replica) throw new Error('no live replica to promote');
+    await sigkill(killed.proc);
+    await until(`the sentinels to promote ${replica.port}`, async () => {
+      for (const s of liveSentinels()) if ((await askedPrimary(s.port)) !== replica.port) return false;
+      return (await call(replica.port, 'ROLE'))[0] === 'master';
+    }, { timeoutMs: 30_000, everyMs: 100 });
+    setup.port = replica.port;
+    return { killed: killed.port, promoted: replica.port };
+  };
+
+  setup.revive = async () => {
+    const primary = await setup.primaryPort();
+    const dead = data.filter((n) => !isAlive(n.proc));
+    for (const node of dead) {
+      wipe(node.dir);
+      await startData(node, primary);
+    }
+    await waitAgree('revived nodes to replicate', primary, data.length - 1);
+    return dead.map((n) => n.port);
+  };
+
+  setup.kill = async () => {
+    await Promise.all(data.map((n) => sigkill(n.proc)));
+  };
+  setup.start = async () => {
+    const primary = data.find((n) => n.port === setup.port);
+    for (const node of data) wipe(node.dir);
+    await startData(primary, null);
+    for (const node of data.filter((n) => n !== primary)) await startData(node, primary.port);
+    await waitAgree('the sentinels to see the restarted primary', primary.port, data.length - 1);
+  };
+  setup.stop = cleanUp;
+  return setup;
+}
