@@ -1,7 +1,8 @@
-// A gateway cluster for tests: a private Redis, a key pair, N real `chat-gateway` processes,
-// and socket.io-client helpers that record every event a client receives.
+// A gateway cluster for tests: a private Redis (single, cluster or sentinel), a key pair,
+// N real `chat-gateway` processes, and socket.io-client helpers that record every event a
+// client receives.
 import { io } from 'socket.io-client';
-import { startRedis } from './redis.mjs';
+import { startRedisTopology } from './topology.mjs';
 import { startService } from './service.mjs';
 import { freePort, until } from './net.mjs';
 import { generateKeyPair, tempFile, mint } from './keys.mjs';
@@ -25,10 +26,12 @@ export async function startGateway(cluster, env = {}) {
 /**
  * Redis + keys + `replicas` gateways sharing `env`. Call `cluster.stop()` in `after`.
  * `redisArgs` (optional) are extra redis-server arguments (see `startRedis`).
+ * `topology` is the Redis to run on: 'single', 'cluster' or 'sentinel' (see topology.mjs),
+ * by default `$CHAT_TEST_REDIS`, else 'single'.
  */
-export async function startCluster({ replicas = 2, env = {}, redisArgs = [] } = {}) {
+export async function startCluster({ replicas = 2, env = {}, redisArgs = [], topology = process.env.CHAT_TEST_REDIS || 'single' } = {}) {
   const keys = generateKeyPair();
-  const redis = await startRedis(redisArgs);
+  const redis = await startRedisTopology(topology, { args: redisArgs });
   const cluster = { keys, redis, env, gateways: [], clients: [], publicKeyFile: tempFile('public.pem', keys.publicPem) };
   for (let i = 0; i < replicas; i++) await startGateway(cluster);
   cluster.token = (claims = {}, header = {}) => mint(keys, claims, header);
@@ -46,7 +49,7 @@ export async function startCluster({ replicas = 2, env = {}, redisArgs = [] } = 
   cluster.stop = async () => {
     for (const c of cluster.clients) c.socket.close();
     await Promise.all(cluster.gateways.map((g) => g.stop('SIGKILL')));
-    await redis.kill();
+    await redis.stop();
   };
   return cluster;
 }

@@ -246,8 +246,9 @@ function parseClusterNodes(text) {
  * - `primaries()`: the live primaries; `ownerOf(key)`: the node serving the key's slot; `keySlot(key)`
  * - `killPrimaryOf(key)`: SIGKILLs that primary, waits until its replica is promoted and the cluster
  *   is ok; resolves with { killed, promoted }
- * - `migrateSlotOf(key, toPort)`: moves the key's slot with its keys to the primary on `toPort` by the
- *   resharding protocol (works under live traffic); resolves with { slot, from, to, keys }
+ * - `migrateSlotOf(key, toPort, { batch = 100 })`: moves the key's slot with its keys to the primary on
+ *   `toPort` by the resharding protocol (SETSLOT IMPORTING/MIGRATING, MIGRATE … KEYS `batch` at a time,
+ *   SETSLOT NODE on every primary; works under live traffic); resolves with { slot, from, to, keys }
  * - `revive()`: restarts killed nodes with their old cluster config; they rejoin as replicas
  * - `kill()`: SIGKILLs every node (the whole cluster is lost); `start()` after it brings up an empty
  *   cluster on the same ports (new node ids), as a restart that lost its data
@@ -402,7 +403,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
     return { killed, promoted };
   };
 
-  cluster.migrateSlotOf = async (key, toPort) => {
+  cluster.migrateSlotOf = async (key, toPort, { batch = 100 } = {}) => {
     const slot = keySlot(key);
     const from = await cluster.ownerOf(key);
     const to = byPort(toPort);
@@ -412,7 +413,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
     await call(from.port, ['CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id]);
     let moved = 0;
     for (;;) {
-      const keys = await call(from.port, ['CLUSTER', 'GETKEYSINSLOT', slot, 100]);
+      const keys = await call(from.port, ['CLUSTER', 'GETKEYSINSLOT', slot, batch]);
       if (keys.length === 0) break;
       // An empty key and the KEYS form: several keys per MIGRATE, atomically per batch.
       await call(from.port, ['MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys]);
