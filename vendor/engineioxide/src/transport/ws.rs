@@ -6,24 +6,31 @@
 
 use std::sync::Arc;
 
-use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
-    stream::{SplitSink, SplitStream},
-};
+use std::{future::poll_fn, task::Poll};
+
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
-        self, Message,
+        self, Message, Utf8Bytes,
         handshake::derive_accept_key,
-        protocol::{Role, WebSocketConfig},
+        protocol::{
+            Role, WebSocketConfig,
+            frame::{
+                Frame,
+                coding::{Data as OpData, OpCode},
+            },
+        },
     },
 };
 use tokio_util::future::FutureExt as _;
 
-use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
+use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
@@ -120,21 +127,29 @@ where
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
-        .max_frame_size(Some(engine.config.ws_max_frame_size));
+        .max_frame_size(Some(engine.config.ws_max_frame_size))
+        // Frames go to the socket as they are written (the task flushes once its queue
+        // is drained), so that the write buffer holds one frame at most.
+        .write_buffer_size(0);
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
+    let (socket, mut ws) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
             Some(socket) => {
                 let mut ws = ws_init().await;
 
-                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
-                match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
-                    .with_cancellation_token(&socket.cancellation_token)
-                    .await
-                {
+                // Boxed: the upgrade's state would otherwise be part of every connection
+                // task for the life of the connection.
+                let upgrade_fut = Box::pin(
+                    tokio::time::timeout(
+                        engine.config.upgrade_timeout,
+                        upgrade_handshake::<H, S>(&socket, &mut ws),
+                    )
+                    .with_cancellation_token(&socket.cancellation_token),
+                );
+                match upgrade_fut.await {
                     Some(Ok(res)) => res?,
                     Some(Err(_)) => {
                         #[cfg(feature = "tracing")]
@@ -159,22 +174,15 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
         (socket, ws)
     };
-    let (tx, rx) = ws.split();
-
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
-    // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
-        Some(Err(ref e)) => {
+    // One task serves the connection: it reads frames, writes queued packets and, for a
+    // session that started on websocket, runs the heartbeat. A session upgraded from
+    // polling keeps the heartbeat task that polling started.
+    let inline_heartbeat = sid.is_none();
+    let res = serve_connection(&engine, &mut ws, &socket, inline_heartbeat).await;
+    match res {
+        Served::ReadError(ref e) => {
             let reason =
                 Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
 
@@ -182,79 +190,72 @@ where
             tracing::debug!("error when handling packet: {:?}", e);
             engine.close_session(socket.id, reason);
         }
-        Some(Ok(())) => {
+        Served::TransportClosed => {
             #[cfg(feature = "tracing")]
             tracing::debug!(sid = %socket.id, "ws transport was closed");
             engine.close_session(socket.id, DisconnectReason::TransportClose);
         }
-        None => {
+        Served::Cancelled => {
             #[cfg(feature = "tracing")]
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
+
+    // What is still queued (a close packet, say) goes out before the websocket is closed;
+    // a client that does not read it is given up on after `ping_timeout`.
+    let closing = async {
+        let mut rx = socket.internal_rx.lock().await;
+        let InternalRx {
+            buffered_rx,
+            volatile_rx,
+            ..
+        } = &mut *rx;
+        while let Ok(packets) = buffered_rx.try_recv() {
+            for packet in packets {
+                feed(&socket, &mut ws, packet);
+            }
+        }
+        drain_volatile(&socket, &mut ws, volatile_rx);
+        #[cfg(feature = "tracing")]
+        tracing::trace!(sid = %socket.id, "ws closing flush");
+        ws.flush().await.ok();
+        ws.close(None).await.ok();
+    };
+    tokio::time::timeout(engine.config.ping_timeout, closing)
+        .await
+        .ok();
     Ok(())
 }
 
-/// Forwards all packets received from a websocket to a EngineIo [`Socket`]
-async fn forward_to_handler<H: EngineIoHandler, S>(
+/// How [`serve_connection`] ended.
+enum Served {
+    /// The client closed the transport (close packet, close frame or end of stream).
+    TransportClosed,
+    /// Reading failed, or the client sent a packet that is not allowed here.
+    ReadError(Error),
+    /// The session was closed from the server side.
+    Cancelled,
+}
+
+/// The largest payload of one outgoing websocket frame: longer packets are sent as a
+/// fragmented message (RFC 6455, section 5.4), so that tungstenite's write buffer, which
+/// keeps its largest size for the life of the connection, never grows past one frame.
+const MAX_FRAME_PAYLOAD: usize = 1024;
+
+/// Frames handled per wake-up before the task yields to the runtime.
+const BUDGET: usize = 64;
+
+/// Reads frames from the websocket and hands them to the engine, writes the packets queued
+/// for the socket (flushing once the queue is drained) and runs the heartbeat when
+/// `inline_heartbeat` is set, all in the caller's task, until the transport or the session
+/// ends.
+async fn serve_connection<H: EngineIoHandler, S>(
     engine: &Arc<EngineIo<H>>,
-    mut rx: SplitStream<WebSocketStream<S>>,
+    ws: &mut WebSocketStream<S>,
     socket: &Arc<Socket<H::Data>>,
-) -> Result<(), Error>
+    inline_heartbeat: bool,
+) -> Served
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    while let Some(msg) = rx.try_next().await? {
-        match msg {
-            Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
-                Packet::Close => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] closing session", socket.id);
-                    engine.close_session(socket.id, DisconnectReason::TransportClose);
-                    break;
-                }
-                Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
-                    Ok::<(), Error>(())
-                }
-                Packet::Message(msg) => {
-                    engine.handler.on_message(msg, socket.clone());
-                    Ok(())
-                }
-                p => return Err(Error::BadPacket(p)),
-            },
-            Message::Binary(mut data) => {
-                if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
-                    // The first byte is the message type, which we don't need.
-                    data = data.split_off(1);
-                }
-                engine.handler.on_binary(data, socket.clone());
-                Ok(())
-            }
-            Message::Close(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("websocket closed, closing session");
-                engine.close_session(socket.id, DisconnectReason::TransportClose);
-                break;
-            }
-            _ => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "unexpected ws message");
-                Ok(())
-            }
-        }?
-    }
-    Ok(())
-}
-
-/// Forwards all packets waiting to be sent to the websocket
-///
-/// The websocket stream is flushed only when the internal channel is drained
-async fn forward_to_socket<H: EngineIoHandler, S>(
-    socket: Arc<Socket<H::Data>>,
-    mut tx: SplitSink<WebSocketStream<S>, Message>,
-) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // A polling request that was in progress during the upgrade may still hold the lock.
@@ -265,7 +266,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     else {
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
-        return;
+        return Served::Cancelled;
     };
     let InternalRx {
         buffered_rx,
@@ -273,82 +274,222 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         ..
     } = &mut *internal_rx;
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
+    let cancelled = socket.cancellation_token.cancelled();
+    let heartbeat = async {
+        if inline_heartbeat {
+            let config = &engine.config;
+            if let Err(_e) = socket
+                .heartbeat_job(config.ping_interval, config.ping_timeout)
+                .await
+            {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(id = ?socket.id, "heartbeat error: {_e}");
+                // Queues a close packet and cancels the session, which ends this loop.
+                socket.close(DisconnectReason::HeartbeatTimeout);
+            }
         }
+        std::future::pending::<()>().await
+    };
+    tokio::pin!(cancelled, heartbeat);
+    let mut unflushed = false;
 
-    // Forward buffered packets until the channel is closed or the session is cancelled.
-    loop {
-        tokio::select! {
-            biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
+    poll_fn(|cx| {
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Served::Cancelled);
+        }
+        let _ = heartbeat.as_mut().poll(cx);
+
+        for _ in 0..BUDGET {
+            let mut progress = false;
+
+            // Write: one queued packet buffer at a time, while the websocket takes them.
+            // Buffered packets go before volatile ones.
+            while let Poll::Ready(Ok(())) = ws.poll_ready_unpin(cx) {
+                match buffered_rx.poll_recv(cx) {
+                    Poll::Ready(Some(packets)) => {
+                        for packet in packets {
+                            feed(socket, ws, packet);
                         }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
+                        unflushed = true;
+                        progress = true;
                     }
-                    None => break
+                    // Closed only once the session is, which `cancelled` sees.
+                    Poll::Ready(None) | Poll::Pending => {
+                        if drain_volatile(socket, ws, volatile_rx) {
+                            unflushed = true;
+                            progress = true;
+                            continue;
+                        }
+                        break;
+                    }
                 }
             }
-            _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
-                }
-            },
+            if unflushed && ws.poll_flush_unpin(cx).is_ready() {
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = %socket.id, "ws flush");
+                unflushed = false;
+            }
+
+            // Read.
+            match ws.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(msg))) => match on_message(engine, socket, msg) {
+                    Ok(true) => progress = true,
+                    Ok(false) => return Poll::Ready(Served::TransportClosed),
+                    Err(e) => return Poll::Ready(Served::ReadError(e)),
+                },
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Served::ReadError(e.into())),
+                Poll::Ready(None) => return Poll::Ready(Served::TransportClosed),
+                Poll::Pending => {}
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
         }
-
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
-    }
-
-    #[cfg(feature = "tracing")]
-    tracing::trace!(sid = %socket.id, "ws closing flush");
-
-    tx.flush().await.ok();
-    tx.close().await.ok();
+        // Let other connections run; this one has more to do.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
+
+/// Hands one websocket message to the engine. `Ok(false)` when the client closed the session.
+fn on_message<H: EngineIoHandler>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    msg: Message,
+) -> Result<bool, Error> {
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+            Packet::Close => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+                return Ok(false);
+            }
+            Packet::Pong | Packet::Ping => {
+                // A pending notification means that the client is already known to be alive.
+                socket.heartbeat.notify_one();
+            }
+            Packet::Message(msg) => engine.handler.on_message(msg, socket.clone()),
+            p => return Err(Error::BadPacket(p)),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+            return Ok(false);
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+        }
+    }
+    Ok(true)
+}
+
+/// Writes the latest volatile packets, if they changed; true if there were any.
+fn drain_volatile<D, S>(
+    socket: &Socket<D>,
+    ws: &mut WebSocketStream<S>,
+    volatile_rx: &mut watch::Receiver<Option<PacketBuf>>,
+) -> bool
+where
+    D: Default + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !volatile_rx.has_changed().unwrap_or(false) {
+        return false;
+    }
+    let val = volatile_rx.borrow_and_update().clone();
+    let Some(packets) = val else { return false };
+    #[cfg(feature = "tracing")]
+    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
+    for packet in packets {
+        feed(socket, ws, packet);
+    }
+    true
+}
+
+/// Maps a packet to websocket frames and buffers them in `ws`, without flushing.
+/// Errors are ignored: a broken connection is noticed by the reader.
+fn feed<D, S>(socket: &Socket<D>, ws: &mut WebSocketStream<S>, packet: Packet)
+where
+    D: Default + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let res = match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+            if socket.protocol == ProtocolVersion::V3 {
+                // v3 protocol requires packet type as the first byte.
+                // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                let mut buff = Vec::with_capacity(bin.len() + 1);
+                buff.push(0x04);
+                buff.extend(bin);
+                send_fragmented(ws, Bytes::from(buff), OpData::Binary)
+            } else {
+                send_fragmented(ws, bin, OpData::Binary)
+            }
+        }
+        // A Noop Packet maybe sent by the server to upgrade from a polling connection
+        // In the case that the packet was not poll in time it will remain in the buffer and therefore
+        // it should be discarded here
+        Packet::Noop => Ok(()),
+        packet => {
+            let packet: String = packet.try_into().unwrap();
+            send_fragmented(ws, Bytes::from(packet), OpData::Text)
+        }
+    };
+    if let Err(_e) = res {
+        #[cfg(feature = "tracing")]
+        tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+    }
+}
+
+/// Buffers one message, as frames of at most [`MAX_FRAME_PAYLOAD`] bytes. A text message
+/// is only cut between characters.
+fn send_fragmented<S>(
+    ws: &mut WebSocketStream<S>,
+    data: Bytes,
+    kind: OpData,
+) -> Result<(), tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ws = std::pin::Pin::new(ws);
+    if data.len() <= MAX_FRAME_PAYLOAD {
+        let msg = match kind {
+            // SAFETY: text data comes from a `String`.
+            OpData::Text => Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(data) }),
+            _ => Message::Binary(data),
+        };
+        return ws.as_mut().start_send(msg);
+    }
+    let mut opcode = OpCode::Data(kind);
+    let mut start = 0;
+    while start < data.len() {
+        let mut end = (start + MAX_FRAME_PAYLOAD).min(data.len());
+        if kind == OpData::Text {
+            while end < data.len() && (data[end] & 0xC0) == 0x80 {
+                // A UTF-8 continuation byte: cut before the character it belongs to.
+                end -= 1;
+            }
+        }
+        let frame = Frame::message(data.slice(start..end), opcode, end == data.len());
+        ws.as_mut().start_send(Message::Frame(frame))?;
+        opcode = OpCode::Data(OpData::Continue);
+        start = end;
+    }
+    Ok(())
+}
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -468,7 +609,7 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use futures_util::StreamExt;
+    use futures_util::{SinkExt, StreamExt};
     use http::Request;
     use tokio::io::DuplexStream;
 
@@ -486,6 +627,10 @@ mod tests {
         fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
     }
 
+    fn engine(config: EngineIoConfig) -> Arc<EngineIo<StubHandler>> {
+        Arc::new(EngineIo::new(Arc::new(StubHandler), config))
+    }
+
     fn socket() -> Arc<Socket<()>> {
         Arc::new(Socket::new(
             ProtocolVersion::V4,
@@ -500,9 +645,42 @@ mod tests {
     async fn ws_pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
         let (server, client) = tokio::io::duplex(1024);
         (
-            WebSocketStream::from_raw_socket(server, Role::Server, None).await,
+            WebSocketStream::from_raw_socket(
+                server,
+                Role::Server,
+                Some(WebSocketConfig::default().write_buffer_size(0)),
+            )
+            .await,
             WebSocketStream::from_raw_socket(client, Role::Client, None).await,
         )
+    }
+
+    fn serve(
+        socket: &Arc<Socket<()>>,
+        server: WebSocketStream<DuplexStream>,
+        inline_heartbeat: bool,
+    ) -> tokio::task::JoinHandle<()> {
+        serve_with(EngineIoConfig::default(), socket, server, inline_heartbeat)
+    }
+
+    fn serve_with(
+        config: EngineIoConfig,
+        socket: &Arc<Socket<()>>,
+        mut server: WebSocketStream<DuplexStream>,
+        inline_heartbeat: bool,
+    ) -> tokio::task::JoinHandle<()> {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            serve_connection(&engine(config), &mut server, &socket, inline_heartbeat).await;
+        })
+    }
+
+    async fn next(client: &mut WebSocketStream<DuplexStream>) -> Message {
+        tokio::time::timeout(TIMEOUT, client.next())
+            .await
+            .expect("the server should send a message")
+            .unwrap()
+            .unwrap()
     }
 
     /// A polling request can still hold the lock at the end of an upgrade.
@@ -510,31 +688,24 @@ mod tests {
     async fn writer_waits_for_the_lock_of_a_polling_request() {
         let socket = socket();
         let (server, mut client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = serve(&socket, server, false);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!writer.is_finished(), "the writer should wait for the lock");
 
         drop(polling);
         socket.emit(Str::from("hello")).unwrap();
-        let msg = tokio::time::timeout(TIMEOUT, client.next())
-            .await
-            .expect("the writer should send the packet")
-            .unwrap()
-            .unwrap();
-        assert_eq!(msg, Message::text("4hello"));
+        assert_eq!(next(&mut client).await, Message::text("4hello"));
     }
 
     #[tokio::test]
     async fn writer_waiting_for_the_lock_stops_with_the_session() {
         let socket = socket();
         let (server, _client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = serve(&socket, server, false);
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
@@ -542,5 +713,81 @@ mod tests {
             .await
             .expect("the writer should stop")
             .unwrap();
+    }
+
+    /// Packets are written in order, and a long one arrives whole although it is sent
+    /// in frames of at most `MAX_FRAME_PAYLOAD` bytes.
+    #[tokio::test]
+    async fn long_packets_are_fragmented_and_reassembled() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let _served = serve(&socket, server, false);
+
+        // Multi-byte characters across every fragment boundary.
+        let long: String = "aé€😀".repeat(3 * MAX_FRAME_PAYLOAD);
+        socket.emit(Str::from("short")).unwrap();
+        socket.emit(Str::from(long.clone())).unwrap();
+        socket
+            .emit_binary(vec![7u8; 5 * MAX_FRAME_PAYLOAD + 1])
+            .unwrap();
+        assert_eq!(next(&mut client).await, Message::text("4short"));
+        assert_eq!(next(&mut client).await, Message::text(format!("4{long}")));
+        assert_eq!(
+            next(&mut client).await,
+            Message::binary(vec![7u8; 5 * MAX_FRAME_PAYLOAD + 1])
+        );
+    }
+
+    /// The connection task reads while it writes: a client message reaches the handler
+    /// and a packet queued meanwhile is written, in the one task.
+    #[tokio::test]
+    async fn reads_and_writes_in_one_task() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let _served = serve(&socket, server, false);
+
+        client.send(Message::text("3")).await.unwrap(); // pong
+        tokio::time::timeout(TIMEOUT, socket.heartbeat.notified())
+            .await
+            .expect("the pong should reach the heartbeat");
+        socket.emit(Str::from("after")).unwrap();
+        assert_eq!(next(&mut client).await, Message::text("4after"));
+    }
+
+    /// A websocket session's heartbeat runs in the connection task: it pings, and a client
+    /// that does not answer is closed.
+    #[tokio::test]
+    async fn inline_heartbeat_pings_and_closes_a_silent_client() {
+        let closed = Arc::new(std::sync::Mutex::new(None));
+        let socket = {
+            let closed = closed.clone();
+            Arc::new(Socket::<()>::new(
+                ProtocolVersion::V4,
+                TransportType::Websocket,
+                &EngineIoConfig::default(),
+                Request::<()>::default().into_parts().0,
+                Box::new(move |_, reason| *closed.lock().unwrap() = Some(reason)),
+                false,
+            ))
+        };
+        let (server, mut client) = ws_pair().await;
+        let config = EngineIoConfig {
+            ping_interval: Duration::from_millis(50),
+            ping_timeout: Duration::from_millis(50),
+            ..EngineIoConfig::default()
+        };
+        let _served = serve_with(config.clone(), &socket, server, true);
+
+        // The first ping comes after one interval; a pong keeps the session.
+        assert_eq!(next(&mut client).await, Message::text("2"));
+        client.send(Message::text("3")).await.unwrap();
+        assert_eq!(next(&mut client).await, Message::text("2"));
+        assert_eq!(*closed.lock().unwrap(), None);
+        // No answer this time.
+        tokio::time::sleep(config.ping_timeout * 3).await;
+        assert_eq!(
+            closed.lock().unwrap().clone(),
+            Some(DisconnectReason::HeartbeatTimeout)
+        );
     }
 }
