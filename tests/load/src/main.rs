@@ -99,6 +99,10 @@ pub(crate) struct RunArgs {
     /// Start anyway after this many seconds of waiting for quiet.
     #[arg(long, default_value_t = 120.0)]
     pub(crate) max_settle_s: f64,
+    /// large-room: seconds to hold every member, quiet, after the drain; the
+    /// servers' RSS is sampled at the end (what a burst left behind).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) quiet_s: f64,
     /// Bytes of padding per message text.
     #[arg(long, default_value_t = 0)]
     pub(crate) size: usize,

@@ -106,6 +106,16 @@ pub(crate) struct Report {
     pub(crate) server_rss_kb_before: u64,
     pub(crate) server_rss_kb_after: u64,
     pub(crate) server_rss_bytes_per_connection: f64,
+    /// large-room with `--quiet-s`: servers' RSS (KiB, all replicas) before any
+    /// client connected, and after the quiet period that followed the burst.
+    #[serde(default)]
+    pub(crate) server_rss_kb_empty: u64,
+    /// See `server_rss_kb_empty`.
+    #[serde(default)]
+    pub(crate) server_rss_kb_quiet: u64,
+    /// (`server_rss_kb_quiet` − `server_rss_kb_empty`) per connection, in bytes.
+    #[serde(default)]
+    pub(crate) server_rss_bytes_per_connection_quiet: f64,
     pub(crate) tool: Option<Usage>,
     #[serde(default)]
     pub(crate) aux: Vec<Usage>,
@@ -340,6 +350,17 @@ impl Report {
                 self.server_rss_bytes_per_connection
             ),
         );
+        if self.server_rss_kb_quiet > 0 {
+            row(
+                "server rss quiet",
+                format!(
+                    "{} KiB empty -> {} KiB after the quiet period ({:.0} B/connection)",
+                    self.server_rss_kb_empty,
+                    self.server_rss_kb_quiet,
+                    self.server_rss_bytes_per_connection_quiet
+                ),
+            );
+        }
         if !self.aux.is_empty() {
             row("redis cpu", format!("{:.2} cores", self.aux_cpu_cores));
         }

@@ -393,6 +393,12 @@ impl Ctx<'_> {
     /// One room of `members`; client 0 sends `messages` at `rate` /s.
     async fn large_room(&self) -> anyhow::Result<Report> {
         let a = self.args;
+        let rss_of_servers = |pids: &[u32]| -> u64 {
+            pids.iter()
+                .map(|p| crate::procstat::sample(Some(*p)).rss_kb)
+                .sum()
+        };
+        let empty = rss_of_servers(&a.server_pid);
         let jobs = self.prepare(a.members, |_| 0)?;
         let mut pop = self.connect(jobs).await?;
         self.settle(&pop).await;
@@ -400,8 +406,27 @@ impl Ctx<'_> {
         let t0 = Instant::now() + Duration::from_millis(50);
         let send_s = period.as_secs_f64() * a.messages as f64;
         let until = t0 + Duration::from_secs_f64(send_s + 0.5);
-        let stop_at = until + Duration::from_secs_f64(a.drain);
+        let drained = until + Duration::from_secs_f64(a.drain);
+        // With --quiet-s every member stays connected, quiet, that much longer.
+        let stop_at = drained + Duration::from_secs_f64(a.quiet_s);
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
+        let pids = a.server_pid.clone();
+        let quiet = a.quiet_s > 0.0;
+        // CPU and RSS "after" are measured at the end of the drain, as without a
+        // quiet period; the quiet RSS just before the sessions end.
+        let sampler = tokio::spawn(async move {
+            tokio::time::sleep_until(drained).await;
+            let measured = meter.stop();
+            let quiet_rss = if quiet {
+                tokio::time::sleep_until(stop_at - Duration::from_millis(200)).await;
+                pids.iter()
+                    .map(|p| crate::procstat::sample(Some(*p)).rss_kb)
+                    .sum()
+            } else {
+                0
+            };
+            (measured, quiet_rss)
+        });
         let messages = a.messages;
         let pad = a.size;
         let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
@@ -414,13 +439,20 @@ impl Ctx<'_> {
             })
         })
         .await?;
-        let measured = meter.stop();
+        let (measured, quiet_rss) = sampler.await.context("the sampler panicked")?;
         let mut r = pop.report;
+        if quiet {
+            r.server_rss_kb_empty = empty;
+            r.server_rss_kb_quiet = quiet_rss;
+            r.server_rss_bytes_per_connection_quiet =
+                (quiet_rss as f64 - empty as f64) * 1024.0 / r.connections_ok.max(1) as f64;
+        }
         r.params = self.params(&[
             ("members", a.members.into()),
             ("messages", a.messages.into()),
             ("rate", a.rate.into()),
             ("size", a.size.into()),
+            ("quiet_s", a.quiet_s.into()),
         ]);
         merge(&mut r, outs, send_s);
         r.set_usage(measured, send_s + a.drain);
