@@ -76,7 +76,7 @@ async function logIn(account, name) {
 /** The gateway replica that holds `user`'s connection, from the presence keys. */
 async function gatewayOf(user) {
   for (const g of gateways) {
-    const members = await redis.command(`SMEMBERS chat:node:${g.node}:conns`);
+    const members = await redis.command(`SMEMBERS chat:room:{General}:node:${g.node}`);
     if (members.includes(`\t${user}`)) return g;
   }
   return null;

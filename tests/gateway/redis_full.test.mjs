@@ -86,8 +86,8 @@ test('when Redis is full: sends are acked unavailable within 5 s, handshakes ref
   }
   await bob.wait('message received', (m) => m.id === stored.at(-1));
   const before = snapshot(cluster.redis);
-  assert.ok(before['chat:room:General:users'], 'presence is stored');
-  assert.ok(before['chat:room:General:history'], 'history is stored');
+  assert.ok(before['chat:room:{General}:users'], 'presence is stored');
+  assert.ok(before['chat:room:{General}:history'], 'history is stored');
 
   const filler = fill(cluster.redis);
   assert.ok(filler.length > 0, 'the filler took some memory before Redis refused writes');
@@ -133,9 +133,9 @@ test('a Redis that stays full longer than the heartbeat TTL sweeps nobody: live 
   const ann = await cluster.join(a, { sub: 'ann' });
   const bob = await cluster.join(b, { sub: 'bob' });
   await ann.wait('user entered', (u) => u.id === 'bob');
-  const presence = () => cli(cluster.redis, 'HGETALL', 'chat:room:General:users');
+  const presence = () => cli(cluster.redis, 'HGETALL', 'chat:room:{General}:users');
   const before = presence();
-  const alive = () => cli(cluster.redis, 'KEYS', 'chat:node:*:alive').split('\n').filter(Boolean).length;
+  const alive = () => cli(cluster.redis, 'KEYS', 'chat:room:{General}:alive:*').split('\n').filter(Boolean).length;
   assert.equal(alive(), 2);
 
   const filler = fill(cluster.redis);

@@ -91,7 +91,7 @@ test('a logout racing handshakes leaves no connection of that session open', asy
   const late = cluster.client(gw, { token: cluster.token({ sub: 'racer-0', sid: 'sess-race' }) });
   assert.equal(await late.refused, 'token_revoked');
   // Presence was released for every one of them.
-  await until('presence empty', async () => (await cluster.redis.command('HLEN chat:room:General:conns')).trim() === ':0', { timeoutMs: 5000 });
+  await until('presence empty', async () => (await cluster.redis.command('HLEN chat:room:{General}:conns')).trim() === ':0', { timeoutMs: 5000 });
 });
 
 test('a key removed from the JWKS stops being trusted without a restart', async (t) => {

@@ -101,7 +101,7 @@ test('logout without a session just goes home', async () => {
 });
 
 test('dashboard shows every configured room with its live member count', async () => {
-  await stack.redis.command('HSET chat:room:Music:users u1 1 u2 2');
+  await stack.redis.command('HSET chat:room:{Music}:users u1 1 u2 2');
   const jar = new CookieJar();
   await login(jar, stack.base, 'erin');
   const html = await (await jar.fetch(`${stack.base}/dashboard`)).text();

@@ -91,6 +91,8 @@ pub struct GatewayConfig {
     pub drain_timeout: Duration,
     /// `REDIS_COMMAND_TIMEOUT_MS`.
     pub redis_command_timeout: Duration,
+    /// `REDIS_WAIT_REPLICAS`: Redis replicas that must hold a message before it is acked ok.
+    pub redis_wait_replicas: u32,
 }
 
 /// Reads one variable, trimmed; empty counts as unset.
@@ -197,6 +199,7 @@ impl GatewayConfig {
             ack_timeout: v.millis("ACK_TIMEOUT_MS", 3_000)?,
             drain_timeout: v.secs("DRAIN_TIMEOUT_S", 25)?,
             redis_command_timeout: v.millis("REDIS_COMMAND_TIMEOUT_MS", 2_000)?,
+            redis_wait_replicas: v.parsed("REDIS_WAIT_REPLICAS", 0)?,
         };
         config.check()
     }

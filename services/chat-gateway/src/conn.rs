@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chat_core::ErrorCode;
+use chat_core::{ErrorCode, MessageId};
 use chat_store::presence::Connection;
 
 use crate::inbox::Inbox;
@@ -73,6 +73,9 @@ pub struct Conn {
     session: Mutex<Option<Arc<str>>>,
     exp: AtomicU64,
     state: Mutex<State>,
+    /// The id of the last message it sent: its next one must be greater, even
+    /// when Redis has lost it or a lagging replica was promoted.
+    last_sent: Mutex<Option<MessageId>>,
     /// Its client events in flight.
     pub inbox: Inbox,
     /// Its TCP connection, when it speaks WebSocket through this replica's own server.
@@ -87,6 +90,7 @@ impl Conn {
             session: Mutex::new(session.map(Arc::from)),
             exp: AtomicU64::new(exp),
             state: Mutex::new(State::Pending),
+            last_sent: Mutex::new(None),
             inbox: Inbox::default(),
             wire,
         }
@@ -125,6 +129,16 @@ impl Conn {
     pub fn refreshed(&self, session: Option<String>, exp: u64) -> u64 {
         *self.session.lock().unwrap_or_else(|e| e.into_inner()) = session.map(Arc::from);
         self.exp.fetch_max(exp, Ordering::Relaxed).max(exp)
+    }
+
+    /// The id of the last message it sent.
+    pub fn last_sent(&self) -> Option<MessageId> {
+        *self.last_sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that it sent message `id` (handled one at a time, in order).
+    pub fn sent(&self, id: MessageId) {
+        *self.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
     }
 
     /// Pending → live, once `welcome` is out. `Err(goodbye)` when it was

@@ -23,9 +23,14 @@ use crate::state::Gateway;
 /// while Redis does not answer it.
 const RECHECK_RETRY: Duration = Duration::from_secs(2);
 
-/// Dispatches events until the subscription closes.
+/// Dispatches events until the subscription closes or the replica stops.
 pub async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
-    while let Some(event) = subscription.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = subscription.recv() => event,
+            _ = gateway.stopping.cancelled() => None,
+        };
+        let Some(event) = event else { break };
         match event {
             FanoutEvent::Room(room, event) => {
                 metrics::counter!(m::EVENTS_IN).increment(1);

@@ -7,10 +7,11 @@
 //!
 //! Each runs until the replica starts to stop (`Gateway::stopping`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_core::ErrorCode;
+use chat_core::{ErrorCode, RoomName};
 use chat_store::presence::Connection;
 use tokio::time::Interval;
 
@@ -27,57 +28,67 @@ async fn tick(gateway: &Gateway, ticker: &mut Interval) -> bool {
     }
 }
 
-/// Refreshes this replica's heartbeat and heals presence after a data loss.
+/// Refreshes this replica's heartbeat in every room and heals presence after
+/// a data loss, room by room (on a cluster each room's shard can lose its
+/// data, or be unreachable long enough for this replica to be swept, alone).
 pub async fn heartbeat(gateway: Arc<Gateway>) {
-    let mut epoch: Option<String> = None;
+    let rooms: Vec<RoomName> = gateway.config.rooms.iter().cloned().collect();
+    let mut epochs: HashMap<RoomName, String> = HashMap::new();
     let mut ticker = tokio::time::interval(gateway.config.heartbeat_interval);
     while tick(&gateway, &mut ticker).await {
         // A fresh candidate each time: after a data loss the epoch must change.
         let candidate = uuid::Uuid::new_v4().to_string();
-        match gateway
+        let beats = gateway
             .backend
-            .heartbeat(gateway.config.heartbeat_ttl, &candidate)
-            .await
-        {
-            Ok(beat) => {
-                gateway.set_redis_ok(true);
-                let lost_data = epoch.as_ref().is_some_and(|e| *e != beat.epoch);
-                let swept = epoch.is_some() && !beat.was_alive && !lost_data;
-                if lost_data {
-                    gateway.registry.reset_positions();
+            .heartbeat(&rooms, gateway.config.heartbeat_ttl, &candidate)
+            .await;
+        let mut all_ok = true;
+        for (room, beat) in beats {
+            match beat {
+                Ok(beat) => {
+                    let known = epochs.get(&room);
+                    let lost_data = known.is_some_and(|e| *e != beat.epoch);
+                    let swept = known.is_some() && !beat.was_alive && !lost_data;
+                    if lost_data {
+                        gateway.registry.reset_positions(&room);
+                    }
+                    if lost_data || swept {
+                        restore(&gateway, &room, lost_data).await;
+                    }
+                    epochs.insert(room, beat.epoch);
                 }
-                if lost_data || swept {
-                    restore(&gateway, lost_data).await;
+                Err(e) => {
+                    all_ok = false;
+                    tracing::warn!(error = %e, %room, "heartbeat failed");
                 }
-                epoch = Some(beat.epoch);
-                gateway.retry_failed_leaves().await;
             }
-            Err(e) => {
-                gateway.set_redis_ok(false);
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
+        }
+        gateway.set_redis_ok(all_ok);
+        if all_ok {
+            gateway.retry_failed_leaves().await;
         }
         metrics::gauge!(m::CONNECTIONS).set(gateway.registry.count() as f64);
     }
 }
 
-/// Registers every live connection again: silently when Redis lost its data
-/// (nobody saw these users leave), with `user entered` when this replica had
-/// been swept as dead (everybody saw them leave).
-async fn restore(gateway: &Gateway, silent: bool) {
+/// Registers the room's live connections again: silently when Redis lost
+/// its data (nobody saw these users leave), with `user entered` when this
+/// replica had been swept as dead (everybody saw them leave).
+async fn restore(gateway: &Gateway, room: &RoomName, silent: bool) {
     let records: Vec<Connection> = gateway
         .registry
         .all()
         .iter()
+        .filter(|h| h.conn.record.room == *room)
         .map(|h| h.conn.record.clone())
         .collect();
     match gateway.backend.restore(&records, silent).await {
         Ok(n) => {
             metrics::counter!(m::RESTORES).increment(1);
-            tracing::info!(connections = n, silent, "presence restored");
+            tracing::info!(connections = n, silent, %room, "presence restored");
         }
         Err(e) => {
-            tracing::warn!(error = %e, "presence restore failed; retried at the next heartbeat")
+            tracing::warn!(error = %e, %room, "presence restore failed; retried at the next heartbeat")
         }
     }
 }
@@ -85,9 +96,14 @@ async fn restore(gateway: &Gateway, silent: bool) {
 /// Sweeps dead replicas and announces due exits. Every replica runs it; each
 /// dead replica and each exit is handled by exactly one of them.
 pub async fn sweep(gateway: Arc<Gateway>) {
+    let rooms: Vec<RoomName> = gateway.config.rooms.iter().cloned().collect();
     let mut ticker = tokio::time::interval(gateway.config.sweep_interval);
     while tick(&gateway, &mut ticker).await {
-        match gateway.backend.sweep(gateway.config.exit_grace, 1000).await {
+        match gateway
+            .backend
+            .sweep(&rooms, gateway.config.exit_grace, 1000)
+            .await
+        {
             Ok(s) => {
                 metrics::counter!(m::SWEEP_CONNECTIONS).increment(s.connections_removed);
                 metrics::counter!(m::SWEEP_EXITS).increment(s.users_exited);

@@ -244,11 +244,10 @@ impl Registry {
         all
     }
 
-    /// Forgets the snapshot positions after Redis lost its data: its event
-    /// counters start again from zero.
-    pub fn reset_positions(&self) {
-        for room in self.rooms.values() {
-            let mut sockets = room.lock().unwrap_or_else(|e| e.into_inner());
+    /// Forgets the room's snapshot positions after Redis lost its data: its
+    /// event counter starts again from zero.
+    pub fn reset_positions(&self, room: &RoomName) {
+        if let Some(mut sockets) = self.room(room) {
             sockets
                 .live
                 .values_mut()

@@ -141,6 +141,7 @@ impl App {
         let keys = TokenKeys::load(&config.keys, &config.issuer, &config.audience).await?;
         let mut redis = RedisSettings::new(&config.redis_url);
         redis.command_timeout = config.redis_command_timeout;
+        redis.wait_replicas = config.redis_wait_replicas;
         let node = uuid::Uuid::new_v4().simple().to_string();
         let backend = Arc::new(RedisBackend::connect(&redis, true, node)?);
         let listener = TcpListener::bind(config.addr)
@@ -207,7 +208,8 @@ async fn drain(gateway: &Gateway) {
     }
     gateway.tasks.close();
     gateway.tasks.wait().await;
-    if let Err(e) = gateway.backend.deregister().await {
+    let rooms: Vec<_> = gateway.config.rooms.iter().cloned().collect();
+    if let Err(e) = gateway.backend.deregister(&rooms).await {
         tracing::warn!(error = %e, "could not deregister; the sweep will remove this node");
     }
 }

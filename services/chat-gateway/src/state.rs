@@ -194,7 +194,15 @@ impl Gateway {
         let outcome =
             tokio::time::timeout(self.config.ack_timeout, self.backend.join(request, false)).await;
         match outcome {
-            Ok(Ok(JoinOutcome::Joined(snapshot))) => Ok(Joined { conn, snapshot }),
+            Ok(Ok(JoinOutcome::Joined(snapshot))) => {
+                if conn.state() != State::Pending {
+                    // Ended (revoked, drained) while the join was on its way:
+                    // its release may have reached Redis first. Release again
+                    // (releasing is idempotent); going live then tells the client.
+                    self.tasks.spawn(self.release(conn.record.clone()));
+                }
+                Ok(Joined { conn, snapshot })
+            }
             Ok(Ok(JoinOutcome::Revoked)) => {
                 // Nothing was registered in Redis: only the local slot to give back.
                 if conn.begin_close(Ending::NeverConnected) != Closing::Already {
@@ -407,11 +415,14 @@ impl Gateway {
             room,
             user: &conn.record.user,
             text: &text,
-            floor: self.registry.last_id(room),
+            floor: self.registry.last_id(room).max(conn.last_sent()),
             trace: traceparent.as_deref(),
         };
         match tokio::time::timeout(self.config.ack_timeout, self.backend.send(message)).await {
-            Ok(Ok(message_id)) => SendAck::ok(message_id),
+            Ok(Ok(message_id)) => {
+                conn.sent(message_id);
+                SendAck::ok(message_id)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "message not stored");
                 SendAck::err(ErrorCode::Unavailable)

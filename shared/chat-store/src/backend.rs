@@ -15,6 +15,9 @@ use crate::events::RoomEvent;
 use crate::history::NewMessage;
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Sweep};
 
+/// What happened to one room of a per-room operation.
+pub type PerRoom<T> = Vec<(RoomName, Result<T, StoreError>)>;
+
 /// How many fan-out events may wait for the consumer before the producer waits.
 pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
 
@@ -45,18 +48,27 @@ pub trait Presence: Send + Sync {
     /// Releases a connection; the user's `user exited` follows after `grace`
     /// unless another of their connections appears first.
     async fn leave(&self, connection: &Connection, grace: Duration) -> Result<(), StoreError>;
-    /// Refreshes this node's heartbeat for `ttl` and reads the data epoch.
+    /// Refreshes this node's heartbeat in each of `rooms` for `ttl` and reads
+    /// each room's data epoch (per room: on a cluster, each room's shard can
+    /// fail or lose its data on its own).
     async fn heartbeat(
         &self,
+        rooms: &[RoomName],
         ttl: Duration,
         epoch_candidate: &str,
-    ) -> Result<Heartbeat, StoreError>;
-    /// Sweeps dead nodes and announces users whose exit grace has passed.
-    async fn sweep(&self, grace: Duration, max_exits: u64) -> Result<Sweep, StoreError>;
+    ) -> PerRoom<Heartbeat>;
+    /// Sweeps dead nodes out of `rooms` and announces users whose exit grace
+    /// has passed. Fails if any room could not be swept (the others were).
+    async fn sweep(
+        &self,
+        rooms: &[RoomName],
+        grace: Duration,
+        max_exits: u64,
+    ) -> Result<Sweep, StoreError>;
     /// Registers again connections the store lost; `silent` when nobody saw them leave.
     async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError>;
-    /// Removes this node (after its connections left).
-    async fn deregister(&self) -> Result<(), StoreError>;
+    /// Removes this node from `rooms` (after its connections left).
+    async fn deregister(&self, rooms: &[RoomName]) -> Result<(), StoreError>;
     /// How many users are in each room (users within their exit grace count).
     async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError>;
 }

@@ -31,14 +31,18 @@ pub struct RedisSettings {
     pub url: String,
     /// How long one command may take before it fails.
     pub command_timeout: Duration,
+    /// How many Redis replicas must hold a message before a send succeeds
+    /// (`REDIS_WAIT_REPLICAS`; 0: do not wait).
+    pub wait_replicas: u32,
 }
 
 impl RedisSettings {
-    /// Settings with a 2 s command timeout.
+    /// Settings with a 2 s command timeout, not waiting for replicas.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             command_timeout: Duration::from_secs(2),
+            wait_replicas: 0,
         }
     }
 

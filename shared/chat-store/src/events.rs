@@ -2,9 +2,12 @@
 //!
 //! The Lua scripts publish them as JSON: `{seq, kind, ...}`. `seq` counts the
 //! room's events, so a connection that is joining can tell which events its
-//! snapshot already holds. A message event carries the message already
-//! serialized in the contract's shape, so a replica forwards it to its
-//! clients without serializing it again.
+//! snapshot already holds. A message event carries the message in the
+//! contract's shape under `message`, made by the one function that makes it
+//! (`message_json` in `lua/prelude.lua`), so a replica forwards those bytes
+//! to its clients as they are:
+//! `{"seq":7,"kind":"message","id":"5-1","tp":"00-…","message":{…}}`, and
+//! `{"seq":8,"kind":"entered","user":{"id":…,"name":…}}`.
 
 use chat_core::{MessageId, UserRef};
 use serde::Deserialize;
@@ -39,47 +42,46 @@ pub enum RoomEventKind {
     Exited(UserRef),
 }
 
+/// The one reader of a published room event.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     seq: u64,
     kind: &'a str,
     id: Option<MessageId>,
-    user: UserRef,
+    user: Option<UserRef>,
     tp: Option<String>,
+    message: Option<Box<RawValue>>,
 }
 
 impl RoomEvent {
     /// Decodes an event as published by the scripts.
     pub fn decode(json: &str) -> Result<Self, StoreError> {
-        let bad = |e: serde_json::Error| StoreError::reply("room event", e.to_string());
-        let envelope: Envelope<'_> = serde_json::from_str(json).map_err(bad)?;
-        let kind = match envelope.kind {
+        let bad = |detail: String| StoreError::reply("room event", detail);
+        let Envelope {
+            seq,
+            kind,
+            id,
+            user,
+            tp,
+            message,
+        } = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        let user = || user.ok_or_else(|| bad("an event without its user".into()));
+        let kind = match kind {
             "message" => {
-                let id = envelope
-                    .id
-                    .ok_or_else(|| StoreError::reply("room event", "message without id"))?;
-                // The envelope is the Message itself plus `seq`, `kind` and `tp`:
-                // strip those by re-reading only the contract's fields.
-                let payload = message_payload(json).map_err(bad)?;
+                let (Some(id), Some(payload)) = (id, message) else {
+                    return Err(bad("a message event without its id or message".into()));
+                };
                 RoomEventKind::Message {
                     id,
                     payload,
-                    trace: envelope.tp,
+                    trace: tp,
                 }
             }
-            "entered" => RoomEventKind::Entered(envelope.user),
-            "exited" => RoomEventKind::Exited(envelope.user),
-            other => {
-                return Err(StoreError::reply(
-                    "room event",
-                    format!("unknown kind {other:?}"),
-                ));
-            }
+            "entered" => RoomEventKind::Entered(user()?),
+            "exited" => RoomEventKind::Exited(user()?),
+            other => return Err(bad(format!("unknown kind {other:?}"))),
         };
-        Ok(Self {
-            seq: envelope.seq,
-            kind,
-        })
+        Ok(Self { seq, kind })
     }
 }
 
@@ -94,31 +96,13 @@ pub fn message_id(payload: &RawValue) -> Result<MessageId, String> {
         .map_err(|e| e.to_string())
 }
 
-fn message_payload(json: &str) -> Result<Box<RawValue>, serde_json::Error> {
-    #[derive(Deserialize, serde::Serialize)]
-    struct Payload<'a> {
-        #[serde(borrow)]
-        id: &'a RawValue,
-        #[serde(borrow)]
-        room: &'a RawValue,
-        #[serde(borrow)]
-        user: &'a RawValue,
-        #[serde(borrow)]
-        text: &'a RawValue,
-        #[serde(borrow)]
-        ts: &'a RawValue,
-    }
-    let payload: Payload<'_> = serde_json::from_str(json)?;
-    serde_json::value::to_raw_value(&payload)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn message_events_keep_only_the_contract_fields() {
-        let json = r#"{"seq":7,"kind":"message","id":"5-1","room":"General","user":{"id":"u","name":"Ann"},"text":"hi \/ <b>","ts":5,"tp":"00-abc-def-01"}"#;
+    fn message_events_carry_the_message_as_published() {
+        let json = r#"{"seq":7,"kind":"message","id":"5-1","tp":"00-abc-def-01","message":{"id":"5-1","room":"General","user":{"id":"u","name":"Ann"},"text":"hi \/ <b>","ts":5}}"#;
         let event = RoomEvent::decode(json).expect("decodes");
         assert_eq!(event.seq, 7);
         let RoomEventKind::Message { id, payload, trace } = event.kind else {

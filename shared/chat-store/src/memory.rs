@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::backend::{
-    Backend, Fanout, FanoutEvent, History, Presence, Revocations, SUBSCRIPTION_CAPACITY,
+    Backend, Fanout, FanoutEvent, History, PerRoom, Presence, Revocations, SUBSCRIPTION_CAPACITY,
     Subscription,
 };
 use crate::error::StoreError;
@@ -280,11 +280,13 @@ impl Presence for MemoryBackend {
         Ok(())
     }
 
+    /// One store, one heartbeat: every room gets the same answer.
     async fn heartbeat(
         &self,
+        rooms: &[RoomName],
         ttl: Duration,
         epoch_candidate: &str,
-    ) -> Result<Heartbeat, StoreError> {
+    ) -> PerRoom<Heartbeat> {
         let mut s = self.hub.lock();
         let now = now_ms();
         let node = s.nodes.entry(self.node.clone()).or_default();
@@ -294,10 +296,20 @@ impl Presence for MemoryBackend {
             .epoch
             .get_or_insert_with(|| epoch_candidate.to_owned())
             .clone();
-        Ok(Heartbeat { was_alive, epoch })
+        let beat = Heartbeat { was_alive, epoch };
+        rooms
+            .iter()
+            .map(|r| (r.clone(), Ok(beat.clone())))
+            .collect()
     }
 
-    async fn sweep(&self, grace: Duration, max_exits: u64) -> Result<Sweep, StoreError> {
+    /// One store: the sweep covers every room at once.
+    async fn sweep(
+        &self,
+        _rooms: &[RoomName],
+        grace: Duration,
+        max_exits: u64,
+    ) -> Result<Sweep, StoreError> {
         let mut s = self.hub.lock();
         let now = now_ms();
         let dead: Vec<String> = s
@@ -348,7 +360,7 @@ impl Presence for MemoryBackend {
         Ok(connections.len() as u64)
     }
 
-    async fn deregister(&self) -> Result<(), StoreError> {
+    async fn deregister(&self, _rooms: &[RoomName]) -> Result<(), StoreError> {
         self.hub.lock().nodes.remove(&self.node);
         Ok(())
     }

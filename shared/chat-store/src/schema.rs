@@ -1,27 +1,32 @@
 //! The Redis key and channel schema, shared by the gateway and the web service.
 //!
+//! Everything one room needs carries the room's hash tag, `{room}`, so it
+//! lives in one hash slot: on Redis Cluster a room is one shard's business,
+//! every script touches one slot, and rooms spread over the shards.
+//!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `chat:room:{room}:users` | hash | user id → live connection count (0 while leaving) |
-//! | `chat:room:{room}:names` | hash | user id → display name |
-//! | `chat:room:{room}:conns` | hash | connection id → user id |
-//! | `chat:room:{room}:history` | stream | the room's messages, capped |
-//! | `chat:room:{room}:seq` | string | counter of events published to the room |
-//! | `chat:leaving` | sorted set | `room\tuser` → when `user exited` is due (ms) |
-//! | `chat:nodes` | set | ids of gateway replicas that registered |
-//! | `chat:node:{node}:alive` | string | heartbeat of a replica, with a TTL |
-//! | `chat:node:{node}:conns` | set | `room\tconn\tuser` of a replica's connections |
-//! | `chat:epoch` | string | a random value set once; its change means Redis lost its data |
-//! | `chat:revoked:{sid}` | string | a logged-out web session, with a TTL |
+//! | `chat:room:{R}:users` | hash | user id → live connection count (0 while leaving) |
+//! | `chat:room:{R}:names` | hash | user id → display name |
+//! | `chat:room:{R}:conns` | hash | connection id → user id |
+//! | `chat:room:{R}:history` | stream | the room's messages, capped |
+//! | `chat:room:{R}:seq` | string | counter of events published to the room |
+//! | `chat:room:{R}:leaving` | sorted set | user id → when `user exited` is due (ms) |
+//! | `chat:room:{R}:nodes` | set | gateway replicas that heartbeat in the room |
+//! | `chat:room:{R}:alive:{node}` | string | a replica's heartbeat in the room, with a TTL |
+//! | `chat:room:{R}:node:{node}` | set | `conn\tuser` of a replica's connections in the room |
+//! | `chat:room:{R}:epoch` | string | a random value set once; its change means the room's shard lost its data |
+//! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
 //!
-//! Channels: `chat:room:{room}:events` carries a room's events (see
-//! [`crate::events`]); `chat:revocations` carries the `sid` of each logout.
+//! (`{node}` above is a placeholder, not a hash tag: only `{R}` is in braces.)
+//!
+//! Channels: `chat:room:{R}:events` carries a room's events (see
+//! [`crate::events`]) over sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`), so on a
+//! cluster each is served by its room's shard; `chat:revocations` carries the
+//! `sid` of each logout over classic pub/sub, which reaches every shard.
 //!
 //! The web service's sessions are kept by `tower-sessions-redis-store` under
 //! their bare session ids (it has no prefix option).
-//!
-//! Keys are built inside the Lua scripts from the same prefix, so the schema
-//! assumes a single Redis (or a primary with replicas), not Redis Cluster.
 
 use chat_core::RoomName;
 
@@ -31,22 +36,40 @@ pub const PREFIX: &str = "chat:";
 /// The channel that carries the `sid` of every logged-out web session.
 pub const REVOCATIONS_CHANNEL: &str = "chat:revocations";
 
-/// Hash of user id → live connection count in `room`.
-pub fn room_users(room: &RoomName) -> String {
-    format!("{PREFIX}room:{room}:users")
+/// The start of every key of `room`: `chat:room:{R}:`.
+fn room_base(room: &RoomName) -> String {
+    format!("{PREFIX}room:{{{room}}}:")
 }
 
-/// The channel of `room`'s events.
+/// Hash of user id → live connection count in `room`.
+pub fn room_users(room: &RoomName) -> String {
+    format!("{}users", room_base(room))
+}
+
+/// The (sharded) channel of `room`'s events.
 pub fn room_channel(room: &RoomName) -> String {
-    format!("{PREFIX}room:{room}:events")
+    format!("{}events", room_base(room))
 }
 
 /// The room a channel name belongs to, if it is a room channel.
 pub fn room_of_channel(channel: &str) -> Option<&str> {
     channel
         .strip_prefix(PREFIX)?
-        .strip_prefix("room:")?
-        .strip_suffix(":events")
+        .strip_prefix("room:{")?
+        .strip_suffix("}:events")
+}
+
+/// Every key a room script declares, in the order the scripts' prelude reads
+/// them (`lua/prelude.lua`), for `node` acting in `room`.
+pub fn room_keys(room: &RoomName, node: &str) -> Vec<String> {
+    let base = room_base(room);
+    [
+        "users", "names", "conns", "history", "seq", "leaving", "nodes", "epoch",
+    ]
+    .iter()
+    .map(|k| format!("{base}{k}"))
+    .chain([format!("{base}alive:{node}"), format!("{base}node:{node}")])
+    .collect()
 }
 
 /// The marker of a logged-out web session.
@@ -61,10 +84,26 @@ mod tests {
     #[test]
     fn room_channels_round_trip() {
         let room = RoomName::parse("Sports").expect("room");
-        assert_eq!(room_channel(&room), "chat:room:Sports:events");
+        assert_eq!(room_channel(&room), "chat:room:{Sports}:events");
         assert_eq!(room_of_channel(&room_channel(&room)), Some("Sports"));
         assert_eq!(room_of_channel(REVOCATIONS_CHANNEL), None);
-        assert_eq!(room_users(&room), "chat:room:Sports:users");
+        assert_eq!(room_users(&room), "chat:room:{Sports}:users");
         assert_eq!(revoked("abc"), "chat:revoked:abc");
+    }
+
+    #[test]
+    fn a_rooms_keys_and_channel_share_one_hash_slot() {
+        let room = RoomName::parse("General").expect("room");
+        let slot = fred::util::redis_keyslot(room_channel(&room).as_bytes());
+        let keys = room_keys(&room, "n1");
+        assert_eq!(keys.len(), 10);
+        for key in keys {
+            assert_eq!(fred::util::redis_keyslot(key.as_bytes()), slot, "{key}");
+        }
+        let other = RoomName::parse("Music").expect("room");
+        assert_ne!(
+            fred::util::redis_keyslot(room_users(&other).as_bytes()),
+            slot
+        );
     }
 }

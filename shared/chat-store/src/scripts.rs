@@ -1,4 +1,5 @@
-//! The Lua scripts, each prefixed with the shared prelude (`lua/prelude.lua`).
+//! The Lua scripts: the room scripts, each prefixed with the shared prelude
+//! (`lua/prelude.lua`, which reads the room's keys), and the revocation.
 //!
 //! Scripts run by `EVALSHA`, falling back to `EVAL` (fred's
 //! `evalsha_with_reload`) after Redis restarted and forgot them.
@@ -60,3 +61,7 @@ script!(
     "Register again the connections Redis lost."
 );
 script!(DEREGISTER, "lua/deregister.lua", "Remove a draining node.");
+
+/// Mark a web session as logged out and publish its `sid`, in one step.
+pub static REVOKE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("lua/revoke.lua")));

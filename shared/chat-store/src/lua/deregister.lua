@@ -1,5 +1,4 @@
--- ARGV: prefix, node. A draining node, whose connections are already released, leaves.
-local node = ARGV[2]
-redis.call('DEL', P .. 'node:' .. node .. ':alive', P .. 'node:' .. node .. ':conns')
-redis.call('SREM', P .. 'nodes', node)
+-- A draining node, whose connections are already released, leaves the room.
+redis.call('DEL', K_ALIVE, K_MINE)
+redis.call('SREM', K_NODES, NODE)
 return 1

@@ -1,21 +1,24 @@
--- ARGV: prefix, node, ttl (ms), epoch candidate.
--- Returns {was alive (0/1), epoch}: a changed epoch means Redis lost its data;
--- a missing heartbeat under the same epoch means this node was swept as dead.
+-- ARGV 4..: ttl (ms), epoch candidate.
+-- Refreshes this node's heartbeat in the room and returns {was alive (0/1), epoch}:
+-- a changed epoch means the room's shard lost its data; a missing heartbeat
+-- under the same epoch means this node was swept from the room as dead.
 --
 -- The first write is PEXPIRE, which Redis allows when it is full (maxmemory
 -- with noeviction refuses only commands that may grow memory, and only before
--- a script's first write): a full Redis must not let live replicas' heartbeats
--- lapse, or their sweep would remove the presence of connected users.
-local node = ARGV[2]
-local alive = P .. 'node:' .. node .. ':alive'
-local was = redis.call('PEXPIRE', alive, ARGV[3]) == 1
+-- a script's first write), and nothing else is written while all is in place:
+-- a full Redis must not let live replicas' heartbeats lapse, or their sweep
+-- would remove the presence of connected users.
+local ttl = ARGV[4]
+local was = redis.call('PEXPIRE', K_ALIVE, ttl) == 1
 if not was then
-  redis.call('SET', alive, '1', 'PX', ARGV[3])
+  redis.call('SET', K_ALIVE, '1', 'PX', ttl)
 end
-redis.call('SADD', P .. 'nodes', node)
-local epoch = redis.call('GET', P .. 'epoch')
+if redis.call('SISMEMBER', K_NODES, NODE) == 0 then
+  redis.call('SADD', K_NODES, NODE)
+end
+local epoch = redis.call('GET', K_EPOCH)
 if not epoch then
-  redis.call('SET', P .. 'epoch', ARGV[4])
-  epoch = ARGV[4]
+  redis.call('SET', K_EPOCH, ARGV[5])
+  epoch = ARGV[5]
 end
 return { was and 1 or 0, epoch }

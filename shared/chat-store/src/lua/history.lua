@@ -1,3 +1,3 @@
--- ARGV: prefix, room, before id, limit. Returns message json, oldest first.
-local entries = redis.call('XREVRANGE', room_key(ARGV[2], 'history'), '(' .. ARGV[3], '-', 'COUNT', ARGV[4])
-return entries_json(ARGV[2], entries, true)
+-- ARGV 4..: before id, limit. Returns message json, oldest first.
+local entries = redis.call('XREVRANGE', K_HISTORY, '(' .. ARGV[4], '-', 'COUNT', ARGV[5])
+return entries_json(entries, true)

@@ -1,29 +1,24 @@
--- ARGV: prefix, room, node, conn, user id, name, web session id ('' if none),
---       since ('' if none), history limit, silent ('1' or '0').
--- Returns {'revoked'} or {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...}}:
+-- ARGV 4..: conn, user id, name, since ('' if none), history limit, silent ('1' or '0').
+-- Returns {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...}}:
 -- the connection is registered and the snapshot taken in one atomic step, so
 -- `seq` tells exactly which published events the snapshot already includes.
-local room, node, conn, uid, name, sid, since = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local limit = tonumber(ARGV[9])
-if sid ~= '' and redis.call('EXISTS', P .. 'revoked:' .. sid) == 1 then
-  return { 'revoked' }
-end
-enter(room, node, conn, uid, name, ARGV[10] == '1')
+local conn, uid, name, since = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local limit = tonumber(ARGV[8])
+enter(conn, uid, name, ARGV[9] == '1')
 
 -- `names` holds exactly the users of `users` (set on entry, removed on exit):
 -- one read gives the members as id, name, id, name, ... Ids and names hold no
 -- control characters, so they travel as one tab-separated string: one reply
 -- item instead of two per member.
-local members = table.concat(redis.call('HGETALL', room_key(room, 'names')), TAB)
+local members = table.concat(redis.call('HGETALL', K_NAMES), TAB)
 
-local hkey = room_key(room, 'history')
 local recovered = 1
 local history
 if since == '' then
-  history = entries_json(room, redis.call('XREVRANGE', hkey, '+', '-', 'COUNT', limit), true)
+  history = entries_json(redis.call('XREVRANGE', K_HISTORY, '+', '-', 'COUNT', limit), true)
 else
-  local after = redis.call('XRANGE', hkey, '(' .. since, '+', 'COUNT', limit + 1)
-  local ok, info = pcall(redis.call, 'XINFO', 'STREAM', hkey)
+  local after = redis.call('XRANGE', K_HISTORY, '(' .. since, '+', 'COUNT', limit + 1)
+  local ok, info = pcall(redis.call, 'XINFO', 'STREAM', K_HISTORY)
   if #after > limit or not ok then
     recovered = 0
   else
@@ -35,10 +30,10 @@ else
     end
   end
   if recovered == 1 then
-    history = entries_json(room, after, false)
+    history = entries_json(after, false)
   else
-    history = entries_json(room, redis.call('XREVRANGE', hkey, '+', '-', 'COUNT', limit), true)
+    history = entries_json(redis.call('XREVRANGE', K_HISTORY, '+', '-', 'COUNT', limit), true)
   end
 end
-local seq = tonumber(redis.call('GET', room_key(room, 'seq')) or '0')
+local seq = tonumber(redis.call('GET', K_SEQ) or '0')
 return { 'ok', seq, members, recovered, history }

@@ -1,5 +1,16 @@
--- Shared by every script: ARGV[1] is the key prefix (see schema.rs).
-local P = ARGV[1]
+-- Shared by every script. Each script acts on one room, so every key it
+-- touches carries the room's hash tag `{room}` and lives in one hash slot
+-- (one Redis Cluster shard). The keys are declared, always in this order:
+--   KEYS: 1 users, 2 names, 3 conns, 4 history, 5 seq, 6 leaving, 7 nodes,
+--         8 epoch, 9 this node's heartbeat, 10 this node's connections.
+--   ARGV: 1 room name, 2 the room's (sharded) channel, 3 the node acting,
+--         then the script's own arguments.
+-- Only the sweep also reads other nodes' heartbeats and connections, whose
+-- names it builds from KEYS[7] and which share the room's hash tag.
+local K_USERS, K_NAMES, K_CONNS, K_HISTORY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_SEQ, K_LEAVING, K_NODES, K_EPOCH = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_ALIVE, K_MINE = KEYS[9], KEYS[10]
+local ROOM, CHANNEL, NODE = ARGV[1], ARGV[2], ARGV[3]
 local TAB = '\t'
 
 local function now_ms()
@@ -7,14 +18,20 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function room_key(room, suffix)
-  return P .. 'room:' .. room .. ':' .. suffix
+-- Another node's key in this room: 'alive' (its heartbeat) or 'node' (its connections).
+local function node_key(what, node)
+  return string.sub(K_NODES, 1, -6) .. what .. ':' .. node
 end
 
--- Publishes `event` to the room's channel with the room's next sequence number.
-local function publish(room, event)
-  event.seq = redis.call('INCR', room_key(room, 'seq'))
-  redis.call('PUBLISH', room_key(room, 'events'), cjson.encode(event))
+-- Publishes an event whose JSON fields (without braces) are `fields`, with
+-- the room's next sequence number.
+local function publish(fields)
+  local seq = redis.call('INCR', K_SEQ)
+  redis.call('SPUBLISH', CHANNEL, '{"seq":' .. seq .. ',' .. fields .. '}')
+end
+
+local function publish_user(kind, uid, name)
+  publish('"kind":"' .. kind .. '","user":' .. cjson.encode({ id = uid, name = name }))
 end
 
 -- Message ids are "<ms>-<seq>" without leading zeros: compare as numbers.
@@ -30,45 +47,45 @@ local function id_gt(a, b)
   return tonumber(as) > tonumber(bs)
 end
 
--- A stream entry as the contract's Message, serialized once.
-local function message_json(room, id, fields)
-  local f = {}
-  for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+-- The contract's Message, the one place its JSON is made.
+local function message_json(id, uid, name, text)
   local ms = id_parts(id)
-  return cjson.encode({ id = id, room = room, user = { id = f.u, name = f.n }, text = f.t, ts = tonumber(ms) })
+  return cjson.encode({ id = id, room = ROOM, user = { id = uid, name = name }, text = text, ts = tonumber(ms) })
 end
 
-local function entries_json(room, entries, reverse)
+local function entries_json(entries, reverse)
   local out = {}
   local n = #entries
   for i = 1, n do
     local e = reverse and entries[n + 1 - i] or entries[i]
-    out[i] = message_json(room, e[1], e[2])
+    local f = {}
+    for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
+    out[i] = message_json(e[1], f.u, f.n, f.t)
   end
   return out
 end
 
--- Registers one live connection; announces the user unless they were
--- already present, still within their exit grace, or `silent` is set.
-local function enter(room, node, conn, uid, name, silent)
-  if redis.call('HSETNX', room_key(room, 'conns'), conn, uid) == 0 then return end
-  redis.call('SADD', P .. 'node:' .. node .. ':conns', room .. TAB .. conn .. TAB .. uid)
-  redis.call('HSET', room_key(room, 'names'), uid, name)
-  local count = redis.call('HINCRBY', room_key(room, 'users'), uid, 1)
-  local was_leaving = redis.call('ZREM', P .. 'leaving', room .. TAB .. uid)
+-- Registers one live connection of this node; announces the user unless
+-- they were already present, still within their exit grace, or `silent`.
+local function enter(conn, uid, name, silent)
+  if redis.call('HSETNX', K_CONNS, conn, uid) == 0 then return end
+  redis.call('SADD', K_MINE, conn .. TAB .. uid)
+  redis.call('HSET', K_NAMES, uid, name)
+  local count = redis.call('HINCRBY', K_USERS, uid, 1)
+  local was_leaving = redis.call('ZREM', K_LEAVING, uid)
   if count == 1 and was_leaving == 0 and not silent then
-    publish(room, { kind = 'entered', user = { id = uid, name = name } })
+    publish_user('entered', uid, name)
   end
 end
 
 -- Drops one connection; when it was the user's last, `user exited` is due
 -- after `grace_ms` unless the user comes back first.
-local function release(room, conn, uid, grace_ms)
-  if redis.call('HDEL', room_key(room, 'conns'), conn) == 0 then return 0 end
-  local count = redis.call('HINCRBY', room_key(room, 'users'), uid, -1)
+local function release(conn, uid, grace_ms)
+  if redis.call('HDEL', K_CONNS, conn) == 0 then return 0 end
+  local count = redis.call('HINCRBY', K_USERS, uid, -1)
   if count <= 0 then
-    redis.call('HSET', room_key(room, 'users'), uid, 0)
-    redis.call('ZADD', P .. 'leaving', now_ms() + grace_ms, room .. TAB .. uid)
+    redis.call('HSET', K_USERS, uid, 0)
+    redis.call('ZADD', K_LEAVING, now_ms() + grace_ms, uid)
   end
   return 1
 end

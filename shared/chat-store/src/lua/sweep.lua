@@ -1,32 +1,31 @@
--- ARGV: prefix, exit grace (ms), most users to announce as exited.
--- 1. Every node whose heartbeat expired: release its connections (exactly one
---    replica's sweep sees each dead node, since the script is atomic).
+-- ARGV 4..: exit grace (ms), most users to announce as exited.
+-- 1. Every node whose heartbeat in this room expired: release its connections
+--    here (the script is atomic, so exactly one sweeper does it).
 -- 2. Every user whose exit grace passed with no live connection: `user exited`.
 -- Returns {connections swept, users exited}.
-local grace, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local grace, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local swept = 0
-for _, node in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-  if redis.call('EXISTS', P .. 'node:' .. node .. ':alive') == 0 then
-    local set = P .. 'node:' .. node .. ':conns'
+for _, node in ipairs(redis.call('SMEMBERS', K_NODES)) do
+  if redis.call('EXISTS', node_key('alive', node)) == 0 then
+    local set = node_key('node', node)
     for _, entry in ipairs(redis.call('SMEMBERS', set)) do
-      local room, conn, uid = string.match(entry, '^([^\t]+)\t([^\t]+)\t(.+)$')
-      if room then swept = swept + release(room, conn, uid, grace) end
+      local conn, uid = string.match(entry, '^([^\t]+)\t(.+)$')
+      if conn then swept = swept + release(conn, uid, grace) end
     end
     redis.call('DEL', set)
-    redis.call('SREM', P .. 'nodes', node)
+    redis.call('SREM', K_NODES, node)
   end
 end
 
 local exited = 0
-local due = redis.call('ZRANGEBYSCORE', P .. 'leaving', '-inf', now_ms(), 'LIMIT', 0, limit)
-for _, member in ipairs(due) do
-  redis.call('ZREM', P .. 'leaving', member)
-  local room, uid = string.match(member, '^([^\t]+)\t(.+)$')
-  if room and tonumber(redis.call('HGET', room_key(room, 'users'), uid) or '0') <= 0 then
-    local name = redis.call('HGET', room_key(room, 'names'), uid) or uid
-    redis.call('HDEL', room_key(room, 'users'), uid)
-    redis.call('HDEL', room_key(room, 'names'), uid)
-    publish(room, { kind = 'exited', user = { id = uid, name = name } })
+local due = redis.call('ZRANGEBYSCORE', K_LEAVING, '-inf', now_ms(), 'LIMIT', 0, limit)
+for _, uid in ipairs(due) do
+  redis.call('ZREM', K_LEAVING, uid)
+  if tonumber(redis.call('HGET', K_USERS, uid) or '0') <= 0 then
+    local name = redis.call('HGET', K_NAMES, uid) or uid
+    redis.call('HDEL', K_USERS, uid)
+    redis.call('HDEL', K_NAMES, uid)
+    publish_user('exited', uid, name)
     exited = exited + 1
   end
 end

@@ -1,11 +1,27 @@
 //! [`Fanout`] on Redis: one subscriber per process listens to the rooms'
-//! channels and the revocations channel. After every reconnect it
-//! subscribes again and then tells its consumer (`Resubscribed`), which
-//! reads back from history what was published while it was away.
+//! sharded channels (`SSUBSCRIBE`) and the revocations channel. After every
+//! reconnect it subscribes again and then tells its consumer
+//! (`Resubscribed`), which reads back from history what was published while
+//! it was away.
+//!
+//! On Redis Cluster, a room's channel is served by the shard that owns the
+//! room's hash slot. When that slot moves (a failover, a migration), Redis
+//! ends the shard subscription with a `sunsubscribe` push that fred drops,
+//! so the subscription would be gone without a word. The subscriber therefore
+//! re-reads the cluster's slot map every [`SHARD_CHECK_INTERVAL`] and
+//! subscribes again (and reports `Resubscribed`) for the rooms whose shard
+//! changed; until it has, the subscription does not count as live.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::RoomName;
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::clients::SubscriberClient;
+use fred::interfaces::{ClientLike, ClusterInterface, EventInterface, PubsubInterface};
+use fred::types::config::Server;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
@@ -15,29 +31,36 @@ use crate::error::StoreError;
 use crate::events::RoomEvent;
 use crate::schema;
 
+/// How often a subscriber on Redis Cluster checks that each room's shard
+/// subscription is still where the room's hash slot is.
+const SHARD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 #[async_trait]
 impl Fanout for RedisBackend {
     fn subscribe(&self, rooms: &[RoomName]) -> Result<Subscription, StoreError> {
         let subscriber = self.subscriber.clone().ok_or_else(|| {
             StoreError::Config("this backend was built without a subscriber".into())
         })?;
-        let mut channels: Vec<String> = rooms.iter().map(schema::room_channel).collect();
-        channels.push(schema::REVOCATIONS_CHANNEL.to_owned());
+        let channels: Vec<String> = rooms.iter().map(schema::room_channel).collect();
         let rooms = rooms.to_vec();
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
+        let shards_ok = self.shards_ok.clone();
         tokio::spawn(async move {
             // Tracked by the client even while Redis is away, and renewed
             // below after every reconnect.
-            if let Err(e) = subscriber.subscribe(channels).await {
+            if let Err(e) = subscribe_all(&subscriber, &channels).await {
                 tracing::warn!(error = %e, "subscribe failed; it is retried on reconnect");
             }
+            let mut shards = ShardWatch::new(&subscriber, &channels, shards_ok);
+            let mut check = tokio::time::interval(SHARD_CHECK_INTERVAL);
             loop {
                 let event = tokio::select! {
                     reconnected = reconnects.recv() => match reconnected {
                         Err(RecvError::Closed) => break,
-                        Ok(_) | Err(RecvError::Lagged(_)) => match subscriber.resubscribe_all().await {
+                        // Not fred's resubscribe_all: it sends an empty PSUBSCRIBE, which Redis refuses.
+                        Ok(_) | Err(RecvError::Lagged(_)) => match subscribe_all(&subscriber, &channels).await {
                             // From here on nothing is missed: the consumer may read the gap back.
                             Ok(()) => FanoutEvent::Resubscribed,
                             Err(e) => {
@@ -57,6 +80,13 @@ impl Fanout for RedisBackend {
                             None => continue,
                         },
                     },
+                    _ = check.tick(), if subscriber.is_clustered() => {
+                        if shards.moved().await {
+                            FanoutEvent::Resubscribed
+                        } else {
+                            continue;
+                        }
+                    }
                 };
                 if tx.send(event).await.is_err() {
                     break;
@@ -68,6 +98,84 @@ impl Fanout for RedisBackend {
 
     fn is_subscribed(&self) -> bool {
         self.subscriber.as_ref().is_some_and(|s| s.is_connected())
+            && self.shards_ok.load(Ordering::Relaxed)
+    }
+}
+
+async fn subscribe_all(
+    subscriber: &SubscriberClient,
+    channels: &[String],
+) -> Result<(), fred::error::Error> {
+    subscriber.subscribe(schema::REVOCATIONS_CHANNEL).await?;
+    for channel in channels {
+        // One by one: on a cluster each goes to its own shard.
+        subscriber.ssubscribe(channel.as_str()).await?;
+    }
+    Ok(())
+}
+
+/// Where each room's channel was subscribed, on a cluster.
+struct ShardWatch {
+    subscriber: SubscriberClient,
+    channels: Vec<String>,
+    owners: HashMap<String, Server>,
+    ok: Arc<AtomicBool>,
+}
+
+impl ShardWatch {
+    fn new(subscriber: &SubscriberClient, channels: &[String], ok: Arc<AtomicBool>) -> Self {
+        let mut watch = Self {
+            subscriber: subscriber.clone(),
+            channels: channels.to_vec(),
+            owners: HashMap::new(),
+            ok,
+        };
+        watch.owners = watch.current_owners();
+        watch
+    }
+
+    fn current_owners(&self) -> HashMap<String, Server> {
+        let Some(state) = self.subscriber.cached_cluster_state() else {
+            return HashMap::new();
+        };
+        self.channels
+            .iter()
+            .filter_map(|c| {
+                let slot = fred::util::redis_keyslot(c.as_bytes());
+                state.get_server(slot).map(|s| (c.clone(), s.clone()))
+            })
+            .collect()
+    }
+
+    /// Re-reads the slot map; subscribes again to the channels whose shard
+    /// changed. True when it did (events may have been missed).
+    async fn moved(&mut self) -> bool {
+        if let Err(e) = self.subscriber.sync_cluster().await {
+            tracing::warn!(error = %e, "could not read the cluster's slot map");
+            self.ok.store(false, Ordering::Relaxed);
+            return false;
+        }
+        let now = self.current_owners();
+        let moved: Vec<&String> = self
+            .channels
+            .iter()
+            .filter(|c| now.get(*c) != self.owners.get(*c))
+            .collect();
+        if moved.is_empty() {
+            self.ok.store(true, Ordering::Relaxed);
+            return false;
+        }
+        for channel in &moved {
+            tracing::info!(%channel, "room's shard moved; subscribing again");
+            if let Err(e) = self.subscriber.ssubscribe(channel.as_str()).await {
+                tracing::warn!(error = %e, %channel, "shard subscription failed; retried");
+                self.ok.store(false, Ordering::Relaxed);
+                return false;
+            }
+        }
+        self.owners = now;
+        self.ok.store(true, Ordering::Relaxed);
+        true
     }
 }
 

@@ -18,7 +18,6 @@ impl History for RedisBackend {
     async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError> {
         const OP: &str = "send message";
         let args = vec![
-            Value::from(message.room.as_str()),
             Value::from(message.user.id.as_str()),
             Value::from(message.user.name.as_str()),
             Value::from(message.text.as_str()),
@@ -26,9 +25,12 @@ impl History for RedisBackend {
             Value::from(HISTORY_KEPT as i64),
             Value::from(message.trace.unwrap_or_default()),
         ];
-        let id = reply::string(OP, self.run(OP, &scripts::SEND, args).await?)?;
-        id.parse()
-            .map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))
+        let id = reply::string(OP, self.run(OP, &scripts::SEND, message.room, args).await?)?;
+        let id = id
+            .parse()
+            .map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))?;
+        self.wait_for_replicas(message.room).await?;
+        Ok(id)
     }
 
     async fn history_after(
@@ -38,12 +40,9 @@ impl History for RedisBackend {
         limit: usize,
     ) -> Result<Vec<(MessageId, Box<RawValue>)>, StoreError> {
         const OP: &str = "read history after";
-        let args = vec![
-            Value::from(room.as_str()),
-            Value::from(after.to_string()),
-            Value::from(limit as i64),
-        ];
-        let messages = reply::messages(OP, self.run(OP, &scripts::HISTORY_AFTER, args).await?)?;
+        let args = vec![Value::from(after.to_string()), Value::from(limit as i64)];
+        let reply = self.run(OP, &scripts::HISTORY_AFTER, room, args).await?;
+        let messages = reply::messages(OP, reply)?;
         messages
             .into_iter()
             .map(|m| {
@@ -62,11 +61,7 @@ impl History for RedisBackend {
         limit: usize,
     ) -> Result<Vec<Box<RawValue>>, StoreError> {
         const OP: &str = "read history";
-        let args = vec![
-            Value::from(room.as_str()),
-            Value::from(before.to_string()),
-            Value::from(limit as i64),
-        ];
-        reply::messages(OP, self.run(OP, &scripts::HISTORY, args).await?)
+        let args = vec![Value::from(before.to_string()), Value::from(limit as i64)];
+        reply::messages(OP, self.run(OP, &scripts::HISTORY, room, args).await?)
     }
 }

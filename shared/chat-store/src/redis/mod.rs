@@ -12,17 +12,20 @@ mod presence;
 mod revocation;
 
 use async_trait::async_trait;
+use chat_core::RoomName;
 use fred::clients::SubscriberClient;
+use fred::interfaces::ClusterInterface;
 use fred::prelude::*;
-use fred::types::Value;
+use fred::types::config::Options;
 use fred::types::scripts::Script;
+use fred::types::{ClusterHash, Value};
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::backend::Backend;
 use crate::connection::RedisSettings;
 use crate::error::StoreError;
-use crate::schema::PREFIX;
+use crate::schema;
 
 /// Seconds each Redis script took, by `operation` and `outcome`.
 pub const COMMAND_SECONDS: &str = "chat_store_redis_command_seconds";
@@ -36,6 +39,11 @@ pub struct RedisBackend {
     pub(crate) client: Client,
     pub(crate) subscriber: Option<SubscriberClient>,
     pub(crate) node: String,
+    /// Replicas that must hold a message before `send` succeeds (0: none).
+    wait_replicas: u32,
+    wait_timeout: std::time::Duration,
+    /// On a cluster: every room's shard subscription is where its slot is.
+    pub(crate) shards_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -58,6 +66,9 @@ impl RedisBackend {
             client,
             subscriber,
             node: node.into(),
+            wait_replicas: 0,
+            wait_timeout: std::time::Duration::from_secs(2),
+            shards_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
@@ -73,7 +84,10 @@ impl RedisBackend {
         } else {
             None
         };
-        Ok(Self::new(settings.command_client()?, subscriber, node))
+        let mut backend = Self::new(settings.command_client()?, subscriber, node);
+        backend.wait_replicas = settings.wait_replicas;
+        backend.wait_timeout = settings.command_timeout;
+        Ok(backend)
     }
 
     /// The underlying client, for health checks.
@@ -81,16 +95,27 @@ impl RedisBackend {
         &self.client
     }
 
-    /// Runs `script` with the key prefix as its first argument, in a span
-    /// and timed.
+    /// Runs the room script `script` on `room`'s keys (all in its hash slot),
+    /// with the room, its channel and this node before `args`, in a span and
+    /// timed.
     pub(crate) async fn run(
         &self,
         operation: &'static str,
         script: &Script,
+        room: &RoomName,
         args: Vec<Value>,
     ) -> Result<Value, StoreError> {
-        let mut all = Vec::with_capacity(args.len() + 1);
-        all.push(Value::from(PREFIX));
+        // fred checks a script's keys against the cluster's slot map before
+        // sending it, and fails at once while it has none (not connected
+        // yet): wait for the connection as a single Redis's commands would.
+        if self.client.is_clustered() && self.client.cached_cluster_state().is_none() {
+            let _ = tokio::time::timeout(self.wait_timeout, self.client.wait_for_connect()).await;
+        }
+        let keys = schema::room_keys(room, &self.node);
+        let mut all = Vec::with_capacity(args.len() + 3);
+        all.push(Value::from(room.as_str()));
+        all.push(Value::from(schema::room_channel(room)));
+        all.push(Value::from(self.node.as_str()));
         all.extend(args);
         let span = tracing::info_span!(
             "redis",
@@ -101,7 +126,7 @@ impl RedisBackend {
         );
         let started = std::time::Instant::now();
         let result = script
-            .evalsha_with_reload(&self.client, (), all)
+            .evalsha_with_reload(&self.client, keys, all)
             .instrument(span)
             .await
             .map_err(StoreError::redis(operation));
@@ -109,6 +134,41 @@ impl RedisBackend {
         metrics::histogram!(COMMAND_SECONDS, "operation" => operation, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
         result
+    }
+}
+
+impl RedisBackend {
+    /// With `REDIS_WAIT_REPLICAS` set, waits until that many replicas hold
+    /// what was just written to `room`'s shard (`WAIT`, sent to the node that
+    /// serves the room's hash slot); fails if they do not within the command
+    /// timeout, so the sender is told `unavailable`, not `ok`.
+    pub(crate) async fn wait_for_replicas(&self, room: &RoomName) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        const OP: &str = "WAIT for replicas";
+        let slot = fred::util::redis_keyslot(schema::room_channel(room).as_bytes());
+        let options = Options {
+            cluster_hash: Some(ClusterHash::Custom(slot)),
+            ..Default::default()
+        };
+        let timeout_ms = i64::try_from(self.wait_timeout.as_millis()).unwrap_or(i64::MAX);
+        let acked: i64 = self
+            .client
+            .with_options(&options)
+            .wait(i64::from(self.wait_replicas), timeout_ms)
+            .await
+            .map_err(StoreError::redis(OP))?;
+        if acked < i64::from(self.wait_replicas) {
+            return Err(StoreError::reply(
+                OP,
+                format!(
+                    "{acked} of {} replicas hold the message",
+                    self.wait_replicas
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

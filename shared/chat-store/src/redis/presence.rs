@@ -1,12 +1,14 @@
 //! [`Presence`] on Redis: each operation is one Lua script.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chat_core::{RoomName, UserRef};
 use fred::prelude::*;
 use fred::types::Value;
 
 use super::{RedisBackend, reply};
-use crate::backend::Presence;
+use crate::backend::{PerRoom, Presence, Revocations};
 use crate::error::StoreError;
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot, Sweep};
 use crate::{schema, scripts};
@@ -48,35 +50,40 @@ impl Presence for RedisBackend {
     }
 
     /// Registers a connection and returns the room's snapshot, atomically.
-    /// `silent` suppresses `user entered`.
+    /// A logged-out session is refused first (revocations live outside the
+    /// room's hash slot, so that is a step of its own; a logout that lands
+    /// after it reaches the connection through the fan-out).
     async fn join(
         &self,
         request: JoinRequest<'_>,
         silent: bool,
     ) -> Result<JoinOutcome, StoreError> {
         const OP: &str = "join room";
+        if let Some(sid) = request.session
+            && !self.revoked_among(&[sid.to_owned()]).await?.is_empty()
+        {
+            return Ok(JoinOutcome::Revoked);
+        }
         let c = request.connection;
         let args = vec![
-            Value::from(c.room.as_str()),
-            Value::from(self.node.as_str()),
             Value::from(c.conn.as_str()),
             Value::from(c.user.id.as_str()),
             Value::from(c.user.name.as_str()),
-            Value::from(request.session.unwrap_or_default()),
             Value::from(request.since.map(|s| s.to_string()).unwrap_or_default()),
             Value::from(request.history_limit as i64),
             Value::from(if silent { "1" } else { "0" }),
         ];
-        let mut parts = reply::array(OP, self.run(OP, &scripts::JOIN, args).await?)?.into_iter();
-        let status = reply::string(OP, parts.next().unwrap_or(Value::Null))?;
-        if status == "revoked" {
-            return Ok(JoinOutcome::Revoked);
-        }
+        let reply = self.run(OP, &scripts::JOIN, &c.room, args).await?;
+        let mut parts = reply::array(OP, reply)?.into_iter();
         let mut next = || {
             parts
                 .next()
                 .ok_or_else(|| StoreError::reply(OP, "short reply"))
         };
+        let status = reply::string(OP, next()?)?;
+        if status != "ok" {
+            return Err(StoreError::reply(OP, format!("status {status:?}")));
+        }
         let seq = reply::integer(OP, next()?)?;
         let members = members(OP, next()?)?;
         let recovered = reply::integer(OP, next()?)? == 1;
@@ -98,82 +105,107 @@ impl Presence for RedisBackend {
     ) -> Result<(), StoreError> {
         const OP: &str = "leave room";
         let args = vec![
-            Value::from(connection.room.as_str()),
-            Value::from(self.node.as_str()),
             Value::from(connection.conn.as_str()),
             Value::from(connection.user.id.as_str()),
             Value::from(millis(grace)),
         ];
-        self.run(OP, &scripts::LEAVE, args).await.map(|_| ())
+        self.run(OP, &scripts::LEAVE, &connection.room, args)
+            .await
+            .map(|_| ())
     }
 
-    /// Refreshes this node's heartbeat for `ttl`.
+    /// Refreshes this node's heartbeat in every room, concurrently.
     async fn heartbeat(
         &self,
+        rooms: &[RoomName],
         ttl: std::time::Duration,
         epoch_candidate: &str,
-    ) -> Result<Heartbeat, StoreError> {
+    ) -> PerRoom<Heartbeat> {
         const OP: &str = "heartbeat";
-        let args = vec![
-            Value::from(self.node.as_str()),
-            Value::from(millis(ttl)),
-            Value::from(epoch_candidate),
-        ];
-        let mut parts =
-            reply::array(OP, self.run(OP, &scripts::HEARTBEAT, args).await?)?.into_iter();
-        let was_alive = reply::integer(OP, parts.next().unwrap_or(Value::Null))? == 1;
-        let epoch = reply::string(OP, parts.next().unwrap_or(Value::Null))?;
-        Ok(Heartbeat { was_alive, epoch })
+        let beats = rooms.iter().map(|room| async move {
+            let args = vec![Value::from(millis(ttl)), Value::from(epoch_candidate)];
+            let beat = async {
+                let reply = self.run(OP, &scripts::HEARTBEAT, room, args).await?;
+                let mut parts = reply::array(OP, reply)?.into_iter();
+                let was_alive = reply::integer(OP, parts.next().unwrap_or(Value::Null))? == 1;
+                let epoch = reply::string(OP, parts.next().unwrap_or(Value::Null))?;
+                Ok(Heartbeat { was_alive, epoch })
+            };
+            (room.clone(), beat.await)
+        });
+        futures_util::future::join_all(beats).await
     }
 
-    /// Sweeps dead nodes and announces users whose exit grace has passed.
-    async fn sweep(&self, grace: std::time::Duration, max_exits: u64) -> Result<Sweep, StoreError> {
+    /// Sweeps dead nodes out of every room and announces due exits, concurrently.
+    async fn sweep(
+        &self,
+        rooms: &[RoomName],
+        grace: std::time::Duration,
+        max_exits: u64,
+    ) -> Result<Sweep, StoreError> {
         const OP: &str = "sweep";
-        let args = vec![
-            Value::from(millis(grace)),
-            Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
-        ];
-        let mut parts = reply::array(OP, self.run(OP, &scripts::SWEEP, args).await?)?.into_iter();
-        let removed = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
-        let exited = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
-        Ok(Sweep {
-            connections_removed: u64::try_from(removed).unwrap_or(0),
-            users_exited: u64::try_from(exited).unwrap_or(0),
-        })
+        let sweeps = rooms.iter().map(|room| async move {
+            let args = vec![
+                Value::from(millis(grace)),
+                Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
+            ];
+            let reply = self.run(OP, &scripts::SWEEP, room, args).await?;
+            let mut parts = reply::array(OP, reply)?.into_iter();
+            let removed = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
+            let exited = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
+            Ok::<_, StoreError>(Sweep {
+                connections_removed: u64::try_from(removed).unwrap_or(0),
+                users_exited: u64::try_from(exited).unwrap_or(0),
+            })
+        });
+        let mut total = Sweep::default();
+        let mut failed = None;
+        for result in futures_util::future::join_all(sweeps).await {
+            match result {
+                Ok(s) => {
+                    total.connections_removed += s.connections_removed;
+                    total.users_exited += s.users_exited;
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        failed.map_or(Ok(total), Err)
     }
 
     /// Registers again connections that Redis lost; `silent` when the loss was
-    /// Redis's own (nobody saw these users leave).
+    /// Redis's own (nobody saw these users leave). One script per room and
+    /// at most 500 connections.
     async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError> {
         const OP: &str = "restore presence";
+        let mut by_room: BTreeMap<&RoomName, Vec<&Connection>> = BTreeMap::new();
+        for c in connections {
+            by_room.entry(&c.room).or_default().push(c);
+        }
         let mut restored = 0;
-        for chunk in connections.chunks(500) {
-            let mut args = vec![
-                Value::from(self.node.as_str()),
-                Value::from(if silent { "1" } else { "0" }),
-            ];
-            for c in chunk {
-                args.extend([
-                    Value::from(c.room.as_str()),
-                    Value::from(c.conn.as_str()),
-                    Value::from(c.user.id.as_str()),
-                    Value::from(c.user.name.as_str()),
-                ]);
+        for (room, conns) in by_room {
+            for chunk in conns.chunks(500) {
+                let mut args = vec![Value::from(if silent { "1" } else { "0" })];
+                for c in chunk {
+                    args.extend([
+                        Value::from(c.conn.as_str()),
+                        Value::from(c.user.id.as_str()),
+                        Value::from(c.user.name.as_str()),
+                    ]);
+                }
+                restored += reply::integer(OP, self.run(OP, &scripts::RESTORE, room, args).await?)?;
             }
-            restored += reply::integer(OP, self.run(OP, &scripts::RESTORE, args).await?)?;
         }
         Ok(u64::try_from(restored).unwrap_or(0))
     }
 
-    /// Removes this node's heartbeat and registry (after its connections left).
-    async fn deregister(&self) -> Result<(), StoreError> {
-        self.run(
-            "deregister node",
-            &scripts::DEREGISTER,
-            vec![Value::from(self.node.as_str())],
-        )
-        .await
-        .map(|_| ())
+    /// Removes this node's heartbeat and registry from every room (after its
+    /// connections left).
+    async fn deregister(&self, rooms: &[RoomName]) -> Result<(), StoreError> {
+        for room in rooms {
+            self.run("deregister node", &scripts::DEREGISTER, room, Vec::new())
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,36 +1,25 @@
 //! [`Revocations`] on Redis: a key with a TTL per logged-out session, and a
-//! message on the revocations channel, in one transaction; checks are one
+//! message on the revocations channel, in one script; checks are one
 //! pipelined round trip however many sessions they ask about.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::*;
-use fred::types::Expiration;
+use fred::types::Value;
 
 use super::RedisBackend;
 use crate::backend::Revocations;
 use crate::error::StoreError;
-use crate::schema;
+use crate::{schema, scripts};
 
 #[async_trait]
 impl Revocations for RedisBackend {
     async fn revoke_session(&self, sid: &str, ttl: Duration) -> Result<(), StoreError> {
         let ttl_s = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let tx = self.client.multi();
-        tx.set::<(), _, _>(
-            schema::revoked(sid),
-            "1",
-            Some(Expiration::EX(ttl_s)),
-            None,
-            false,
-        )
-        .await
-        .map_err(StoreError::redis("queue SET revoked"))?;
-        tx.publish::<(), _, _>(schema::REVOCATIONS_CHANNEL, sid)
-            .await
-            .map_err(StoreError::redis("queue PUBLISH revocation"))?;
-        tx.exec::<()>(true)
+        let args: Vec<Value> = vec![ttl_s.into(), schema::REVOCATIONS_CHANNEL.into(), sid.into()];
+        scripts::REVOKE
+            .evalsha_with_reload::<(), _, _>(&self.client, schema::revoked(sid), args)
             .await
             .map_err(StoreError::redis("revoke session"))
     }

@@ -10,7 +10,7 @@ use chat_core::{MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, FanoutEvent, Subscription};
 use chat_store::events::RoomEventKind;
 use chat_store::history::NewMessage;
-use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
+use chat_store::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot};
 
 /// Makes nodes that share one store.
 pub(crate) trait Nodes {
@@ -40,6 +40,16 @@ async fn join(store: &dyn Backend, c: &Connection) -> Result<Snapshot> {
         JoinOutcome::Joined(s) => Ok(s),
         JoinOutcome::Revoked => bail!("unexpectedly revoked"),
     }
+}
+
+/// One heartbeat in `rooms`; fails if any room's failed.
+async fn beat(store: &dyn Backend, rooms: &[RoomName], ttl: Duration) -> Result<Vec<Heartbeat>> {
+    store
+        .heartbeat(rooms, ttl, "e1")
+        .await
+        .into_iter()
+        .map(|(_, beat)| beat.map_err(anyhow::Error::from))
+        .collect()
 }
 
 fn text(t: &str) -> Result<MessageText> {
@@ -96,8 +106,9 @@ pub(crate) async fn two_tabs_on_two_nodes_at_once_enter_once_and_exit_once(
     assert_eq!(sb?.members.iter().filter(|m| m.id == "ann").count(), 1);
     a.leave(&ca, Duration::ZERO).await?;
     b.leave(&cb, Duration::ZERO).await?;
-    let first = a.sweep(Duration::ZERO, 100).await?;
-    let second = b.sweep(Duration::ZERO, 100).await?;
+    let rooms = std::slice::from_ref(&room);
+    let first = a.sweep(rooms, Duration::ZERO, 100).await?;
+    let second = b.sweep(rooms, Duration::ZERO, 100).await?;
     assert_eq!(first.users_exited + second.users_exited, 1);
     assert!(matches!(next(&mut events).await?, RoomEventKind::Entered(u) if u.id == "ann"));
     assert!(matches!(next(&mut events).await?, RoomEventKind::Exited(u) if u.id == "ann"));
@@ -116,7 +127,8 @@ pub(crate) async fn a_user_back_within_the_grace_causes_no_events(nodes: &dyn No
         snapshot.members.iter().any(|m| m.id == "bob"),
         "still listed during the grace"
     );
-    assert_eq!(a.sweep(Duration::ZERO, 100).await?.users_exited, 0);
+    let rooms = std::slice::from_ref(&room);
+    assert_eq!(a.sweep(rooms, Duration::ZERO, 100).await?.users_exited, 0);
     a.send(NewMessage {
         room: &room,
         user: &first.user,
@@ -137,15 +149,16 @@ pub(crate) async fn a_dead_nodes_connections_are_swept_by_one_survivor(
 ) -> Result<()> {
     let (dead, alive) = (nodes.node("dead"), nodes.node("alive"));
     let room = RoomName::parse("Music")?;
-    dead.heartbeat(Duration::from_millis(200), "e1").await?;
-    alive.heartbeat(Duration::from_secs(60), "e1").await?;
+    let rooms = std::slice::from_ref(&room);
+    beat(dead.as_ref(), rooms, Duration::from_millis(200)).await?;
+    beat(alive.as_ref(), rooms, Duration::from_secs(60)).await?;
     join(dead.as_ref(), &conn(&room, "d1", "cy")).await?;
     join(alive.as_ref(), &conn(&room, "l1", "di")).await?;
     // The heartbeat's TTL is the thing under test: let it run out.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (s1, s2) = tokio::join!(
-        alive.sweep(Duration::ZERO, 100),
-        alive.sweep(Duration::ZERO, 100)
+        alive.sweep(rooms, Duration::ZERO, 100),
+        alive.sweep(rooms, Duration::ZERO, 100)
     );
     let (s1, s2) = (s1?, s2?);
     assert_eq!(s1.connections_removed + s2.connections_removed, 1);
