@@ -1,5 +1,7 @@
-//! The Redis backend: presence, history, fan-out and revocations on one
-//! Redis (7 or newer), shared by every replica.
+//! The Redis backend: presence, history, fan-out and revocations on Redis 7
+//! or newer, shared by every replica: one Redis, a primary with replicas under
+//! Sentinel, or a Redis Cluster (whatever `REDIS_URL` names; each room's keys
+//! share one hash slot, see [`crate::schema`]).
 //!
 //! - [`presence`]: joining, leaving, heartbeats and sweeps (Lua scripts).
 //! - [`history`]: storing and paging messages (Lua scripts).
