@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { freePort, until } from '../support/net.mjs';
-import { startRedis } from '../support/redis.mjs';
+import { startRedisTopology } from '../support/topology.mjs';
 import { startService } from '../support/service.mjs';
 import { generateKeyPair, tempFile } from '../support/keys.mjs';
 import { startOidcProvider, loginAtProvider } from '../support/oidc.mjs';
@@ -12,9 +12,12 @@ import { CookieJar } from './jar.mjs';
 
 export { CookieJar, until };
 
-/** Redis + provider + chat-web. Options: `idp` (provider options), `env` (extra chat-web settings), `keys` (several pairs). */
-export async function startStack({ idp: idpOptions = {}, env = {}, keys: keyCount = 1 } = {}) {
-  const redis = await startRedis();
+/**
+ * Redis + provider + chat-web. Options: `idp` (provider options), `env` (extra chat-web settings), `keys` (several pairs),
+ * `topology` (the Redis: 'single', 'cluster' or 'sentinel'; `CHAT_TEST_REDIS` by default, see support/topology.mjs).
+ */
+export async function startStack({ idp: idpOptions = {}, env = {}, keys: keyCount = 1, topology = process.env.CHAT_TEST_REDIS || 'single' } = {}) {
+  const redis = await startRedisTopology(topology);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const idp = await startOidcProvider({ publicUrl: base, ...idpOptions });
@@ -42,7 +45,7 @@ export async function startStack({ idp: idpOptions = {}, env = {}, keys: keyCoun
     async stop() {
       await web.stop();
       await idp.stop();
-      await redis.kill();
+      await redis.stop();
     },
   };
 }
