@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chat_core::ErrorCode;
 use chat_core::events::{
     ConnectAuth, HISTORY, HistoryAck, HistoryRequest, MESSAGE_SENT, REFRESH, RefreshAck, SendAck,
-    WELCOME, Welcome,
+    TYPING, WELCOME, Welcome,
 };
 use serde::Serialize;
 use socketioxide::extract::{Extension, State, TryData};
@@ -58,6 +58,7 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     socket.on(MESSAGE_SENT, on_message_sent);
     socket.on(HISTORY, on_history);
     socket.on(REFRESH, on_refresh);
+    socket.on(TYPING, on_typing);
     socket.on_disconnect(on_disconnect);
 
     let welcome = Welcome {
@@ -182,6 +183,15 @@ fn on_refresh(
     let (g, c) = (gateway.clone(), conn.clone());
     in_order(&gateway, &conn, ack, refusals, async move {
         g.refresh(&c, token).await
+    })
+}
+
+/// `typing` has no ack: should a client ask for one anyway, it gets `null`.
+fn on_typing(ack: Ack, Extension(conn): Extension<Arc<Conn>>, State(gateway): Shared) -> Ready<()> {
+    let refusals = Refusals { busy: (), late: () };
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, refusals, async move {
+        g.typing(&c).await;
     })
 }
 

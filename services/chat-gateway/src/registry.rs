@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use chat_core::events::{MESSAGE_RECEIVED, USER_ENTERED, USER_EXITED};
+use chat_core::events::{MESSAGE_RECEIVED, USER_ENTERED, USER_EXITED, USER_TYPING};
 use chat_core::{ErrorCode, MessageId, RoomList, RoomName};
 use chat_store::events::{RoomEvent, RoomEventKind};
 use serde_json::value::RawValue;
@@ -174,6 +174,8 @@ impl Registry {
         let Some(mut sockets) = self.room(room) else {
             return (0, Vec::new());
         };
+        // `user typing` never goes back to the typist's own tabs.
+        let mut except_user = None;
         let out = match event.kind {
             RoomEventKind::Message { id, payload, .. } => {
                 // Read back after a gap, or published twice: already delivered.
@@ -185,6 +187,11 @@ impl Registry {
             }
             RoomEventKind::Entered(user) => Encoded::event(USER_ENTERED, &raw(&user)),
             RoomEventKind::Exited(user) => Encoded::event(USER_EXITED, &raw(&user)),
+            RoomEventKind::Typing(user) => {
+                let out = Encoded::event(USER_TYPING, &raw(&user));
+                except_user = Some(user.id);
+                out
+            }
         };
         let mut written = 0;
         let mut slow = Vec::new();
@@ -194,6 +201,9 @@ impl Registry {
             }
             // Events arrive in order: once past the snapshot, nothing more to skip.
             *covered = 0;
+            if except_user.as_deref() == Some(handle.conn.record.user.id.as_str()) {
+                continue;
+            }
             if self.write(handle, &out) {
                 written += 1;
             } else {
@@ -203,8 +213,10 @@ impl Registry {
         for handle in &slow {
             sockets.live.remove(&handle.socket.id);
         }
-        for (_, buffered) in sockets.pending.values_mut() {
-            buffered.push((event.seq, out.clone()));
+        for (handle, buffered) in sockets.pending.values_mut() {
+            if except_user.as_deref() != Some(handle.conn.record.user.id.as_str()) {
+                buffered.push((event.seq, out.clone()));
+            }
         }
         drop(sockets);
         for handle in &slow {

@@ -61,6 +61,9 @@ pub struct Gateway {
     sends: Budget,
     history_reads: Budget,
     refreshes: Budget,
+    /// Keyed by user and room: spares Redis most keystrokes (the store's
+    /// throttle decides across replicas).
+    typings: Budget,
     draining: AtomicBool,
     redis_ok: AtomicBool,
     /// Leaves that failed while Redis was away, retried by the heartbeat.
@@ -90,6 +93,10 @@ impl Gateway {
             sends: budget(config.rate_per_second, config.rate_burst),
             history_reads: budget(config.event_rate_per_second, config.event_rate_burst),
             refreshes: budget(config.event_rate_per_second, config.event_rate_burst),
+            typings: RateLimiter::keyed(
+                Quota::with_period(typing_throttle() / 2)
+                    .unwrap_or_else(|| Quota::per_second(nonzero(1))),
+            ),
             config,
             keys,
             backend,
@@ -503,6 +510,27 @@ impl Gateway {
         RefreshAck::ok(conn.refreshed(claims.sid, claims.exp))
     }
 
+    /// Handles `typing`: at most one `user typing` per user per
+    /// `TYPING_THROTTLE_MS` reaches the room, whichever replicas the user's
+    /// tabs are on; the rest are dropped without a word.
+    pub async fn typing(&self, conn: &Conn) {
+        let user = &conn.record.user;
+        let room = &conn.record.room;
+        if self
+            .typings
+            .check_key(&format!("{}\t{room}", user.id))
+            .is_err()
+        {
+            return;
+        }
+        let publish = self.backend.typing(room, user, typing_throttle());
+        match tokio::time::timeout(self.config.ack_timeout, publish).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "typing not published"),
+            Err(_) => tracing::debug!("typing not published: Redis timed out"),
+        }
+    }
+
     /// Records that `bytes` more were queued for a connection; one that now
     /// has too much waiting is closed as a slow consumer.
     pub fn queued(&self, handle: &Handle, bytes: usize) {
@@ -536,7 +564,12 @@ impl Gateway {
 
     /// Forgets rate-limiter entries of users who went quiet.
     pub fn trim_rate_limiter(&self) {
-        for budget in [&self.sends, &self.history_reads, &self.refreshes] {
+        for budget in [
+            &self.sends,
+            &self.history_reads,
+            &self.refreshes,
+            &self.typings,
+        ] {
             budget.retain_recent();
         }
     }
@@ -566,6 +599,11 @@ fn say_goodbye(handle: &Handle, reason: Option<ErrorCode>) {
     } else if !closed {
         tracing::debug!(sid = %socket.id, "disconnect deferred: buffer full");
     }
+}
+
+/// The contract's typing throttle.
+fn typing_throttle() -> std::time::Duration {
+    std::time::Duration::from_millis(chat_core::events::TYPING_THROTTLE_MS)
 }
 
 fn nonzero(n: u32) -> std::num::NonZeroU32 {

@@ -23,6 +23,13 @@ pub const MESSAGE_SENT: &str = "message sent";
 pub const HISTORY: &str = "history";
 /// Client → server: replace the connection's token.
 pub const REFRESH: &str = "refresh";
+/// Client → server: the user is typing (no payload, no ack).
+pub const TYPING: &str = "typing";
+/// Server → client: another user of the room is typing.
+pub const USER_TYPING: &str = "user typing";
+
+/// At most one `user typing` per user per this many milliseconds reaches a room.
+pub const TYPING_THROTTLE_MS: u64 = 2000;
 
 /// Most messages `welcome` or one `history` page carries.
 pub const HISTORY_PAGE_MAX: usize = 100;

@@ -1,4 +1,4 @@
-//! The four things a chat backend does, as traits, so that the services
+//! The five things a chat backend does, as traits, so that the services
 //! never know whether they talk to Redis or to the in-memory backend of the
 //! single-process mode. One behaviour test suite runs against both.
 
@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_core::{MessageId, RoomName};
+use chat_core::{MessageId, RoomName, UserRef};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -94,6 +94,20 @@ pub trait History: Send + Sync {
     ) -> Result<Vec<Box<RawValue>>, StoreError>;
 }
 
+/// Signals that are published to the room but never stored.
+#[async_trait]
+pub trait Signals: Send + Sync {
+    /// Publishes `user typing` for `user` in `room` unless one was published
+    /// for them there within `throttle` (by any replica). Returns whether it
+    /// was published.
+    async fn typing(
+        &self,
+        room: &RoomName,
+        user: &UserRef,
+        throttle: Duration,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Delivery of room events and revocations to every replica.
 #[async_trait]
 pub trait Fanout: Send + Sync {
@@ -114,7 +128,7 @@ pub trait Revocations: Send + Sync {
 
 /// A whole backend.
 #[async_trait]
-pub trait Backend: Presence + History + Fanout + Revocations + Debug {
+pub trait Backend: Presence + History + Signals + Fanout + Revocations + Debug {
     /// Whether the store answers right now.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -40,6 +40,8 @@ pub enum RoomEventKind {
     Entered(UserRef),
     /// A user's last connection is gone.
     Exited(UserRef),
+    /// A user is typing (throttled by the store; never stored).
+    Typing(UserRef),
 }
 
 /// The one reader of a published room event.
@@ -79,6 +81,7 @@ impl RoomEvent {
             }
             "entered" => RoomEventKind::Entered(user()?),
             "exited" => RoomEventKind::Exited(user()?),
+            "typing" => RoomEventKind::Typing(user()?),
             other => return Err(bad(format!("unknown kind {other:?}"))),
         };
         Ok(Self { seq, kind })
@@ -123,6 +126,10 @@ mod tests {
             RoomEvent::decode(r#"{"seq":1,"kind":"exited","user":{"id":"u","name":"Ann"}}"#)
                 .expect("decodes");
         assert!(matches!(event.kind, RoomEventKind::Exited(u) if u.name == "Ann"));
+        let event =
+            RoomEvent::decode(r#"{"seq":2,"kind":"typing","user":{"id":"u","name":"Ann"}}"#)
+                .expect("decodes");
+        assert!(matches!(event.kind, RoomEventKind::Typing(u) if u.id == "u"));
         assert!(RoomEvent::decode("{}").is_err());
         assert!(
             RoomEvent::decode(r#"{"seq":1,"kind":"nope","user":{"id":"u","name":"n"}}"#).is_err()

@@ -7,7 +7,7 @@
 //! publishing a message) is one Lua script, so replicas never race.
 //!
 //! # Layout
-//! - [`backend`]: the traits (`Presence`, `History`, `Fanout`, `Revocations`).
+//! - [`backend`]: the traits (`Presence`, `History`, `Signals`, `Fanout`, `Revocations`).
 //! - [`redis`]: the Redis backend, for production.
 //! - [`memory`]: the in-memory backend, for the single-process mode.
 //! - [`schema`]: key and channel names, in one place.
@@ -29,7 +29,9 @@ pub mod redis;
 pub mod schema;
 pub mod scripts;
 
-pub use backend::{Backend, Fanout, FanoutEvent, History, Presence, Revocations, Subscription};
+pub use backend::{
+    Backend, Fanout, FanoutEvent, History, Presence, Revocations, Signals, Subscription,
+};
 pub use error::StoreError;
 pub use memory::{MemoryBackend, MemoryHub};
 pub use redis::RedisBackend;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::{
     Backend, Fanout, FanoutEvent, History, PerRoom, Presence, Revocations, SUBSCRIPTION_CAPACITY,
-    Subscription,
+    Signals, Subscription,
 };
 use crate::error::StoreError;
 use crate::events::{RoomEvent, RoomEventKind};
@@ -35,6 +35,8 @@ struct RoomState {
     last_id: Option<MessageId>,
     max_deleted: Option<MessageId>,
     seq: u64,
+    /// user id → until when (ms) their next `typing` is throttled.
+    typing: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -130,6 +132,7 @@ impl State {
                 },
                 (RoomEventKind::Entered(u), _) => RoomEventKind::Entered(u.clone()),
                 (RoomEventKind::Exited(u), _) => RoomEventKind::Exited(u.clone()),
+                (RoomEventKind::Typing(u), _) => RoomEventKind::Typing(u.clone()),
                 (RoomEventKind::Message { .. }, None) => continue,
             };
             if tx
@@ -456,6 +459,29 @@ impl History for MemoryBackend {
             .collect();
         let skip = older.len().saturating_sub(limit);
         Ok(State::messages(room, older.into_iter().skip(skip)))
+    }
+}
+
+#[async_trait]
+impl Signals for MemoryBackend {
+    async fn typing(
+        &self,
+        room: &RoomName,
+        user: &UserRef,
+        throttle: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.hub.lock();
+        let now = now_ms();
+        let state = s.rooms.entry(room.clone()).or_default();
+        state.typing.retain(|_, until| *until > now);
+        if state.typing.contains_key(&user.id) {
+            return Ok(false);
+        }
+        state
+            .typing
+            .insert(user.id.clone(), now.saturating_add(millis(throttle)));
+        s.publish(room, RoomEventKind::Typing(user.clone()));
+        Ok(true)
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `chat:room:{R}:nodes` | set | gateway replicas that heartbeat in the room |
 //! | `chat:room:{R}:alive:{node}` | string | a replica's heartbeat in the room, with a TTL |
 //! | `chat:room:{R}:node:{node}` | set | `conn\tuser` of a replica's connections in the room |
+//! | `chat:room:{R}:typing:{user}` | string | set for 2 s after a user's `user typing` was published (the throttle) |
 //! | `chat:room:{R}:epoch` | string | a random value set once; its change means the room's shard lost its data |
 //! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
 //!
@@ -72,6 +73,11 @@ pub fn room_keys(room: &RoomName, node: &str) -> Vec<String> {
     .collect()
 }
 
+/// The typing throttle of user `uid` in `room` (in the room's slot).
+pub fn room_typing(room: &RoomName, uid: &str) -> String {
+    format!("{}typing:{uid}", room_base(room))
+}
+
 /// The marker of a logged-out web session.
 pub fn revoked(sid: &str) -> String {
     format!("{PREFIX}revoked:{sid}")
@@ -95,8 +101,9 @@ mod tests {
     fn a_rooms_keys_and_channel_share_one_hash_slot() {
         let room = RoomName::parse("General").expect("room");
         let slot = fred::util::redis_keyslot(room_channel(&room).as_bytes());
-        let keys = room_keys(&room, "n1");
+        let mut keys = room_keys(&room, "n1");
         assert_eq!(keys.len(), 10);
+        keys.push(room_typing(&room, "user{with}braces"));
         for key in keys {
             assert_eq!(fred::util::redis_keyslot(key.as_bytes()), slot, "{key}");
         }

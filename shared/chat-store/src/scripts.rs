@@ -60,6 +60,11 @@ script!(
     "lua/restore.lua",
     "Register again the connections Redis lost."
 );
+script!(
+    TYPING,
+    "lua/typing.lua",
+    "Publish `typing` unless the user's throttle key is set (SET NX PX)."
+);
 script!(DEREGISTER, "lua/deregister.lua", "Remove a draining node.");
 
 /// Mark a web session as logged out and publish its `sid`, in one step.

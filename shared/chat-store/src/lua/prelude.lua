@@ -2,7 +2,8 @@
 -- touches carries the room's hash tag `{room}` and lives in one hash slot
 -- (one Redis Cluster shard). The keys are declared, always in this order:
 --   KEYS: 1 users, 2 names, 3 conns, 4 history, 5 seq, 6 leaving, 7 nodes,
---         8 epoch, 9 this node's heartbeat, 10 this node's connections.
+--         8 epoch, 9 this node's heartbeat, 10 this node's connections,
+--         then the script's own keys (also in the room's slot), from 11.
 --   ARGV: 1 room name, 2 the room's (sharded) channel, 3 the node acting,
 --         then the script's own arguments.
 -- Only the sweep also reads other nodes' heartbeats and connections, whose

@@ -7,11 +7,13 @@
 //! - [`history`]: storing and paging messages (Lua scripts).
 //! - [`fanout`]: the subscriber that turns channel messages into events.
 //! - [`revocation`]: logged-out web sessions.
+//! - [`signals`]: typing, throttled and published, never stored.
 
 mod fanout;
 mod history;
 mod presence;
 mod revocation;
+mod signals;
 
 use async_trait::async_trait;
 use chat_core::RoomName;
@@ -107,13 +109,28 @@ impl RedisBackend {
         room: &RoomName,
         args: Vec<Value>,
     ) -> Result<Value, StoreError> {
+        self.run_with_keys(operation, script, room, Vec::new(), args)
+            .await
+    }
+
+    /// [`RedisBackend::run`] with the script's own keys (each in `room`'s
+    /// slot) declared after the room's, from `KEYS[11]`.
+    pub(crate) async fn run_with_keys(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        room: &RoomName,
+        extra_keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<Value, StoreError> {
         // fred checks a script's keys against the cluster's slot map before
         // sending it, and fails at once while it has none (not connected
         // yet): wait for the connection as a single Redis's commands would.
         if self.client.is_clustered() && self.client.cached_cluster_state().is_none() {
             let _ = tokio::time::timeout(self.wait_timeout, self.client.wait_for_connect()).await;
         }
-        let keys = schema::room_keys(room, &self.node);
+        let mut keys = schema::room_keys(room, &self.node);
+        keys.extend(extra_keys);
         let mut all = Vec::with_capacity(args.len() + 3);
         all.push(Value::from(room.as_str()));
         all.push(Value::from(schema::room_channel(room)));

@@ -56,6 +56,14 @@ fn text(t: &str) -> Result<MessageText> {
     MessageText::parse(t.into(), 2000).map_err(anyhow::Error::msg)
 }
 
+/// An id after every message of the tests.
+fn far_future() -> chat_core::MessageId {
+    chat_core::MessageId {
+        ms: 99_999_999_999_999,
+        seq: 0,
+    }
+}
+
 async fn next(events: &mut Subscription) -> Result<RoomEventKind> {
     loop {
         let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
@@ -318,6 +326,37 @@ pub(crate) async fn restore_is_silent_after_data_loss_and_loud_after_a_sweep(
     Ok(())
 }
 
+pub(crate) async fn typing_is_throttled_per_user_across_nodes_and_never_stored(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let (a, b) = (nodes.node("node-a"), nodes.node("node-b"));
+    let room = RoomName::parse("Typing")?;
+    let mut events = listen(a.as_ref(), &room).await?;
+    let before = a.history_before(&room, far_future(), 100).await?;
+    let ann = conn(&room, "a1", "ann").user;
+    let bob = conn(&room, "b1", "bob").user;
+    let throttle = Duration::from_millis(400);
+    assert!(a.typing(&room, &ann, throttle).await?);
+    assert!(
+        !b.typing(&room, &ann, throttle).await?,
+        "throttled on every node"
+    );
+    assert!(!a.typing(&room, &ann, throttle).await?);
+    assert!(b.typing(&room, &bob, throttle).await?, "per user");
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Typing(u) if u == ann));
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Typing(u) if u == bob));
+    // The throttle's expiry is the thing under test: let it run out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        b.typing(&room, &ann, throttle).await?,
+        "free again after the throttle"
+    );
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Typing(u) if u == ann));
+    let after = a.history_before(&room, far_future(), 100).await?;
+    assert_eq!(before.len(), after.len(), "typing is never stored");
+    Ok(())
+}
+
 /// Generates one `#[tokio::test]` per suite function for a harness expression.
 #[macro_export]
 macro_rules! behaviour_tests {
@@ -330,6 +369,7 @@ macro_rules! behaviour_tests {
             a_floor_keeps_ids_increasing,
             a_revoked_session_cannot_join_and_subscribers_hear_of_it,
             restore_is_silent_after_data_loss_and_loud_after_a_sweep,
+            typing_is_throttled_per_user_across_nodes_and_never_stored,
         );
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
