@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 
+use crate::redisstat::{self, NodeUsage};
 use crate::report::{FloodReport, Report};
 
 type Metric = (&'static str, fn(&Report) -> f64, Unit);
@@ -289,9 +290,261 @@ pub(crate) fn run(dir: &str, out: Option<&str>) -> anyhow::Result<()> {
         let peer = load(&peer_path)?;
         text.push_str(&table(&sc, &ours, &peer));
     }
+    text.push_str(&topologies(std::path::Path::new(dir))?);
     print!("{text}");
     if let Some(out) = out {
         std::fs::write(out, &text).with_context(|| format!("writing {out}"))?;
     }
     Ok(())
+}
+
+/// One row of the topology table: a figure of a report, as text.
+type Row<'a> = Box<dyn Fn(&Report) -> String + 'a>;
+
+/// The fan-out scenarios of our side on each Redis topology the harness ran
+/// (`ours-fanout*.json`), side by side, with what Redis did per send and on
+/// each node.
+fn topologies(dir: &std::path::Path) -> anyhow::Result<String> {
+    let mut runs: Vec<(String, Report)> = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let Some(name) = e?.file_name().into_string().ok() else {
+            continue;
+        };
+        let Some(sc) = name
+            .strip_prefix("ours-")
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if sc.starts_with("fanout") {
+            let r = load(&dir.join(&name))?;
+            if !r.redis.is_empty() {
+                runs.push((sc.to_owned(), r));
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Ok(String::new());
+    }
+    // The harness's order: single, single + replica, cluster, cluster + WAIT.
+    let rank = |sc: &str| {
+        [
+            "fanout",
+            "fanout-wait",
+            "fanout-cluster",
+            "fanout-cluster-wait",
+        ]
+        .iter()
+        .position(|x| *x == sc)
+        .unwrap_or(usize::MAX)
+    };
+    runs.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
+    let mut s = String::from("### fan-out by Redis topology (ours)\n\n");
+    let params: Vec<String> = runs[0]
+        .1
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(s, "Parameters (of `{}`): {}\n", runs[0].0, params.join(" "));
+    s.push_str(
+        "fanout: one redis-server; fanout-wait: a primary and one replica, \
+         REDIS_WAIT_REPLICAS=1; fanout-cluster: 3 primaries + 3 replicas; \
+         fanout-cluster-wait: the cluster with REDIS_WAIT_REPLICAS=1. \
+         \"Above idle\": less what the same nodes did with everyone connected and \
+         nobody sending (heartbeats, sweeps).\n\n",
+    );
+    let _ = writeln!(
+        s,
+        "| metric | {} |",
+        runs.iter()
+            .map(|r| r.0.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(s, "| --- |{}", " ---: |".repeat(runs.len()));
+    let per_send = |r: &Report, v: f64| if r.sent > 0 { v / r.sent as f64 } else { 0.0 };
+    let secs = |r: &Report| r.redis.first().map_or(0.0, |n| n.secs).max(1e-9);
+    let role = |r: &Report, role: &str| -> Vec<NodeUsage> {
+        r.redis.iter().filter(|n| n.role == role).cloned().collect()
+    };
+    let cpu = |nodes: &[NodeUsage]| nodes.iter().map(|n| n.cpu_s).sum::<f64>();
+    let calls = |r: &Report, cmd: &str| {
+        redisstat::calls_above_idle(&role(r, "master"), &r.redis_idle)
+            .get(cmd)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let all_calls = |r: &Report| -> f64 {
+        redisstat::calls_above_idle(&role(r, "master"), &r.redis_idle)
+            .values()
+            .sum()
+    };
+    let idle_cores = |r: &Report| -> f64 {
+        r.redis_idle
+            .iter()
+            .map(|n| n.cpu_s / n.secs.max(1e-9))
+            .sum()
+    };
+    let busiest = |r: &Report| {
+        role(r, "master")
+            .iter()
+            .map(|n| n.cpu_s)
+            .fold(0.0, f64::max)
+            / secs(r)
+    };
+    let ms = |us: u64| show(us as f64, Unit::Micros);
+    let rows: Vec<(&str, Row<'_>)> = vec![
+        (
+            "primaries (nodes)",
+            Box::new(|r| format!("{} ({})", role(r, "master").len(), r.redis.len())),
+        ),
+        (
+            "sent / acked ok",
+            Box::new(|r| format!("{} / {}", r.sent, r.acked_ok)),
+        ),
+        (
+            "refused / unacked",
+            Box::new(|r| format!("{} / {}", r.ack_failed, r.ack_missing)),
+        ),
+        (
+            "lost / duplicated",
+            Box::new(|r| format!("{} / {}", r.lost, r.duplicated)),
+        ),
+        ("sends/s", Box::new(|r| format!("{:.0}", r.sends_per_s))),
+        (
+            "deliveries/s",
+            Box::new(|r| format!("{:.0}", r.deliveries_per_s)),
+        ),
+        (
+            "**ack p50 / p99**",
+            Box::new(|r| format!("{} / {}", ms(r.ack.p50_us), ms(r.ack.p99_us))),
+        ),
+        (
+            "ack p999 / max",
+            Box::new(|r| format!("{} / {}", ms(r.ack.p999_us), ms(r.ack.max_us))),
+        ),
+        (
+            "end-to-end p50 / p99",
+            Box::new(|r| format!("{} / {}", ms(r.e2e.p50_us), ms(r.e2e.p99_us))),
+        ),
+        (
+            "gateway CPU µs/delivery",
+            Box::new(|r| format!("{:.2}", r.server_cpu_us_per_delivery)),
+        ),
+        (
+            "load tool CPU (cores)",
+            Box::new(|r| format!("{:.2}", r.tool_cpu_cores)),
+        ),
+        (
+            "Redis CPU, all nodes (cores)",
+            Box::new(|r| format!("{:.3}", cpu(&r.redis) / secs(r))),
+        ),
+        (
+            "Redis CPU at idle, all nodes (cores)",
+            Box::new(|r| format!("{:.3}", idle_cores(r))),
+        ),
+        (
+            "busiest primary (cores)",
+            Box::new(|r| format!("{:.3}", busiest(r))),
+        ),
+        (
+            "**Redis CPU µs per send, primaries, above idle**",
+            Box::new(|r| {
+                format!(
+                    "{:.1}",
+                    per_send(
+                        r,
+                        redisstat::cpu_above_idle(&role(r, "master"), &r.redis_idle) * 1e6
+                    )
+                )
+            }),
+        ),
+        (
+            "Redis CPU µs per send, replicas, above idle",
+            Box::new(|r| {
+                format!(
+                    "{:.1}",
+                    per_send(
+                        r,
+                        redisstat::cpu_above_idle(&role(r, "slave"), &r.redis_idle) * 1e6
+                    )
+                )
+            }),
+        ),
+        (
+            "commands per send, primaries, above idle",
+            Box::new(|r| format!("{:.2}", per_send(r, all_calls(r)))),
+        ),
+        (
+            "evalsha / xadd / spublish / wait per send",
+            Box::new(|r| {
+                format!(
+                    "{:.2} / {:.2} / {:.2} / {:.2}",
+                    per_send(r, calls(r, "evalsha")),
+                    per_send(r, calls(r, "xadd")),
+                    per_send(r, calls(r, "spublish")),
+                    per_send(r, calls(r, "wait"))
+                )
+            }),
+        ),
+        (
+            "evalsha µs inside Redis per call",
+            Box::new(|r| {
+                let t = redisstat::total(&role(r, "master"), "evalsha");
+                format!(
+                    "{:.1}",
+                    if t.calls > 0 {
+                        t.usec as f64 / t.calls as f64
+                    } else {
+                        0.0
+                    }
+                )
+            }),
+        ),
+    ];
+    for (name, get) in &rows {
+        let _ = writeln!(
+            s,
+            "| {name} | {} |",
+            runs.iter()
+                .map(|(_, r)| get(r))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    s.push('\n');
+    for (sc, r) in &runs {
+        let _ = writeln!(s, "Per node, `{sc}`:\n");
+        s.push_str("| node | role | CPU (cores) | of which kernel | commands in the phase |\n");
+        s.push_str("| --- | --- | ---: | ---: | --- |\n");
+        for n in &r.redis {
+            s.push_str(&node_row(n));
+        }
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+fn node_row(n: &NodeUsage) -> String {
+    let mut top: Vec<_> = n.commands.iter().collect();
+    top.sort_by_key(|b| std::cmp::Reverse(b.1.calls));
+    let cmds: Vec<String> = top
+        .iter()
+        .take(6)
+        .map(|(k, c)| format!("{k} {}", c.calls))
+        .collect();
+    let secs = n.secs.max(1e-9);
+    format!(
+        "| {} | {} | {:.3} | {:.3} | {} |\n",
+        n.addr,
+        if n.role == "master" {
+            "primary"
+        } else {
+            "replica"
+        },
+        n.cpu_s / secs,
+        n.sys_s / secs,
+        cmds.join(", ")
+    )
 }

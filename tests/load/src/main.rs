@@ -12,12 +12,14 @@
 //! - `scenario`: fanout, ramp, storm, idle, large-room, flood.
 //! - `abuser`: one connection of the flood's abusive user.
 //! - `procstat`: CPU time and RSS from `/proc`.
+//! - `redisstat`: per Redis node: role, CPU and `INFO commandstats`.
 //! - `report`: the JSON report, its table and its failures.
 //! - `compare`: ours-vs-peer tables from two sets of reports.
 
 mod abuser;
 mod compare;
 mod procstat;
+mod redisstat;
 mod report;
 mod scenario;
 mod session;
@@ -68,6 +70,16 @@ pub(crate) struct RunArgs {
     /// Another process of the system under test to measure apart (e.g. Redis); repeatable.
     #[arg(long)]
     pub(crate) aux_pid: Vec<u32>,
+    /// fanout, ramp: a Redis node (loopback host:port) whose role, CPU and
+    /// commands (`INFO commandstats`) to report for the measured phase; repeat
+    /// for every node of a cluster.
+    #[arg(long)]
+    pub(crate) redis_node: Vec<String>,
+    /// fanout with `--redis-node`: first read the nodes over this many
+    /// seconds with everyone connected and nobody sending (the fixed load of
+    /// heartbeats and sweeps, subtracted from the cost per send); 0: skip.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) redis_idle_s: f64,
     /// Write the report as JSON here.
     #[arg(long)]
     pub(crate) json: Option<String>,
@@ -181,6 +193,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     rt.enable_all();
     if let Some(n) = args.threads {
         rt.worker_threads(n.max(1));
+    }
+    for n in &args.redis_node {
+        redisstat::check_addr(n)?;
     }
     let rt = rt.build().context("starting the tokio runtime")?;
     let report = rt.block_on(scenario::run(args))?;

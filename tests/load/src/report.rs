@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::abuser::AbuserReport;
 use crate::procstat::{Measured, Usage};
+use crate::redisstat::NodeUsage;
 
 /// Percentiles of one latency distribution, in microseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -123,6 +124,14 @@ pub(crate) struct Report {
     pub(crate) aux_cpu_cores: f64,
     pub(crate) tool_cpu_cores: f64,
     pub(crate) steps: Vec<Report>,
+    /// fanout with `--redis-node`: what each Redis node did in the measured phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) redis: Vec<NodeUsage>,
+    /// fanout with `--redis-node` and `--redis-idle-s`: the same nodes over
+    /// that many seconds before the first send, everyone connected, nobody
+    /// sending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) redis_idle: Vec<NodeUsage>,
     /// The `flood` scenario's own figures (the rest of the report is the
     /// normal users' traffic over both phases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,6 +386,13 @@ impl Report {
                 }
             ),
         );
+        if !self.redis.is_empty() {
+            rows.extend(crate::redisstat::rows(
+                &self.redis,
+                &self.redis_idle,
+                self.sent,
+            ));
+        }
         if let Some(flood) = &self.flood {
             rows.extend(flood.rows());
         }

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::RunArgs;
 use crate::procstat::Meter;
+use crate::redisstat::RedisMeter;
 use crate::report::{Latency, Report, histogram};
 use crate::session::{self, Outcome, SendPlan, Start};
 use crate::wire::{self, Target};
@@ -260,12 +261,22 @@ impl Ctx<'_> {
         let jobs = self.prepare(n, |i| i / members)?;
         let mut pop = self.connect(jobs).await?;
         self.settle(&pop).await;
+        // What Redis does with every client connected and nobody sending
+        // (heartbeats, sweeps): the fixed load the sends come on top of.
+        let idle = if a.redis_node.is_empty() || a.redis_idle_s <= 0.0 {
+            Vec::new()
+        } else {
+            let m = RedisMeter::start(&a.redis_node);
+            tokio::time::sleep(Duration::from_secs_f64(a.redis_idle_s)).await;
+            m.stop(a.redis_idle_s)
+        };
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let duration = Duration::from_secs_f64(a.duration);
         let t0 = Instant::now() + Duration::from_millis(50);
         let until = t0 + duration;
         let stop_at = until + Duration::from_secs_f64(a.drain);
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
+        let redis = RedisMeter::start(&a.redis_node);
         let count = pop.clients.len().max(1) as f64;
         let pad = a.size;
         let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
@@ -281,7 +292,10 @@ impl Ctx<'_> {
         })
         .await?;
         let measured = meter.stop();
+        let nodes = redis.stop(a.duration + a.drain);
         let mut r = pop.report;
+        r.redis = nodes;
+        r.redis_idle = idle;
         r.params = self.params(&[
             ("rooms", a.rooms.into()),
             ("members", members.into()),

@@ -1,0 +1,315 @@
+//! What each Redis node did over a measured phase: its role, its CPU (from
+//! `/proc/<pid>/stat`, the pid being the one the node reports in `INFO
+//! server`) and its commands (`INFO commandstats`: calls and microseconds per
+//! command), so a report shows how the load spread over a cluster's shards
+//! and what one message cost Redis.
+//!
+//! Nodes are read over plain RESP with a blocking socket, once at the start
+//! and once at the end of the phase (a few milliseconds each), and only on
+//! loopback.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::procstat::{Sample, sample};
+
+/// Calls and time of one command on one node.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Calls {
+    pub(crate) calls: u64,
+    pub(crate) usec: u64,
+}
+
+/// One reading of one node.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    role: String,
+    pid: u32,
+    cpu: Sample,
+    commands: BTreeMap<String, Calls>,
+}
+
+/// What one node did over the phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct NodeUsage {
+    /// `host:port`.
+    pub(crate) addr: String,
+    /// `master` or `slave` (INFO replication), at the end of the phase.
+    pub(crate) role: String,
+    pub(crate) pid: u32,
+    /// Length of the phase, seconds.
+    pub(crate) secs: f64,
+    /// CPU seconds in the phase (user + system).
+    pub(crate) cpu_s: f64,
+    /// Of which in the kernel.
+    pub(crate) sys_s: f64,
+    /// Calls per command in the phase (the tool's own `INFO` left out).
+    /// Commands run by a script (`redis.call`) are counted too, and their
+    /// time is also inside the script's (`evalsha`).
+    pub(crate) commands: BTreeMap<String, Calls>,
+}
+
+/// Checks `addr` is a loopback `host:port` the tool may query.
+pub(crate) fn check_addr(addr: &str) -> anyhow::Result<()> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("--redis-node {addr}: expected host:port"))?;
+    port.parse::<u16>()
+        .with_context(|| format!("--redis-node {addr}: bad port"))?;
+    if host != "127.0.0.1" && host != "localhost" && !host.starts_with("127.") {
+        bail!("--redis-node {addr}: loopback addresses only");
+    }
+    Ok(())
+}
+
+/// Sends one inline command and reads one bulk-string reply.
+fn query(addr: &str, cmd: &str) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("{cmd}\r\n").as_bytes())?;
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    r.read_line(&mut head)?;
+    let len: usize = match head.strip_prefix('$') {
+        Some(n) => n.trim().parse().context("bad bulk length")?,
+        None => bail!("{addr} answered {cmd} with {}", head.trim()),
+    };
+    let mut body = vec![0; len + 2];
+    r.read_exact(&mut body)?;
+    body.truncate(len);
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+fn read(addr: &str) -> anyhow::Result<Snapshot> {
+    let server = query(addr, "INFO server")?;
+    let repl = query(addr, "INFO replication")?;
+    let stats = query(addr, "INFO commandstats")?;
+    let pid: u32 = field(&server, "process_id")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let mut commands = BTreeMap::new();
+    for line in stats.lines() {
+        // cmdstat_evalsha:calls=12,usec=345,usec_per_call=28.75,rejected_calls=0,failed_calls=0
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let get = |k: &str| {
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        commands.insert(
+            name.to_owned(),
+            Calls {
+                calls: get("calls"),
+                usec: get("usec"),
+            },
+        );
+    }
+    Ok(Snapshot {
+        role: field(&repl, "role").unwrap_or("?").to_owned(),
+        pid,
+        cpu: if pid > 0 {
+            sample(Some(pid))
+        } else {
+            Sample::default()
+        },
+        commands,
+    })
+}
+
+/// Readings of a set of nodes at the start of a phase.
+pub(crate) struct RedisMeter {
+    nodes: Vec<(String, Option<Snapshot>)>,
+}
+
+impl RedisMeter {
+    /// Reads every node in `addrs` (a node that does not answer is left out).
+    pub(crate) fn start(addrs: &[String]) -> Self {
+        Self {
+            nodes: addrs.iter().map(|a| (a.clone(), read(a).ok())).collect(),
+        }
+    }
+
+    /// Reads them again: what each did since [`Self::start`], `secs` ago.
+    pub(crate) fn stop(&self, secs: f64) -> Vec<NodeUsage> {
+        let mut out = Vec::new();
+        for (addr, before) in &self.nodes {
+            let (Some(before), Ok(after)) = (before, read(addr)) else {
+                continue;
+            };
+            let mut commands = BTreeMap::new();
+            for (name, a) in &after.commands {
+                // The tool's own readings, and the replicas' internal traffic.
+                if name == "info" {
+                    continue;
+                }
+                let b = before.commands.get(name).copied().unwrap_or_default();
+                let d = Calls {
+                    calls: a.calls.saturating_sub(b.calls),
+                    usec: a.usec.saturating_sub(b.usec),
+                };
+                if d.calls > 0 {
+                    commands.insert(name.clone(), d);
+                }
+            }
+            let same = before.pid == after.pid && after.pid > 0;
+            out.push(NodeUsage {
+                addr: addr.clone(),
+                role: after.role,
+                pid: after.pid,
+                secs,
+                cpu_s: if same {
+                    after.cpu.cpu_s - before.cpu.cpu_s
+                } else {
+                    0.0
+                },
+                sys_s: if same {
+                    after.cpu.sys_s - before.cpu.sys_s
+                } else {
+                    0.0
+                },
+                commands,
+            });
+        }
+        out
+    }
+}
+
+/// Calls of `cmd` summed over `nodes`.
+pub(crate) fn total(nodes: &[NodeUsage], cmd: &str) -> Calls {
+    nodes
+        .iter()
+        .filter_map(|n| n.commands.get(cmd))
+        .fold(Calls::default(), |acc, c| Calls {
+            calls: acc.calls + c.calls,
+            usec: acc.usec + c.usec,
+        })
+}
+
+/// Primaries only (`role:master`).
+pub(crate) fn primaries(nodes: &[NodeUsage]) -> Vec<NodeUsage> {
+    nodes
+        .iter()
+        .filter(|n| n.role == "master")
+        .cloned()
+        .collect()
+}
+
+/// CPU seconds of `nodes` over their phase, less what the same nodes spent
+/// at rest (`idle`, scaled to the phase's length).
+pub(crate) fn cpu_above_idle(nodes: &[NodeUsage], idle: &[NodeUsage]) -> f64 {
+    nodes
+        .iter()
+        .map(|n| {
+            let rest = idle
+                .iter()
+                .find(|i| i.addr == n.addr && i.secs > 0.0)
+                .map_or(0.0, |i| i.cpu_s / i.secs * n.secs);
+            n.cpu_s - rest
+        })
+        .sum()
+}
+
+/// Calls of every command of `nodes`, less what `idle` made at rest
+/// (scaled to the phase's length), per command.
+pub(crate) fn calls_above_idle(nodes: &[NodeUsage], idle: &[NodeUsage]) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for n in nodes {
+        let rest = idle.iter().find(|i| i.addr == n.addr && i.secs > 0.0);
+        for (cmd, c) in &n.commands {
+            let at_rest = rest
+                .and_then(|i| {
+                    i.commands
+                        .get(cmd)
+                        .map(|r| r.calls as f64 / i.secs * n.secs)
+                })
+                .unwrap_or(0.0);
+            *out.entry(cmd.clone()).or_default() += (c.calls as f64 - at_rest).max(0.0);
+        }
+    }
+    out
+}
+
+/// One line per node for the report's table, and the cost per send.
+pub(crate) fn rows(nodes: &[NodeUsage], idle: &[NodeUsage], sends: u64) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    let prim = primaries(nodes);
+    if sends > 0 {
+        let per = |v: f64| v / sends as f64;
+        let calls = calls_above_idle(&prim, idle);
+        let all: f64 = calls.values().sum();
+        let named: Vec<String> = ["evalsha", "xadd", "incr", "spublish", "wait"]
+            .iter()
+            .filter_map(|c| {
+                let v = calls.get(*c).copied().unwrap_or(0.0);
+                (v > 0.0).then(|| format!("{c} {:.2}", per(v)))
+            })
+            .collect();
+        rows.push((
+            "redis per send".into(),
+            format!(
+                "primaries: {:.1} µs CPU{}, {:.2} commands ({})",
+                per(cpu_above_idle(&prim, idle) * 1e6),
+                if idle.is_empty() { "" } else { " above idle" },
+                per(all),
+                named.join(", ")
+            ),
+        ));
+    }
+    for n in idle {
+        rows.push((
+            format!("redis idle {}", n.addr),
+            format!(
+                "{:.3} cores; {:.0} commands/s",
+                cores(n.cpu_s, n.secs),
+                n.commands.values().map(|c| c.calls).sum::<u64>() as f64 / n.secs.max(1e-9)
+            ),
+        ));
+    }
+    for n in nodes {
+        let mut top: Vec<(&String, &Calls)> = n.commands.iter().collect();
+        top.sort_by_key(|b| std::cmp::Reverse(b.1.calls));
+        let cmds: Vec<String> = top
+            .iter()
+            .take(6)
+            .map(|(k, c)| format!("{k} {}", c.calls))
+            .collect();
+        rows.push((
+            format!("redis {}", n.addr),
+            format!(
+                "{} pid {}: {:.3} cores ({:.3} kernel); {}",
+                if n.role == "master" {
+                    "primary"
+                } else {
+                    "replica"
+                },
+                n.pid,
+                cores(n.cpu_s, n.secs),
+                cores(n.sys_s, n.secs),
+                cmds.join(", ")
+            ),
+        ));
+    }
+    rows
+}
+
+fn cores(cpu_s: f64, secs: f64) -> f64 {
+    if secs > 0.0 { cpu_s / secs } else { 0.0 }
+}
