@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_core::events::{Change, MessageDeleted, MessageEdited};
 use chat_core::{ErrorCode, RoomName};
 use chat_store::events::{RoomEvent, RoomEventKind};
 use chat_store::{FanoutEvent, Subscription};
@@ -84,6 +85,7 @@ async fn read_back_gap(gateway: &Gateway) {
         let Some(mut last) = gateway.registry.last_id(room) else {
             continue;
         };
+        read_back_changes(gateway, room, last).await;
         loop {
             let page = gateway.backend.history_after(room, last, PAGE);
             let page = match tokio::time::timeout(gateway.config.ack_timeout, page).await {
@@ -117,6 +119,58 @@ async fn read_back_gap(gateway: &Gateway) {
             }
         }
     }
+}
+
+/// Delivers the edits and deletions made meanwhile to messages up to
+/// `last`, the newest this replica had delivered (newer ones are read back
+/// as they stand now). Delivering one again does no harm.
+async fn read_back_changes(gateway: &Gateway, room: &RoomName, last: chat_core::MessageId) {
+    let read = gateway.backend.changes_after(room, last);
+    let changes = match tokio::time::timeout(gateway.config.ack_timeout, read).await {
+        Ok(Ok(changes)) => changes,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, %room, "could not read back the changes");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%room, "reading back the changes timed out");
+            return;
+        }
+    };
+    for change in changes {
+        let kind = match change {
+            Change::Edited {
+                id,
+                text,
+                edited_ts,
+            } => RoomEventKind::Edited {
+                id,
+                payload: raw(&MessageEdited {
+                    id,
+                    room: room.as_str(),
+                    text: &text,
+                    edited_ts,
+                }),
+            },
+            Change::Deleted { id, .. } => RoomEventKind::Deleted {
+                id,
+                payload: raw(&MessageDeleted {
+                    id,
+                    room: room.as_str(),
+                }),
+            },
+        };
+        let event = RoomEvent {
+            seq: u64::MAX,
+            kind,
+        };
+        deliver(gateway, room, event);
+    }
+}
+
+fn raw<T: serde::Serialize>(value: &T) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|_| unreachable!("plain structs always serialize"))
 }
 
 /// Delivers one room event to this replica's connections. A message is

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use chat_core::ErrorCode;
 use chat_core::events::{
-    ConnectAuth, HISTORY, HistoryAck, HistoryRequest, MESSAGE_SENT, REFRESH, RefreshAck, SendAck,
-    TYPING, WELCOME, Welcome,
+    ConnectAuth, DeleteRequest, DoneAck, EditRequest, HISTORY, HistoryAck, HistoryRequest,
+    MESSAGE_DELETE, MESSAGE_EDIT, MESSAGE_SENT, REFRESH, RefreshAck, SendAck, TYPING, WELCOME,
+    Welcome,
 };
 use serde::Serialize;
 use socketioxide::extract::{Extension, State, TryData};
@@ -59,6 +60,8 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     socket.on(HISTORY, on_history);
     socket.on(REFRESH, on_refresh);
     socket.on(TYPING, on_typing);
+    socket.on(MESSAGE_EDIT, on_message_edit);
+    socket.on(MESSAGE_DELETE, on_message_delete);
     socket.on_disconnect(on_disconnect);
 
     let welcome = Welcome {
@@ -67,6 +70,7 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
         members: snapshot.members,
         history: snapshot.history,
         recovered: snapshot.recovered,
+        changes: snapshot.changes,
     };
     let handle = Handle { socket, conn };
     match serde_json::value::to_raw_value(&welcome) {
@@ -183,6 +187,47 @@ fn on_refresh(
     let (g, c) = (gateway.clone(), conn.clone());
     in_order(&gateway, &conn, ack, refusals, async move {
         g.refresh(&c, token).await
+    })
+}
+
+fn on_message_edit(
+    TryData(request): TryData<EditRequest>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let request = request
+        .map(|r| (r.id, Some(r.text)))
+        .map_err(|_| ErrorCode::Invalid);
+    change(gateway, conn, ack, request)
+}
+
+fn on_message_delete(
+    TryData(request): TryData<DeleteRequest>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let request = request
+        .map(|r| (r.id, None))
+        .map_err(|_| ErrorCode::Invalid);
+    change(gateway, conn, ack, request)
+}
+
+/// Queues an edit (with its text) or a deletion (without).
+fn change(
+    gateway: Arc<Gateway>,
+    conn: Arc<Conn>,
+    ack: Ack,
+    request: Result<(chat_core::MessageId, Option<String>), ErrorCode>,
+) -> Ready<()> {
+    let refusals = Refusals {
+        busy: DoneAck::err(ErrorCode::RateLimited),
+        late: DoneAck::err(ErrorCode::Unavailable),
+    };
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, refusals, async move {
+        g.change_message(&c, request).await
     })
 }
 

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chat_core::events::{
-    HistoryAck, HistoryRequest, RefreshAck, SESSION_ENDED, SendAck, SessionEnded,
+    DoneAck, HistoryAck, HistoryRequest, RefreshAck, SESSION_ENDED, SendAck, SessionEnded,
 };
 use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
 use chat_store::Backend;
-use chat_store::history::NewMessage;
+use chat_store::history::{ChangeOutcome, MessageChange, NewMessage};
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
 use chat_telemetry::trace_context::{current_trace_id, current_traceparent};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -61,6 +61,7 @@ pub struct Gateway {
     sends: Budget,
     history_reads: Budget,
     refreshes: Budget,
+    edits: Budget,
     /// Keyed by user and room: spares Redis most keystrokes (the store's
     /// throttle decides across replicas).
     typings: Budget,
@@ -92,6 +93,7 @@ impl Gateway {
         Self {
             sends: budget(config.rate_per_second, config.rate_burst),
             history_reads: budget(config.event_rate_per_second, config.event_rate_burst),
+            edits: budget(config.rate_per_second, config.rate_burst),
             refreshes: budget(config.event_rate_per_second, config.event_rate_burst),
             typings: RateLimiter::keyed(
                 Quota::with_period(typing_throttle() / 2)
@@ -510,6 +512,43 @@ impl Gateway {
         RefreshAck::ok(conn.refreshed(claims.sid, claims.exp))
     }
 
+    /// Handles `message edit` (with the new text) and `message delete`
+    /// (without): only the author's, of a message still in the kept history.
+    pub async fn change_message(
+        &self,
+        conn: &Conn,
+        request: Result<(MessageId, Option<String>), ErrorCode>,
+    ) -> DoneAck {
+        let (id, text) = match request {
+            Ok(r) => r,
+            Err(code) => return DoneAck::err(code),
+        };
+        let text = match text.map(|t| MessageText::parse(t, self.config.max_message_chars)) {
+            Some(Err(code)) => return DoneAck::err(code),
+            Some(Ok(text)) => Some(text),
+            None => None,
+        };
+        if self.edits.check_key(&conn.record.user.id).is_err() {
+            return DoneAck::err(ErrorCode::RateLimited);
+        }
+        let change = MessageChange {
+            room: &conn.record.room,
+            id,
+            user_id: &conn.record.user.id,
+            text: text.as_ref(),
+        };
+        match tokio::time::timeout(self.config.ack_timeout, self.backend.change(change)).await {
+            Ok(Ok(ChangeOutcome::Done)) => DoneAck::ok(),
+            Ok(Ok(ChangeOutcome::NotFound)) => DoneAck::err(ErrorCode::NotFound),
+            Ok(Ok(ChangeOutcome::Forbidden)) => DoneAck::err(ErrorCode::Forbidden),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "change not stored");
+                DoneAck::err(ErrorCode::Unavailable)
+            }
+            Err(_) => DoneAck::err(ErrorCode::Unavailable),
+        }
+    }
+
     /// Handles `typing`: at most one `user typing` per user per
     /// `TYPING_THROTTLE_MS` reaches the room, whichever replicas the user's
     /// tabs are on; the rest are dropped without a word.
@@ -568,6 +607,7 @@ impl Gateway {
             &self.sends,
             &self.history_reads,
             &self.refreshes,
+            &self.edits,
             &self.typings,
         ] {
             budget.retain_recent();

@@ -32,6 +32,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The store (Redis) could not be reached in time.
     Unavailable,
+    /// No such message in the kept history (or it was deleted).
+    NotFound,
+    /// Only the author may do that to the message.
+    Forbidden,
     /// The replica is shutting down; reconnect elsewhere.
     Shutdown,
     /// The client reads too slowly and was disconnected.
@@ -54,6 +58,8 @@ impl ErrorCode {
             Self::TooLong => "too_long",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
+            Self::NotFound => "not_found",
+            Self::Forbidden => "forbidden",
             Self::Shutdown => "shutdown",
             Self::SlowConsumer => "slow_consumer",
         }

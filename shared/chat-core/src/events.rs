@@ -28,6 +28,15 @@ pub const TYPING: &str = "typing";
 /// Server → client: another user of the room is typing.
 pub const USER_TYPING: &str = "user typing";
 
+/// Client → server: edit one of one's own messages.
+pub const MESSAGE_EDIT: &str = "message edit";
+/// Client → server: delete one of one's own messages.
+pub const MESSAGE_DELETE: &str = "message delete";
+/// Server → client: a message was edited.
+pub const MESSAGE_EDITED: &str = "message edited";
+/// Server → client: a message was deleted.
+pub const MESSAGE_DELETED: &str = "message deleted";
+
 /// At most one `user typing` per user per this many milliseconds reaches a room.
 pub const TYPING_THROTTLE_MS: u64 = 2000;
 
@@ -47,6 +56,106 @@ pub struct Welcome {
     pub history: Vec<Box<RawValue>>,
     /// Whether `history` holds every message after the client's `since`.
     pub recovered: bool,
+    /// Edits and deletions made after `since` to messages at or before it.
+    pub changes: Vec<Change>,
+}
+
+/// An edit or a deletion as `welcome.changes` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Change {
+    /// `{ id, text, edited_ts }`: the message's text now.
+    Edited {
+        /// The message.
+        id: MessageId,
+        /// Its text now.
+        text: String,
+        /// When it was last edited (ms).
+        edited_ts: u64,
+    },
+    /// `{ id, deleted: true }`: the message is gone.
+    Deleted {
+        /// The message.
+        id: MessageId,
+        /// Always `true`.
+        deleted: bool,
+    },
+}
+
+impl Change {
+    /// The message it is about.
+    pub fn id(&self) -> MessageId {
+        match self {
+            Self::Edited { id, .. } | Self::Deleted { id, .. } => *id,
+        }
+    }
+}
+
+/// The `message edited` payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageEdited<'a> {
+    /// The message.
+    pub id: MessageId,
+    /// Its room.
+    pub room: &'a str,
+    /// Its text now.
+    pub text: &'a str,
+    /// When it was edited (ms).
+    pub edited_ts: u64,
+}
+
+/// The `message deleted` payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageDeleted<'a> {
+    /// The message.
+    pub id: MessageId,
+    /// Its room.
+    pub room: &'a str,
+}
+
+/// The `message edit` request payload: `{ id, text }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EditRequest {
+    /// The message to edit.
+    pub id: MessageId,
+    /// Its new text (checked like a sent message's).
+    pub text: String,
+}
+
+/// The `message delete` request payload: `{ id }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeleteRequest {
+    /// The message to delete.
+    pub id: MessageId,
+}
+
+/// The ack of `message edit`, `message delete` and `read`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum DoneAck {
+    /// Done.
+    Ok {
+        /// Always `true`.
+        ok: bool,
+    },
+    /// Refused.
+    Err {
+        /// Always `false`.
+        ok: bool,
+        /// Why.
+        error: ErrorCode,
+    },
+}
+
+impl DoneAck {
+    /// Done.
+    pub fn ok() -> Self {
+        Self::Ok { ok: true }
+    }
+    /// Refused.
+    pub fn err(error: ErrorCode) -> Self {
+        Self::Err { ok: false, error }
+    }
 }
 
 /// The `session ended` payload.

@@ -102,7 +102,8 @@ impl MessageText {
     }
 }
 
-/// A message as clients receive it: `{ id, room, user: {id, name}, text, ts }`.
+/// A message as clients receive it: `{ id, room, user: {id, name}, text, ts }`,
+/// plus `edited_ts` once it was edited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Its id within the room.
@@ -115,6 +116,9 @@ pub struct Message {
     pub text: String,
     /// When the store accepted it, in milliseconds since the epoch.
     pub ts: u64,
+    /// When it was last edited (ms), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_ts: Option<u64>,
 }
 
 #[cfg(test)]
@@ -180,6 +184,7 @@ mod tests {
             },
             text: "hi".into(),
             ts: 1,
+            edited_ts: None,
         };
         let json = serde_json::to_value(&m).expect("serializes");
         assert_eq!(

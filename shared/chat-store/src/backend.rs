@@ -6,13 +6,14 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chat_core::events::Change;
 use chat_core::{MessageId, RoomName, UserRef};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::events::RoomEvent;
-use crate::history::NewMessage;
+use crate::history::{ChangeOutcome, MessageChange, NewMessage};
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Sweep};
 
 /// What happened to one room of a per-room operation.
@@ -92,6 +93,17 @@ pub trait History: Send + Sync {
         before: MessageId,
         limit: usize,
     ) -> Result<Vec<Box<RawValue>>, StoreError>;
+    /// Edits or deletes a message (only its author may), storing the change
+    /// and publishing it in one atomic step: after the message itself, and
+    /// never an edit after the deletion.
+    async fn change(&self, change: MessageChange<'_>) -> Result<ChangeOutcome, StoreError>;
+    /// The edits and deletions made since `since` to messages at or before
+    /// it, each message once, as it stands now.
+    async fn changes_after(
+        &self,
+        room: &RoomName,
+        since: MessageId,
+    ) -> Result<Vec<Change>, StoreError>;
 }
 
 /// Signals that are published to the room but never stored.

@@ -42,6 +42,20 @@ pub enum RoomEventKind {
     Exited(UserRef),
     /// A user is typing (throttled by the store; never stored).
     Typing(UserRef),
+    /// A message was edited.
+    Edited {
+        /// Its id.
+        id: MessageId,
+        /// The `message edited` payload, as JSON.
+        payload: Box<RawValue>,
+    },
+    /// A message was deleted.
+    Deleted {
+        /// Its id.
+        id: MessageId,
+        /// The `message deleted` payload, as JSON.
+        payload: Box<RawValue>,
+    },
 }
 
 /// The one reader of a published room event.
@@ -53,6 +67,7 @@ struct Envelope<'a> {
     user: Option<UserRef>,
     tp: Option<String>,
     message: Option<Box<RawValue>>,
+    change: Option<Box<RawValue>>,
 }
 
 impl RoomEvent {
@@ -66,6 +81,7 @@ impl RoomEvent {
             user,
             tp,
             message,
+            change,
         } = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
         let user = || user.ok_or_else(|| bad("an event without its user".into()));
         let kind = match kind {
@@ -82,6 +98,16 @@ impl RoomEvent {
             "entered" => RoomEventKind::Entered(user()?),
             "exited" => RoomEventKind::Exited(user()?),
             "typing" => RoomEventKind::Typing(user()?),
+            "edited" | "deleted" => {
+                let (Some(id), Some(payload)) = (id, change) else {
+                    return Err(bad("a change event without its id or change".into()));
+                };
+                if kind == "edited" {
+                    RoomEventKind::Edited { id, payload }
+                } else {
+                    RoomEventKind::Deleted { id, payload }
+                }
+            }
             other => return Err(bad(format!("unknown kind {other:?}"))),
         };
         Ok(Self { seq, kind })
@@ -130,6 +156,12 @@ mod tests {
             RoomEvent::decode(r#"{"seq":2,"kind":"typing","user":{"id":"u","name":"Ann"}}"#)
                 .expect("decodes");
         assert!(matches!(event.kind, RoomEventKind::Typing(u) if u.id == "u"));
+        let event = RoomEvent::decode(
+            r#"{"seq":3,"kind":"deleted","id":"5-1","change":{"id":"5-1","room":"General"}}"#,
+        )
+        .expect("decodes");
+        assert!(matches!(event.kind, RoomEventKind::Deleted { id, .. } if id.ms == 5));
+        assert!(RoomEvent::decode(r#"{"seq":3,"kind":"edited","id":"5-1"}"#).is_err());
         assert!(RoomEvent::decode("{}").is_err());
         assert!(
             RoomEvent::decode(r#"{"seq":1,"kind":"nope","user":{"id":"u","name":"n"}}"#).is_err()

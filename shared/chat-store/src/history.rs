@@ -21,3 +21,31 @@ pub struct NewMessage<'a> {
     /// W3C trace context to carry to every replica.
     pub trace: Option<&'a str>,
 }
+
+/// How many changes (edits, deletions) each room logs at least, for
+/// `welcome.changes`.
+pub const CHANGES_KEPT: u64 = 1000;
+
+/// What became of an edit or a deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Stored and published.
+    Done,
+    /// No such message in the kept history, or it was deleted.
+    NotFound,
+    /// The message is someone else's.
+    Forbidden,
+}
+
+/// An edit or a deletion to store.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageChange<'a> {
+    /// The room.
+    pub room: &'a RoomName,
+    /// The message.
+    pub id: MessageId,
+    /// The user asking (only the author may).
+    pub user_id: &'a str,
+    /// The new text, or `None` to delete.
+    pub text: Option<&'a MessageText>,
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_core::events::raw_message;
+use chat_core::events::{Change, MessageDeleted, MessageEdited, raw_message};
 use chat_core::{Message, MessageId, RoomName, UserRef};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -21,7 +21,7 @@ use crate::backend::{
 };
 use crate::error::StoreError;
 use crate::events::{RoomEvent, RoomEventKind};
-use crate::history::{HISTORY_KEPT, NewMessage};
+use crate::history::{CHANGES_KEPT, ChangeOutcome, HISTORY_KEPT, MessageChange, NewMessage};
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot, Sweep};
 
 #[derive(Default)]
@@ -37,6 +37,74 @@ struct RoomState {
     seq: u64,
     /// user id → until when (ms) their next `typing` is throttled.
     typing: HashMap<String, u64>,
+    /// message id → its edit or deletion.
+    changed: HashMap<MessageId, Edit>,
+    /// (when, which message) of each change, oldest first, capped.
+    changes: VecDeque<(u64, MessageId)>,
+}
+
+/// What became of a message after it was sent.
+#[derive(Debug, Clone)]
+enum Edit {
+    /// Its text now, and when it was edited (ms).
+    Text(String, u64),
+    /// Gone.
+    Deleted,
+}
+
+type Entry = (MessageId, UserRef, String);
+
+impl RoomState {
+    /// The entries that were not deleted, as Message JSON with their edits, with their ids.
+    fn visible<'a>(
+        &self,
+        room: &RoomName,
+        entries: impl Iterator<Item = &'a Entry>,
+    ) -> Vec<(MessageId, Box<RawValue>)> {
+        entries
+            .filter_map(|(id, user, text)| {
+                let (text, edited_ts) = match self.changed.get(id) {
+                    Some(Edit::Deleted) => return None,
+                    Some(Edit::Text(t, at)) => (t.clone(), Some(*at)),
+                    None => (text.clone(), None),
+                };
+                let message = raw_message(&Message {
+                    id: *id,
+                    room: room.to_string(),
+                    user: user.clone(),
+                    text,
+                    ts: id.ms,
+                    edited_ts,
+                });
+                Some((*id, message))
+            })
+            .collect()
+    }
+
+    fn is_deleted(&self, id: &MessageId) -> bool {
+        matches!(self.changed.get(id), Some(Edit::Deleted))
+    }
+
+    /// What `changes_after` answers (see [`History::changes_after`]).
+    fn changes_since(&self, since: MessageId) -> Vec<Change> {
+        let mut seen = HashSet::new();
+        self.changes
+            .iter()
+            .filter(|(at, target)| *at >= since.ms && *target <= since)
+            .filter(|(_, target)| seen.insert(*target))
+            .filter_map(|(_, id)| match self.changed.get(id)? {
+                Edit::Deleted => Some(Change::Deleted {
+                    id: *id,
+                    deleted: true,
+                }),
+                Edit::Text(text, at) => Some(Change::Edited {
+                    id: *id,
+                    text: text.clone(),
+                    edited_ts: *at,
+                }),
+            })
+            .collect()
+    }
 }
 
 #[derive(Default)]
@@ -115,8 +183,14 @@ impl State {
         };
         // Decode from a shared payload so every subscriber gets its own event.
         let payload = match &kind {
-            RoomEventKind::Message { payload, .. } => Some(payload.get().to_owned()),
+            RoomEventKind::Message { payload, .. }
+            | RoomEventKind::Edited { payload, .. }
+            | RoomEventKind::Deleted { payload, .. } => Some(payload.get().to_owned()),
             _ => None,
+        };
+        let copy = |p: &String| {
+            RawValue::from_string(p.clone())
+                .unwrap_or_else(|_| unreachable!("a payload made by serde is valid JSON"))
         };
         self.subscribers.retain(|(_, tx)| !tx.is_closed());
         for (rooms, tx) in &self.subscribers {
@@ -126,14 +200,26 @@ impl State {
             let kind = match (&kind, &payload) {
                 (RoomEventKind::Message { id, trace, .. }, Some(p)) => RoomEventKind::Message {
                     id: *id,
-                    payload: RawValue::from_string(p.clone())
-                        .unwrap_or_else(|_| unreachable!("a payload made by serde is valid JSON")),
+                    payload: copy(p),
                     trace: trace.clone(),
+                },
+                (RoomEventKind::Edited { id, .. }, Some(p)) => RoomEventKind::Edited {
+                    id: *id,
+                    payload: copy(p),
+                },
+                (RoomEventKind::Deleted { id, .. }, Some(p)) => RoomEventKind::Deleted {
+                    id: *id,
+                    payload: copy(p),
                 },
                 (RoomEventKind::Entered(u), _) => RoomEventKind::Entered(u.clone()),
                 (RoomEventKind::Exited(u), _) => RoomEventKind::Exited(u.clone()),
                 (RoomEventKind::Typing(u), _) => RoomEventKind::Typing(u.clone()),
-                (RoomEventKind::Message { .. }, None) => continue,
+                (
+                    RoomEventKind::Message { .. }
+                    | RoomEventKind::Edited { .. }
+                    | RoomEventKind::Deleted { .. },
+                    None,
+                ) => continue,
             };
             if tx
                 .try_send(FanoutEvent::Room(room.clone(), RoomEvent { seq, kind }))
@@ -187,23 +273,6 @@ impl State {
         }
         true
     }
-
-    fn messages(
-        room: &RoomName,
-        entries: impl Iterator<Item = (MessageId, UserRef, String)>,
-    ) -> Vec<Box<RawValue>> {
-        entries
-            .map(|(id, user, text)| {
-                raw_message(&Message {
-                    id,
-                    room: room.to_string(),
-                    user,
-                    text,
-                    ts: id.ms,
-                })
-            })
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -236,8 +305,13 @@ impl Presence for MemoryBackend {
             .collect();
         let limit = request.history_limit;
         let newest = |room: &RoomState| {
-            let skip = room.history.len().saturating_sub(limit);
-            room.history.iter().skip(skip).cloned().collect::<Vec<_>>()
+            let visible: Vec<&Entry> = room
+                .history
+                .iter()
+                .filter(|(id, _, _)| !room.is_deleted(id))
+                .collect();
+            let skip = visible.len().saturating_sub(limit);
+            visible.into_iter().skip(skip).cloned().collect::<Vec<_>>()
         };
         let (recovered, entries) = match request.since {
             None => (true, newest(room)),
@@ -257,11 +331,20 @@ impl Presence for MemoryBackend {
                 }
             }
         };
+        let changes = request
+            .since
+            .map(|since| room.changes_since(since))
+            .unwrap_or_default();
         Ok(JoinOutcome::Joined(Snapshot {
             seq: room.seq,
             members,
             recovered,
-            history: State::messages(&c.room, entries.into_iter()),
+            history: room
+                .visible(&c.room, entries.iter())
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect(),
+            changes,
         }))
     }
 
@@ -411,6 +494,7 @@ impl History for MemoryBackend {
             user: message.user.clone(),
             text: message.text.as_str().to_owned(),
             ts: id.ms,
+            edited_ts: None,
         });
         let trace = message.trace.map(str::to_owned);
         s.publish(message.room, RoomEventKind::Message { id, payload, trace });
@@ -427,18 +511,10 @@ impl History for MemoryBackend {
         let Some(state) = s.rooms.get(room) else {
             return Ok(Vec::new());
         };
-        let newer: Vec<_> = state
-            .history
-            .iter()
-            .filter(|(id, _, _)| *id > after)
-            .take(limit)
-            .cloned()
-            .collect();
-        let ids: Vec<MessageId> = newer.iter().map(|(id, _, _)| *id).collect();
-        Ok(ids
-            .into_iter()
-            .zip(State::messages(room, newer.into_iter()))
-            .collect())
+        let newer = state.history.iter().filter(|(id, _, _)| *id > after);
+        let mut page = state.visible(room, newer);
+        page.truncate(limit);
+        Ok(page)
     }
 
     async fn history_before(
@@ -451,15 +527,86 @@ impl History for MemoryBackend {
         let Some(state) = s.rooms.get(room) else {
             return Ok(Vec::new());
         };
-        let older: Vec<_> = state
-            .history
-            .iter()
-            .filter(|(id, _, _)| *id < before)
-            .cloned()
-            .collect();
-        let skip = older.len().saturating_sub(limit);
-        Ok(State::messages(room, older.into_iter().skip(skip)))
+        let older = state.history.iter().filter(|(id, _, _)| *id < before);
+        let page = state.visible(room, older);
+        let skip = page.len().saturating_sub(limit);
+        Ok(page.into_iter().skip(skip).map(|(_, m)| m).collect())
     }
+
+    async fn change(&self, change: MessageChange<'_>) -> Result<ChangeOutcome, StoreError> {
+        let mut s = self.hub.lock();
+        let Some(room) = s.rooms.get_mut(change.room) else {
+            return Ok(ChangeOutcome::NotFound);
+        };
+        let Some((_, author, _)) = room.history.iter().find(|(id, _, _)| *id == change.id) else {
+            return Ok(ChangeOutcome::NotFound);
+        };
+        if room.is_deleted(&change.id) {
+            return Ok(ChangeOutcome::NotFound);
+        }
+        if author.id != change.user_id {
+            return Ok(ChangeOutcome::Forbidden);
+        }
+        let now = now_ms();
+        let (edit, kind) = match change.text {
+            Some(text) => {
+                let payload = raw_json(&MessageEdited {
+                    id: change.id,
+                    room: change.room.as_str(),
+                    text: text.as_str(),
+                    edited_ts: now,
+                });
+                (
+                    Edit::Text(text.as_str().to_owned(), now),
+                    RoomEventKind::Edited {
+                        id: change.id,
+                        payload,
+                    },
+                )
+            }
+            None => {
+                let payload = raw_json(&MessageDeleted {
+                    id: change.id,
+                    room: change.room.as_str(),
+                });
+                (
+                    Edit::Deleted,
+                    RoomEventKind::Deleted {
+                        id: change.id,
+                        payload,
+                    },
+                )
+            }
+        };
+        room.changed.insert(change.id, edit);
+        room.changes.push_back((now, change.id));
+        while room.changes.len() as u64 > CHANGES_KEPT {
+            room.changes.pop_front();
+        }
+        if let Some((oldest, _, _)) = room.history.front().cloned() {
+            room.changed.retain(|id, _| *id >= oldest);
+        }
+        s.publish(change.room, kind);
+        Ok(ChangeOutcome::Done)
+    }
+
+    async fn changes_after(
+        &self,
+        room: &RoomName,
+        since: MessageId,
+    ) -> Result<Vec<Change>, StoreError> {
+        let s = self.hub.lock();
+        Ok(s.rooms
+            .get(room)
+            .map(|r| r.changes_since(since))
+            .unwrap_or_default())
+    }
+}
+
+/// A small payload serialized once.
+fn raw_json<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|_| unreachable!("plain structs always serialize"))
 }
 
 #[async_trait]

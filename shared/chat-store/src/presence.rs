@@ -5,6 +5,7 @@
 //! replicas is one member, and a replica that dies without a word can have
 //! exactly its own connections swept away by a survivor.
 
+use chat_core::events::Change;
 use chat_core::{MessageId, RoomName, UserRef};
 use serde_json::value::RawValue;
 
@@ -43,6 +44,8 @@ pub struct Snapshot {
     pub recovered: bool,
     /// Messages, oldest first.
     pub history: Vec<Box<RawValue>>,
+    /// With `since`: the edits and deletions made after it to messages at or before it.
+    pub changes: Vec<Change>,
 }
 
 /// The answer to a join.

@@ -15,6 +15,8 @@
 //! | `chat:room:{R}:nodes` | set | gateway replicas that heartbeat in the room |
 //! | `chat:room:{R}:alive:{node}` | string | a replica's heartbeat in the room, with a TTL |
 //! | `chat:room:{R}:node:{node}` | set | `conn\tuser` of a replica's connections in the room |
+//! | `chat:room:{R}:changed` | hash | message id → its edit (`{t, e}`: text, edited ms) or deletion (`{d: 1}`) |
+//! | `chat:room:{R}:changes` | stream | which message (`i`) was edited or deleted when (the entry id), capped |
 //! | `chat:room:{R}:typing:{user}` | string | set for 2 s after a user's `user typing` was published (the throttle) |
 //! | `chat:room:{R}:epoch` | string | a random value set once; its change means the room's shard lost its data |
 //! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
@@ -69,7 +71,12 @@ pub fn room_keys(room: &RoomName, node: &str) -> Vec<String> {
     ]
     .iter()
     .map(|k| format!("{base}{k}"))
-    .chain([format!("{base}alive:{node}"), format!("{base}node:{node}")])
+    .chain([
+        format!("{base}alive:{node}"),
+        format!("{base}node:{node}"),
+        format!("{base}changed"),
+        format!("{base}changes"),
+    ])
     .collect()
 }
 
@@ -102,7 +109,7 @@ mod tests {
         let room = RoomName::parse("General").expect("room");
         let slot = fred::util::redis_keyslot(room_channel(&room).as_bytes());
         let mut keys = room_keys(&room, "n1");
-        assert_eq!(keys.len(), 10);
+        assert_eq!(keys.len(), 12);
         keys.push(room_typing(&room, "user{with}braces"));
         for key in keys {
             assert_eq!(fred::util::redis_keyslot(key.as_bytes()), slot, "{key}");

@@ -61,6 +61,21 @@ script!(
     "Register again the connections Redis lost."
 );
 script!(
+    EDIT,
+    "lua/edit.lua",
+    "Edit a message (author only) and publish the edit, atomically."
+);
+script!(
+    DELETE,
+    "lua/delete.lua",
+    "Delete a message (author only) and publish the deletion, atomically."
+);
+script!(
+    CHANGES,
+    "lua/changes.lua",
+    "The edits and deletions since an id, of messages up to it."
+);
+script!(
     TYPING,
     "lua/typing.lua",
     "Publish `typing` unless the user's throttle key is set (SET NX PX)."

@@ -1,5 +1,6 @@
 -- ARGV 4..: conn, user id, name, since ('' if none), history limit, silent ('1' or '0').
--- Returns {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...}}:
+-- Returns {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...},
+-- {change, ...}} (see `changes_since`; none without `since`):
 -- the connection is registered and the snapshot taken in one atomic step, so
 -- `seq` tells exactly which published events the snapshot already includes.
 local conn, uid, name, since = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -14,9 +15,11 @@ local members = table.concat(redis.call('HGETALL', K_NAMES), TAB)
 
 local recovered = 1
 local history
+local changes = {}
 if since == '' then
-  history = entries_json(redis.call('XREVRANGE', K_HISTORY, '+', '-', 'COUNT', limit), true)
+  history = page(true, '+', limit)
 else
+  changes = changes_since(since)
   local after = redis.call('XRANGE', K_HISTORY, '(' .. since, '+', 'COUNT', limit + 1)
   local ok, info = pcall(redis.call, 'XINFO', 'STREAM', K_HISTORY)
   if #after > limit or not ok then
@@ -32,8 +35,8 @@ else
   if recovered == 1 then
     history = entries_json(after, false)
   else
-    history = entries_json(redis.call('XREVRANGE', K_HISTORY, '+', '-', 'COUNT', limit), true)
+    history = page(true, '+', limit)
   end
 end
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
-return { 'ok', seq, members, recovered, history }
+return { 'ok', seq, members, recovered, history, changes }

@@ -3,7 +3,9 @@
 -- (one Redis Cluster shard). The keys are declared, always in this order:
 --   KEYS: 1 users, 2 names, 3 conns, 4 history, 5 seq, 6 leaving, 7 nodes,
 --         8 epoch, 9 this node's heartbeat, 10 this node's connections,
---         then the script's own keys (also in the room's slot), from 11.
+--         11 changed (message id -> its edit or deletion), 12 changes (a
+--         stream: which message was changed when),
+--         then the script's own keys (also in the room's slot), from 13.
 --   ARGV: 1 room name, 2 the room's (sharded) channel, 3 the node acting,
 --         then the script's own arguments.
 -- Only the sweep also reads other nodes' heartbeats and connections, whose
@@ -11,6 +13,7 @@
 local K_USERS, K_NAMES, K_CONNS, K_HISTORY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_SEQ, K_LEAVING, K_NODES, K_EPOCH = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_ALIVE, K_MINE = KEYS[9], KEYS[10]
+local K_CHANGED, K_CHANGES = KEYS[11], KEYS[12]
 local ROOM, CHANNEL, NODE = ARGV[1], ARGV[2], ARGV[3]
 local TAB = '\t'
 
@@ -48,12 +51,23 @@ local function id_gt(a, b)
   return tonumber(as) > tonumber(bs)
 end
 
--- The contract's Message, the one place its JSON is made.
-local function message_json(id, uid, name, text)
+-- The contract's Message, the one place its JSON is made; `edited_ts` only
+-- once it was edited.
+local function message_json(id, uid, name, text, edited_ts)
   local ms = id_parts(id)
-  return cjson.encode({ id = id, room = ROOM, user = { id = uid, name = name }, text = text, ts = tonumber(ms) })
+  return cjson.encode({ id = id, room = ROOM, user = { id = uid, name = name }, text = text, ts = tonumber(ms),
+    edited_ts = edited_ts })
 end
 
+-- A message's edit ({t = text, e = edited ms as a string}) or deletion
+-- ({d = 1}), or false when it was neither.
+local function changed(id)
+  local c = redis.call('HGET', K_CHANGED, id)
+  if not c then return false end
+  return cjson.decode(c)
+end
+
+-- Stream entries as Message JSON, edits applied, deleted messages left out.
 local function entries_json(entries, reverse)
   local out = {}
   local n = #entries
@@ -61,9 +75,85 @@ local function entries_json(entries, reverse)
     local e = reverse and entries[n + 1 - i] or entries[i]
     local f = {}
     for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
-    out[i] = message_json(e[1], f.u, f.n, f.t)
+    local c = changed(e[1])
+    if not c then
+      out[#out + 1] = message_json(e[1], f.u, f.n, f.t)
+    elseif not c.d then
+      out[#out + 1] = message_json(e[1], f.u, f.n, c.t, tonumber(c.e))
+    end
   end
   return out
+end
+
+-- Up to `limit` messages that were not deleted, oldest first: the newest
+-- ones before `from` when `newest`, else the oldest ones after it (`from`
+-- is a range bound: '(' .. id, '+' or '-').
+local function page(newest, from, limit)
+  local out, cursor = {}, from
+  while #out < limit do
+    local batch
+    if newest then
+      batch = redis.call('XREVRANGE', K_HISTORY, cursor, '-', 'COUNT', limit - #out)
+    else
+      batch = redis.call('XRANGE', K_HISTORY, cursor, '+', 'COUNT', limit - #out)
+    end
+    if #batch == 0 then break end
+    for _, m in ipairs(entries_json(batch, false)) do out[#out + 1] = m end
+    cursor = '(' .. batch[#batch][1]
+  end
+  if newest then
+    local n = #out
+    for i = 1, math.floor(n / 2) do out[i], out[n + 1 - i] = out[n + 1 - i], out[i] end
+  end
+  return out
+end
+
+-- The edits and deletions made since `since` (stamped at or after its
+-- millisecond) to messages at or before it, each message once, as it
+-- stands now: {id, 'e', text, edited ms} or {id, 'd'}.
+local function changes_since(since)
+  local sms = id_parts(since)
+  local entries = redis.call('XRANGE', K_CHANGES, sms .. '-0', '+', 'COUNT', 1000)
+  local seen, out = {}, {}
+  for _, e in ipairs(entries) do
+    local target = e[2][2]
+    if not seen[target] and not id_gt(target, since) then
+      seen[target] = true
+      local c = changed(target)
+      if c and c.d then
+        out[#out + 1] = { target, 'd' }
+      elseif c then
+        out[#out + 1] = { target, 'e', c.t, c.e }
+      end
+    end
+  end
+  return out
+end
+
+-- The author of a message still in the history and not deleted, or nil.
+local function author_of(id)
+  local entry = redis.call('XRANGE', K_HISTORY, id, id)[1]
+  if not entry then return nil end
+  local c = changed(id)
+  if c and c.d then return nil end
+  for j = 1, #entry[2], 2 do
+    if entry[2][j] == 'u' then return entry[2][j + 1] end
+  end
+  return nil
+end
+
+-- Records an edit or deletion of `id`, logs when it was made (the log kept
+-- to about `keep` entries) and forgets the changes of messages trimmed
+-- from the history once there are more than twice `keep` of them.
+local function record_change(id, change, keep)
+  redis.call('HSET', K_CHANGED, id, cjson.encode(change))
+  redis.call('XADD', K_CHANGES, 'MAXLEN', '~', keep, '*', 'i', id)
+  if redis.call('HLEN', K_CHANGED) > 2 * keep then
+    local first = redis.call('XRANGE', K_HISTORY, '-', '+', 'COUNT', 1)[1]
+    for _, old in ipairs(redis.call('HKEYS', K_CHANGED)) do
+      if not first or id_gt(first[1], old) then redis.call('HDEL', K_CHANGED, old) end
+    end
+  end
 end
 
 -- Registers one live connection of this node; announces the user unless

@@ -2,6 +2,7 @@
 //! message is one Lua script.
 
 use async_trait::async_trait;
+use chat_core::events::Change;
 use chat_core::{MessageId, RoomName};
 use fred::types::Value;
 use serde_json::value::RawValue;
@@ -9,7 +10,7 @@ use serde_json::value::RawValue;
 use super::{RedisBackend, reply};
 use crate::backend::History;
 use crate::error::StoreError;
-use crate::history::{HISTORY_KEPT, NewMessage};
+use crate::history::{CHANGES_KEPT, ChangeOutcome, HISTORY_KEPT, MessageChange, NewMessage};
 use crate::scripts;
 
 #[async_trait]
@@ -64,4 +65,82 @@ impl History for RedisBackend {
         let args = vec![Value::from(before.to_string()), Value::from(limit as i64)];
         reply::messages(OP, self.run(OP, &scripts::HISTORY, room, args).await?)
     }
+
+    async fn change(&self, change: MessageChange<'_>) -> Result<ChangeOutcome, StoreError> {
+        let (op, script, args): (&'static str, _, _) = match change.text {
+            Some(text) => (
+                "edit message",
+                &scripts::EDIT,
+                vec![
+                    Value::from(change.id.to_string()),
+                    Value::from(change.user_id),
+                    Value::from(text.as_str()),
+                    Value::from(CHANGES_KEPT as i64),
+                ],
+            ),
+            None => (
+                "delete message",
+                &scripts::DELETE,
+                vec![
+                    Value::from(change.id.to_string()),
+                    Value::from(change.user_id),
+                    Value::from(CHANGES_KEPT as i64),
+                ],
+            ),
+        };
+        let outcome = reply::string(op, self.run(op, script, change.room, args).await?)?;
+        let outcome = match outcome.as_str() {
+            "ok" => ChangeOutcome::Done,
+            "not_found" => return Ok(ChangeOutcome::NotFound),
+            "forbidden" => return Ok(ChangeOutcome::Forbidden),
+            other => return Err(StoreError::reply(op, format!("outcome {other:?}"))),
+        };
+        self.wait_for_replicas(change.room).await?;
+        Ok(outcome)
+    }
+
+    async fn changes_after(
+        &self,
+        room: &RoomName,
+        since: MessageId,
+    ) -> Result<Vec<Change>, StoreError> {
+        const OP: &str = "read changes";
+        let args = vec![Value::from(since.to_string())];
+        changes(OP, self.run(OP, &scripts::CHANGES, room, args).await?)
+    }
+}
+
+/// Reads the scripts' changes: `{id, 'e', text, edited ms}` or `{id, 'd'}` each.
+pub(crate) fn changes(operation: &'static str, value: Value) -> Result<Vec<Change>, StoreError> {
+    let bad = |detail: String| StoreError::reply(operation, detail);
+    reply::array(operation, value)?
+        .into_iter()
+        .map(|item| {
+            let mut parts = reply::array(operation, item)?.into_iter();
+            let mut next = || {
+                parts
+                    .next()
+                    .ok_or_else(|| bad("a short change".into()))
+                    .and_then(|v| reply::string(operation, v))
+            };
+            let id: MessageId = next()?
+                .parse()
+                .map_err(|e: chat_core::message::BadMessageId| bad(e.to_string()))?;
+            match next()?.as_str() {
+                "d" => Ok(Change::Deleted { id, deleted: true }),
+                "e" => {
+                    let text = next()?;
+                    let edited_ts = next()?
+                        .parse()
+                        .map_err(|e: std::num::ParseIntError| bad(e.to_string()))?;
+                    Ok(Change::Edited {
+                        id,
+                        text,
+                        edited_ts,
+                    })
+                }
+                other => Err(bad(format!("change kind {other:?}"))),
+            }
+        })
+        .collect()
 }

@@ -88,11 +88,13 @@ impl Presence for RedisBackend {
         let members = members(OP, next()?)?;
         let recovered = reply::integer(OP, next()?)? == 1;
         let history = reply::messages(OP, next()?)?;
+        let changes = super::history::changes(OP, next()?)?;
         Ok(JoinOutcome::Joined(Snapshot {
             seq: u64::try_from(seq).unwrap_or(0),
             members,
             recovered,
             history,
+            changes,
         }))
     }
 

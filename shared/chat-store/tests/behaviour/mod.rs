@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chat_core::{MessageText, RoomName, UserRef};
+use chat_core::events::Change;
+use chat_core::{MessageId, MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, FanoutEvent, Subscription};
 use chat_store::events::RoomEventKind;
-use chat_store::history::NewMessage;
+use chat_store::history::{ChangeOutcome, MessageChange, NewMessage};
 use chat_store::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot};
 
 /// Makes nodes that share one store.
@@ -357,6 +358,172 @@ pub(crate) async fn typing_is_throttled_per_user_across_nodes_and_never_stored(
     Ok(())
 }
 
+/// Sends `t` as `user` in `room` through `store`.
+async fn say(store: &dyn Backend, room: &RoomName, user: &UserRef, t: &str) -> Result<MessageId> {
+    let t = text(t)?;
+    Ok(store
+        .send(NewMessage {
+            room,
+            user,
+            text: &t,
+            floor: None,
+            trace: None,
+        })
+        .await?)
+}
+
+fn change<'a>(
+    room: &'a RoomName,
+    id: MessageId,
+    user: &'a UserRef,
+    text: Option<&'a MessageText>,
+) -> MessageChange<'a> {
+    MessageChange {
+        room,
+        id,
+        user_id: &user.id,
+        text,
+    }
+}
+
+fn parsed(messages: &[Box<serde_json::value::RawValue>]) -> Result<Vec<chat_core::Message>> {
+    Ok(messages
+        .iter()
+        .map(|m| serde_json::from_str(m.get()))
+        .collect::<Result<_, _>>()?)
+}
+
+pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let (a, b) = (nodes.node("node-a"), nodes.node("node-b"));
+    let room = RoomName::parse("Edits")?;
+    let mut events = listen(b.as_ref(), &room).await?;
+    let ann = conn(&room, "a1", "ann").user;
+    let bob = conn(&room, "b1", "bob").user;
+    let m1 = say(a.as_ref(), &room, &ann, "helo").await?;
+    let m2 = say(a.as_ref(), &room, &bob, "bob's").await?;
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Message { id, .. } if id == m1));
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Message { id, .. } if id == m2));
+    let fixed = text("hello")?;
+    assert_eq!(
+        a.change(change(&room, m1, &bob, Some(&fixed))).await?,
+        ChangeOutcome::Forbidden
+    );
+    assert_eq!(
+        a.change(change(&room, m1, &bob, None)).await?,
+        ChangeOutcome::Forbidden
+    );
+    let nowhere = MessageId { ms: 1, seq: 0 };
+    assert_eq!(
+        a.change(change(&room, nowhere, &ann, Some(&fixed))).await?,
+        ChangeOutcome::NotFound
+    );
+    assert_eq!(
+        a.change(change(&room, m1, &ann, Some(&fixed))).await?,
+        ChangeOutcome::Done
+    );
+    let RoomEventKind::Edited { id, payload } = next(&mut events).await? else {
+        bail!("not an edit")
+    };
+    assert_eq!(id, m1);
+    let edited: serde_json::Value = serde_json::from_str(payload.get())?;
+    assert_eq!(edited["text"], "hello");
+    assert_eq!(edited["room"], "Edits");
+    assert_eq!(edited["id"], m1.to_string());
+    let edited_ts = edited["edited_ts"].as_u64().context("edited_ts")?;
+    for node in [&a, &b] {
+        let page = parsed(&node.history_before(&room, far_future(), 2).await?)?;
+        assert_eq!(page[0].text, "hello");
+        assert_eq!(page[0].edited_ts, Some(edited_ts));
+        assert_eq!(
+            (page[0].id, page[0].ts),
+            (m1, m1.ms),
+            "keeps its id and place"
+        );
+        assert_eq!(page[1].edited_ts, None);
+    }
+    assert_eq!(
+        b.change(change(&room, m1, &ann, None)).await?,
+        ChangeOutcome::Done
+    );
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Deleted { id, .. } if id == m1));
+    assert_eq!(
+        a.change(change(&room, m1, &ann, Some(&fixed))).await?,
+        ChangeOutcome::NotFound,
+        "a deletion wins over a later edit"
+    );
+    assert_eq!(
+        a.change(change(&room, m1, &ann, None)).await?,
+        ChangeOutcome::NotFound
+    );
+    for node in [&a, &b] {
+        // The markers of `listen` came before m1: a page of two reaches past it.
+        let page = parsed(&node.history_before(&room, far_future(), 2).await?)?;
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[1].id, m2);
+        assert_ne!(page[0].id, m1);
+        let after = node.history_after(&room, page[0].id, 10).await?;
+        assert_eq!(after.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [m2]);
+    }
+    Ok(())
+}
+
+pub(crate) async fn a_reconnect_with_since_gets_the_changes_it_missed(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("Changes")?;
+    let ann = conn(&room, "a1", "ann").user;
+    let m1 = say(a.as_ref(), &room, &ann, "one").await?;
+    let m2 = say(a.as_ref(), &room, &ann, "two").await?;
+    let m3 = say(a.as_ref(), &room, &ann, "three").await?;
+    // The client saw up to m2, then went away.
+    let (first, again, third) = (text("1")?, text("one!")?, text("3")?);
+    for edit in [
+        change(&room, m1, &ann, Some(&first)),
+        change(&room, m1, &ann, Some(&again)),
+        change(&room, m2, &ann, None),
+        change(&room, m3, &ann, Some(&third)),
+    ] {
+        assert_eq!(a.change(edit).await?, ChangeOutcome::Done);
+    }
+    let c = conn(&room, "x", "ann");
+    let request = JoinRequest {
+        connection: &c,
+        session: None,
+        since: Some(m2),
+        history_limit: 100,
+    };
+    let JoinOutcome::Joined(s) = a.join(request, false).await? else {
+        bail!("revoked")
+    };
+    assert!(s.recovered);
+    let history = parsed(&s.history)?;
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].id, history[0].text.as_str()), (m3, "3"));
+    assert_eq!(s.changes.len(), 2, "{:?}", s.changes);
+    assert!(
+        matches!(&s.changes[0], Change::Edited { id, text, .. } if *id == m1 && text == "one!")
+    );
+    assert_eq!(
+        s.changes[1],
+        Change::Deleted {
+            id: m2,
+            deleted: true
+        }
+    );
+    assert_eq!(a.changes_after(&room, m2).await?, s.changes);
+    let plain = join(a.as_ref(), &conn(&room, "y", "bob")).await?;
+    assert!(plain.changes.is_empty(), "no since, no changes");
+    let texts: Vec<String> = parsed(&plain.history)?
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["one!", "3"]);
+    Ok(())
+}
+
 /// Generates one `#[tokio::test]` per suite function for a harness expression.
 #[macro_export]
 macro_rules! behaviour_tests {
@@ -370,6 +537,8 @@ macro_rules! behaviour_tests {
             a_revoked_session_cannot_join_and_subscribers_hear_of_it,
             restore_is_silent_after_data_loss_and_loud_after_a_sweep,
             typing_is_throttled_per_user_across_nodes_and_never_stored,
+            only_the_author_edits_and_deletes_and_every_node_agrees,
+            a_reconnect_with_since_gets_the_changes_it_missed,
         );
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
