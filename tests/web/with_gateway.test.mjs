@@ -55,3 +55,37 @@ test('a room token from chat-web opens a gateway connection; logout ends it and 
   clients.push(again);
   assert.equal(await again.refused, 'token_revoked', 'the old token is useless after logout');
 });
+
+test('the dashboard and GET /api/rooms show the user\'s unread counts, up while away and down once read', async () => {
+  const join = async (account, room) => {
+    const jar = new CookieJar();
+    await login(jar, stack.base, account);
+    const { token, gateway_url: url } = await (await fetchToken(jar, stack.base, room)).json();
+    const client = connectClient(url, { token });
+    clients.push(client);
+    await client.welcome;
+    return { jar, client };
+  };
+  const unread = async (jar) => {
+    const res = await jar.fetch(`${stack.base}/api/rooms`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cache-control'), 'no-store');
+    return Object.fromEntries((await res.json()).rooms.map((r) => [r.room, r.unread]));
+  };
+  const carol = await join('carol', 'Music');
+  const dave = await join('dave', 'Music');
+  const first = await dave.client.send('hello');
+  assert.deepEqual(await carol.client.ask('read', { id: first.id }), { ok: true });
+  carol.client.socket.close();
+  assert.equal((await unread(carol.jar)).Music, 0);
+  const second = await dave.client.send('are you there?');
+  await dave.client.send('carol?');
+  assert.equal((await unread(carol.jar)).Music, 2);
+  assert.match(await (await carol.jar.fetch(`${stack.base}/dashboard`)).text(), /data-room="Music" data-unread="2">2 unread/);
+  assert.equal((await unread(dave.jar)).Music, 0, 'per user');
+  const back = await join('carol', 'Music');
+  assert.equal((await back.client.welcome).unread, 2);
+  assert.deepEqual(await back.client.ask('read', { id: second.id }), { ok: true });
+  assert.equal((await unread(carol.jar)).Music, 1);
+  assert.equal((await new CookieJar().fetch(`${stack.base}/api/rooms`)).status, 401);
+});

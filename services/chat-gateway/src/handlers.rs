@@ -14,8 +14,8 @@ use std::sync::Arc;
 use chat_core::ErrorCode;
 use chat_core::events::{
     ConnectAuth, DeleteRequest, DoneAck, EditRequest, HISTORY, HistoryAck, HistoryRequest,
-    MESSAGE_DELETE, MESSAGE_EDIT, MESSAGE_SENT, REFRESH, RefreshAck, SendAck, TYPING, WELCOME,
-    Welcome,
+    MESSAGE_DELETE, MESSAGE_EDIT, MESSAGE_SENT, READ, REFRESH, ReadRequest, RefreshAck, SendAck,
+    TYPING, WELCOME, Welcome,
 };
 use serde::Serialize;
 use socketioxide::extract::{Extension, State, TryData};
@@ -62,6 +62,7 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     socket.on(TYPING, on_typing);
     socket.on(MESSAGE_EDIT, on_message_edit);
     socket.on(MESSAGE_DELETE, on_message_delete);
+    socket.on(READ, on_read);
     socket.on_disconnect(on_disconnect);
 
     let welcome = Welcome {
@@ -71,6 +72,7 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
         history: snapshot.history,
         recovered: snapshot.recovered,
         changes: snapshot.changes,
+        unread: snapshot.unread,
     };
     let handle = Handle { socket, conn };
     match serde_json::value::to_raw_value(&welcome) {
@@ -228,6 +230,23 @@ fn change(
     let (g, c) = (gateway.clone(), conn.clone());
     in_order(&gateway, &conn, ack, refusals, async move {
         g.change_message(&c, request).await
+    })
+}
+
+fn on_read(
+    TryData(request): TryData<ReadRequest>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let id = request.map(|r| r.id).map_err(|_| ErrorCode::Invalid);
+    let refusals = Refusals {
+        busy: DoneAck::err(ErrorCode::RateLimited),
+        late: DoneAck::err(ErrorCode::Unavailable),
+    };
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, refusals, async move {
+        g.mark_read(&c, id).await
     })
 }
 

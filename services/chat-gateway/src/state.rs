@@ -62,6 +62,7 @@ pub struct Gateway {
     history_reads: Budget,
     refreshes: Budget,
     edits: Budget,
+    reads: Budget,
     /// Keyed by user and room: spares Redis most keystrokes (the store's
     /// throttle decides across replicas).
     typings: Budget,
@@ -94,6 +95,7 @@ impl Gateway {
             sends: budget(config.rate_per_second, config.rate_burst),
             history_reads: budget(config.event_rate_per_second, config.event_rate_burst),
             edits: budget(config.rate_per_second, config.rate_burst),
+            reads: budget(config.rate_per_second, config.rate_burst),
             refreshes: budget(config.event_rate_per_second, config.event_rate_burst),
             typings: RateLimiter::keyed(
                 Quota::with_period(typing_throttle() / 2)
@@ -549,6 +551,29 @@ impl Gateway {
         }
     }
 
+    /// Handles `read`: moves the user's read marker in the room, for all
+    /// their devices.
+    pub async fn mark_read(&self, conn: &Conn, id: Result<MessageId, ErrorCode>) -> DoneAck {
+        let id = match id {
+            Ok(id) => id,
+            Err(code) => return DoneAck::err(code),
+        };
+        if self.reads.check_key(&conn.record.user.id).is_err() {
+            return DoneAck::err(ErrorCode::RateLimited);
+        }
+        let mark = self
+            .backend
+            .mark_read(&conn.record.room, &conn.record.user.id, id);
+        match tokio::time::timeout(self.config.ack_timeout, mark).await {
+            Ok(Ok(())) => DoneAck::ok(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "read marker not stored");
+                DoneAck::err(ErrorCode::Unavailable)
+            }
+            Err(_) => DoneAck::err(ErrorCode::Unavailable),
+        }
+    }
+
     /// Handles `typing`: at most one `user typing` per user per
     /// `TYPING_THROTTLE_MS` reaches the room, whichever replicas the user's
     /// tabs are on; the rest are dropped without a word.
@@ -608,6 +633,7 @@ impl Gateway {
             &self.history_reads,
             &self.refreshes,
             &self.edits,
+            &self.reads,
             &self.typings,
         ] {
             budget.retain_recent();

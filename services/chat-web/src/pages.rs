@@ -1,5 +1,5 @@
 //! The HTML pages, rendered with askama from `templates/`: home, dashboard
-//! (rooms with live member counts) and the room page, plus the 404 page.
+//! (rooms with live member and unread counts, and the JSON it polls) and the room page, plus the 404 page.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -10,7 +10,7 @@ use chat_core::RoomName;
 use tower_sessions::Session;
 
 use crate::error::AppError;
-use crate::session::{self, PageUser, SessionUser};
+use crate::session::{self, ApiError, ApiUser, PageUser, SessionUser};
 use crate::startup::AppState;
 
 /// Renders any askama template as an HTML response.
@@ -64,14 +64,25 @@ pub struct HomePage {
     pub user: Option<Viewer>,
 }
 
+/// One room as the dashboard shows it to the signed-in user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSummary {
+    /// The room.
+    pub room: String,
+    /// How many people are in it.
+    pub members: u64,
+    /// How many of its messages came after this user's read marker.
+    pub unread: u64,
+}
+
 /// `GET /dashboard`.
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 pub struct DashboardPage {
     /// The signed-in user.
     pub user: Option<Viewer>,
-    /// Each room with how many people are in it.
-    pub rooms: Vec<(String, u64)>,
+    /// Each room with its member and unread counts.
+    pub rooms: Vec<RoomSummary>,
 }
 
 /// `GET /chat/{room}`.
@@ -106,16 +117,46 @@ pub async fn dashboard(
     State(state): State<AppState>,
     PageUser(user): PageUser,
 ) -> Result<Response, AppError> {
-    let counts = state.store.member_counts(&state.rooms()).await?;
-    let rooms = counts
-        .into_iter()
-        .map(|(room, n)| (room.as_str().to_owned(), n))
-        .collect();
+    let rooms = summaries(&state, &user.sub).await?;
     Ok(HtmlTemplate(DashboardPage {
         user: Some(Viewer::from(&user)),
         rooms,
     })
     .into_response())
+}
+
+/// Each room's member count and `sub`'s unread count: a few reads per
+/// room, never a scan of the history.
+async fn summaries(state: &AppState, sub: &str) -> Result<Vec<RoomSummary>, AppError> {
+    let rooms = state.rooms();
+    let (members, unread) = tokio::try_join!(
+        state.store.member_counts(&rooms),
+        state.store.unread_counts(&rooms, sub)
+    )?;
+    Ok(members
+        .into_iter()
+        .zip(unread)
+        .map(|((room, members), (_, unread))| RoomSummary {
+            room: room.as_str().to_owned(),
+            members,
+            unread,
+        })
+        .collect())
+}
+
+/// `GET /api/rooms`: `{ rooms: [{ room, members, unread }] }` for the
+/// signed-in user, which the dashboard polls to stay live.
+pub async fn room_summaries(
+    State(state): State<AppState>,
+    user: Result<ApiUser, ApiError>,
+) -> Result<Response, ApiError> {
+    let ApiUser(user) = user?;
+    let rooms = summaries(&state, &user.sub).await?;
+    let mut response = axum::Json(serde_json::json!({ "rooms": rooms })).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// `GET /chat/{room}`: 404 for a room this deployment does not have.

@@ -224,6 +224,7 @@ where
     let with_session = Router::new()
         .route("/", get(pages::home))
         .route("/dashboard", get(pages::dashboard))
+        .route("/api/rooms", get(pages::room_summaries))
         .route("/chat/{room}", get(pages::room))
         .route(
             "/api/rooms/{room}/token",

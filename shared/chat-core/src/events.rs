@@ -32,6 +32,8 @@ pub const USER_TYPING: &str = "user typing";
 pub const MESSAGE_EDIT: &str = "message edit";
 /// Client → server: delete one of one's own messages.
 pub const MESSAGE_DELETE: &str = "message delete";
+/// Client → server: this user has read the room up to a message.
+pub const READ: &str = "read";
 /// Server → client: a message was edited.
 pub const MESSAGE_EDITED: &str = "message edited";
 /// Server → client: a message was deleted.
@@ -58,6 +60,8 @@ pub struct Welcome {
     pub recovered: bool,
     /// Edits and deletions made after `since` to messages at or before it.
     pub changes: Vec<Change>,
+    /// Messages after this user's last `read` (0 when none, at most 1000).
+    pub unread: u64,
 }
 
 /// An edit or a deletion as `welcome.changes` carries it.
@@ -126,6 +130,13 @@ pub struct EditRequest {
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeleteRequest {
     /// The message to delete.
+    pub id: MessageId,
+}
+
+/// The `read` request payload: `{ id }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReadRequest {
+    /// Read up to this message.
     pub id: MessageId,
 }
 

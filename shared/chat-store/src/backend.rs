@@ -1,4 +1,4 @@
-//! The five things a chat backend does, as traits, so that the services
+//! The six things a chat backend does, as traits, so that the services
 //! never know whether they talk to Redis or to the in-memory backend of the
 //! single-process mode. One behaviour test suite runs against both.
 
@@ -106,6 +106,29 @@ pub trait History: Send + Sync {
     ) -> Result<Vec<Change>, StoreError>;
 }
 
+/// Each user's read marker per room, shared by all their devices.
+#[async_trait]
+pub trait Reads: Send + Sync {
+    /// Marks `room` read by `user_id` up to message `id` (never backwards).
+    async fn mark_read(
+        &self,
+        room: &RoomName,
+        user_id: &str,
+        id: MessageId,
+    ) -> Result<(), StoreError>;
+    /// How many messages of each of `rooms` came after `user_id`'s read
+    /// marker (0 without one, at most [`UNREAD_MAX`]): a few reads per room,
+    /// never a scan of the history.
+    async fn unread_counts(
+        &self,
+        rooms: &[RoomName],
+        user_id: &str,
+    ) -> Result<Vec<(RoomName, u64)>, StoreError>;
+}
+
+/// Most unread messages reported for one room.
+pub const UNREAD_MAX: u64 = 1000;
+
 /// Signals that are published to the room but never stored.
 #[async_trait]
 pub trait Signals: Send + Sync {
@@ -140,7 +163,7 @@ pub trait Revocations: Send + Sync {
 
 /// A whole backend.
 #[async_trait]
-pub trait Backend: Presence + History + Signals + Fanout + Revocations + Debug {
+pub trait Backend: Presence + History + Reads + Signals + Fanout + Revocations + Debug {
     /// Whether the store answers right now.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -7,7 +7,7 @@
 //! publishing a message) is one Lua script, so replicas never race.
 //!
 //! # Layout
-//! - [`backend`]: the traits (`Presence`, `History`, `Signals`, `Fanout`, `Revocations`).
+//! - [`backend`]: the traits (`Presence`, `History`, `Reads`, `Signals`, `Fanout`, `Revocations`).
 //! - [`redis`]: the Redis backend, for production.
 //! - [`memory`]: the in-memory backend, for the single-process mode.
 //! - [`schema`]: key and channel names, in one place.
@@ -30,7 +30,7 @@ pub mod schema;
 pub mod scripts;
 
 pub use backend::{
-    Backend, Fanout, FanoutEvent, History, Presence, Revocations, Signals, Subscription,
+    Backend, Fanout, FanoutEvent, History, Presence, Reads, Revocations, Signals, Subscription,
 };
 pub use error::StoreError;
 pub use memory::{MemoryBackend, MemoryHub};

@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::backend::{
-    Backend, Fanout, FanoutEvent, History, PerRoom, Presence, Revocations, SUBSCRIPTION_CAPACITY,
-    Signals, Subscription,
+    Backend, Fanout, FanoutEvent, History, PerRoom, Presence, Reads, Revocations,
+    SUBSCRIPTION_CAPACITY, Signals, Subscription, UNREAD_MAX,
 };
 use crate::error::StoreError;
 use crate::events::{RoomEvent, RoomEventKind};
@@ -41,6 +41,10 @@ struct RoomState {
     changed: HashMap<MessageId, Edit>,
     /// (when, which message) of each change, oldest first, capped.
     changes: VecDeque<(u64, MessageId)>,
+    /// How many messages were ever sent.
+    count: u64,
+    /// user id → `count` at their read marker.
+    reads: HashMap<String, u64>,
 }
 
 /// What became of a message after it was sent.
@@ -79,6 +83,13 @@ impl RoomState {
                 Some((*id, message))
             })
             .collect()
+    }
+
+    /// Messages after `uid`'s read marker: 0 without one, at most [`UNREAD_MAX`].
+    fn unread_of(&self, uid: &str) -> u64 {
+        self.reads.get(uid).map_or(0, |marker| {
+            self.count.saturating_sub(*marker).min(UNREAD_MAX)
+        })
     }
 
     fn is_deleted(&self, id: &MessageId) -> bool {
@@ -336,6 +347,7 @@ impl Presence for MemoryBackend {
             .map(|since| room.changes_since(since))
             .unwrap_or_default();
         Ok(JoinOutcome::Joined(Snapshot {
+            unread: room.unread_of(&c.user.id),
             seq: room.seq,
             members,
             recovered,
@@ -481,6 +493,7 @@ impl History for MemoryBackend {
             id = floor.next();
         }
         room.last_id = Some(id);
+        room.count += 1;
         room.history
             .push_back((id, message.user.clone(), message.text.as_str().to_owned()));
         while room.history.len() as u64 > HISTORY_KEPT {
@@ -607,6 +620,47 @@ impl History for MemoryBackend {
 fn raw_json<T: serde::Serialize>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value)
         .unwrap_or_else(|_| unreachable!("plain structs always serialize"))
+}
+
+#[async_trait]
+impl Reads for MemoryBackend {
+    async fn mark_read(
+        &self,
+        room: &RoomName,
+        user_id: &str,
+        id: MessageId,
+    ) -> Result<(), StoreError> {
+        let mut s = self.hub.lock();
+        let state = s.rooms.entry(room.clone()).or_default();
+        let limit = usize::try_from(UNREAD_MAX).unwrap_or(usize::MAX) + 1;
+        let after = state
+            .history
+            .iter()
+            .filter(|(m, _, _)| *m > id)
+            .take(limit)
+            .count();
+        let marker = state.count.saturating_sub(after as u64);
+        let old = state.reads.entry(user_id.to_owned()).or_insert(marker);
+        *old = (*old).max(marker);
+        Ok(())
+    }
+
+    async fn unread_counts(
+        &self,
+        rooms: &[RoomName],
+        user_id: &str,
+    ) -> Result<Vec<(RoomName, u64)>, StoreError> {
+        let s = self.hub.lock();
+        Ok(rooms
+            .iter()
+            .map(|r| {
+                (
+                    r.clone(),
+                    s.rooms.get(r).map_or(0, |room| room.unread_of(user_id)),
+                )
+            })
+            .collect())
+    }
 }
 
 #[async_trait]

@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub history: Vec<Box<RawValue>>,
     /// With `since`: the edits and deletions made after it to messages at or before it.
     pub changes: Vec<Change>,
+    /// Messages after the user's read marker (0 without one, at most 1000).
+    pub unread: u64,
 }
 
 /// The answer to a join.

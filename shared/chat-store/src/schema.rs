@@ -17,6 +17,8 @@
 //! | `chat:room:{R}:node:{node}` | set | `conn\tuser` of a replica's connections in the room |
 //! | `chat:room:{R}:changed` | hash | message id → its edit (`{t, e}`: text, edited ms) or deletion (`{d: 1}`) |
 //! | `chat:room:{R}:changes` | stream | which message (`i`) was edited or deleted when (the entry id), capped |
+//! | `chat:room:{R}:count` | string | how many messages were ever sent to the room |
+//! | `chat:room:{R}:reads` | hash | user id → the room's `count` at their read marker |
 //! | `chat:room:{R}:typing:{user}` | string | set for 2 s after a user's `user typing` was published (the throttle) |
 //! | `chat:room:{R}:epoch` | string | a random value set once; its change means the room's shard lost its data |
 //! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
@@ -76,8 +78,20 @@ pub fn room_keys(room: &RoomName, node: &str) -> Vec<String> {
         format!("{base}node:{node}"),
         format!("{base}changed"),
         format!("{base}changes"),
+        format!("{base}count"),
+        format!("{base}reads"),
     ])
     .collect()
+}
+
+/// Hash of user id → the message count at their read marker in `room`.
+pub fn room_reads(room: &RoomName) -> String {
+    format!("{}reads", room_base(room))
+}
+
+/// How many messages were ever sent to `room`.
+pub fn room_count(room: &RoomName) -> String {
+    format!("{}count", room_base(room))
 }
 
 /// The typing throttle of user `uid` in `room` (in the room's slot).
@@ -109,7 +123,7 @@ mod tests {
         let room = RoomName::parse("General").expect("room");
         let slot = fred::util::redis_keyslot(room_channel(&room).as_bytes());
         let mut keys = room_keys(&room, "n1");
-        assert_eq!(keys.len(), 12);
+        assert_eq!(keys.len(), 14);
         keys.push(room_typing(&room, "user{with}braces"));
         for key in keys {
             assert_eq!(fred::util::redis_keyslot(key.as_bytes()), slot, "{key}");

@@ -76,6 +76,11 @@ script!(
     "The edits and deletions since an id, of messages up to it."
 );
 script!(
+    READ,
+    "lua/read.lua",
+    "Move a user's read marker forward; answer their unread count."
+);
+script!(
     TYPING,
     "lua/typing.lua",
     "Publish `typing` unless the user's throttle key is set (SET NX PX)."

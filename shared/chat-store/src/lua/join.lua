@@ -1,6 +1,6 @@
 -- ARGV 4..: conn, user id, name, since ('' if none), history limit, silent ('1' or '0').
 -- Returns {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...},
--- {change, ...}} (see `changes_since`; none without `since`):
+-- {change, ...} (see `changes_since`; none without `since`), unread}:
 -- the connection is registered and the snapshot taken in one atomic step, so
 -- `seq` tells exactly which published events the snapshot already includes.
 local conn, uid, name, since = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -39,4 +39,4 @@ else
   end
 end
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
-return { 'ok', seq, members, recovered, history, changes }
+return { 'ok', seq, members, recovered, history, changes, unread_of(uid) }

@@ -4,8 +4,9 @@
 --   KEYS: 1 users, 2 names, 3 conns, 4 history, 5 seq, 6 leaving, 7 nodes,
 --         8 epoch, 9 this node's heartbeat, 10 this node's connections,
 --         11 changed (message id -> its edit or deletion), 12 changes (a
---         stream: which message was changed when),
---         then the script's own keys (also in the room's slot), from 13.
+--         stream: which message was changed when), 13 count (messages ever
+--         sent), 14 reads (user id -> count at their read marker),
+--         then the script's own keys (also in the room's slot), from 15.
 --   ARGV: 1 room name, 2 the room's (sharded) channel, 3 the node acting,
 --         then the script's own arguments.
 -- Only the sweep also reads other nodes' heartbeats and connections, whose
@@ -14,6 +15,20 @@ local K_USERS, K_NAMES, K_CONNS, K_HISTORY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_SEQ, K_LEAVING, K_NODES, K_EPOCH = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_ALIVE, K_MINE = KEYS[9], KEYS[10]
 local K_CHANGED, K_CHANGES = KEYS[11], KEYS[12]
+local K_COUNT, K_READS = KEYS[13], KEYS[14]
+
+-- Most unread messages a room reports to a user.
+local UNREAD_MAX = 1000
+
+-- How many messages `uid` has not read in the room: 0 without a marker.
+local function unread_of(uid)
+  local marker = redis.call('HGET', K_READS, uid)
+  if not marker then return 0 end
+  local n = tonumber(redis.call('GET', K_COUNT) or '0') - tonumber(marker)
+  if n < 0 then return 0 end
+  if n > UNREAD_MAX then return UNREAD_MAX end
+  return n
+end
 local ROOM, CHANNEL, NODE = ARGV[1], ARGV[2], ARGV[3]
 local TAB = '\t'
 

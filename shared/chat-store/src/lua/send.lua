@@ -17,6 +17,7 @@ end
 if not id then
   id = redis.call('XADD', K_HISTORY, 'MAXLEN', '~', maxlen, '*', 'u', uid, 'n', name, 't', text)
 end
+redis.call('INCR', K_COUNT)
 local trace = ''
 if tp ~= '' then trace = '"tp":' .. cjson.encode(tp) .. ',' end
 publish('"kind":"message","id":"' .. id .. '",' .. trace .. '"message":' .. message_json(id, uid, name, text))

@@ -7,11 +7,13 @@
 //! - [`history`]: storing and paging messages (Lua scripts).
 //! - [`fanout`]: the subscriber that turns channel messages into events.
 //! - [`revocation`]: logged-out web sessions.
+//! - [`reads`]: read markers and unread counts.
 //! - [`signals`]: typing, throttled and published, never stored.
 
 mod fanout;
 mod history;
 mod presence;
+mod reads;
 mod revocation;
 mod signals;
 

@@ -89,12 +89,14 @@ impl Presence for RedisBackend {
         let recovered = reply::integer(OP, next()?)? == 1;
         let history = reply::messages(OP, next()?)?;
         let changes = super::history::changes(OP, next()?)?;
+        let unread = u64::try_from(reply::integer(OP, next()?)?).unwrap_or(0);
         Ok(JoinOutcome::Joined(Snapshot {
             seq: u64::try_from(seq).unwrap_or(0),
             members,
             recovered,
             history,
             changes,
+            unread,
         }))
     }
 

@@ -524,6 +524,44 @@ pub(crate) async fn a_reconnect_with_since_gets_the_changes_it_missed(
     Ok(())
 }
 
+pub(crate) async fn unread_counts_follow_one_read_marker_per_user_on_every_node(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let (a, b) = (nodes.node("node-a"), nodes.node("node-b"));
+    let (room, other) = (RoomName::parse("Unread")?, RoomName::parse("Quiet")?);
+    let rooms = [room.clone(), other.clone()];
+    let ann = conn(&room, "a1", "ann").user;
+    let m1 = say(a.as_ref(), &room, &ann, "1").await?;
+    let m2 = say(a.as_ref(), &room, &ann, "2").await?;
+    let counts = |v: Vec<(RoomName, u64)>| v.into_iter().map(|(_, n)| n).collect::<Vec<_>>();
+    assert_eq!(
+        counts(b.unread_counts(&rooms, "reader").await?),
+        [0, 0],
+        "never read: 0"
+    );
+    a.mark_read(&room, "reader", m1).await?;
+    assert_eq!(counts(b.unread_counts(&rooms, "reader").await?), [1, 0]);
+    let m3 = say(b.as_ref(), &room, &ann, "3").await?;
+    assert_eq!(counts(a.unread_counts(&rooms, "reader").await?), [2, 0]);
+    let device = conn(&room, "b9", "reader");
+    assert_eq!(join(b.as_ref(), &device).await?.unread, 2, "welcome.unread");
+    b.mark_read(&room, "reader", m3).await?;
+    a.mark_read(&room, "reader", m2).await?;
+    assert_eq!(
+        counts(a.unread_counts(&rooms, "reader").await?),
+        [0, 0],
+        "never backwards"
+    );
+    assert_eq!(
+        counts(a.unread_counts(&rooms, "ann").await?),
+        [0, 0],
+        "per user"
+    );
+    say(a.as_ref(), &room, &ann, "4").await?;
+    assert_eq!(counts(b.unread_counts(&rooms, "reader").await?), [1, 0]);
+    Ok(())
+}
+
 /// Generates one `#[tokio::test]` per suite function for a harness expression.
 #[macro_export]
 macro_rules! behaviour_tests {
@@ -539,6 +577,7 @@ macro_rules! behaviour_tests {
             typing_is_throttled_per_user_across_nodes_and_never_stored,
             only_the_author_edits_and_deletes_and_every_node_agrees,
             a_reconnect_with_since_gets_the_changes_it_missed,
+            unread_counts_follow_one_read_marker_per_user_on_every_node,
         );
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
