@@ -84,6 +84,15 @@ impl Wire {
             });
     }
 
+    /// Counts what a write wrote, or remembers who waits for room to write.
+    fn after_write(&self, result: &Poll<io::Result<usize>>, cx: &Context<'_>) {
+        match result {
+            Poll::Ready(Ok(n)) => self.written(*n),
+            Poll::Pending => self.0.writer.register(cx.waker()),
+            Poll::Ready(Err(_)) => {}
+        }
+    }
+
     /// Fails every further read and write of the connection, waking whoever waits on it.
     pub fn cut(&self) {
         self.0.cut.store(true, Ordering::Release);
@@ -168,11 +177,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
             return Poll::Ready(Err(cut_error()));
         }
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        match &result {
-            Poll::Ready(Ok(n)) => self.wire.written(*n),
-            Poll::Pending => self.wire.0.writer.register(cx.waker()),
-            Poll::Ready(Err(_)) => {}
-        }
+        self.wire.after_write(&result, cx);
         result
     }
 
@@ -185,11 +190,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
             return Poll::Ready(Err(cut_error()));
         }
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        match &result {
-            Poll::Ready(Ok(n)) => self.wire.written(*n),
-            Poll::Pending => self.wire.0.writer.register(cx.waker()),
-            Poll::Ready(Err(_)) => {}
-        }
+        self.wire.after_write(&result, cx);
         result
     }
 
