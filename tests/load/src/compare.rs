@@ -463,12 +463,13 @@ fn topologies(dir: &std::path::Path) -> anyhow::Result<String> {
         (
             "Redis CPU µs per send, replicas, above idle",
             Box::new(|r| {
+                let replicas = role(r, "slave");
+                if replicas.is_empty() {
+                    return "-".into();
+                }
                 format!(
                     "{:.1}",
-                    per_send(
-                        r,
-                        redisstat::cpu_above_idle(&role(r, "slave"), &r.redis_idle) * 1e6
-                    )
+                    per_send(r, redisstat::cpu_above_idle(&replicas, &r.redis_idle) * 1e6)
                 )
             }),
         ),
