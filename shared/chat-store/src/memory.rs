@@ -41,6 +41,8 @@ struct RoomState {
     changed: HashMap<MessageId, Edit>,
     /// (when, which message) of each change, oldest first, capped.
     changes: VecDeque<(u64, MessageId)>,
+    /// When (ms) the newest change dropped from `changes` was made.
+    changes_trimmed_ms: Option<u64>,
     /// How many messages were ever sent.
     count: u64,
     /// user id → `count` at their read marker.
@@ -335,7 +337,8 @@ impl Presence for MemoryBackend {
                     .collect();
                 let trimmed = room.max_deleted.is_some_and(|d| d > since);
                 let rebuilt = room.last_id.is_none_or(|last| since > last);
-                if after.len() > limit || trimmed || rebuilt {
+                let changes_lost = room.changes_trimmed_ms.is_some_and(|at| at >= since.ms);
+                if after.len() > limit || trimmed || rebuilt || changes_lost {
                     (false, newest(room))
                 } else {
                     (true, after)
@@ -594,7 +597,9 @@ impl History for MemoryBackend {
         room.changed.insert(change.id, edit);
         room.changes.push_back((now, change.id));
         while room.changes.len() as u64 > CHANGES_KEPT {
-            room.changes.pop_front();
+            if let Some((at, _)) = room.changes.pop_front() {
+                room.changes_trimmed_ms = Some(at);
+            }
         }
         if let Some((oldest, _, _)) = room.history.front().cloned() {
             room.changed.retain(|id, _| *id >= oldest);

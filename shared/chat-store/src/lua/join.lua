@@ -32,6 +32,18 @@ else
       if k == 'last-generated-id' and id_gt(since, v) then recovered = 0 end
     end
   end
+  -- The change log was trimmed, and what went may be newer than `since`
+  -- (trimming removes the oldest entries, all older than the first kept).
+  local logged, changes_info = pcall(redis.call, 'XINFO', 'STREAM', K_CHANGES)
+  if logged then
+    local f = {}
+    for i = 1, #changes_info, 2 do f[changes_info[i]] = changes_info[i + 1] end
+    local first = f['first-entry']
+    if tonumber(f['entries-added'] or 0) > tonumber(f['length'] or 0) and first
+      and id_gt(first[1], id_parts(since) .. '-0') then
+      recovered = 0
+    end
+  end
   if recovered == 1 then
     history = entries_json(after, false)
   else

@@ -524,6 +524,41 @@ pub(crate) async fn a_reconnect_with_since_gets_the_changes_it_missed(
     Ok(())
 }
 
+pub(crate) async fn a_change_log_trimmed_past_since_is_not_recovered(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("Churn")?;
+    let ann = conn(&room, "a1", "ann").user;
+    let m1 = say(a.as_ref(), &room, &ann, "v0").await?;
+    let versions = chat_store::history::CHANGES_KEPT + 200;
+    for i in 1..=versions {
+        let t = text(&format!("v{i}"))?;
+        assert_eq!(
+            a.change(change(&room, m1, &ann, Some(&t))).await?,
+            ChangeOutcome::Done
+        );
+    }
+    let c = conn(&room, "x", "bob");
+    let request = JoinRequest {
+        connection: &c,
+        session: None,
+        since: Some(m1),
+        history_limit: 100,
+    };
+    let JoinOutcome::Joined(s) = a.join(request, false).await? else {
+        bail!("revoked")
+    };
+    assert!(!s.recovered, "changes since may be missing");
+    let history = parsed(&s.history)?;
+    assert_eq!(
+        history[0].text,
+        format!("v{versions}"),
+        "the fresh history is right"
+    );
+    Ok(())
+}
+
 pub(crate) async fn unread_counts_follow_one_read_marker_per_user_on_every_node(
     nodes: &dyn Nodes,
 ) -> Result<()> {
@@ -578,6 +613,7 @@ macro_rules! behaviour_tests {
             only_the_author_edits_and_deletes_and_every_node_agrees,
             a_reconnect_with_since_gets_the_changes_it_missed,
             unread_counts_follow_one_read_marker_per_user_on_every_node,
+            a_change_log_trimmed_past_since_is_not_recovered,
         );
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
