@@ -133,3 +133,23 @@ test('delete racing edit from two replicas: the deletion wins, and no edit comes
   const late = await cluster.join(a, { sub: 'mo', room });
   assert.equal((await late.welcome).history.filter((m) => m.user.id === 'jo').length, 0, 'every one deleted');
 });
+
+test('edits and deletions made while a replica\'s subscription was down reach its clients when it reads the gap back', async () => {
+  const room = 'Music';
+  const sender = await cluster.join(a, { sub: 'nan', room });
+  const reader = await cluster.join(b, { sub: 'oz', room });
+  const { id: old } = await sender.send('before the gap');
+  const { id: doomed } = await sender.send('deleted in the gap');
+  await reader.wait('message received', (m) => m.id === doomed);
+  // Commands keep working while every subscriber connection is cut.
+  await cluster.redis.command('CLIENT KILL TYPE pubsub');
+  assert.deepEqual(await edit(sender, old, 'edited in the gap'), { ok: true });
+  assert.deepEqual(await del(sender, doomed), { ok: true });
+  const { id: fresh } = await sender.send('sent in the gap');
+  assert.deepEqual(await edit(sender, fresh, 'sent and edited in the gap'), { ok: true });
+  await reader.wait('message edited', (e) => e.id === old && e.text === 'edited in the gap');
+  await reader.wait('message deleted', (e) => e.id === doomed);
+  const m = await reader.wait('message received', (m) => m.id === fresh);
+  const final = reader.all('message edited').filter((e) => e.id === fresh).at(-1)?.text ?? m.text;
+  assert.equal(final, 'sent and edited in the gap');
+});
