@@ -330,6 +330,7 @@
     divider.setAttribute('role', 'separator');
     divider.textContent = 'New messages';
     first.before(divider);
+    relayout();
   }
 
   // --- editing and deleting ----------------------------------------------

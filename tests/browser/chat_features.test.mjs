@@ -63,6 +63,9 @@ test('typing shows and clears; edit with Up arrow, Escape and Enter; delete; all
   // Keyboard-only delete: Tab to the message's Delete button and press Enter.
   await sendFromPage(ann.page, 'oops, wrong room');
   await waitForMessage(bob.page, 'oops, wrong room');
+  // One author within a few minutes: grouped under one heading, after one day separator.
+  assert.match(await messageLi(bob.page, 'oops, wrong room').getAttribute('class'), /\bgrouped\b/);
+  assert.equal(await bob.page.locator('#messages .day-separator').count(), 1);
   const del = messageLi(ann.page, 'oops, wrong room').locator('button.delete');
   await del.focus();
   await ann.page.keyboard.press('Enter');
@@ -104,6 +107,7 @@ test('the dashboard\'s unread count goes up while away and down after reading; a
   await waitForMessage(eve.page, 'third');
   await eve.page.waitForSelector('.new-divider');
   assert.equal(await eve.page.locator('.new-divider + .message .text').textContent(), 'second', 'where she left off');
+  assert.equal(await eve.page.locator('.new-divider + .message').getAttribute('class'), 'message', 'a new group starts after the divider');
   await screenshot(eve.page, 'features-new-messages');
   await eve.page.goto(`${base}/dashboard`);
   assert.equal(await unread(), '0', 'read once seen');
