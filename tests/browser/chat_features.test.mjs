@@ -87,6 +87,20 @@ test('http(s) links become safe links; javascript: and data: stay text; mentions
   assert.equal(await messageLi(di.page, 'javascript:alert(1)').getAttribute('class'), 'message mention');
   assert.doesNotMatch(await messageLi(cy.page, 'javascript:alert(1)').getAttribute('class'), /mention/);
   await screenshot(di.page, 'features-links-mention');
+
+  // With permission, a mention in a hidden tab raises a desktop notification.
+  await di.page.evaluate(() => {
+    window.shownNotifications = [];
+    window.Notification = class {
+      static permission = 'granted';
+      constructor(title, options) { window.shownNotifications.push({ title, body: options.body }); }
+    };
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+  });
+  await sendFromPage(cy.page, 'no mention here');
+  await sendFromPage(cy.page, 'ping @di, are you there?');
+  await di.page.waitForFunction(() => window.shownNotifications.length > 0);
+  assert.deepEqual(await di.page.evaluate(() => window.shownNotifications), [{ title: 'Cy mentioned you in Music', body: 'ping @di, are you there?' }]);
 });
 
 test('the dashboard\'s unread count goes up while away and down after reading; a hidden tab counts in its title', async () => {
