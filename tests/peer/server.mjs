@@ -14,6 +14,9 @@
 // - `history` {before, limit ≤ 100}: XREVRANGE of the room's stream strictly
 //   before `before`, oldest first, ack {ok, messages}. Like the rest of the
 //   peer it has no per-user budget (the benchmark's flood scenario sends it).
+// - `typing` (no payload, no ack): SET peer:typing:<room>:<user> NX PX 2000, and
+//   when it was set, `user typing` {id, name} to the room except the sender,
+//   through the adapter: at most one per user per 2 s across replicas.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -37,6 +40,7 @@ const issuer = env('JWT_ISSUER', 'chat-web');
 const audience = env('JWT_AUDIENCE', 'chat-gateway');
 const rooms = new Set(env('ROOMS', 'General,Sports,Music').split(',').map((r) => r.trim()).filter(Boolean));
 const MAX_TEXT = 2000;
+const TYPING_THROTTLE_MS = 2000;
 
 // Every SPKI key in the file, by kid.
 const keys = new Map();
@@ -134,6 +138,16 @@ io.on('connection', (socket) => {
     }
     io.to(room).emit('message received', { id: msgId, room, user: you, text, ts });
     reply({ ok: true, id: msgId });
+  });
+
+  socket.on('typing', async () => {
+    let first;
+    try {
+      first = await store.set(`peer:typing:${room}:${id}`, '1', { NX: true, PX: TYPING_THROTTLE_MS });
+    } catch {
+      return;
+    }
+    if (first === 'OK') socket.to(room).emit('user typing', you);
   });
 
   socket.on('history', async (request, ack) => {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use anyhow::Context;
 
 use crate::redisstat::{self, NodeUsage};
-use crate::report::{FloodReport, Report};
+use crate::report::{FloodReport, Report, TypingReport};
 
 type Metric = (&'static str, fn(&Report) -> f64, Unit);
 
@@ -218,7 +218,95 @@ const METRICS: &[Metric] = &[
     ),
     ("Redis CPU (cores)", |r| r.aux_cpu_cores, Unit::Cores),
     ("load tool CPU (cores)", |r| r.tool_cpu_cores, Unit::Cores),
+    (
+        "typing: typing sent/s",
+        |r| typing(r, |t| t.sent_per_s),
+        Unit::Rate,
+    ),
+    (
+        "typing: user typing delivered/s",
+        |r| typing(r, |t| t.received_per_s),
+        Unit::Rate,
+    ),
+    (
+        "typing: server CPU µs/event (messages + user typing)",
+        |r| typing(r, |t| t.server_cpu_us_per_event),
+        Unit::Cores,
+    ),
+    (
+        "typing: Redis CPU µs/delivery",
+        |r| typing(r, |t| t.aux_cpu_us_per_delivery),
+        Unit::Cores,
+    ),
+    (
+        "typing: Redis CPU µs/event",
+        |r| typing(r, |t| t.aux_cpu_us_per_event),
+        Unit::Cores,
+    ),
+    (
+        "without typing: deliveries/s",
+        |r| plain(r, |p| p.deliveries_per_s),
+        Unit::Rate,
+    ),
+    (
+        "without typing: lost",
+        |r| plain(r, |p| p.lost as f64),
+        Unit::Count,
+    ),
+    (
+        "without typing: end-to-end p50",
+        |r| plain(r, |p| p.e2e.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "without typing: end-to-end p99",
+        |r| plain(r, |p| p.e2e.p99_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "without typing: ack p50",
+        |r| plain(r, |p| p.ack.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "without typing: ack p99",
+        |r| plain(r, |p| p.ack.p99_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "without typing: server CPU (cores)",
+        |r| plain(r, |p| p.server_cpu_cores),
+        Unit::Cores,
+    ),
+    (
+        "without typing: server CPU µs/delivery",
+        |r| plain(r, |p| p.server_cpu_us_per_delivery),
+        Unit::Cores,
+    ),
+    (
+        "without typing: Redis CPU (cores)",
+        |r| plain(r, |p| p.aux_cpu_cores),
+        Unit::Cores,
+    ),
+    (
+        "without typing: Redis CPU µs/delivery",
+        |r| plain(r, crate::report::aux_us_per_delivery),
+        Unit::Cores,
+    ),
 ];
+
+/// A figure of the `typing` scenario's own report; 0 (so no row) for others.
+fn typing(r: &Report, get: fn(&TypingReport) -> f64) -> f64 {
+    r.typing.as_ref().map_or(0.0, get)
+}
+
+/// A figure of the `typing` scenario's run without typing; 0 for others.
+fn plain(r: &Report, get: fn(&Report) -> f64) -> f64 {
+    r.typing
+        .as_ref()
+        .and_then(|t| t.plain.as_deref())
+        .map_or(0.0, get)
+}
 
 /// A figure of the `flood` scenario's own report; 0 (so no row) for others.
 fn flood(r: &Report, get: fn(&FloodReport) -> f64) -> f64 {

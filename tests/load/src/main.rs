@@ -9,7 +9,7 @@
 //! # Layout
 //! - `wire`: Engine.IO/Socket.IO framing and the handshake.
 //! - `session`: one connected client: pings, sends, deliveries, acks.
-//! - `scenario`: fanout, ramp, storm, idle, large-room, flood.
+//! - `scenario`: fanout, ramp, storm, idle, large-room, flood, typing.
 //! - `abuser`: one connection of the flood's abusive user.
 //! - `procstat`: CPU time and RSS from `/proc`.
 //! - `redisstat`: per Redis node: role, CPU and `INFO commandstats`.
@@ -55,7 +55,7 @@ enum Command {
 /// The flags of `chat-load run`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct RunArgs {
-    /// fanout, ramp, storm, idle, large-room or flood.
+    /// fanout, ramp, storm, idle, large-room, flood or typing.
     #[arg(long, default_value = "fanout")]
     pub(crate) scenario: String,
     /// A replica, e.g. http://127.0.0.1:8081 (repeat for several; loopback only).
@@ -156,6 +156,9 @@ pub(crate) struct RunArgs {
     /// Flood: put the abuser in the first normal room instead of a room of its own.
     #[arg(long)]
     pub(crate) abuser_shares_room: bool,
+    /// typing: milliseconds between one member's `typing` emits.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) typing_ms: u64,
     /// Room names are PREFIX + number.
     #[arg(long, default_value = "r")]
     pub(crate) room_prefix: String,

@@ -136,6 +136,58 @@ pub(crate) struct Report {
     /// normal users' traffic over both phases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) flood: Option<FloodReport>,
+    /// The `typing` scenario's own figures (the rest of the report is the
+    /// fan-out with typing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) typing: Option<TypingReport>,
+}
+
+/// What typing traffic added to a fan-out: `typing` emitted and `user
+/// typing` delivered, and the cost per event (messages and typing events
+/// delivered); `plain` is the same fan-out without typing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct TypingReport {
+    /// `typing` emitted by all members.
+    pub(crate) sent: u64,
+    /// `user typing` received by all members.
+    pub(crate) received: u64,
+    /// `sent` per second of the sending window.
+    pub(crate) sent_per_s: f64,
+    /// `received` per second of the sending window.
+    pub(crate) received_per_s: f64,
+    /// Servers' CPU µs per delivered event (`message received` + `user typing`).
+    pub(crate) server_cpu_us_per_event: f64,
+    /// Redis's CPU µs per delivered event.
+    pub(crate) aux_cpu_us_per_event: f64,
+    /// Redis's CPU µs per message delivered.
+    pub(crate) aux_cpu_us_per_delivery: f64,
+    /// The same fan-out without typing, run just before.
+    pub(crate) plain: Option<Box<Report>>,
+}
+
+impl TypingReport {
+    /// The figures of a fan-out report `r` that saw these typing counts.
+    pub(crate) fn of(r: &Report, sent: u64, received: u64) -> Self {
+        let secs = r.measure_s.max(1e-9);
+        let events = (r.delivered + received).max(1) as f64;
+        let aux_s: f64 = r.aux.iter().map(|u| u.cpu_s).sum();
+        Self {
+            sent,
+            received,
+            sent_per_s: sent as f64 / secs,
+            received_per_s: received as f64 / secs,
+            server_cpu_us_per_event: r.server_cpu_s * 1e6 / events,
+            aux_cpu_us_per_event: aux_s * 1e6 / events,
+            aux_cpu_us_per_delivery: aux_s * 1e6 / r.delivered.max(1) as f64,
+            plain: None,
+        }
+    }
+}
+
+/// Redis's CPU µs per message delivered in `r`.
+pub(crate) fn aux_us_per_delivery(r: &Report) -> f64 {
+    let aux_s: f64 = r.aux.iter().map(|u| u.cpu_s).sum();
+    aux_s * 1e6 / r.delivered.max(1) as f64
 }
 
 /// What the `flood` scenario measured beside the normal users' totals: the
@@ -274,6 +326,14 @@ impl Report {
         check(self.duplicated, "deliveries duplicated");
         check(self.ack_failed, "sends refused");
         check(self.ack_missing, "sends never acknowledged");
+        if let Some(plain) = self.typing.as_ref().and_then(|t| t.plain.as_ref()) {
+            f.extend(
+                plain
+                    .failures()
+                    .into_iter()
+                    .map(|x| format!("{x} (without typing)")),
+            );
+        }
         f
     }
 
@@ -395,6 +455,36 @@ impl Report {
         }
         if let Some(flood) = &self.flood {
             rows.extend(flood.rows());
+        }
+        if let Some(t) = &self.typing {
+            rows.push((
+                "typing".into(),
+                format!(
+                    "sent {} ({:.0}/s), user typing delivered {} ({:.0}/s)",
+                    t.sent, t.sent_per_s, t.received, t.received_per_s
+                ),
+            ));
+            rows.push((
+                "cost per event".into(),
+                format!(
+                    "server {:.1} µs, Redis {:.1} µs (messages + user typing delivered)",
+                    t.server_cpu_us_per_event, t.aux_cpu_us_per_event
+                ),
+            ));
+            if let Some(p) = &t.plain {
+                rows.push((
+                    "without typing".into(),
+                    format!(
+                        "{:.0} deliveries/s, server {:.2} cores ({:.1} µs/delivery), Redis {:.2} cores, ack {}, e2e {}",
+                        p.deliveries_per_s,
+                        p.server_cpu_cores,
+                        p.server_cpu_us_per_delivery,
+                        p.aux_cpu_cores,
+                        p.ack.row(),
+                        p.e2e.row()
+                    ),
+                ));
+            }
         }
         let mut s = String::new();
         for (k, v) in rows {

@@ -10,6 +10,8 @@
 //! - `large-room`: one room of `members`, one sender, fan-out latency to all.
 //! - `flood`: `fanout` at a moderate rate, without and then with one abusive
 //!   user pipelining `message sent` and `history` ([`flood`]).
+//! - `typing`: `fanout`, then `fanout` again with every member also emitting
+//!   `typing` every `typing-ms` (keystrokes), reported side by side.
 
 mod flood;
 
@@ -29,7 +31,7 @@ use tokio::time::Instant;
 use crate::RunArgs;
 use crate::procstat::Meter;
 use crate::redisstat::RedisMeter;
-use crate::report::{Latency, Report, histogram};
+use crate::report::{Latency, Report, TypingReport, histogram};
 use crate::session::{self, Outcome, SendPlan, Start};
 use crate::wire::{self, Target};
 
@@ -85,8 +87,11 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         "idle" => ctx.idle().await?,
         "large-room" => ctx.large_room().await?,
         "flood" => ctx.flood().await?,
+        "typing" => ctx.typing().await?,
         other => {
-            bail!("unknown --scenario {other}: fanout, ramp, storm, idle, large-room or flood")
+            bail!(
+                "unknown --scenario {other}: fanout, ramp, storm, idle, large-room, flood or typing"
+            )
         }
     };
     report.scenario = args.scenario.clone();
@@ -255,6 +260,28 @@ impl Ctx<'_> {
 
     /// Connects rooms × members and lets every member send at `rate` /s.
     async fn fanout(&self, rate: f64) -> anyhow::Result<Report> {
+        self.fanout_with(rate, None).await
+    }
+
+    /// `fanout` without typing, then (new connections, same rooms) the same
+    /// fan-out with every member also emitting `typing` every `--typing-ms`.
+    /// The report is the second run's, with the first one in `typing.plain`.
+    async fn typing(&self) -> anyhow::Result<Report> {
+        let a = self.args;
+        let mut plain = self.fanout_with(a.rate, None).await?;
+        plain.scenario = "fanout".into();
+        plain.label = a.label.clone();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let every = Duration::from_millis(a.typing_ms.max(1));
+        let mut r = self.fanout_with(a.rate, Some(every)).await?;
+        if let Some(t) = r.typing.as_mut() {
+            t.plain = Some(Box::new(plain));
+        }
+        Ok(r)
+    }
+
+    /// [`Self::fanout`]; with `typing`, every member also emits `typing` that often.
+    async fn fanout_with(&self, rate: f64, typing: Option<Duration>) -> anyhow::Result<Report> {
         let a = self.args;
         let members = a.members.max(1);
         let n = a.rooms * members;
@@ -288,10 +315,13 @@ impl Ctx<'_> {
                 until,
                 max: u64::MAX,
                 pad,
+                typing,
             })
         })
         .await?;
         let measured = meter.stop();
+        let typing_sent: u64 = outs.iter().map(|o| o.typing_sent).sum();
+        let typing_received: u64 = outs.iter().map(|o| o.typing_received).sum();
         let nodes = redis.stop(a.duration + a.drain);
         let mut r = pop.report;
         r.redis = nodes;
@@ -305,6 +335,11 @@ impl Ctx<'_> {
         ]);
         merge(&mut r, outs, a.duration);
         r.set_usage(measured, a.duration + a.drain);
+        if let Some(every) = typing {
+            r.params
+                .insert("typing_ms".into(), (every.as_millis() as u64).into());
+            r.typing = Some(TypingReport::of(&r, typing_sent, typing_received));
+        }
         Ok(r)
     }
 
@@ -450,6 +485,7 @@ impl Ctx<'_> {
                 until,
                 max: messages,
                 pad,
+                typing: None,
             })
         })
         .await?;

@@ -28,6 +28,8 @@ pub(crate) struct SendPlan {
     pub(crate) max: u64,
     /// Bytes of padding added to each text.
     pub(crate) pad: usize,
+    /// Also emit `typing` this often (from `start` until `until`), if set.
+    pub(crate) typing: Option<Duration>,
 }
 
 /// What a connected client is told when the scenario starts.
@@ -62,6 +64,10 @@ pub(crate) struct Outcome {
     pub(crate) out_of_order: u64,
     /// Why the connection ended before the scenario ended it.
     pub(crate) dropped: Option<String>,
+    /// `typing` emitted.
+    pub(crate) typing_sent: u64,
+    /// `user typing` received after the scenario started it.
+    pub(crate) typing_received: u64,
 }
 
 /// The text of message `seq` from `sender`, carrying its send time.
@@ -120,6 +126,7 @@ pub(crate) async fn run(
     let mut start = Some(start);
     let mut plan: Option<SendPlan> = None;
     let mut ticker: Option<Interval> = None;
+    let mut typer: Option<Interval> = None;
     let mut pending: HashMap<u64, (u64, u64)> = HashMap::new();
     let mut seen: HashSet<u64> = HashSet::new();
     let mut newest: HashMap<u32, u32> = HashMap::new();
@@ -139,6 +146,12 @@ pub(crate) async fn run(
                     let mut t = tokio::time::interval_at(p.start, p.period);
                     t.set_missed_tick_behavior(MissedTickBehavior::Skip);
                     t
+                });
+                typer = plan.and_then(|p| {
+                    let every = p.typing?;
+                    let mut t = tokio::time::interval_at(p.start, every);
+                    t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                    Some(t)
                 });
                 stop.as_mut().reset(told.stop_at);
             }
@@ -195,6 +208,11 @@ pub(crate) async fn run(
                             }
                         }
                     }
+                    Incoming::Typing => {
+                        if start.is_none() {
+                            out.typing_received += 1;
+                        }
+                    }
                     Incoming::Closed => {
                         out.dropped = Some("disconnected by server".into());
                         break;
@@ -218,6 +236,17 @@ pub(crate) async fn run(
                 }
                 next_ack += 1;
                 out.sent += 1;
+            }
+            () = tick(&mut typer) => {
+                if plan.is_none_or(|p| Instant::now() >= p.until) {
+                    typer = None;
+                    continue;
+                }
+                if let Err(e) = ws.send(wire::typing()).await {
+                    out.dropped = Some(format!("send typing: {e}"));
+                    break;
+                }
+                out.typing_sent += 1;
             }
         }
     }

@@ -141,6 +141,11 @@ pub(crate) fn message_sent(ack: u64, text: &str) -> WsMessage {
     WsMessage::text(format!("42{ack}[\"message sent\",{text}]"))
 }
 
+/// A `typing` emit: no payload, no ack.
+pub(crate) fn typing() -> WsMessage {
+    WsMessage::text("42[\"typing\"]")
+}
+
 /// A `history { before, limit }` emit with ack id `ack`.
 pub(crate) fn history(ack: u64, before: &str, limit: usize) -> WsMessage {
     let request = serde_json::json!({ "before": before, "limit": limit });
@@ -166,6 +171,8 @@ pub(crate) enum Incoming<'a> {
     Delivery(&'a str),
     /// An ack: its id and whether it said `ok: true`.
     Ack(u64, bool, &'a str),
+    /// `user typing` (someone else in the room is typing).
+    Typing,
     /// Engine.IO close or Socket.IO disconnect.
     Closed,
     /// Anything else (`user entered`, ...).
@@ -186,6 +193,9 @@ pub(crate) fn classify(text: &str) -> Incoming<'_> {
             }
         }
         return Incoming::Other;
+    }
+    if text.starts_with("42[\"user typing\"") {
+        return Incoming::Typing;
     }
     if let Some(rest) = text.strip_prefix("43") {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();

@@ -104,6 +104,7 @@ impl Ctx<'_> {
                 until,
                 max: u64::MAX,
                 pad,
+                typing: None,
             })
         })
         .await?;
