@@ -244,6 +244,16 @@ const METRICS: &[Metric] = &[
         Unit::Cores,
     ),
     (
+        "typing: server CPU added over without typing (cores)",
+        |r| {
+            r.typing
+                .as_ref()
+                .and_then(|t| t.plain.as_deref())
+                .map_or(0.0, |p| r.server_cpu_cores - p.server_cpu_cores)
+        },
+        Unit::Cores,
+    ),
+    (
         "without typing: deliveries/s",
         |r| plain(r, |p| p.deliveries_per_s),
         Unit::Rate,
