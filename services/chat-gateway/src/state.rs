@@ -14,6 +14,7 @@ use chat_store::Backend;
 use chat_store::history::{ChangeOutcome, MessageChange, NewMessage};
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
 use chat_telemetry::trace_context::{current_trace_id, current_traceparent};
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::value::RawValue;
 use socketioxide::TransportType;
@@ -415,7 +416,7 @@ impl Gateway {
             Ok(text) => text,
             Err(code) => return SendAck::err(code),
         };
-        if self.sends.check_key(&conn.record.user.id).is_err() {
+        if over_budget(&self.sends, conn) {
             return SendAck::err(ErrorCode::RateLimited);
         }
         let room = &conn.record.room;
@@ -463,7 +464,7 @@ impl Gateway {
             Ok(r) if (1..=chat_core::events::HISTORY_PAGE_MAX).contains(&r.limit) => r,
             _ => return HistoryAck::err(ErrorCode::Invalid),
         };
-        if self.history_reads.check_key(&conn.record.user.id).is_err() {
+        if over_budget(&self.history_reads, conn) {
             return HistoryAck::err(ErrorCode::RateLimited);
         }
         let read = self
@@ -487,7 +488,7 @@ impl Gateway {
         let Ok(token) = token else {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         };
-        if self.refreshes.check_key(&conn.record.user.id).is_err() {
+        if over_budget(&self.refreshes, conn) {
             return RefreshAck::err(ErrorCode::RateLimited);
         }
         let claims = match self.keys.verify(&token, now_s()).await {
@@ -530,7 +531,7 @@ impl Gateway {
             Some(Ok(text)) => Some(text),
             None => None,
         };
-        if self.edits.check_key(&conn.record.user.id).is_err() {
+        if over_budget(&self.edits, conn) {
             return DoneAck::err(ErrorCode::RateLimited);
         }
         let change = MessageChange {
@@ -558,7 +559,7 @@ impl Gateway {
             Ok(id) => id,
             Err(code) => return DoneAck::err(code),
         };
-        if self.reads.check_key(&conn.record.user.id).is_err() {
+        if over_budget(&self.reads, conn) {
             return DoneAck::err(ErrorCode::RateLimited);
         }
         let mark = self
@@ -671,6 +672,29 @@ fn say_goodbye(handle: &Handle, reason: Option<ErrorCode>) {
 fn typing_throttle() -> std::time::Duration {
     std::time::Duration::from_millis(chat_core::events::TYPING_THROTTLE_MS)
 }
+
+/// Takes one cell of `budget` for the connection's user; when there is none,
+/// true. A connection that pipelines past its budget (more of its events
+/// wait behind this one) is then not read from until there is a cell again:
+/// what it sends meanwhile would only be refused, at the cost of other
+/// users' time. A client that waits for its acks is never held.
+fn over_budget(budget: &Budget, conn: &Conn) -> bool {
+    match budget.check_key(&conn.record.user.id) {
+        Ok(()) => false,
+        Err(not_until) => {
+            if let Some(wire) = &conn.wire
+                && conn.inbox.in_flight() > 1
+            {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                wire.hold_for(wait.min(MAX_HOLD));
+            }
+            true
+        }
+    }
+}
+
+/// The longest a connection over a budget is not read from at a time.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn nonzero(n: u32) -> std::num::NonZeroU32 {
     std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)

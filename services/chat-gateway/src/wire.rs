@@ -11,22 +11,26 @@
 //! - **a cut switch**: [`Wire::cut`] makes every read and write of the stream
 //!   fail at once, so a connection whose buffers are full is closed now,
 //!   not when a heartbeat finally times out.
-//! - **a pause**: while [`Wire::pause`] holds, nothing more is read from the
-//!   client, so a client with too many events in flight is slowed down by
-//!   TCP itself instead of having the replica read (and refuse) all it sends.
+//! - **a pause**: while [`Wire::pause`] holds (too many events in flight), or
+//!   for the time [`Wire::hold_for`] says (the client is over a budget),
+//!   nothing more is read from the client, so it is slowed down by TCP itself
+//!   instead of having the replica read, and refuse, all it sends.
 //!
 //! Each request carries its connection's `Wire` as an extension; the handshake
 //! finds it in the socket's request parts.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 
 /// A handle on one client TCP connection: its byte debt and its cut switch.
 #[derive(Clone)]
@@ -37,6 +41,8 @@ struct Inner {
     limit: usize,
     cut: AtomicBool,
     paused: AtomicBool,
+    /// Until when (ms since the Unix epoch) nothing is read: the client is over a budget.
+    held_until_ms: AtomicU64,
     reader: AtomicWaker,
     writer: AtomicWaker,
 }
@@ -58,6 +64,7 @@ impl Wire {
             limit,
             cut: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            held_until_ms: AtomicU64::new(0),
             reader: AtomicWaker::new(),
             writer: AtomicWaker::new(),
         }))
@@ -112,10 +119,31 @@ impl Wire {
         }
     }
 
+    /// Reads nothing from the client for `wait` (longer holds win): it is
+    /// over a budget, and what it sends meanwhile would only be refused.
+    pub fn hold_for(&self, wait: Duration) {
+        let until = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self.0.held_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// How long reads are still held, if they are.
+    fn held(&self) -> Option<Duration> {
+        let until = self.0.held_until_ms.load(Ordering::Acquire);
+        let now = now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
     /// Whether [`Wire::cut`] was called.
     pub fn is_cut(&self) -> bool {
         self.0.cut.load(Ordering::Acquire)
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn cut_error() -> io::Error {
@@ -131,6 +159,8 @@ pub struct WireStream<S> {
     inner: S,
     wire: Wire,
     _slot: Option<OwnedSemaphorePermit>,
+    /// The timer that ends a hold, made the first time one is needed.
+    hold: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> WireStream<S> {
@@ -140,6 +170,7 @@ impl<S> WireStream<S> {
             inner,
             wire,
             _slot: None,
+            hold: None,
         }
     }
 
@@ -162,6 +193,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for WireStream<S> {
         }
         if self.wire.0.paused.load(Ordering::Acquire) {
             return Poll::Pending;
+        }
+        if let Some(wait) = self.wire.held() {
+            let deadline = tokio::time::Instant::now() + wait;
+            let timer = self
+                .hold
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            timer.as_mut().reset(deadline);
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
@@ -262,6 +303,23 @@ mod tests {
         assert!(read.await.is_err(), "nothing is read while paused");
         wire.resume();
         stream.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"hi");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_held_stream_reads_again_when_the_hold_ends() -> io::Result<()> {
+        let (mut client, server) = tokio::io::duplex(64);
+        let wire = Wire::new(1024);
+        let mut stream = WireStream::new(server, wire.clone());
+        client.write_all(b"hi").await?;
+        wire.hold_for(Duration::from_millis(150));
+        let mut buf = [0u8; 2];
+        let early = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf));
+        assert!(early.await.is_err(), "nothing is read while held");
+        let started = std::time::Instant::now();
+        stream.read_exact(&mut buf).await?;
+        assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(&buf, b"hi");
         Ok(())
     }
