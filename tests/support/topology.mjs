@@ -570,6 +570,7 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
     const killed = data.find((n) => n.port === killedPort);
     const replica = data.find((n) => n !== killed && isAlive(n.proc));
     if (!replica) throw new Error('no live replica to promote');
+    await waitAgree('the sentinels to know a replica to promote', killedPort, 1);
     await sigkill(killed.proc);
     await until(`the sentinels to promote ${replica.port}`, async () => {
       for (const s of liveSentinels()) if ((await askedPrimary(s.port)) !== replica.port) return false;
@@ -586,7 +587,13 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
       wipe(node.dir);
       await startData(node, primary);
     }
-    await waitAgree('revived nodes to replicate', primary, data.length - 1);
+    // Replicating is what counts (WAIT needs it), as the primary sees it; the sentinels
+    // learn of the revived replica from the primary in their own time (a later failover
+    // waits for them).
+    await until('revived nodes to replicate', async () => {
+      const info = await setup.commandOn(primary, 'INFO replication');
+      return (info.match(/^slave\d+:.*state=online/gm) ?? []).length >= data.length - 1;
+    }, { timeoutMs: 30_000, everyMs: 100 });
     return dead.map((n) => n.port);
   };
 
