@@ -2,24 +2,17 @@
 // links, unread counts on the dashboard, the hidden tab's title, mentions, keyboard-only use.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort } from '../support/net.mjs';
-import { startService } from '../support/service.mjs';
-import { launchBrowser, openPage, screenshot, sendFromPage, waitForMessage } from '../support/browser.mjs';
+import { startSingleProcess, openPage, screenshot, sendFromPage, waitForMessage } from '../support/browser.mjs';
 
-let app;
+let single;
 let base;
 let browser;
 
 before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  app = await startService('chat-dev', { CHAT_ADDR: `127.0.0.1:${port}` }, `${base}/healthz`);
-  browser = await launchBrowser();
+  single = await startSingleProcess();
+  ({ base, browser } = single);
 });
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+after(async () => single?.stop());
 
 async function signIn(name, room) {
   const tab = await openPage(browser);

@@ -2,24 +2,17 @@
 // in two browser windows, and chat.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort } from '../support/net.mjs';
-import { startService } from '../support/service.mjs';
-import { launchBrowser, openPage, screenshot, sendFromPage, waitForMessage, memberNames, contrastProblems } from '../support/browser.mjs';
+import { startSingleProcess, openPage, screenshot, sendFromPage, waitForMessage, memberNames, contrastProblems } from '../support/browser.mjs';
 
-let app;
+let single;
 let base;
 let browser;
 
 before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  app = await startService('chat-dev', { CHAT_ADDR: `127.0.0.1:${port}` }, `${base}/healthz`);
-  browser = await launchBrowser();
+  single = await startSingleProcess();
+  ({ base, browser } = single);
 });
-after(async () => {
-  await browser?.close();
-  await app?.stop();
-});
+after(async () => single?.stop());
 
 async function signIn(name) {
   const tab = await openPage(browser);
@@ -59,7 +52,7 @@ test('two browser windows sign in with a display name and chat in one process', 
   await ann.page.waitForFunction(() => /too fast/.test(document.getElementById('send-error').textContent));
   await screenshot(ann.page, 'single-process-rate-limited');
   assert.deepEqual([...ann.errors, ...bob.errors], []);
-  assert.match(app.logs(), /DEVELOPMENT SIGN-IN IS ON/);
+  assert.match(single.app.logs(), /DEVELOPMENT SIGN-IN IS ON/);
 });
 
 test('every page meets WCAG AA colour contrast', async () => {

@@ -2,12 +2,33 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { repoRoot } from './service.mjs';
+import { repoRoot, startService } from './service.mjs';
+import { freePort } from './net.mjs';
 
 /** Where screenshots go (ignored by git; CI keeps the working tree). */
 export const artifactsDir = path.join(repoRoot, 'tests', 'artifacts');
 
 /** Launches headless Chromium from the system package. */
+/**
+ * The single-process mode (`chat-dev`, its development sign-in) on a free port and a browser for it.
+ * Returns { base, app, browser, stop() }.
+ */
+export async function startSingleProcess() {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const app = await startService('chat-dev', { CHAT_ADDR: `127.0.0.1:${port}` }, `${base}/healthz`);
+  const browser = await launchBrowser();
+  return {
+    base,
+    app,
+    browser,
+    async stop() {
+      await browser.close();
+      await app.stop();
+    },
+  };
+}
+
 export async function launchBrowser() {
   const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
   return chromium.launch({
