@@ -515,7 +515,9 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
           'bind 127.0.0.1',
           `dir ${node.dir}`,
           `sentinel monitor ${serviceName} 127.0.0.1 ${data[0].port} 2`,
-          `sentinel down-after-milliseconds ${serviceName} 1000`,
+          // 1 s equals Sentinel's ping period: one late pong on a busy machine is then a
+          // spurious down, and a second failover may promote a replica still empty.
+          `sentinel down-after-milliseconds ${serviceName} 2000`,
           `sentinel failover-timeout ${serviceName} 5000`,
           `sentinel parallel-syncs ${serviceName} 1`,
           '',
