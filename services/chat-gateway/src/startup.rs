@@ -29,7 +29,7 @@ use crate::registry::{Limits, Registry};
 use crate::server::{ServerLimits, TCP_HEADROOM, serve};
 use crate::sockets::{Adapter, Writer};
 use crate::state::Gateway;
-use crate::{fanout, handlers, http, maintenance};
+use crate::{fanout, handlers, http, maintenance, memory};
 
 /// The realtime engine: the Socket.IO layer and the state behind it.
 pub struct Realtime {
@@ -78,8 +78,8 @@ impl Realtime {
         self.gateway.clone()
     }
 
-    /// Starts the subscription, heartbeat, sweeps, token expiry and the
-    /// scheduled JWKS refresh.
+    /// Starts the subscription, heartbeat, sweeps, token expiry, the
+    /// scheduled JWKS refresh and the return of freed memory.
     pub fn start(self) -> anyhow::Result<Running> {
         let gateway = self.gateway;
         let rooms: Vec<_> = gateway.config.rooms.iter().cloned().collect();
@@ -93,6 +93,7 @@ impl Realtime {
         background.spawn(maintenance::sweep(gateway.clone()));
         background.spawn(maintenance::expire_tokens(gateway.clone()));
         background.spawn(maintenance::refresh_keys(gateway.clone()));
+        background.spawn(memory::give_back(gateway.stopping.clone()));
         background.close();
         Ok(Running {
             gateway,
