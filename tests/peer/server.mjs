@@ -8,7 +8,12 @@
 //   signature, iss, aud, exp, required claims); refusals are CONNECT_ERRORs
 //   with the contract's codes.
 // - on connect: join the token's room, `welcome` {room, you, members: [you],
-//   history: [], recovered: true}, `user entered` to the others of the room.
+//   history, recovered}, `user entered` to the others of the room. Without a
+//   `since` in the auth payload (or with one that is not a stream id),
+//   history: [] and recovered: true; with one, the room stream's messages
+//   strictly after it (XREVRANGE + (since COUNT 101, oldest first, shaped as
+//   `history` answers them): the newest 100, recovered: false when more came
+//   after `since` (or Redis failed), as the contract says.
 // - `message sent`: validate, XADD to the room's stream (MAXLEN ~ 1000),
 //   broadcast `message received` through the adapter, ack {ok, id}.
 // - `history` {before, limit ≤ 100}: XREVRANGE of the room's stream strictly
@@ -40,6 +45,8 @@ const issuer = env('JWT_ISSUER', 'chat-web');
 const audience = env('JWT_AUDIENCE', 'chat-gateway');
 const rooms = new Set(env('ROOMS', 'General,Sports,Music').split(',').map((r) => r.trim()).filter(Boolean));
 const MAX_TEXT = 2000;
+const WELCOME_HISTORY_MAX = 100;
+const STREAM_ID = /^\d+-\d+$/;
 const TYPING_THROTTLE_MS = 2000;
 
 // Every SPKI key in the file, by kid.
@@ -114,12 +121,23 @@ io.use((socket, next) => {
   }
 });
 
-io.on('connection', (socket) => {
+const streamOf = (room) => `peer:room:${room}:messages`;
+
+/** A stream entry as clients receive a message. */
+const messageOf = (room, { id, message: m }) => ({
+  id,
+  room,
+  user: { id: m.user, name: m.name },
+  text: m.text,
+  ts: Number(m.ts),
+});
+
+io.on('connection', async (socket) => {
   const { sub: id, name, room } = socket.data.claims;
   const you = { id, name };
+  // Joined before the history is read (at the end): a message sent meanwhile
+  // is in the history or comes after `welcome`, never neither.
   socket.join(room);
-  socket.emit('welcome', { room, you, members: [you], history: [], recovered: true });
-  socket.to(room).emit('user entered', you);
   socket.on('disconnect', () => socket.to(room).emit('user exited', you));
 
   socket.on('message sent', async (text, ack) => {
@@ -130,7 +148,7 @@ io.on('connection', (socket) => {
     const ts = Date.now();
     let msgId;
     try {
-      msgId = await store.xAdd(`peer:room:${room}:messages`, '*', { user: id, name, text, ts: String(ts) }, {
+      msgId = await store.xAdd(streamOf(room), '*', { user: id, name, text, ts: String(ts) }, {
         TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: 1000 },
       });
     } catch {
@@ -153,24 +171,35 @@ io.on('connection', (socket) => {
   socket.on('history', async (request, ack) => {
     const reply = typeof ack === 'function' ? ack : () => {};
     const { before, limit } = request ?? {};
-    if (typeof before !== 'string' || !/^\d+-\d+$/.test(before) || !Number.isInteger(limit) || limit < 1 || limit > 100) {
+    if (typeof before !== 'string' || !STREAM_ID.test(before) || !Number.isInteger(limit) || limit < 1 || limit > 100) {
       return reply({ ok: false, error: 'invalid' });
     }
     let entries;
     try {
-      entries = await store.xRevRange(`peer:room:${room}:messages`, `(${before}`, '-', { COUNT: limit });
+      entries = await store.xRevRange(streamOf(room), `(${before}`, '-', { COUNT: limit });
     } catch {
       return reply({ ok: false, error: 'unavailable' });
     }
-    const messages = entries.reverse().map(({ id: msgId, message: m }) => ({
-      id: msgId,
-      room,
-      user: { id: m.user, name: m.name },
-      text: m.text,
-      ts: Number(m.ts),
-    }));
+    const messages = entries.reverse().map((e) => messageOf(room, e));
     reply({ ok: true, messages });
   });
+
+  const welcome = (history, recovered) => {
+    socket.emit('welcome', { room, you, members: [you], history, recovered });
+    socket.to(room).emit('user entered', you);
+  };
+  const since = socket.handshake.auth?.since;
+  if (typeof since !== 'string' || !STREAM_ID.test(since)) return welcome([], true);
+  let entries;
+  try {
+    entries = await store.xRevRange(streamOf(room), '+', `(${since}`, { COUNT: WELCOME_HISTORY_MAX + 1 });
+  } catch {
+    return welcome([], false);
+  }
+  // In the same turn as the reply: a `message received` whose XADD was
+  // answered after this read (so is not in it) is emitted after `welcome`.
+  const history = entries.slice(0, WELCOME_HISTORY_MAX).reverse().map((e) => messageOf(room, e));
+  welcome(history, entries.length <= WELCOME_HISTORY_MAX);
 });
 
 server.listen(Number(port), host, () => console.log(`peer listening on ${host}:${port}`));

@@ -309,7 +309,7 @@ async fn read(
                         out.dropped = Some("disconnected by server".into());
                         break;
                     }
-                    Incoming::Delivery(_) | Incoming::Typing | Incoming::Other => {
+                    Incoming::Delivery { .. } | Incoming::Typing | Incoming::Other => {
                         if let Some(reason) = wire::session_ended(text) {
                             out.session_ended = Some(reason);
                         }

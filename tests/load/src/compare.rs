@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use anyhow::Context;
 
 use crate::redisstat::{self, NodeUsage};
-use crate::report::{FloodReport, Report, TypingReport};
+use crate::report::{FloodReport, ReconnectReport, Report, TypingReport};
 
 type Metric = (&'static str, fn(&Report) -> f64, Unit);
 
@@ -55,6 +55,11 @@ const METRICS: &[Metric] = &[
     ("sent", |r| r.sent as f64, Unit::Count),
     ("acked", |r| r.acked_ok as f64, Unit::Count),
     ("delivered", |r| r.delivered as f64, Unit::Count),
+    (
+        "recovered from welcome.history",
+        |r| r.recovered as f64,
+        Unit::Count,
+    ),
     ("lost", |r| r.lost as f64, Unit::Count),
     ("duplicated", |r| r.duplicated as f64, Unit::Count),
     ("out of order", |r| r.out_of_order as f64, Unit::Count),
@@ -305,6 +310,119 @@ const METRICS: &[Metric] = &[
     ),
 ];
 
+/// The `reconnect` scenario's storm table: every row is shown, 0 included
+/// (nobody left behind and nothing lost are the point).
+const STORM: &[Metric] = &[
+    (
+        "clients of the killed replica",
+        |r| storm(r, |s| s.clients as f64),
+        Unit::Count,
+    ),
+    (
+        "dropped at the kill",
+        |r| storm(r, |s| s.dropped as f64),
+        Unit::Count,
+    ),
+    (
+        "welcome again",
+        |r| storm(r, |s| s.back as f64),
+        Unit::Count,
+    ),
+    (
+        "**never got back**",
+        |r| storm(r, |s| s.never_back as f64),
+        Unit::Count,
+    ),
+    (
+        "kill to the first welcome",
+        |r| storm(r, |s| s.first_back_s),
+        Unit::Seconds,
+    ),
+    (
+        "**kill to the last welcome**",
+        |r| storm(r, |s| s.all_back_s),
+        Unit::Seconds,
+    ),
+    (
+        "reconnect handshake p50",
+        |r| storm(r, |s| s.handshake.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "**reconnect handshake p99**",
+        |r| storm(r, |s| s.handshake.p99_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "reconnect handshake max",
+        |r| storm(r, |s| s.handshake.max_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "reconnect attempts",
+        |r| storm(r, |s| s.attempts as f64),
+        Unit::Count,
+    ),
+    (
+        "attempts failed (retried)",
+        |r| storm(r, |s| s.attempts_failed as f64),
+        Unit::Count,
+    ),
+    (
+        "welcomes not recovered",
+        |r| storm(r, |s| s.not_recovered as f64),
+        Unit::Count,
+    ),
+    ("messages acked", |r| r.acked_ok as f64, Unit::Count),
+    (
+        "recovered from welcome.history",
+        |r| r.recovered as f64,
+        Unit::Count,
+    ),
+    ("**messages lost**", |r| r.lost as f64, Unit::Count),
+    ("messages duplicated", |r| r.duplicated as f64, Unit::Count),
+    (
+        "survivor RSS before the kill",
+        |r| storm(r, |s| s.survivor_rss_kb_before as f64),
+        Unit::Kib,
+    ),
+    (
+        "survivor RSS peak",
+        |r| storm(r, |s| s.survivor_rss_kb_peak as f64),
+        Unit::Kib,
+    ),
+    (
+        "survivor RSS at the end",
+        |r| storm(r, |s| s.survivor_rss_kb_after as f64),
+        Unit::Kib,
+    ),
+    (
+        "storm window (kill to the last welcome or give-up)",
+        |r| storm(r, |s| s.storm_s),
+        Unit::Seconds,
+    ),
+    (
+        "survivor CPU over the storm",
+        |r| storm(r, |s| s.survivor_cpu_s),
+        Unit::Seconds,
+    ),
+    (
+        "survivor CPU (cores) over the storm",
+        |r| storm(r, |s| s.survivor_cpu_s / s.storm_s.max(1e-9)),
+        Unit::Cores,
+    ),
+    (
+        "load tool CPU (cores) over the storm",
+        |r| r.tool_cpu_cores,
+        Unit::Cores,
+    ),
+];
+
+/// A figure of the `reconnect` scenario's storm; 0 for others.
+fn storm(r: &Report, get: fn(&ReconnectReport) -> f64) -> f64 {
+    r.reconnect.as_ref().map_or(0.0, get)
+}
+
 /// A figure of the `typing` scenario's own report; 0 (so no row) for others.
 fn typing(r: &Report, get: fn(&TypingReport) -> f64) -> f64 {
     r.typing.as_ref().map_or(0.0, get)
@@ -338,11 +456,30 @@ fn table(scenario: &str, ours: &Report, peer: &Report) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let _ = writeln!(s, "Parameters: {}\n", params.join(" "));
+    metric_rows(&mut s, METRICS, ours, peer, false);
+    if ours.reconnect.is_some() || peer.reconnect.is_some() {
+        s.push_str(
+            "\n#### reconnect storm\n\nFrom the SIGKILL of one replica until its clients have their \
+             `welcome` again from the survivor; survivor figures over that window (the server \
+             figures above are the survivor's too; the handshakes above are the first connect's).\n\n",
+        );
+        metric_rows(&mut s, STORM, ours, peer, true);
+    }
+    for failure in ours.failures().into_iter().chain(peer.failures()) {
+        let _ = writeln!(s, "\nFAILURE {failure}");
+    }
+    s.push('\n');
+    s
+}
+
+/// Appends the markdown table of `metrics`, one column per side and their
+/// ratio; rows 0 on both sides are left out unless `zeros`.
+fn metric_rows(s: &mut String, metrics: &[Metric], ours: &Report, peer: &Report, zeros: bool) {
     s.push_str("| metric | ours (chat-gateway) | peer (Node socket.io) | ours / peer |\n");
     s.push_str("| --- | ---: | ---: | ---: |\n");
-    for (name, get, unit) in METRICS {
+    for (name, get, unit) in metrics {
         let (a, b) = (get(ours), get(peer));
-        if a == 0.0 && b == 0.0 {
+        if a == 0.0 && b == 0.0 && !zeros {
             continue;
         }
         let ratio = if b != 0.0 {
@@ -357,11 +494,6 @@ fn table(scenario: &str, ours: &Report, peer: &Report) -> String {
             show(b, *unit)
         );
     }
-    for failure in ours.failures().into_iter().chain(peer.failures()) {
-        let _ = writeln!(s, "\nFAILURE {failure}");
-    }
-    s.push('\n');
-    s
 }
 
 /// Prints (and writes to `out`) the tables of every scenario both sides ran.

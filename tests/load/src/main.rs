@@ -9,7 +9,7 @@
 //! # Layout
 //! - `wire`: Engine.IO/Socket.IO framing and the handshake.
 //! - `session`: one connected client: pings, sends, deliveries, acks.
-//! - `scenario`: fanout, ramp, storm, idle, large-room, flood, typing.
+//! - `scenario`: fanout, ramp, storm, idle, large-room, flood, typing, reconnect.
 //! - `abuser`: one connection of the flood's abusive user.
 //! - `procstat`: CPU time and RSS from `/proc`.
 //! - `redisstat`: per Redis node: role, CPU and `INFO commandstats`.
@@ -55,7 +55,7 @@ enum Command {
 /// The flags of `chat-load run`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct RunArgs {
-    /// fanout, ramp, storm, idle, large-room, flood or typing.
+    /// fanout, ramp, storm, idle, large-room, flood, typing or reconnect.
     #[arg(long, default_value = "fanout")]
     pub(crate) scenario: String,
     /// A replica, e.g. http://127.0.0.1:8081 (repeat for several; loopback only).
@@ -89,13 +89,14 @@ pub(crate) struct RunArgs {
     /// Spread connections over 127.0.0.1 ..= 127.0.0.N.
     #[arg(long, default_value_t = 4)]
     pub(crate) source_ips: usize,
-    /// Rooms (fanout, ramp; storm and idle spread over them).
+    /// Rooms (fanout, ramp; storm, idle and reconnect spread over them).
     #[arg(long, default_value_t = 2)]
     pub(crate) rooms: usize,
     /// Members per room (fanout, ramp) or of the one room (large-room).
     #[arg(long, default_value_t = 10)]
     pub(crate) members: usize,
-    /// Messages per second per sending member (ramp: the first step).
+    /// Messages per second per sending member (ramp: the first step;
+    /// reconnect: per sender).
     #[arg(long, default_value_t = 2.0)]
     pub(crate) rate: f64,
     /// Seconds of sending (fanout, ramp steps; flood: each of its two phases).
@@ -118,13 +119,14 @@ pub(crate) struct RunArgs {
     /// Bytes of padding per message text.
     #[arg(long, default_value_t = 0)]
     pub(crate) size: usize,
-    /// Connections (storm, idle).
+    /// Connections (storm, idle, reconnect: over all the replicas).
     #[arg(long, default_value_t = 200)]
     pub(crate) connections: usize,
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 50)]
     pub(crate) concurrency: usize,
-    /// Seconds to hold the connections (storm, idle).
+    /// Seconds to hold the connections (storm, idle; reconnect: to go on
+    /// sending after `--reconnect-within-s`).
     #[arg(long, default_value_t = 2.0)]
     pub(crate) hold: f64,
     /// Messages the one sender sends (large-room).
@@ -159,13 +161,27 @@ pub(crate) struct RunArgs {
     /// typing: milliseconds between one member's `typing` emits.
     #[arg(long, default_value_t = 300)]
     pub(crate) typing_ms: u64,
+    /// reconnect: the process of the first `--url`, which the tool SIGKILLs
+    /// (give the survivors as `--server-pid`).
+    #[arg(long)]
+    pub(crate) kill_pid: Option<u32>,
+    /// reconnect: seconds of sending before the kill.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) kill_after_s: f64,
+    /// reconnect: a client of the killed replica that has no `welcome` again
+    /// this many seconds after the kill gives up (it never got back).
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) reconnect_within_s: f64,
+    /// reconnect: senders per room, all on the second `--url` (the survivor).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) senders: usize,
     /// Room names are PREFIX + number.
     #[arg(long, default_value = "r")]
     pub(crate) room_prefix: String,
     /// First room number used.
     #[arg(long, default_value_t = 0)]
     pub(crate) room_offset: usize,
-    /// Seconds a handshake may take before it counts as failed.
+    /// Seconds a handshake (reconnect: each attempt) may take before it counts as failed.
     #[arg(long, default_value_t = 10)]
     pub(crate) connect_timeout_s: u64,
     /// Token `iss`.

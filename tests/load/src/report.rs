@@ -88,6 +88,10 @@ pub(crate) struct Report {
     pub(crate) ack_errors: BTreeMap<String, u64>,
     pub(crate) expected: u64,
     pub(crate) delivered: u64,
+    /// Messages first received in a reconnect's `welcome.history` (not in
+    /// `delivered`, nor in the latencies; they count against `lost`).
+    #[serde(default)]
+    pub(crate) recovered: u64,
     pub(crate) lost: u64,
     pub(crate) duplicated: u64,
     pub(crate) out_of_order: u64,
@@ -140,6 +144,102 @@ pub(crate) struct Report {
     /// fan-out with typing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) typing: Option<TypingReport>,
+    /// The `reconnect` scenario's own figures: the storm after the kill (the
+    /// rest of the report is the whole run's traffic; the server figures are
+    /// the survivors' over the storm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reconnect: Option<ReconnectReport>,
+}
+
+/// What the `reconnect` scenario measured of the storm: the clients of the
+/// killed replica getting back to a survivor, and the survivors meanwhile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ReconnectReport {
+    /// Clients of the killed replica.
+    pub(crate) clients: u64,
+    /// Of which lost their connection at the kill.
+    pub(crate) dropped: u64,
+    /// Of which had their `welcome` again.
+    pub(crate) back: u64,
+    /// Of which lost it and had no `welcome` again within `--reconnect-within-s`.
+    pub(crate) never_back: u64,
+    /// Seconds from the kill until the first of them had its `welcome` again.
+    pub(crate) first_back_s: f64,
+    /// Seconds from the kill until the last of them had its `welcome` again
+    /// (every one of them when `never_back` is 0).
+    pub(crate) all_back_s: f64,
+    /// Reconnect attempts.
+    pub(crate) attempts: u64,
+    /// Of which failed (and were retried while time was left).
+    pub(crate) attempts_failed: u64,
+    /// Why attempts failed.
+    pub(crate) attempt_errors: BTreeMap<String, u64>,
+    /// From the start of each successful attempt to its `welcome`.
+    pub(crate) handshake: Latency,
+    /// Welcomes again that said `recovered: false` (or could not be read).
+    pub(crate) not_recovered: u64,
+    /// The storm window, seconds: from the kill until every client of the
+    /// killed replica was back or had given up.
+    pub(crate) storm_s: f64,
+    /// The survivors' CPU seconds over the storm window.
+    pub(crate) survivor_cpu_s: f64,
+    /// The survivors' RSS (KiB) just before the kill.
+    pub(crate) survivor_rss_kb_before: u64,
+    /// Their highest RSS (KiB) from the kill until the end of the sending
+    /// (sampled every 50 ms).
+    pub(crate) survivor_rss_kb_peak: u64,
+    /// Their RSS (KiB) at the end of the sending.
+    pub(crate) survivor_rss_kb_after: u64,
+}
+
+impl ReconnectReport {
+    /// Rows of the human-readable table.
+    fn rows(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "reconnect".into(),
+                format!(
+                    "{} clients of the killed replica: dropped {} back {} never back {}",
+                    self.clients, self.dropped, self.back, self.never_back
+                ),
+            ),
+            (
+                "back after kill".into(),
+                format!(
+                    "first {:.2}s, last {:.2}s",
+                    self.first_back_s, self.all_back_s
+                ),
+            ),
+            (
+                "attempts".into(),
+                format!(
+                    "{} ({} failed) {}",
+                    self.attempts,
+                    self.attempts_failed,
+                    fmt_map(&self.attempt_errors)
+                ),
+            ),
+            (
+                "reconnect welcome".into(),
+                format!(
+                    "{}; not recovered {}",
+                    self.handshake.row(),
+                    self.not_recovered
+                ),
+            ),
+            (
+                "survivors".into(),
+                format!(
+                    "cpu {:.2}s over the {:.2}s storm; rss {} KiB before the kill, peak {} KiB, {} KiB at the end",
+                    self.survivor_cpu_s,
+                    self.storm_s,
+                    self.survivor_rss_kb_before,
+                    self.survivor_rss_kb_peak,
+                    self.survivor_rss_kb_after
+                ),
+            ),
+        ]
+    }
 }
 
 /// What typing traffic added to a fan-out: `typing` emitted and `user
@@ -326,6 +426,9 @@ impl Report {
         check(self.duplicated, "deliveries duplicated");
         check(self.ack_failed, "sends refused");
         check(self.ack_missing, "sends never acknowledged");
+        if let Some(rc) = &self.reconnect {
+            check(rc.never_back, "clients never got back after the kill");
+        }
         if let Some(plain) = self.typing.as_ref().and_then(|t| t.plain.as_ref()) {
             f.extend(
                 plain
@@ -385,8 +488,13 @@ impl Report {
             row(
                 "deliveries",
                 format!(
-                    "expected {} delivered {} lost {} duplicated {} out-of-order {}",
-                    self.expected, self.delivered, self.lost, self.duplicated, self.out_of_order
+                    "expected {} delivered {} recovered {} lost {} duplicated {} out-of-order {}",
+                    self.expected,
+                    self.delivered,
+                    self.recovered,
+                    self.lost,
+                    self.duplicated,
+                    self.out_of_order
                 ),
             );
             row(
@@ -455,6 +563,9 @@ impl Report {
         }
         if let Some(flood) = &self.flood {
             rows.extend(flood.rows());
+        }
+        if let Some(rc) = &self.reconnect {
+            rows.extend(rc.rows());
         }
         if let Some(t) = &self.typing {
             rows.push((

@@ -12,8 +12,11 @@
 //!   user pipelining `message sent` and `history` ([`flood`]).
 //! - `typing`: `fanout`, then `fanout` again with every member also emitting
 //!   `typing` every `typing-ms` (keystrokes), reported side by side.
+//! - `reconnect`: a reconnect storm; one replica is killed and its clients
+//!   reconnect to another with `since` ([`reconnect`]).
 
 mod flood;
+mod reconnect;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -48,6 +51,8 @@ struct Job {
     room: usize,
     target: Target,
     src: IpAddr,
+    /// The client's room token.
+    token: String,
     /// The Socket.IO CONNECT frame with the client's token.
     connect: String,
 }
@@ -88,9 +93,10 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         "large-room" => ctx.large_room().await?,
         "flood" => ctx.flood().await?,
         "typing" => ctx.typing().await?,
+        "reconnect" => ctx.reconnect().await?,
         other => {
             bail!(
-                "unknown --scenario {other}: fanout, ramp, storm, idle, large-room, flood or typing"
+                "unknown --scenario {other}: fanout, ramp, storm, idle, large-room, flood, typing or reconnect"
             )
         }
     };
@@ -165,6 +171,7 @@ impl Ctx<'_> {
                 target: self.targets[i % self.targets.len()].clone(),
                 src,
                 connect: wire::connect_frame(&token),
+                token,
             });
         }
         Ok(jobs)
@@ -196,11 +203,13 @@ impl Ctx<'_> {
         while let Some(joined) = set.join_next().await {
             let (i, room, r, us) = joined.context("a connect task panicked")?;
             match r {
-                Ok(ws) => {
+                Ok((ws, frame)) => {
                     welcome.saturating_record(us.max(1));
                     let (start, told) = oneshot::channel();
                     let id = i as u32;
-                    let session = tokio::spawn(session::run(ws, id, room, told, heard.clone()));
+                    let since = wire::newest_in_welcome(frame.as_str());
+                    let session =
+                        tokio::spawn(session::run(ws, id, room, since, told, heard.clone()));
                     clients.push(Client { id, start, session });
                 }
                 Err(e) => *report.connect_errors.entry(e.0).or_default() += 1,
@@ -534,7 +543,7 @@ fn merge(r: &mut Report, outs: Vec<Outcome>, secs: f64) {
             ack.saturating_record(u64::from(us).max(1));
         }
         let expected = acked_in_room.get(&o.room).copied().unwrap_or(0);
-        let mut got = 0;
+        let mut got = o.recovered.iter().filter(|k| acked.contains(k)).count() as u64;
         for (key, us) in &o.deliveries {
             e2e.saturating_record(u64::from(*us).max(1));
             let worst = complete.entry(*key).or_default();
@@ -546,6 +555,7 @@ fn merge(r: &mut Report, outs: Vec<Outcome>, secs: f64) {
         r.expected += expected;
         r.lost += expected.saturating_sub(got);
         r.delivered += o.deliveries.len() as u64;
+        r.recovered += o.recovered.len() as u64;
         r.duplicated += o.duplicated;
         r.out_of_order += o.out_of_order;
         if let Some(why) = o.dropped {

@@ -1,19 +1,21 @@
 //! One connected client after `welcome`: answers pings, sends `message sent`
 //! on a schedule, and records what it receives. Everything it learns stays
 //! in its own [`Outcome`] (no shared locks on the hot path); the scenario
-//! merges the outcomes at the end.
+//! merges the outcomes at the end. A client whose connection was lost can
+//! [`resume`] on a new one, with what it saw so far.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chat_core::MessageId;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::wire::{self, Incoming, Ws};
+use crate::wire::{self, Entry, Incoming, Ws};
 
 /// When and how a client sends.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,52 @@ pub(crate) struct Outcome {
     pub(crate) typing_sent: u64,
     /// `user typing` received after the scenario started it.
     pub(crate) typing_received: u64,
+    /// Keys of the messages first received in a reconnect's `welcome.history`
+    /// (deliveries too, without a latency).
+    pub(crate) recovered: Vec<u64>,
+    /// The newest message id received (live, in a reconnect's history, or in
+    /// the first `welcome`): the `since` of its next handshake.
+    pub(crate) last_id: Option<MessageId>,
+}
+
+/// What a client has received so far, to tell repeats and reordering.
+#[derive(Debug, Default)]
+struct Received {
+    /// Keys received.
+    seen: HashSet<u64>,
+    /// The highest sequence number received, per sender.
+    newest: HashMap<u32, u32>,
+}
+
+impl Received {
+    /// What the outcome of a client's earlier connections says it received.
+    fn of(out: &Outcome) -> Self {
+        let mut r = Self::default();
+        for &key in out.deliveries.iter().map(|(k, _)| k).chain(&out.recovered) {
+            r.seen.insert(key);
+            let newest = r.newest.entry((key >> 32) as u32).or_default();
+            *newest = (*newest).max(key as u32);
+        }
+        r
+    }
+
+    /// Notes message `key`: true the first time; a repeat counts as
+    /// duplicated, an older sequence than the sender's newest as out of order.
+    fn first(&mut self, key: u64, out: &mut Outcome) -> bool {
+        if !self.seen.insert(key) {
+            out.duplicated += 1;
+            return false;
+        }
+        let sender = (key >> 32) as u32;
+        let seq = key as u32;
+        let last = self.newest.entry(sender).or_insert(seq);
+        if seq < *last {
+            out.out_of_order += 1;
+        } else {
+            *last = seq;
+        }
+        true
+    }
 }
 
 /// The text of message `seq` from `sender`, carrying its send time.
@@ -111,25 +159,72 @@ async fn tick(t: &mut Option<Interval>) {
 /// Runs client `id` (in scenario room `room`) from its `welcome` on: it
 /// reads (and answers pings) at once, as a real client does, counting every
 /// frame that arrives before `start` in `heard`; then it follows the
-/// [`Start`] it is given until its `stop_at`.
+/// [`Start`] it is given until its `stop_at`. `since` is the newest message
+/// of its `welcome.history`, if any.
 pub(crate) async fn run(
-    mut ws: Ws,
+    ws: Ws,
     id: u32,
     room: usize,
+    since: Option<MessageId>,
     start: oneshot::Receiver<Start>,
     heard: Arc<AtomicU64>,
 ) -> Outcome {
-    let mut out = Outcome {
+    let out = Outcome {
         room,
+        last_id: since,
         ..Outcome::default()
     };
+    drive(ws, id, out, Received::default(), start, heard).await
+}
+
+/// Goes on with client `id`'s session on a new connection `ws` after its
+/// earlier one was lost; `prior` is what it saw until then. The messages of
+/// the new welcome's `history` it had not received count as recovered, then
+/// it runs as [`run`] does until `start.stop_at`. Its sequence numbers go on
+/// from `prior`'s, so that its keys stay unique.
+pub(crate) async fn resume(
+    ws: Ws,
+    id: u32,
+    mut prior: Outcome,
+    history: &[Entry],
+    start: Start,
+) -> Outcome {
+    prior.dropped = None;
+    let mut received = Received::of(&prior);
+    recover(&mut prior, &mut received, history);
+    let (told, start_rx) = oneshot::channel();
+    // The receiver is right here: sending cannot fail.
+    let _ = told.send(start);
+    drive(ws, id, prior, received, start_rx, Arc::default()).await
+}
+
+/// Takes a reconnect's `welcome.history` into `out`: the newest id, and
+/// the messages not received before as recovered (repeats as duplicated).
+fn recover(out: &mut Outcome, received: &mut Received, history: &[Entry]) {
+    for e in history {
+        out.last_id = out.last_id.max(Some(e.id));
+        if let Some((key, _)) = parse_text(&e.text)
+            && received.first(key, out)
+        {
+            out.recovered.push(key);
+        }
+    }
+}
+
+/// The session loop of [`run`] and [`resume`], adding to `out`.
+async fn drive(
+    mut ws: Ws,
+    id: u32,
+    mut out: Outcome,
+    mut received: Received,
+    start: oneshot::Receiver<Start>,
+    heard: Arc<AtomicU64>,
+) -> Outcome {
     let mut start = Some(start);
     let mut plan: Option<SendPlan> = None;
     let mut ticker: Option<Interval> = None;
     let mut typer: Option<Interval> = None;
     let mut pending: HashMap<u64, (u64, u64)> = HashMap::new();
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut newest: HashMap<u32, u32> = HashMap::new();
     let mut next_ack: u64 = 0;
     // Until the scenario starts, the stop is far away.
     let stop = tokio::time::sleep(Duration::from_secs(86_400));
@@ -178,21 +273,12 @@ pub(crate) async fn run(
                             break;
                         }
                     }
-                    Incoming::Delivery(body) => {
+                    Incoming::Delivery { id: msg, text } => {
                         let now = wire::now_us();
-                        if let Some((key, ts)) = parse_text(body) {
-                            if !seen.insert(key) {
-                                out.duplicated += 1;
-                                continue;
-                            }
-                            let sender = (key >> 32) as u32;
-                            let seq = key as u32;
-                            let last = newest.entry(sender).or_insert(seq);
-                            if seq < *last {
-                                out.out_of_order += 1;
-                            } else {
-                                *last = seq;
-                            }
+                        out.last_id = out.last_id.max(msg);
+                        if let Some((key, ts)) = parse_text(text)
+                            && received.first(key, &mut out)
+                        {
                             let lat = now.saturating_sub(ts).min(u64::from(u32::MAX)) as u32;
                             out.deliveries.push((key, lat));
                         }
@@ -253,7 +339,8 @@ pub(crate) async fn run(
     if out.dropped.is_none() {
         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     }
-    out.unacked_sent_us = pending.into_values().map(|(_, sent_at)| sent_at).collect();
+    out.unacked_sent_us
+        .extend(pending.into_values().map(|(_, sent_at)| sent_at));
     out
 }
 
@@ -271,9 +358,45 @@ mod tests {
     }
 
     #[test]
+    fn history_recovers_what_was_missed_once() {
+        let entry = |id: &str, text: &str| Entry {
+            id: id.parse().expect("a valid id"),
+            text: text.into(),
+        };
+        let key = |seq: u64| (1 << 32) | seq;
+        // Received live before the drop: sender 1's messages 0 and 1.
+        let mut out = Outcome {
+            deliveries: vec![(key(0), 10), (key(1), 10)],
+            last_id: Some("5-0".parse().expect("a valid id")),
+            ..Outcome::default()
+        };
+        let mut received = Received::of(&out);
+        let history = [
+            entry("6-0", "1:2:100"),
+            entry("7-0", "1:1:90"),
+            entry("8-0", "not one of ours"),
+            entry("9-0", "1:3:110"),
+        ];
+        recover(&mut out, &mut received, &history);
+        assert_eq!(out.recovered, vec![key(2), key(3)]);
+        assert_eq!(out.duplicated, 1);
+        assert_eq!(out.last_id, Some("9-0".parse().expect("a valid id")));
+        // The same message again, live on the new connection, is a duplicate too.
+        assert!(!received.first(key(3), &mut out));
+        assert!(received.first(key(4), &mut out));
+        assert_eq!((out.duplicated, out.out_of_order), (2, 0));
+    }
+
+    #[test]
     fn classify_reads_deliveries_acks_and_pings() {
         let d = r#"42["message received",{"id":"1-0","room":"r0","user":{"id":"u","name":"n"},"text":"1:2:3","ts":1}]"#;
-        assert!(matches!(wire::classify(d), Incoming::Delivery("1:2:3")));
+        assert!(matches!(
+            wire::classify(d),
+            Incoming::Delivery {
+                id: Some(MessageId { ms: 1, seq: 0 }),
+                text: "1:2:3"
+            }
+        ));
         assert!(matches!(
             wire::classify(r#"4312[{"ok":true,"id":"1-0"}]"#),
             Incoming::Ack(12, true, _)

@@ -5,11 +5,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow, bail, ensure};
+use chat_core::MessageId;
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// The WebSocket of one Socket.IO connection.
@@ -51,14 +54,14 @@ impl Target {
 pub(crate) struct HandshakeError(pub(crate) String);
 
 /// Opens the TCP connection from `source`, upgrades it, sends the CONNECT
-/// with `token` and waits for `welcome`. Returns the socket and the raw
-/// welcome frame.
+/// frame `connect` and waits for `welcome`. Returns the socket and the raw
+/// welcome frame (read with [`Welcome::parse`] or [`newest_in_welcome`]).
 pub(crate) async fn open(
     target: &Target,
     source: IpAddr,
     connect: String,
     timeout: Duration,
-) -> Result<Ws, HandshakeError> {
+) -> Result<(Ws, Utf8Bytes), HandshakeError> {
     match tokio::time::timeout(timeout, open_inner(target, source, connect)).await {
         Ok(r) => r.map_err(|e| HandshakeError(short_error(&e))),
         Err(_) => Err(HandshakeError("timeout".into())),
@@ -67,7 +70,66 @@ pub(crate) async fn open(
 
 /// The Socket.IO CONNECT frame that carries `token` as `auth`.
 pub(crate) fn connect_frame(token: &str) -> String {
-    format!("40{}", serde_json::json!({ "token": token }))
+    connect_frame_with_since(token, None)
+}
+
+/// The CONNECT frame of a reconnect: `auth` = `{ token, since }`, `since`
+/// being the id of the last message the client received (none: the same as
+/// [`connect_frame`]).
+pub(crate) fn connect_frame_with_since(token: &str, since: Option<MessageId>) -> String {
+    let auth = match since {
+        Some(id) => serde_json::json!({ "token": token, "since": id.to_string() }),
+        None => serde_json::json!({ "token": token }),
+    };
+    format!("40{auth}")
+}
+
+/// What the load tool reads of a `welcome` frame.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Welcome {
+    /// The messages it carries, oldest first.
+    #[serde(default)]
+    pub(crate) history: Vec<Entry>,
+    /// Whether `history` holds every message after the handshake's `since`.
+    #[serde(default)]
+    pub(crate) recovered: bool,
+}
+
+/// One message of a `welcome.history`: just what identifies it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Entry {
+    /// Its id within the room.
+    pub(crate) id: MessageId,
+    /// Its text (the load tool's texts carry sender, sequence and send time).
+    pub(crate) text: String,
+}
+
+impl Welcome {
+    /// Reads a raw `42["welcome",{…}]` frame.
+    pub(crate) fn parse(frame: &str) -> anyhow::Result<Self> {
+        let payload = frame.strip_prefix("42").context("not a Socket.IO event")?;
+        let (name, welcome): (String, Self) =
+            serde_json::from_str(payload).context("reading the welcome payload")?;
+        ensure!(name == "welcome", "a {name:?} event, not welcome");
+        Ok(welcome)
+    }
+}
+
+/// The id of the newest message in a raw welcome frame's `history`; `None`
+/// when it is empty or unreadable. Cheap when it is empty, however long the
+/// member list before it (`history` comes after `members`).
+pub(crate) fn newest_in_welcome(frame: &str) -> Option<MessageId> {
+    const FIELD: &str = "\"history\":[";
+    let at = frame.rfind(FIELD)?;
+    if frame[at + FIELD.len()..].starts_with(']') {
+        return None;
+    }
+    Welcome::parse(frame)
+        .ok()?
+        .history
+        .iter()
+        .map(|e| e.id)
+        .max()
 }
 
 /// The WebSocket settings of every client. tungstenite zero-fills its whole
@@ -81,7 +143,11 @@ fn ws_config() -> WebSocketConfig {
 /// Bytes read from the socket at most per read (see [`ws_config`]).
 const READ_BUFFER_BYTES: usize = 4096;
 
-async fn open_inner(target: &Target, source: IpAddr, connect: String) -> anyhow::Result<Ws> {
+async fn open_inner(
+    target: &Target,
+    source: IpAddr,
+    connect: String,
+) -> anyhow::Result<(Ws, Utf8Bytes)> {
     let socket = TcpSocket::new_v4().context("socket")?;
     socket
         .bind(SocketAddr::new(source, 0))
@@ -105,6 +171,9 @@ async fn open_inner(target: &Target, source: IpAddr, connect: String) -> anyhow:
             }
             continue;
         };
+        if text.as_str().starts_with("42[\"welcome\"") {
+            return Ok((ws, text));
+        }
         let text = text.as_str();
         if text.starts_with('0')
             && let Some(frame) = connect.take()
@@ -120,8 +189,6 @@ async fn open_inner(target: &Target, source: IpAddr, connect: String) -> anyhow:
                 .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| err.to_owned());
             bail!("refused: {message}");
-        } else if text.starts_with("42[\"welcome\"") {
-            return Ok(ws);
         }
     }
 }
@@ -167,8 +234,13 @@ pub(crate) fn session_ended(text: &str) -> Option<String> {
 pub(crate) enum Incoming<'a> {
     /// Engine.IO ping: answer `3`.
     Ping,
-    /// `message received`: the `text` field of the Message.
-    Delivery(&'a str),
+    /// `message received`: the `id` and `text` fields of the Message.
+    Delivery {
+        /// The message id (`None` if none could be read).
+        id: Option<MessageId>,
+        /// The text as sent.
+        text: &'a str,
+    },
     /// An ack: its id and whether it said `ok: true`.
     Ack(u64, bool, &'a str),
     /// `user typing` (someone else in the room is typing).
@@ -189,7 +261,10 @@ pub(crate) fn classify(text: &str) -> Incoming<'_> {
         if let Some(i) = rest.find(FIELD) {
             let body = &rest[i + FIELD.len()..];
             if let Some(end) = body.find('"') {
-                return Incoming::Delivery(&body[..end]);
+                return Incoming::Delivery {
+                    id: message_id(rest),
+                    text: &body[..end],
+                };
             }
         }
         return Incoming::Other;
@@ -211,6 +286,19 @@ pub(crate) fn classify(text: &str) -> Incoming<'_> {
     Incoming::Other
 }
 
+/// The `id` of a Message object, without parsing it as a whole: its keys
+/// come in any order (the gateway's are Redis's `cjson`'s), and `user` has an
+/// `id` too, so the first `"id":"…"` whose value is a message id (`<ms>-<seq>`)
+/// is taken; the load tool's user ids (`load-…`) never look like one. Inside
+/// a string, `"id":"` cannot occur (its quotes would be escaped).
+fn message_id(message: &str) -> Option<MessageId> {
+    const KEY: &str = "\"id\":\"";
+    message.match_indices(KEY).find_map(|(at, _)| {
+        let value = &message[at + KEY.len()..];
+        value[..value.find('"')?].parse().ok()
+    })
+}
+
 /// Microseconds since the tool started: the clock every latency is measured on.
 pub(crate) fn now_us() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -228,4 +316,58 @@ pub(crate) fn ack_error(body: &str) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| body.chars().take(60).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WELCOME: &str = r#"42["welcome",{"room":"r0","you":{"id":"u","name":"n"},"members":[{"id":"u","name":"n"}],"history":[{"id":"5-1","room":"r0","user":{"id":"a","name":"b"},"text":"1:2:3","ts":5},{"id":"12-0","room":"r0","user":{"id":"a","name":"b"},"text":"say \"history\":[","ts":12,"edited_ts":13}],"recovered":false,"changes":[],"unread":0}]"#;
+
+    #[test]
+    fn welcome_history_is_read_with_ids_and_texts() {
+        let w = Welcome::parse(WELCOME).expect("a welcome");
+        assert!(!w.recovered);
+        let ids: Vec<String> = w.history.iter().map(|e| e.id.to_string()).collect();
+        assert_eq!(ids, ["5-1", "12-0"]);
+        assert_eq!(w.history[1].text, "say \"history\":[");
+        assert_eq!(
+            newest_in_welcome(WELCOME).map(|id| id.to_string()),
+            Some("12-0".into())
+        );
+        let empty = r#"42["welcome",{"room":"r0","you":{"id":"u","name":"n"},"members":[],"history":[],"recovered":true}]"#;
+        assert!(newest_in_welcome(empty).is_none());
+        assert!(Welcome::parse(empty).expect("a welcome").recovered);
+        assert!(Welcome::parse(r#"42["user entered",{"id":"u","name":"n"}]"#).is_err());
+    }
+
+    #[test]
+    fn deliveries_carry_their_leading_id() {
+        let d = r#"42["message received",{"id":"17-3","room":"r0","user":{"id":"u","name":"n"},"text":"1:2:3","ts":1}]"#;
+        let id = |d| match classify(d) {
+            Incoming::Delivery { id, text } => {
+                assert_eq!(text, "1:2:3");
+                id.map(|id| id.to_string())
+            }
+            _ => panic!("not a delivery: {d}"),
+        };
+        assert_eq!(id(d).as_deref(), Some("17-3"));
+        // Keys in any order; the user's id is not the message's.
+        let d = r#"42["message received",{"user":{"name":"n","id":"load-1-2"},"ts":1,"text":"1:2:3","id":"17-3","room":"r0"}]"#;
+        assert_eq!(id(d).as_deref(), Some("17-3"));
+        let d =
+            r#"42["message received",{"room":"r0","user":{"id":"u","name":"n"},"text":"1:2:3"}]"#;
+        assert_eq!(id(d), None);
+    }
+
+    #[test]
+    fn reconnect_frames_carry_since() {
+        assert_eq!(connect_frame("t"), r#"40{"token":"t"}"#);
+        let since = "12-0".parse().ok();
+        let frame = connect_frame_with_since("t", since);
+        let auth: serde_json::Value =
+            serde_json::from_str(&frame[2..]).expect("the auth payload is JSON");
+        assert_eq!(auth["token"], "t");
+        assert_eq!(auth["since"], "12-0");
+    }
 }

@@ -179,7 +179,10 @@ impl Ctx<'_> {
         let mut set = JoinSet::new();
         for job in jobs {
             set.spawn_on(
-                async move { wire::open(&job.target, job.src, job.connect, timeout).await },
+                async move {
+                    let opened = wire::open(&job.target, job.src, job.connect, timeout).await;
+                    opened.map(|(ws, _welcome)| ws)
+                },
                 rt,
             );
         }
