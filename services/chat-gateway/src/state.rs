@@ -686,7 +686,7 @@ fn over_budget(budget: &Budget, conn: &Conn) -> bool {
                 && conn.inbox.in_flight() > 1
             {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                wire.hold_for(wait.min(MAX_HOLD));
+                wire.hold_for(spread(wait, rand::random()));
             }
             true
         }
@@ -696,6 +696,47 @@ fn over_budget(budget: &Budget, conn: &Conn) -> bool {
 /// The longest a connection over a budget is not read from at a time.
 const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The shortest hold: a budget that refills within a few milliseconds would
+/// otherwise let a pipelining connection be read from (and refused) again at once.
+const MIN_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long to hold a connection whose budget refills in `wait`: that long
+/// stretched by the fraction `random` (0 to 1) of itself, within
+/// [`MIN_HOLD`]..[`MAX_HOLD`]. One user's connections share a budget: held for
+/// the same time they would all be read from again at the same instant, and the
+/// events each had waiting would be refused in one burst that delays everyone
+/// else's acks; spread out, those refusals come a few at a time.
+fn spread(wait: std::time::Duration, random: f64) -> std::time::Duration {
+    let wait = wait.max(MIN_HOLD);
+    wait.mul_f64(1.0 + random.clamp(0.0, 1.0)).min(MAX_HOLD)
+}
+
 fn nonzero(n: u32) -> std::num::NonZeroU32 {
     std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MAX_HOLD, MIN_HOLD, spread};
+
+    #[test]
+    fn holds_are_stretched_by_up_to_their_length_within_bounds() {
+        let wait = Duration::from_millis(100);
+        assert_eq!(spread(wait, 0.0), wait);
+        assert_eq!(spread(wait, 0.5), Duration::from_millis(150));
+        assert_eq!(spread(wait, 1.0), Duration::from_millis(200));
+        assert_eq!(spread(Duration::ZERO, 0.0), MIN_HOLD);
+        assert_eq!(spread(Duration::from_millis(900), 1.0), MAX_HOLD);
+        assert_eq!(spread(wait, 7.0), Duration::from_millis(200), "fraction clamped");
+    }
+
+    #[test]
+    fn one_users_connections_are_held_for_different_times() {
+        let wait = Duration::from_millis(100);
+        let holds: std::collections::HashSet<Duration> =
+            (0..20).map(|_| spread(wait, rand::random())).collect();
+        assert!(holds.len() > 10, "{holds:?}");
+    }
 }
