@@ -188,7 +188,10 @@ mod tests {
         let mut p = Policy::default();
         assert!(!p.observe(at(200, 150)));
         for _ in 0..10 {
-            assert!(!p.observe(at(205, 150)), "free resident memory within the slack");
+            assert!(
+                !p.observe(at(205, 150)),
+                "free resident memory within the slack"
+            );
         }
     }
 

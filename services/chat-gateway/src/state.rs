@@ -729,7 +729,11 @@ mod tests {
         assert_eq!(spread(wait, 1.0), Duration::from_millis(200));
         assert_eq!(spread(Duration::ZERO, 0.0), MIN_HOLD);
         assert_eq!(spread(Duration::from_millis(900), 1.0), MAX_HOLD);
-        assert_eq!(spread(wait, 7.0), Duration::from_millis(200), "fraction clamped");
+        assert_eq!(
+            spread(wait, 7.0),
+            Duration::from_millis(200),
+            "fraction clamped"
+        );
     }
 
     #[test]
