@@ -3,11 +3,14 @@
 //! glibc's allocator returns freed memory to the kernel only from the top of
 //! a heap; what a burst (a large room filling, a reconnect storm) frees in the
 //! middle of its heaps stays resident until `malloc_trim` releases those
-//! pages. Every [`CHECK_EVERY`] this replica compares its resident memory
-//! with what its heap holds in use, and trims once the burst is over (the
-//! heap no longer grows) and more than [`SLACK`] is resident but free, beyond
-//! what was so right after the last trim. A replica at rest checks, finds
-//! nothing to do, and never trims twice for the same burst.
+//! pages. Every [`CHECK_EVERY`] this replica reads its resident size; when it
+//! grew by more than [`SLACK`] since the heap was last looked at (or once a
+//! minute, for memory freed without growth) it compares it with what its heap
+//! holds in use, and trims once the burst is over (the heap no longer grows)
+//! and more than [`SLACK`] is resident but free, beyond what was so right
+//! after the last trim. Looking at the heap locks each of glibc's arenas in
+//! turn, so a replica whose size holds still only reads `/proc`, and never
+//! trims twice for the same burst.
 //!
 //! Off glibc (musl, other systems) there is nothing to trim and the loop
 //! does not run.
@@ -37,22 +40,51 @@ impl Sample {
     }
 }
 
-/// When to trim: a pure decision over two consecutive samples.
+/// Checks between two looks at the heap when the resident size holds still.
+pub const LOOK_AT_LEAST_EVERY: u32 = 12;
+
+/// When to look at the heap and when to trim: pure decisions over samples.
 #[derive(Debug, Default)]
 pub struct Policy {
     /// The previous sample.
     last: Option<Sample>,
     /// [`Sample::idle`] right after the last trim (or at the first sample).
     floor: Option<u64>,
+    /// The heap was growing at the last look: look again at the next check.
+    watching: bool,
+    /// Checks since the last look.
+    unlooked: u32,
 }
 
 impl Policy {
+    /// Whether the heap must be looked at now, given the resident size: at
+    /// the first check, while a burst is watched, when the resident size grew
+    /// by more than [`SLACK`] since the last look, and every
+    /// [`LOOK_AT_LEAST_EVERY`] checks.
+    pub fn wants_a_look(&mut self, resident: u64) -> bool {
+        self.unlooked += 1;
+        let look = match self.last {
+            None => true,
+            Some(last) => {
+                self.watching
+                    || resident > last.resident.saturating_add(SLACK)
+                    || self.unlooked >= LOOK_AT_LEAST_EVERY
+            }
+        };
+        if look {
+            self.unlooked = 0;
+        }
+        look
+    }
+
     /// Takes a sample; true when the allocator should be trimmed now: the
     /// heap has stopped growing and the free resident memory is more than
     /// [`SLACK`] above its floor.
     pub fn observe(&mut self, now: Sample) -> bool {
         let floor = *self.floor.get_or_insert(now.idle());
-        let settled = self.last.is_some_and(|last| now.in_use <= last.in_use);
+        let growing = self.last.is_some_and(|last| now.in_use > last.in_use);
+        let settled = self.last.is_some() && !growing;
+        self.watching = growing;
         self.last = Some(now);
         settled && now.idle() > floor.saturating_add(SLACK)
     }
@@ -61,6 +93,7 @@ impl Policy {
     pub fn trimmed(&mut self, after: Sample) {
         self.floor = Some(after.idle());
         self.last = Some(after);
+        self.watching = false;
     }
 }
 
@@ -75,6 +108,12 @@ pub async fn give_back(stop: tokio_util::sync::CancellationToken) {
         tokio::select! {
             _ = ticker.tick() => {}
             () = stop.cancelled() => return,
+        }
+        let Some(resident) = sys::resident() else {
+            return;
+        };
+        if !policy.wants_a_look(resident) {
+            continue;
         }
         // Reading the heap's totals and trimming walk every arena: off the runtime's threads.
         let step = tokio::task::spawn_blocking(move || {
@@ -107,8 +146,8 @@ pub async fn give_back(stop: tokio_util::sync::CancellationToken) {
 mod sys {
     use super::Sample;
 
-    /// This process's resident memory and heap in use; `None` if `/proc` cannot be read.
-    pub(super) fn sample() -> Option<Sample> {
+    /// This process's resident size (`VmRSS`); `None` if `/proc` cannot be read.
+    pub(super) fn resident() -> Option<u64> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let kb: u64 = status
             .lines()
@@ -118,12 +157,18 @@ mod sys {
             .trim()
             .parse()
             .ok()?;
+        Some(kb * 1024)
+    }
+
+    /// This process's resident memory and heap in use; `None` if `/proc` cannot be read.
+    pub(super) fn sample() -> Option<Sample> {
+        let resident = resident()?;
         // SAFETY: `mallinfo2` takes no arguments and returns a plain struct; glibc
         // locks each arena while it adds it up.
         #[expect(unsafe_code, reason = "glibc's heap totals have no safe binding")]
         let info = unsafe { libc::mallinfo2() };
         Some(Sample {
-            resident: kb * 1024,
+            resident,
             in_use: (info.uordblks + info.hblkhd) as u64,
         })
     }
@@ -142,6 +187,10 @@ mod sys {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod sys {
     use super::Sample;
+
+    pub(super) fn resident() -> Option<u64> {
+        None
+    }
 
     pub(super) fn sample() -> Option<Sample> {
         None
@@ -173,6 +222,23 @@ mod tests {
         p.trimmed(at(100, 80));
         assert!(!p.observe(at(100, 80)), "back at the floor");
         assert!(!p.observe(at(110, 80)), "within the slack");
+    }
+
+    #[test]
+    fn the_heap_is_looked_at_when_the_resident_size_grows_or_a_burst_is_watched() {
+        let mut p = Policy::default();
+        assert!(p.wants_a_look(60 * MB), "the first check");
+        assert!(!p.observe(at(60, 40)));
+        assert!(!p.wants_a_look(70 * MB), "grew less than the slack");
+        assert!(p.wants_a_look(100 * MB), "grew more than the slack");
+        assert!(!p.observe(at(100, 80)), "growing");
+        assert!(p.wants_a_look(100 * MB), "a growing heap is watched");
+        assert!(p.observe(at(100, 45)), "settled, 55 MB free");
+        p.trimmed(at(62, 45));
+        for _ in 1..LOOK_AT_LEAST_EVERY {
+            assert!(!p.wants_a_look(62 * MB), "holding still: /proc only");
+        }
+        assert!(p.wants_a_look(62 * MB), "and a look now and then");
     }
 
     #[test]
