@@ -16,7 +16,6 @@
 //!   nothing more is read from the client, so it is slowed down by TCP itself
 //!   instead of having the replica read, and refuse, all it sends.
 //!
-//!
 //! The stream also **coalesces writes**: what is written between two flushes
 //! (the frames of a burst, written one by one) goes to the socket in one
 //! system call of up to [`COALESCE_BYTES`], and the buffer that held them is
