@@ -482,9 +482,9 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-redis-sentinel-'));
   const data = [];
   const sentinels = [];
-  const startData = async (node, primaryPort) => {
+  const startData = async (node, primaryPort, extra = []) => {
     const replicaOf = primaryPort ? ['--replicaof', '127.0.0.1', String(primaryPort)] : [];
-    node.proc = await spawnRedis('redis-server', [...dataNodeArgs(node.port, node.dir), ...replicaOf, ...args.map(String)], node.port);
+    node.proc = await spawnRedis('redis-server', [...dataNodeArgs(node.port, node.dir), ...replicaOf, ...args.map(String), ...extra], node.port);
   };
   const replicaInSync = async (port) => fields(await call(port, 'INFO replication')).master_link_status === 'up';
 
@@ -515,9 +515,7 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
           'bind 127.0.0.1',
           `dir ${node.dir}`,
           `sentinel monitor ${serviceName} 127.0.0.1 ${data[0].port} 2`,
-          // 1 s equals Sentinel's ping period: one late pong on a busy machine is then a
-          // spurious down, and a second failover may promote a replica still empty.
-          `sentinel down-after-milliseconds ${serviceName} 2000`,
+          `sentinel down-after-milliseconds ${serviceName} 1000`,
           `sentinel failover-timeout ${serviceName} 5000`,
           `sentinel parallel-syncs ${serviceName} 1`,
           '',
@@ -585,9 +583,12 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
   setup.revive = async () => {
     const primary = await setup.primaryPort();
     const dead = data.filter((n) => !isAlive(n.proc));
+    // A revived node comes back empty: until it has synced it must not be promoted (a
+    // spurious down of the primary, one late pong, would otherwise fail over to it and
+    // lose everything), so it starts with replica-priority 0, as an operator's would.
     for (const node of dead) {
       wipe(node.dir);
-      await startData(node, primary);
+      await startData(node, primary, ['--replica-priority', '0']);
     }
     // Replicating is what counts (WAIT needs it), as the primary sees it; the sentinels
     // learn of the revived replica from the primary in their own time (a later failover
@@ -596,6 +597,7 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
       const info = await setup.commandOn(primary, 'INFO replication');
       return (info.match(/^slave\d+:.*state=online/gm) ?? []).length >= data.length - 1;
     }, { timeoutMs: 30_000, everyMs: 100 });
+    for (const node of dead) await call(node.port, ['CONFIG', 'SET', 'replica-priority', '100']);
     return dead.map((n) => n.port);
   };
 

@@ -163,15 +163,14 @@ pub(crate) fn start_sentinel() -> Result<Topology> {
         let dir = topology.subdir(&format!("sentinel-{i}"))?;
         let name = topology.service_name.clone();
         let node = spawn_on_free_port(|port| {
-            // Sentinels rewrite their configuration file, so each one gets its own. A down
-            // after 1 s (Sentinel's ping period) is spurious on a busy machine: 2 s.
+            // Sentinels rewrite their configuration file, so each one gets its own.
             let conf = dir.join("sentinel.conf");
             std::fs::write(
                 &conf,
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {}\n\
                      sentinel monitor {name} 127.0.0.1 {primary} 2\n\
-                     sentinel down-after-milliseconds {name} 2000\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 5000\n",
                     dir.display()
                 ),
