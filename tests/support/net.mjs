@@ -14,7 +14,10 @@ export function freePort() {
   });
 }
 
-/** Polls `check` (async, truthy when done) every `everyMs` until `timeoutMs`; throws with `what`. */
+/**
+ * Polls `check` (async, truthy when done) every `everyMs` until `timeoutMs`; throws with `what`.
+ * An error thrown by `check` with `final: true` (say, the awaited process exited) ends the wait at once.
+ */
 export async function until(what, check, { timeoutMs = 10_000, everyMs = 50 } = {}) {
   const deadline = Date.now() + timeoutMs;
   let lastError;
@@ -23,6 +26,7 @@ export async function until(what, check, { timeoutMs = 10_000, everyMs = 50 } = 
       const value = await check();
       if (value) return value;
     } catch (e) {
+      if (e.final) throw e;
       lastError = e;
     }
     if (Date.now() > deadline) {

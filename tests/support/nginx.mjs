@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { killedOnExit } from './children.mjs';
 import { repoRoot } from './service.mjs';
 import { freePort, until } from './net.mjs';
 
@@ -36,7 +37,7 @@ http {
   const file = path.join(dir, 'nginx.conf');
   fs.writeFileSync(file, conf);
   const nginx = process.env.NGINX_PATH ?? (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
-  const proc = spawn(nginx, ['-c', file, '-p', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killedOnExit(spawn(nginx, ['-c', file, '-p', dir], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let output = '';
   proc.stdout.on('data', (d) => { output += d; });
   proc.stderr.on('data', (d) => { output += d; });

@@ -1,5 +1,6 @@
 // A private redis-server for one test file, on a free loopback port: never the machine's shared 6379.
 import { spawn } from 'node:child_process';
+import { killedOnExit } from './children.mjs';
 import { freePort, until } from './net.mjs';
 import net from 'node:net';
 
@@ -28,22 +29,37 @@ export function redisCommand(port, command) {
  * the plain loopback port stays open without a password, for the test's own commands.
  */
 export async function startRedis(extraArgs = []) {
-  const port = await freePort();
-  const server = { port, url: `redis://127.0.0.1:${port}`, proc: null };
+  const server = { proc: null };
   server.start = async () => {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...extraArgs.map(String)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { port } = server;
+    const proc = killedOnExit(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...extraArgs.map(String)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let output = '';
+    proc.stdout.on('data', (d) => { output += d; });
+    proc.stderr.on('data', (d) => { output += d; });
     server.proc = proc;
-    const exited = new Promise((r) => proc.once('exit', r));
-    server.exited = exited;
-    await until(`redis-server on ${port}`, async () => (await redisCommand(port, 'PING')).startsWith('+PONG'));
+    server.exited = new Promise((r) => proc.once('exit', r));
+    await until(`redis-server on ${port}`, async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw Object.assign(new Error(`exited: ${output.trim().split('\n').pop()}`), { final: true });
+      return (await redisCommand(port, 'PING')).startsWith('+PONG');
+    });
   };
   server.kill = async () => {
-    if (!server.proc || server.proc.exitCode !== null) return;
+    if (!server.proc || server.proc.exitCode !== null || server.proc.signalCode !== null) return;
     server.proc.kill('SIGKILL');
     await server.exited;
   };
   server.stop = server.kill;
-  server.command = (cmd) => redisCommand(port, cmd);
-  await server.start();
-  return server;
+  server.command = (cmd) => redisCommand(server.port, cmd);
+  // A free port can be taken by someone else before redis-server binds it: then try another.
+  for (let attempt = 1; ; attempt++) {
+    server.port = await freePort();
+    server.url = `redis://127.0.0.1:${server.port}`;
+    try {
+      await server.start();
+      return server;
+    } catch (e) {
+      await server.kill();
+      if (!e.final || attempt >= 5) throw e;
+    }
+  }
 }

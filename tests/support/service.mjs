@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killedOnExit } from './children.mjs';
 import { until } from './net.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -14,11 +15,11 @@ export const repoRoot = root;
  * Returns { proc, logs(), stop(signal), exited }.
  */
 export async function startService(name, env, healthUrl, { timeoutMs = 15_000 } = {}) {
-  const proc = spawn(path.join(binDir, name), [], {
+  const proc = killedOnExit(spawn(path.join(binDir, name), [], {
     cwd: root,
     env: { PATH: process.env.PATH, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let output = '';
   const collect = (d) => {
     output += d.toString();

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { killedOnExit } from './children.mjs';
 import { freePort, until } from './net.mjs';
 import { startRedis } from './redis.mjs';
 
@@ -138,22 +139,15 @@ function fields(text) {
 // ---------------------------------------------------------------------------------------------
 // Processes.
 
-const running = new Set();
-// A test that crashes must not leave redis-servers behind.
-process.once('exit', () => {
-  for (const proc of running) proc.kill('SIGKILL');
-});
-
 /** Spawns `bin args` and waits until it answers PING on `port`; rejects if it exits first (port taken). */
 async function spawnRedis(bin, args, port) {
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(proc);
+  const proc = killedOnExit(spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let output = '';
   proc.stdout.on('data', (d) => { output += d; });
   proc.stderr.on('data', (d) => { output += d; });
-  proc.exited = new Promise((r) => proc.once('exit', () => { running.delete(proc); r(); }));
+  proc.exited = new Promise((r) => proc.once('exit', r));
   await until(`${bin} on ${port}`, async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw Object.assign(new Error(`${bin} on ${port} exited: ${output.trim().split('\n').pop()}`), { exited: true });
+    if (proc.exitCode !== null || proc.signalCode !== null) throw Object.assign(new Error(`${bin} on ${port} exited: ${output.trim().split('\n').pop()}`), { exited: true, final: true });
     return (await call(port, 'PING')) === 'PONG';
   }, { timeoutMs: 15_000, everyMs: 20 }).catch((e) => {
     proc.kill('SIGKILL');
@@ -271,15 +265,24 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
     node.proc = await spawnRedis('redis-server', nodeArgs(node), node.port);
     node.alive = true;
   };
-  for (let i = 0; i < count; i++) {
-    const node = { dir: path.join(root, `node-${i}`), role: i < primaries ? 'primary' : 'replica' };
-    fs.mkdirSync(node.dir);
-    await withRetriesOnTakenPorts(async () => {
-      node.port = await freePort();
-      node.busPort = await freePort();
-      await startNode(node);
-    });
-    nodes.push(node);
+  const cleanUp = async () => {
+    await Promise.all(nodes.map((n) => sigkill(n.proc)));
+    fs.rmSync(root, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < count; i++) {
+      const node = { dir: path.join(root, `node-${i}`), role: i < primaries ? 'primary' : 'replica' };
+      fs.mkdirSync(node.dir);
+      nodes.push(node);
+      await withRetriesOnTakenPorts(async () => {
+        node.port = await freePort();
+        node.busPort = await freePort();
+        await startNode(node);
+      });
+    }
+  } catch (e) {
+    await cleanUp();
+    throw e;
   }
 
   const live = () => nodes.filter((n) => isAlive(n.proc));
@@ -346,8 +349,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
   try {
     await create();
   } catch (e) {
-    await Promise.all(nodes.map((n) => sigkill(n.proc)));
-    fs.rmSync(root, { recursive: true, force: true });
+    await cleanUp();
     throw e;
   }
 
@@ -451,10 +453,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
     }
     await create();
   };
-  cluster.stop = async () => {
-    await cluster.kill();
-    fs.rmSync(root, { recursive: true, force: true });
-  };
+  cluster.stop = cleanUp;
   return cluster;
 }
 
