@@ -13,7 +13,6 @@
 //! - [`handlers`]: the Socket.IO middleware and event handlers.
 //! - [`fanout`]: the Redis subscriber that feeds the registry.
 //! - [`maintenance`]: heartbeat, sweeps, token expiry, JWKS refresh.
-//! - [`memory`]: gives the system back the heap memory a burst left behind.
 //! - [`http`]: health, readiness, metrics and the `Origin` check.
 //! - [`server`]: the HTTP/1.1 server: timeouts, connection cap, upgrades.
 //! - [`wire`]: a client's TCP connection: bytes owed to it, and a cut switch.
@@ -28,7 +27,6 @@ pub mod handlers;
 pub mod http;
 pub mod inbox;
 pub mod maintenance;
-pub mod memory;
 pub mod metrics_names;
 pub mod registry;
 pub mod server;

@@ -3,10 +3,22 @@
 use anyhow::Context;
 use chat_gateway::{App, GatewayConfig};
 
+/// jemalloc, not the system's allocator: a replica holds many small,
+/// long-lived allocations per connection, and a burst (a large room filling,
+/// a reconnect storm) frees many short-lived ones between them. glibc's
+/// malloc kept what such a burst freed resident (docs/BENCHMARKS.md); jemalloc
+/// packs allocations by size and, with its background thread, gives unused
+/// pages back to the system within seconds.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let telemetry = chat_telemetry::init_tracing("chat-gateway");
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "jemalloc's background thread did not start: freed memory is returned more slowly");
+    }
     let config = GatewayConfig::from_env().context("chat-gateway cannot start")?;
     let result = App::build(config)
         .await?

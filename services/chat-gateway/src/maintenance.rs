@@ -3,20 +3,21 @@
 //!   replica was swept as dead) and registers the live connections again;
 //! - the sweep of dead replicas and of users whose exit grace has passed;
 //! - the token-expiry check of live connections;
+//! - the end of handshakes that never completed;
 //! - the scheduled re-fetch of the JWKS, so a removed key stops being trusted.
 //!
 //! Each runs until the replica starts to stop (`Gateway::stopping`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_core::{ErrorCode, RoomName};
 use chat_store::presence::Connection;
 use tokio::time::Interval;
 
 use crate::auth::now_s;
-use crate::conn::Ending;
+use crate::conn::{Ending, State};
 use crate::metrics_names as m;
 use crate::state::Gateway;
 
@@ -122,6 +123,27 @@ pub async fn expire_tokens(gateway: Arc<Gateway>) {
         for handle in gateway.registry.all() {
             if gateway.expired(&handle.conn, now) {
                 gateway.close(&handle, Ending::Server(ErrorCode::TokenExpired));
+            }
+        }
+    }
+}
+
+/// Ends handshakes that passed but never completed: when the client goes
+/// away before the CONNECT reply reaches it, no connect or disconnect handler
+/// ever runs, so a connection still pending a connect timeout after it was
+/// admitted is closed and its presence released. One loop for the replica,
+/// not a timer per connection.
+pub async fn end_stalled_handshakes(gateway: Arc<Gateway>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    while tick(&gateway, &mut ticker).await {
+        let Some(admitted_before) = Instant::now().checked_sub(gateway.config.connect_timeout)
+        else {
+            continue;
+        };
+        for handle in gateway.registry.pending_since(admitted_before) {
+            if handle.conn.state() == State::Pending {
+                tracing::info!(sid = %handle.socket.id, "handshake never completed; presence released");
+                gateway.close(&handle, Ending::NeverConnected);
             }
         }
     }

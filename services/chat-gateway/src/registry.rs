@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use chat_core::events::{
     MESSAGE_DELETED, MESSAGE_EDITED, MESSAGE_RECEIVED, USER_ENTERED, USER_EXITED, USER_TYPING,
@@ -30,8 +31,14 @@ use crate::sockets::{Encoded, Writer};
 /// an event can reach this replica after the `welcome` that includes it.
 type Live = (Handle, u64);
 
-/// A joining connection and the events buffered for it, with their room sequence numbers.
-type Pending = (Handle, Vec<(u64, Encoded)>);
+/// A joining connection.
+struct Pending {
+    handle: Handle,
+    /// When it was admitted.
+    since: Instant,
+    /// The room events that arrived meanwhile, with their room sequence numbers.
+    buffered: Vec<(u64, Encoded)>,
+}
 
 #[derive(Default)]
 struct RoomSockets {
@@ -111,7 +118,12 @@ impl Registry {
         let sid = handle.socket.id;
         match self.room(&handle.conn.record.room) {
             Some(mut room) => {
-                room.pending.insert(sid, (handle, Vec::new()));
+                let pending = Pending {
+                    handle,
+                    since: Instant::now(),
+                    buffered: Vec::new(),
+                };
+                room.pending.insert(sid, pending);
             }
             None => self.forget(user),
         }
@@ -138,7 +150,10 @@ impl Registry {
         let Some(mut sockets) = self.room(room) else {
             return false;
         };
-        let Some((handle, buffered)) = sockets.pending.remove(&sid) else {
+        let Some(Pending {
+            handle, buffered, ..
+        }) = sockets.pending.remove(&sid)
+        else {
             return false;
         };
         let mut covered = seq;
@@ -224,9 +239,9 @@ impl Registry {
         for handle in &slow {
             sockets.live.remove(&handle.socket.id);
         }
-        for (handle, buffered) in sockets.pending.values_mut() {
-            if except_user.as_deref() != Some(handle.conn.record.user.id.as_str()) {
-                buffered.push((event.seq, out.clone()));
+        for pending in sockets.pending.values_mut() {
+            if except_user.as_deref() != Some(pending.handle.conn.record.user.id.as_str()) {
+                pending.buffered.push((event.seq, out.clone()));
             }
         }
         drop(sockets);
@@ -262,9 +277,23 @@ impl Registry {
         for room in self.rooms.values() {
             let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
             all.extend(sockets.live.values().map(|(c, _)| c.clone()));
-            all.extend(sockets.pending.values().map(|(c, _)| c.clone()));
+            all.extend(sockets.pending.values().map(|p| p.handle.clone()));
         }
         all
+    }
+
+    /// The connections admitted before `admitted_before` that are still pending.
+    pub fn pending_since(&self, admitted_before: Instant) -> Vec<Handle> {
+        let mut stalled = Vec::new();
+        for room in self.rooms.values() {
+            let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
+            let old = sockets
+                .pending
+                .values()
+                .filter(|p| p.since < admitted_before);
+            stalled.extend(old.map(|p| p.handle.clone()));
+        }
+        stalled
     }
 
     /// Forgets the room's snapshot positions after Redis lost its data: its

@@ -29,7 +29,7 @@ use crate::registry::{Limits, Registry};
 use crate::server::{ServerLimits, TCP_HEADROOM, serve};
 use crate::sockets::{Adapter, Writer};
 use crate::state::Gateway;
-use crate::{fanout, handlers, http, maintenance, memory};
+use crate::{fanout, handlers, http, maintenance};
 
 /// The realtime engine: the Socket.IO layer and the state behind it.
 pub struct Realtime {
@@ -92,8 +92,8 @@ impl Realtime {
         background.spawn(maintenance::heartbeat(gateway.clone()));
         background.spawn(maintenance::sweep(gateway.clone()));
         background.spawn(maintenance::expire_tokens(gateway.clone()));
+        background.spawn(maintenance::end_stalled_handshakes(gateway.clone()));
         background.spawn(maintenance::refresh_keys(gateway.clone()));
-        background.spawn(memory::give_back(gateway.stopping.clone()));
         background.close();
         Ok(Running {
             gateway,

@@ -195,7 +195,6 @@ impl Gateway {
         // From here a revocation or the drain finds the connection in the
         // registry, even before it is live.
         self.registry.admit(handle.clone())?;
-        self.watch_handshake(&handle);
         let session = conn.session();
         let request = JoinRequest {
             connection: &conn.record,
@@ -234,26 +233,6 @@ impl Gateway {
                 Err(ErrorCode::ServerBusy)
             }
         }
-    }
-
-    /// A handshake that passed can still fail to complete (the client goes
-    /// away before the CONNECT reply reaches it); then no connect or
-    /// disconnect handler ever runs. A connection still pending after the
-    /// connect timeout is closed.
-    fn watch_handshake(self: &Arc<Self>, handle: &Handle) {
-        let gateway = self.clone();
-        let handle = handle.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(gateway.config.connect_timeout) => {}
-                // The drain closes every connection itself.
-                _ = gateway.stopping.cancelled() => return,
-            }
-            if handle.conn.state() == State::Pending {
-                tracing::info!(sid = %handle.socket.id, "handshake never completed; presence released");
-                gateway.close(&handle, Ending::NeverConnected);
-            }
-        });
     }
 
     /// Ends a connection, whatever ends it: it leaves the registry, its

@@ -8,6 +8,10 @@
 //! a connection that mostly waits. Here the packets wait in a `VecDeque` that
 //! is empty (unallocated) while nothing is queued and is freed again when a
 //! burst has been drained.
+//!
+//! Beside the queue, outside its order and its bound, one slot holds the latest
+//! volatile packet: each one sent replaces the one before, as the `watch`
+//! channel it replaces did, without that channel's allocation per socket.
 use std::{
     collections::VecDeque,
     fmt,
@@ -35,6 +39,8 @@ struct State<T> {
     /// The sender was dropped: the receiver ends once the queue is drained.
     tx_dropped: bool,
     rx_waker: Option<Waker>,
+    /// The latest value of [`Sender::replace_latest`], not yet taken.
+    latest: Option<T>,
     /// An async [`Sender::send`] waits for room.
     tx_waiting: bool,
 }
@@ -65,6 +71,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             rx_closed: false,
             tx_dropped: false,
             rx_waker: None,
+            latest: None,
             tx_waiting: false,
         }),
         closed: Notify::new(),
@@ -146,12 +153,20 @@ impl<T> Sender<T> {
         })
     }
 
-    /// Wakes the receiver without queueing anything, for a packet that waits elsewhere.
-    pub(crate) fn wake_receiver(&self) {
-        let waker = self.0.lock().rx_waker.take();
+    /// Puts `value` in the latest-value slot, replacing what was there and not
+    /// yet taken, and wakes the receiver; false once the receiver is closed.
+    pub(crate) fn replace_latest(&self, value: T) -> bool {
+        let mut state = self.0.lock();
+        if state.rx_closed {
+            return false;
+        }
+        state.latest = Some(value);
+        let waker = state.rx_waker.take();
+        drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
+        true
     }
 
     /// Whether the receiver was closed or dropped.
@@ -258,6 +273,11 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// The value of the latest-value slot, if one was put there since the last take.
+    pub(crate) fn take_latest(&mut self) -> Option<T> {
+        self.0.lock().latest.take()
+    }
+
     /// Refuses further packets; those already queued can still be received.
     pub(crate) fn close(&mut self) {
         let mut state = self.0.lock();
@@ -274,8 +294,11 @@ impl<T> Receiver<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.close();
-        let buf = std::mem::take(&mut self.0.lock().buf);
-        drop(buf);
+        let mut state = self.0.lock();
+        let buf = std::mem::take(&mut state.buf);
+        let latest = state.latest.take();
+        drop(state);
+        drop((buf, latest));
     }
 }
 
@@ -363,5 +386,37 @@ mod tests {
         tx.try_send(7).unwrap();
         drop(tx);
         assert_eq!(reader.await.unwrap(), (Some(7), None));
+    }
+
+    #[tokio::test]
+    async fn the_latest_value_replaces_the_one_before_and_wakes_the_receiver() {
+        let (tx, mut rx) = channel::<u32>(4);
+        assert!(tx.replace_latest(1));
+        assert!(tx.replace_latest(2));
+        assert_eq!(rx.take_latest(), Some(2));
+        assert_eq!(rx.take_latest(), None, "a value is taken once");
+
+        let waiting = tokio::spawn(async move {
+            // Nothing is queued: the receiver waits, and a latest value wakes it.
+            poll_fn(|cx| match rx.poll_recv(cx) {
+                Poll::Pending => match rx.take_latest() {
+                    Some(v) => Poll::Ready(Some(v)),
+                    None => Poll::Pending,
+                },
+                ready => ready,
+            })
+            .await
+        });
+        tokio::task::yield_now().await;
+        assert!(tx.replace_latest(3));
+        assert_eq!(waiting.await.unwrap(), Some(3));
+    }
+
+    #[test]
+    fn a_closed_receiver_refuses_the_latest_value() {
+        let (tx, mut rx) = channel::<u32>(1);
+        rx.close();
+        assert!(!tx.replace_latest(1));
+        assert_eq!(rx.take_latest(), None);
     }
 }

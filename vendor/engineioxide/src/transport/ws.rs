@@ -6,14 +6,17 @@
 
 use std::sync::Arc;
 
-use std::{future::poll_fn, task::Poll};
+use std::{
+    future::{Future, poll_fn},
+    pin::Pin,
+    task::Poll,
+};
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -34,7 +37,8 @@ use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportT
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, queue::Receiver, socket::InternalRx,
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -72,13 +76,15 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
+    // What the task's future captures it keeps for the connection's whole life: the
+    // upgrade, not the request, and the head boxed until the session takes it.
+    let upgrade = hyper::upgrade::on(req);
+    let parts = Box::new(parts);
     tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
+        let conn = upgrade.await.map(hyper_util::rt::TokioIo::new);
 
         let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
+            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, *parts).await,
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
@@ -110,72 +116,39 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
 /// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
-pub async fn on_init<H: EngineIoHandler, S>(
+pub fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Parts,
+) -> impl Future<Output = Result<(), Error>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // The opening and the closing are boxed: they run once each, and a future keeps the
+    // state of all its steps (and its arguments: the request head, the raw stream) for
+    // its whole life, here the connection's.
+    let opening = Box::pin(open_session(engine.clone(), conn, protocol, sid, req_data));
+    let serving = serve(engine, opening, sid);
+    #[cfg(feature = "tracing")]
+    let serving = tracing::Instrument::instrument(
+        serving,
+        tracing::trace_span!("init_websocket", ?protocol, ?sid),
+    );
+    serving
+}
+
+/// Serves the connection once it is open, then closes it.
+async fn serve<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    opening: Pin<Box<impl Future<Output = Result<(Arc<Socket<H::Data>>, WebSocketStream<S>), Error>>>>,
+    sid: Option<Sid>,
 ) -> Result<(), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(engine.config.ws_read_buffer_size)
-        .max_message_size(Some(engine.config.ws_max_message_size))
-        .max_frame_size(Some(engine.config.ws_max_frame_size))
-        // Frames go to the socket as they are written (the task flushes once its queue
-        // is drained), so that the write buffer holds one frame at most.
-        .write_buffer_size(0);
-
-    let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, mut ws) = if let Some(sid) = sid {
-        match engine.get_socket(sid) {
-            None => return Err(Error::UnknownSessionID(sid)),
-            Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
-            Some(socket) => {
-                let mut ws = ws_init().await;
-
-                // Boxed: the upgrade's state would otherwise be part of every connection
-                // task for the life of the connection.
-                let upgrade_fut = Box::pin(
-                    tokio::time::timeout(
-                        engine.config.upgrade_timeout,
-                        upgrade_handshake::<H, S>(&socket, &mut ws),
-                    )
-                    .with_cancellation_token(&socket.cancellation_token),
-                );
-                match upgrade_fut.await {
-                    Some(Ok(res)) => res?,
-                    Some(Err(_)) => {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(?sid, "ws upgrade timed out, closing session");
-                        engine.close_session(socket.id, DisconnectReason::TransportError);
-                        return Err(Error::Upgrade);
-                    }
-                    None => {
-                        #[cfg(feature = "tracing")]
-                        tracing::debug!(?sid, "socket is being closed");
-                        return Err(Error::Upgrade);
-                    }
-                }
-                (socket, ws)
-            }
-        }
-    } else {
-        let socket = engine.create_session(protocol, TransportType::Websocket, req_data, false);
-
-        #[cfg(feature = "tracing")]
-        tracing::debug!("new websocket connection");
-
-        let mut ws = ws_init().await;
-        init_handshake(socket.id, &mut ws, &engine.config).await?;
-        (socket, ws)
-    };
+    let (socket, mut ws) = opening.await?;
     // One task serves the connection: it reads frames, writes queued packets and, for a
     // session that started on websocket, runs the heartbeat. A session upgraded from
     // polling keeps the heartbeat task that polling started.
@@ -200,22 +173,90 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
+    Box::pin(close_websocket(&engine, &socket, ws)).await;
+    Ok(())
+}
 
-    // What is still queued (a close packet, say) goes out before the websocket is closed;
-    // a client that does not read it is given up on after `ping_timeout`.
-    let closing = async {
-        let mut rx = socket.internal_rx.lock().await;
-        let InternalRx {
-            buffered_rx,
-            volatile_rx,
-            ..
-        } = &mut *rx;
-        while let Ok(packets) = buffered_rx.try_recv() {
-            for packet in packets {
-                feed(&socket, &mut ws, packet);
+/// Makes the websocket stream and the session it serves: a new session (its open packet
+/// sent), or the polling session `sid` upgraded.
+async fn open_session<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<(Arc<Socket<H::Data>>, WebSocketStream<S>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(engine.config.ws_read_buffer_size)
+        .max_message_size(Some(engine.config.ws_max_message_size))
+        .max_frame_size(Some(engine.config.ws_max_frame_size))
+        // Frames go to the socket as they are written (the task flushes once its queue
+        // is drained), so that the write buffer holds one frame at most.
+        .write_buffer_size(0);
+
+    let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
+    if let Some(sid) = sid {
+        match engine.get_socket(sid) {
+            None => Err(Error::UnknownSessionID(sid)),
+            Some(socket) if socket.is_ws() => Err(Error::MultipleWebsocketRequests),
+            Some(socket) => {
+                let mut ws = ws_init().await;
+
+                let upgrade_fut = tokio::time::timeout(
+                    engine.config.upgrade_timeout,
+                    upgrade_handshake::<H, S>(&socket, &mut ws),
+                )
+                .with_cancellation_token(&socket.cancellation_token);
+                match upgrade_fut.await {
+                    Some(Ok(res)) => res?,
+                    Some(Err(_)) => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(?sid, "ws upgrade timed out, closing session");
+                        engine.close_session(socket.id, DisconnectReason::TransportError);
+                        return Err(Error::Upgrade);
+                    }
+                    None => {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(?sid, "socket is being closed");
+                        return Err(Error::Upgrade);
+                    }
+                }
+                Ok((socket, ws))
             }
         }
-        drain_volatile(&socket, &mut ws, volatile_rx);
+    } else {
+        let socket = engine.create_session(protocol, TransportType::Websocket, req_data, false);
+
+        #[cfg(feature = "tracing")]
+        tracing::debug!("new websocket connection");
+
+        let mut ws = ws_init().await;
+        init_handshake(socket.id, &mut ws, &engine.config).await?;
+        Ok((socket, ws))
+    }
+}
+
+/// Writes what is still queued (a close packet, say) and closes the websocket; a client
+/// that does not read it is given up on after `ping_timeout`.
+async fn close_websocket<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    mut ws: WebSocketStream<S>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let closing = async {
+        let mut rx = socket.internal_rx.lock().await;
+        let InternalRx { buffered_rx, .. } = &mut *rx;
+        while let Ok(packets) = buffered_rx.try_recv() {
+            for packet in packets {
+                feed(socket, &mut ws, packet);
+            }
+        }
+        drain_volatile(socket, &mut ws, buffered_rx);
         #[cfg(feature = "tracing")]
         tracing::trace!(sid = %socket.id, "ws closing flush");
         ws.flush().await.ok();
@@ -224,7 +265,6 @@ where
     tokio::time::timeout(engine.config.ping_timeout, closing)
         .await
         .ok();
-    Ok(())
 }
 
 /// How [`serve_connection`] ended.
@@ -268,11 +308,7 @@ where
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return Served::Cancelled;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
+    let InternalRx { buffered_rx, .. } = &mut *internal_rx;
 
     let cancelled = socket.cancellation_token.cancelled();
     let heartbeat = async {
@@ -315,7 +351,7 @@ where
                     }
                     // Closed only once the session is, which `cancelled` sees.
                     Poll::Ready(None) | Poll::Pending => {
-                        if drain_volatile(socket, ws, volatile_rx) {
+                        if drain_volatile(socket, ws, buffered_rx) {
                             unflushed = true;
                             progress = true;
                             continue;
@@ -395,21 +431,19 @@ fn on_message<H: EngineIoHandler>(
     Ok(true)
 }
 
-/// Writes the latest volatile packets, if they changed; true if there were any.
+/// Writes the latest volatile packets, if new ones were sent; true if there were any.
 fn drain_volatile<D, S>(
     socket: &Socket<D>,
     ws: &mut WebSocketStream<S>,
-    volatile_rx: &mut watch::Receiver<Option<PacketBuf>>,
+    rx: &mut Receiver<PacketBuf>,
 ) -> bool
 where
     D: Default + Send + Sync + 'static,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if !volatile_rx.has_changed().unwrap_or(false) {
+    let Some(packets) = rx.take_latest() else {
         return false;
-    }
-    let val = volatile_rx.borrow_and_update().clone();
-    let Some(packets) = val else { return false };
+    };
     #[cfg(feature = "tracing")]
     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
     for packet in packets {
