@@ -9,6 +9,7 @@ use chat_gateway::{App, GatewayConfig};
 /// malloc kept what such a burst freed resident (docs/BENCHMARKS.md); jemalloc
 /// packs allocations by size and, with its background thread, gives unused
 /// pages back to the system within seconds.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -16,6 +17,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let telemetry = chat_telemetry::init_tracing("chat-gateway");
+    #[cfg(feature = "jemalloc")]
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "jemalloc's background thread did not start: freed memory is returned more slowly");
     }

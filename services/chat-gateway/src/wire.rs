@@ -272,9 +272,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WireStream<S> {
                 return send(&mut this.inner, &this.wire, cx, buf);
             }
         }
-        if self.out.capacity() == 0 {
-            self.out.reserve_exact(COALESCE_BYTES);
-        }
         self.out.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
