@@ -68,6 +68,24 @@ test('typing shows and clears; edit with Up arrow, Escape and Enter; delete; all
   assert.deepEqual([...ann.errors, ...bob.errors], []);
 });
 
+test('two typists are named, three are "several"; the line clears 5 s after the last signal; new messages are announced', async () => {
+  const [gus, hal, ivy, jo] = [await signIn('Gus', 'Music'), await signIn('Hal', 'Music'), await signIn('Ivy', 'Music'), await signIn('Jo', 'Music')];
+  const typingIs = (text) => jo.page.waitForFunction((t) => document.getElementById('typing').textContent === t, text);
+  await gus.page.type('#message-input', 'a');
+  await typingIs('Gus is typing…');
+  await hal.page.type('#message-input', 'b');
+  await typingIs('Gus and Hal are typing…');
+  await ivy.page.type('#message-input', 'c');
+  await typingIs('Several people are typing…');
+  const lastSignal = Date.now();
+  await jo.page.waitForFunction(() => document.getElementById('typing').textContent === '', null, { timeout: 10_000 });
+  assert.ok(Date.now() - lastSignal >= 4000, 'shown until about 5 s after the last signal');
+  // Screen readers hear new messages and typing: both are polite live regions.
+  assert.equal(await jo.page.getAttribute('#messages', 'aria-live'), 'polite');
+  assert.equal(await jo.page.getAttribute('#typing', 'aria-live'), 'polite');
+  assert.deepEqual([...gus.errors, ...hal.errors, ...ivy.errors, ...jo.errors], []);
+});
+
 test('http(s) links become safe links; javascript: and data: stay text; mentions are highlighted', async () => {
   const cy = await signIn('Cy', 'Music');
   const di = await signIn('Di', 'Music');

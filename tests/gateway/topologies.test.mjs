@@ -153,3 +153,31 @@ test('Cluster: traffic in several rooms is published by more than one primary', 
   const classic = stats.filter((s) => /cmdstat_publish:calls=[1-9]/.test(s)).length;
   assert.equal(classic, 0, 'room events never go over classic pub/sub, which every node would copy');
 });
+
+test("Cluster: /readyz covers the sharded subscriptions: unready while a room's new shard refuses it, ready and delivering once subscribed again", async (t) => {
+  const cluster = await startCluster({ replicas: 1, topology: 'cluster', env: FAST });
+  t.after(() => cluster.stop());
+  const [gw] = cluster.gateways;
+  const ready = async () => (await fetch(`${gw.url}/readyz`)).status;
+  await until('ready', async () => (await ready()) === 200);
+  const ann = await cluster.join(gw, { sub: 'ann' });
+  const bob = await cluster.join(gw, { sub: 'bob' });
+  const owner = await cluster.redis.ownerOf(HISTORY_KEY);
+  const target = (await cluster.redis.primaries()).find((n) => n.port !== owner.port);
+  // The shard the room moves to lets the gateway's user publish and subscribe to nothing but
+  // revocations: the room's subscription there is refused (NOPERM), while no channel the
+  // subscriber already holds on that node is taken away (which would drop its connection).
+  await cluster.redis.commandOn(target.port, 'ACL SETUSER default resetchannels &chat:revocations');
+  t.after(() => cluster.redis.commandOn(target.port, 'ACL SETUSER default allchannels').catch(() => {}));
+  await cluster.redis.migrateSlotOf(HISTORY_KEY, target.port);
+  await until('unready while the moved room is not subscribed', async () => (await ready()) === 503, { timeoutMs: 10_000, everyMs: 100 });
+  assert.equal(await (await fetch(`${gw.url}/readyz`)).text(), 'redis unavailable');
+  await cluster.redis.commandOn(target.port, 'ACL SETUSER default allchannels');
+  await until('ready again once subscribed on the new shard', async () => (await ready()) === 200, { timeoutMs: 10_000, everyMs: 100 });
+  // The subscription on the new shard is live: a message reaches the other user through it.
+  const ack = await until('a send accepted', async () => {
+    const answer = await ann.send('after the move');
+    return answer.ok && answer;
+  }, { timeoutMs: 10_000, everyMs: 200 });
+  await bob.wait('message received', (m) => m.id === ack.id, 10_000);
+});
