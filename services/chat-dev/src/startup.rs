@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
+
 use chat_core::keys::generate_pem_pair;
 use chat_core::token::{TokenSigner, TokenVerifier};
 use chat_gateway::Realtime;
 use chat_gateway::auth::TokenKeys;
-use chat_gateway::server::serve;
+use chat_gateway::server::{Served, serve};
 use chat_store::MemoryHub;
 use chat_web::Parts;
 use chat_web::oidc::IdentityProvider;
@@ -26,7 +26,7 @@ use crate::settings::DevSettings;
 /// The whole product, bound to its port.
 pub struct DevApp {
     listener: TcpListener,
-    router: Router,
+    router: Served,
     realtime: Realtime,
     dev_login: bool,
 }

@@ -19,14 +19,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
 
 use crate::wire::{Wire, WireStream};
 
@@ -37,6 +42,10 @@ use owned_head::OwnedHead;
 /// TCP connections allowed beyond `MAX_CONNECTIONS`: probes, scrapes and
 /// handshakes that are about to be refused with `server_busy`.
 pub const TCP_HEADROOM: usize = 1024;
+
+/// What [`serve`] serves: a router with the Socket.IO endpoint in front of
+/// it (`Realtime::mount`).
+pub type Served = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// What the server allows each client connection.
 #[derive(Debug, Clone, Copy)]
@@ -49,11 +58,11 @@ pub struct ServerLimits {
     pub slow_consumer_bytes: usize,
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled. By then the
+/// Serves `app` on `listener` until `stop` is cancelled. By then the
 /// drain has closed every socket; whatever is left ends with the process.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: Served,
     limits: ServerLimits,
     stop: CancellationToken,
 ) {
@@ -83,11 +92,13 @@ pub async fn serve(
         let wire = Wire::new(limits.slow_consumer_bytes);
         // The slot lives as long as the stream, through an upgrade to WebSocket.
         let stream = WireStream::new(tcp, wire.clone()).holding(slot);
-        let service = OwnedHead(router.clone()).map_request(move |mut request: Request<_>| {
-            request.extensions_mut().insert(wire.clone());
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request
-        });
+        let service =
+            OwnedHead(app.clone()).map_request(move |request: hyper::Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(wire.clone());
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
         let connection = http
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .with_upgrades();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use chat_core::ErrorCode;
 use chat_store::connection::RedisSettings;
@@ -21,12 +22,13 @@ use socketioxide::{SocketIo, TransportType};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceBuilder;
 
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
 use crate::conn::Ending;
 use crate::registry::{Limits, Registry};
-use crate::server::{ServerLimits, TCP_HEADROOM, serve};
+use crate::server::{Served, ServerLimits, TCP_HEADROOM, serve};
 use crate::sockets::{Adapter, Writer};
 use crate::state::Gateway;
 use crate::{fanout, handlers, http, maintenance};
@@ -51,16 +53,24 @@ impl Realtime {
         Self { gateway, layer }
     }
 
-    /// Mounts the Socket.IO endpoint (`/socket.io/`) on `router`, behind the
-    /// `Origin` allow-list (`ALLOWED_ORIGINS`); every other route passes on.
-    pub fn mount(&self, router: Router) -> Router {
+    /// Puts the Socket.IO endpoint (`/socket.io/`) in front of `router`,
+    /// behind the `Origin` allow-list (`ALLOWED_ORIGINS`); every other request
+    /// passes on to `router`. In front of it rather than inside it
+    /// (`Router::layer`): a Socket.IO request then never goes through axum's
+    /// routing, whose extensions (the fallback route's path parameters) would
+    /// stay in the request head that every connection keeps.
+    pub fn mount(&self, router: Router) -> Served {
         let origins = Arc::new(self.gateway.config.allowed_origins.clone());
-        router
-            .layer(self.layer.clone())
-            .layer(axum::middleware::from_fn_with_state(
-                origins,
-                http::check_origin,
-            ))
+        Served::new(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    origins,
+                    http::check_origin,
+                ))
+                .map_response(IntoResponse::into_response)
+                .layer(self.layer.clone())
+                .service(router),
+        )
     }
 
     /// What the HTTP server under this engine allows each client connection.
@@ -131,7 +141,7 @@ impl Running {
 /// A standalone gateway replica, bound to its port and ready to run.
 pub struct App {
     listener: TcpListener,
-    router: Router,
+    router: Served,
     realtime: Realtime,
 }
 
