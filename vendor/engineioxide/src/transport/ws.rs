@@ -279,8 +279,9 @@ enum Served {
 
 /// The largest payload of one outgoing websocket frame: longer packets are sent as a
 /// fragmented message (RFC 6455, section 5.4), so that tungstenite's write buffer, which
-/// keeps its largest size for the life of the connection, never grows past one frame.
-const MAX_FRAME_PAYLOAD: usize = 1024;
+/// keeps its largest size for the life of the connection, never grows past one frame
+/// (512 B: what an idle connection keeps after its largest message).
+const MAX_FRAME_PAYLOAD: usize = 512;
 
 /// Frames handled per wake-up before the task yields to the runtime.
 const BUDGET: usize = 64;
