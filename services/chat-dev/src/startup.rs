@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-
 use chat_core::keys::generate_pem_pair;
 use chat_core::token::{TokenSigner, TokenVerifier};
 use chat_gateway::Realtime;

@@ -16,10 +16,9 @@
 //! - [`OwnedHead`], which keeps the request heads that engineioxide holds on
 //!   to from pinning the read buffer after an upgrade.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
@@ -94,6 +93,7 @@ pub async fn serve(
         let stream = WireStream::new(tcp, wire.clone()).holding(slot);
         let service =
             OwnedHead(app.clone()).map_request(move |request: hyper::Request<Incoming>| {
+                // hyper's body type in, axum's out: the one `Served` takes.
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(wire.clone());
                 request.extensions_mut().insert(ConnectInfo(peer));
