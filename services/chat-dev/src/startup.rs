@@ -25,7 +25,7 @@ use crate::settings::DevSettings;
 /// The whole product, bound to its port.
 pub struct DevApp {
     listener: TcpListener,
-    router: Served,
+    service: Served,
     realtime: Realtime,
     dev_login: bool,
 }
@@ -63,13 +63,13 @@ impl DevApp {
             idp,
             sign_in,
         };
-        let router = realtime.mount(chat_web::router(web, parts)?);
+        let service = realtime.mount(chat_web::router(web, parts)?);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("CHAT_ADDR {addr}: cannot listen"))?;
         Ok(Self {
             listener,
-            router,
+            service,
             realtime,
             dev_login,
         })
@@ -97,7 +97,7 @@ impl DevApp {
             "\n  Chat is running: open http://{addr}/ in two browser windows.\n  (Stop it with Ctrl-C.)\n"
         );
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(self.listener, self.router, limits, stop.clone()));
+        let server = tokio::spawn(serve(self.listener, self.service, limits, stop.clone()));
         shutdown.await;
         running.drain().await;
         stop.cancel();

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 server under the gateway (and under the single-process mode):
-//! it accepts TCP connections, serves a router on them with their WebSocket
-//! upgrades, and bounds what a client can hold without ever becoming a
-//! Socket.IO connection.
+//! it accepts TCP connections, serves [`Served`] (a router with the Socket.IO
+//! endpoint in front of it) on them with their WebSocket upgrades, and bounds
+//! what a client can hold without ever becoming a Socket.IO connection.
 //!
 //! Not `axum::serve`, for what it does not expose:
 //! - TCP_NODELAY, so small frames (acks, chat lines) do not wait for Nagle's

@@ -141,7 +141,7 @@ impl Running {
 /// A standalone gateway replica, bound to its port and ready to run.
 pub struct App {
     listener: TcpListener,
-    router: Served,
+    service: Served,
     realtime: Realtime,
 }
 
@@ -159,10 +159,10 @@ impl App {
             .await
             .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", config.addr))?;
         let realtime = Realtime::new(config, keys, backend);
-        let router = realtime.mount(probes(realtime.gateway()));
+        let service = realtime.mount(probes(realtime.gateway()));
         Ok(Self {
             listener,
-            router,
+            service,
             realtime,
         })
     }
@@ -179,7 +179,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
-            router,
+            service,
             realtime,
         } = self;
         let gateway = realtime.gateway();
@@ -187,7 +187,7 @@ impl App {
         let limits = realtime.server_limits();
         let running = realtime.start()?;
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router, limits, stop.clone()));
+        let server = tokio::spawn(serve(listener, service, limits, stop.clone()));
         shutdown.await;
         running.drain().await;
         stop.cancel();
