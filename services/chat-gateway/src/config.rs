@@ -65,6 +65,11 @@ pub struct GatewayConfig {
     pub event_rate_per_second: u32,
     /// `EVENT_RATE_LIMIT_BURST`.
     pub event_rate_burst: u32,
+    /// `HANDSHAKE_RATE_PER_SECOND`: per-user handshakes on this replica, past
+    /// which they are refused with `rate_limited` before any Redis work.
+    pub handshake_rate_per_second: u32,
+    /// `HANDSHAKE_RATE_BURST`.
+    pub handshake_rate_burst: u32,
     /// `HEARTBEAT_INTERVAL_MS`: how often a replica refreshes its heartbeat.
     pub heartbeat_interval: Duration,
     /// `HEARTBEAT_TTL_MS`: how long a silent replica counts as alive.
@@ -183,6 +188,8 @@ impl GatewayConfig {
             max_events_in_flight: v.parsed("MAX_EVENTS_IN_FLIGHT", 64)?,
             event_rate_per_second: v.parsed("EVENT_RATE_LIMIT_PER_SECOND", 2)?,
             event_rate_burst: v.parsed("EVENT_RATE_LIMIT_BURST", 10)?,
+            handshake_rate_per_second: v.parsed("HANDSHAKE_RATE_PER_SECOND", 2)?,
+            handshake_rate_burst: v.parsed("HANDSHAKE_RATE_BURST", 20)?,
             heartbeat_interval: v.millis("HEARTBEAT_INTERVAL_MS", 2_000)?,
             heartbeat_ttl: v.millis("HEARTBEAT_TTL_MS", 6_000)?,
             sweep_interval: v.millis("SWEEP_INTERVAL_MS", 1_000)?,
@@ -202,6 +209,14 @@ impl GatewayConfig {
             redis_wait_replicas: v.parsed("REDIS_WAIT_REPLICAS", 0)?,
         };
         config.check()
+    }
+
+    /// The most bytes of a reply the server builds (`welcome`, a `history`
+    /// page): the contract's bound, or half of `SLOW_CONSUMER_MAX_BYTES`
+    /// when that is smaller, so a reply alone never fills what a connection
+    /// may owe.
+    pub fn reply_max_bytes(&self) -> usize {
+        chat_core::events::REPLY_MAX_BYTES.min(self.slow_consumer_max_bytes / 2)
     }
 
     fn check(self) -> Result<Self, ConfigError> {
@@ -228,6 +243,11 @@ impl GatewayConfig {
             self.event_rate_per_second > 0,
         )?;
         positive("EVENT_RATE_LIMIT_BURST", self.event_rate_burst > 0)?;
+        positive(
+            "HANDSHAKE_RATE_PER_SECOND",
+            self.handshake_rate_per_second > 0,
+        )?;
+        positive("HANDSHAKE_RATE_BURST", self.handshake_rate_burst > 0)?;
         positive("SLOW_CONSUMER_MAX_BYTES", self.slow_consumer_max_bytes > 0)?;
         positive("HTTP_HEADER_TIMEOUT_S", !self.header_read_timeout.is_zero())?;
         positive("JWKS_REFRESH_S", !self.jwks_refresh.is_zero())?;
@@ -281,6 +301,10 @@ mod tests {
         assert_eq!(c.max_connections, 100_000);
         assert_eq!(c.max_connections_per_user, 20);
         assert_eq!((c.event_rate_per_second, c.event_rate_burst), (2, 10));
+        assert_eq!(
+            (c.handshake_rate_per_second, c.handshake_rate_burst),
+            (2, 20)
+        );
         assert_eq!(c.slow_consumer_max_bytes, 1_048_576);
         assert_eq!(c.slow_consumer_max_packets, 1000);
         assert!(c.allowed_origins.is_empty());

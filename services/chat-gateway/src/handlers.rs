@@ -9,7 +9,7 @@
 //! was read anyway is refused at once with `rate_limited`.
 
 use std::future::{Future, Ready, ready};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chat_core::ErrorCode;
 use chat_core::events::{
@@ -19,7 +19,6 @@ use chat_core::events::{
 };
 use serde::Serialize;
 use socketioxide::extract::{Extension, State, TryData};
-use tokio::sync::Mutex;
 
 use crate::conn::{Conn, Ending, Handle};
 use crate::sockets::{Ack, Socket};
@@ -28,11 +27,18 @@ use crate::state::{Gateway, Joined};
 type Shared = State<Arc<Gateway>>;
 
 /// The result of the handshake, handed from the middleware to the connect
-/// handler through the socket's extensions.
+/// handler through the socket's extensions (which need `Clone`).
 #[derive(Clone)]
 struct Handshake(Arc<Mutex<Option<Joined>>>);
 
 /// Connect middleware: refuses with a contract code, or enters the room.
+///
+/// The event handlers are set here, before the CONNECT reply goes out:
+/// socketioxide runs the connect handler in a task of its own after sending
+/// that reply, so a client that emits as soon as it is connected could
+/// otherwise be heard before anyone listens, and its events would be lost.
+/// An event that comes before `welcome` waits in the connection's inbox like
+/// any other and is answered.
 pub async fn authenticate(
     socket: Socket,
     TryData(auth): TryData<serde_json::Value>,
@@ -45,17 +51,6 @@ pub async fn authenticate(
     socket
         .extensions
         .insert(Handshake(Arc::new(Mutex::new(Some(joined)))));
-    Ok(())
-}
-
-/// Connect handler: sends `welcome`, then lets the room's events flow.
-pub async fn on_connect(socket: Socket, State(gateway): Shared) {
-    let Some(Handshake(slot)) = socket.extensions.remove::<Handshake>() else {
-        return;
-    };
-    let Some(Joined { conn, snapshot }) = slot.lock().await.take() else {
-        return;
-    };
     socket.on(MESSAGE_SENT, on_message_sent);
     socket.on(HISTORY, on_history);
     socket.on(REFRESH, on_refresh);
@@ -64,7 +59,24 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
     socket.on(MESSAGE_DELETE, on_message_delete);
     socket.on(READ, on_read);
     socket.on_disconnect(on_disconnect);
+    Ok(())
+}
 
+/// Connect handler: sends `welcome` (within the reply bound), then lets the
+/// room's events flow.
+pub async fn on_connect(socket: Socket, State(gateway): Shared) {
+    let Some(Handshake(slot)) = socket.extensions.remove::<Handshake>() else {
+        return;
+    };
+    let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(Joined {
+        conn,
+        snapshot,
+        since_given,
+    }) = taken
+    else {
+        return;
+    };
     let welcome = Welcome {
         room: conn.record.room.to_string(),
         you: conn.record.user.clone(),
@@ -73,12 +85,15 @@ pub async fn on_connect(socket: Socket, State(gateway): Shared) {
         recovered: snapshot.recovered,
         changes: snapshot.changes,
         unread: snapshot.unread,
-    };
+    }
+    .fit(gateway.config.reply_max_bytes(), since_given);
     let handle = Handle { socket, conn };
     match serde_json::value::to_raw_value(&welcome) {
         Ok(welcome) if handle.socket.emit(WELCOME, &welcome).is_ok() => {
+            // The buffered events are counted first: they are judged by the
+            // limit, the reply only by what was owed before it.
             gateway.go_live(&handle, snapshot.seq);
-            gateway.queued(&handle, welcome.get().len());
+            gateway.queued_reply(&handle, welcome.get().len());
         }
         _ => {
             tracing::debug!(sid = %handle.socket.id, "connection gone before welcome");
@@ -170,7 +185,7 @@ fn on_history(
     );
     in_order(&gateway, &conn, ack, refusals, async move {
         let page = g.history(&handle.conn, request).await;
-        g.queued(&handle, page.get().len());
+        g.queued_reply(&handle, page.get().len());
         page
     })
 }

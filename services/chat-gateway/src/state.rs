@@ -39,6 +39,8 @@ pub struct Joined {
     pub conn: Arc<Conn>,
     /// The room as it stood when the connection entered it.
     pub snapshot: Snapshot,
+    /// Whether the client asked for what it missed since a message.
+    pub since_given: bool,
 }
 
 /// A per-user budget of one kind of client event.
@@ -67,6 +69,8 @@ pub struct Gateway {
     /// Keyed by user and room: spares Redis most keystrokes (the store's
     /// throttle decides across replicas).
     typings: Budget,
+    /// Handshakes: a reconnect loop is refused before it costs Redis a join.
+    handshakes: Budget,
     draining: AtomicBool,
     redis_ok: AtomicBool,
     /// Leaves that failed while Redis was away, retried by the heartbeat.
@@ -98,6 +102,10 @@ impl Gateway {
             edits: budget(config.rate_per_second, config.rate_burst),
             reads: budget(config.rate_per_second, config.rate_burst),
             refreshes: budget(config.event_rate_per_second, config.event_rate_burst),
+            handshakes: budget(
+                config.handshake_rate_per_second,
+                config.handshake_rate_burst,
+            ),
             typings: RateLimiter::keyed(
                 Quota::with_period(typing_throttle() / 2)
                     .unwrap_or_else(|| Quota::per_second(nonzero(1))),
@@ -173,6 +181,9 @@ impl Gateway {
             .find(&claims.room)
             .cloned()
             .ok_or(ErrorCode::RoomUnknown)?;
+        if self.handshakes.check_key(&claims.sub).is_err() {
+            return Err(ErrorCode::RateLimited);
+        }
         let since = since.and_then(|s| s.parse::<MessageId>().ok());
         let record = Connection {
             room,
@@ -212,7 +223,11 @@ impl Gateway {
                     // (releasing is idempotent); going live then tells the client.
                     self.tasks.spawn(self.release(conn.record.clone()));
                 }
-                Ok(Joined { conn, snapshot })
+                Ok(Joined {
+                    conn,
+                    snapshot,
+                    since_given: since.is_some(),
+                })
             }
             Ok(Ok(JoinOutcome::Revoked)) => {
                 // Nothing was registered in Redis: only the local slot to give back.
@@ -450,7 +465,7 @@ impl Gateway {
             .backend
             .history_before(&conn.record.room, request.before, request.limit);
         match tokio::time::timeout(self.config.ack_timeout, read).await {
-            Ok(Ok(messages)) => HistoryAck::ok(messages),
+            Ok(Ok(messages)) => HistoryAck::fitted(messages, self.config.reply_max_bytes()),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "history not read");
                 HistoryAck::err(ErrorCode::Unavailable)
@@ -575,11 +590,11 @@ impl Gateway {
         }
     }
 
-    /// Records that `bytes` more were queued for a connection; one that now
-    /// has too much waiting is closed as a slow consumer.
-    pub fn queued(&self, handle: &Handle, bytes: usize) {
+    /// Records that a reply of `bytes` the server built (`welcome`, a
+    /// `history` page) was queued for a connection: see [`Wire::queued_reply`].
+    pub fn queued_reply(&self, handle: &Handle, bytes: usize) {
         if let Some(wire) = &handle.conn.wire
-            && !wire.queued(bytes)
+            && !wire.queued_reply(bytes)
         {
             self.close(handle, Ending::Server(ErrorCode::SlowConsumer));
         }
@@ -615,6 +630,7 @@ impl Gateway {
             &self.edits,
             &self.reads,
             &self.typings,
+            &self.handshakes,
         ] {
             budget.retain_recent();
         }

@@ -82,6 +82,16 @@ impl Wire {
         owed <= self.0.limit
     }
 
+    /// Records a reply of `bytes` the server built for the client (its
+    /// `welcome`, a `history` page): it is counted like any other, but only
+    /// a client that already owed more than the limit before it is a slow
+    /// consumer, so a reader's own reply never cuts it, while one that asks
+    /// without reading still owes at most the limit and one reply.
+    pub fn queued_reply(&self, bytes: usize) -> bool {
+        let before = self.0.owed.fetch_add(bytes, Ordering::Relaxed);
+        before <= self.0.limit
+    }
+
     /// Bytes queued for the client and not written yet.
     pub fn owed(&self) -> usize {
         self.0.owed.load(Ordering::Relaxed)

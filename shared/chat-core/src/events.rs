@@ -45,6 +45,10 @@ pub const TYPING_THROTTLE_MS: u64 = 2000;
 /// Most messages `welcome` or one `history` page carries.
 pub const HISTORY_PAGE_MAX: usize = 100;
 
+/// Most bytes of JSON payload in a reply the server builds (`welcome`, a
+/// `history` page): past it, the reply carries fewer messages.
+pub const REPLY_MAX_BYTES: usize = 512 * 1024;
+
 /// The `welcome` payload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Welcome {
@@ -62,6 +66,64 @@ pub struct Welcome {
     pub changes: Vec<Change>,
     /// Messages after this user's last `read` (0 when none, at most 1000).
     pub unread: u64,
+}
+
+impl Welcome {
+    /// Makes the welcome at most `max_bytes` of JSON (members are never
+    /// dropped). `changes` that do not fit are all dropped, then the oldest
+    /// messages; either leaves a gap after `since` (when the client gave one),
+    /// so `recovered` becomes false.
+    pub fn fit(mut self, max_bytes: usize, since_given: bool) -> Self {
+        let changes_len = json_array_len(self.changes.iter().map(json_len));
+        let bare = json_len(&Welcome {
+            history: Vec::new(),
+            changes: Vec::new(),
+            ..self.clone()
+        });
+        let mut room = max_bytes.saturating_sub(bare);
+        // `bare` already holds the empty array, `[]`.
+        let changes_extra = changes_len - 2;
+        if changes_extra > room {
+            self.changes.clear();
+            self.recovered = false;
+        } else {
+            room -= changes_extra;
+        }
+        let kept = newest_within(&self.history, room);
+        if kept < self.history.len() {
+            self.history.drain(..self.history.len() - kept);
+            if since_given {
+                self.recovered = false;
+            }
+        }
+        self
+    }
+}
+
+/// How many of `messages`, counted from the newest (the last), fit as a
+/// JSON array in `room` more bytes than an empty one (`[]`).
+pub fn newest_within(messages: &[Box<RawValue>], room: usize) -> usize {
+    let mut used = 0;
+    messages
+        .iter()
+        .rev()
+        .take_while(|m| {
+            // A comma before every element but the first.
+            used += m.get().len() + usize::from(used > 0);
+            used <= room
+        })
+        .count()
+}
+
+/// The length of `value` as JSON (0 if it does not serialize).
+fn json_len<T: Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
+}
+
+/// The length of a JSON array of elements of the given lengths.
+fn json_array_len(lengths: impl Iterator<Item = usize>) -> usize {
+    let (sum, n) = lengths.fold((0usize, 0usize), |(sum, n), len| (sum + len, n + 1));
+    2 + sum + n.saturating_sub(1)
 }
 
 /// An edit or a deletion as `welcome.changes` carries it.
@@ -269,6 +331,16 @@ impl HistoryAck {
     pub fn ok(messages: Vec<Box<RawValue>>) -> Self {
         Self::Ok { ok: true, messages }
     }
+
+    /// A page of messages of at most `max_bytes` of JSON: the newest that
+    /// fit (the client pages on from the oldest it got).
+    pub fn fitted(mut messages: Vec<Box<RawValue>>, max_bytes: usize) -> Self {
+        let bare = json_len(&Self::ok(Vec::new()));
+        let kept = newest_within(&messages, max_bytes.saturating_sub(bare));
+        messages.drain(..messages.len() - kept);
+        Self::ok(messages)
+    }
+
     /// A refusal.
     pub fn err(error: ErrorCode) -> Self {
         Self::Err { ok: false, error }
@@ -311,4 +383,95 @@ pub fn raw_message(message: &Message) -> Box<RawValue> {
     // A `Message` has only strings and integers: serializing cannot fail.
     serde_json::value::to_raw_value(message)
         .unwrap_or_else(|_| unreachable!("a Message always serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: usize, text_len: usize) -> Box<RawValue> {
+        raw_message(&Message {
+            id: MessageId {
+                ms: n as u64,
+                seq: 0,
+            },
+            room: "General".into(),
+            user: UserRef {
+                id: "u".into(),
+                name: "U".into(),
+            },
+            text: "x".repeat(text_len),
+            ts: n as u64,
+            edited_ts: None,
+        })
+    }
+
+    fn welcome(history: Vec<Box<RawValue>>, changes: Vec<Change>) -> Welcome {
+        Welcome {
+            room: "General".into(),
+            you: UserRef {
+                id: "u".into(),
+                name: "U".into(),
+            },
+            members: Vec::new(),
+            history,
+            recovered: true,
+            changes,
+            unread: 0,
+        }
+    }
+
+    fn size<T: Serialize>(value: &T) -> usize {
+        serde_json::to_vec(value).expect("serializes").len()
+    }
+
+    #[test]
+    fn a_welcome_that_fits_is_unchanged() {
+        let w = welcome((0..3).map(|n| message(n, 10)).collect(), Vec::new());
+        let fitted = w.clone().fit(REPLY_MAX_BYTES, true);
+        assert_eq!(size(&fitted), size(&w));
+        assert!(fitted.recovered);
+    }
+
+    #[test]
+    fn a_large_welcome_keeps_the_newest_messages_within_the_bound() {
+        let history: Vec<_> = (0..100).map(|n| message(n, 8000)).collect();
+        let w = welcome(history, Vec::new()).fit(100_000, true);
+        assert!(size(&w) <= 100_000, "{}", size(&w));
+        assert!(size(&w) > 100_000 - 8200, "as many as fit");
+        assert!(!w.recovered, "a gap after since");
+        let last: Message = serde_json::from_str(w.history.last().expect("some").get()).expect("m");
+        assert_eq!(last.id.ms, 99, "the newest kept");
+        let without_since =
+            welcome((0..100).map(|n| message(n, 8000)).collect(), Vec::new()).fit(100_000, false);
+        assert!(without_since.recovered, "no since, no gap");
+    }
+
+    #[test]
+    fn changes_that_do_not_fit_are_dropped_and_not_recovered() {
+        let changes = (0..100)
+            .map(|n| Change::Edited {
+                id: MessageId { ms: n, seq: 0 },
+                text: "y".repeat(8000),
+                edited_ts: 1,
+            })
+            .collect();
+        let w = welcome(vec![message(1, 10)], changes).fit(100_000, true);
+        assert!(w.changes.is_empty());
+        assert!(!w.recovered);
+        assert_eq!(w.history.len(), 1);
+    }
+
+    #[test]
+    fn a_history_page_keeps_the_newest_messages_within_the_bound() {
+        let page: Vec<_> = (0..100).map(|n| message(n, 8000)).collect();
+        let ack = HistoryAck::fitted(page, 50_000);
+        assert!(size(&ack) <= 50_000);
+        let HistoryAck::Ok { messages, .. } = ack else {
+            panic!("a page")
+        };
+        assert!(!messages.is_empty());
+        let last: Message = serde_json::from_str(messages[messages.len() - 1].get()).expect("m");
+        assert_eq!(last.id.ms, 99);
+    }
 }

@@ -74,7 +74,8 @@ impl<'de> Deserialize<'de> for MessageId {
 }
 
 /// The text of a message that passed the contract's checks: not blank, at
-/// most the configured number of code points. Kept exactly as sent.
+/// most the configured number of code points, no control character but
+/// newline and tab. Kept exactly as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageText(String);
 
@@ -87,6 +88,14 @@ impl MessageText {
         // Cheap bound first: a string of n bytes has at most n code points.
         if text.len() > max_chars && text.chars().count() > max_chars {
             return Err(ErrorCode::TooLong);
+        }
+        // C0 and C1 controls and DEL (`char::is_control`) cost up to 6 bytes
+        // each in JSON and mean nothing in a chat line.
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(ErrorCode::Invalid);
         }
         Ok(Self(text))
     }
@@ -169,6 +178,16 @@ mod tests {
             MessageText::parse("😀".repeat(2001), 2000),
             Err(ErrorCode::TooLong)
         );
+        for control in [
+            '\u{0}', '\u{1}', '\r', '\u{1b}', '\u{7f}', '\u{80}', '\u{9f}',
+        ] {
+            assert_eq!(
+                MessageText::parse(format!("a{control}b"), 2000),
+                Err(ErrorCode::Invalid),
+                "{control:?}"
+            );
+        }
+        assert!(MessageText::parse("two\nlines\tand a tab".into(), 2000).is_ok());
         let kept = MessageText::parse("  <b>hi</b>  ".into(), 2000).expect("valid");
         assert_eq!(kept.as_str(), "  <b>hi</b>  ");
     }

@@ -169,7 +169,8 @@ impl TokenVerifier {
     }
 
     /// Verifies `token` and returns its claims, with `name` and `sub` checked
-    /// as plain text. `now` (seconds since the epoch) bounds `iat`.
+    /// as plain text (`name` without bidirectional-override and zero-width
+    /// characters). `now` (seconds since the epoch) bounds `iat`.
     pub fn verify(&self, token: &str, now: u64) -> Result<RoomClaims, VerifyError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Invalid(e.to_string()))?;
@@ -197,7 +198,7 @@ impl TokenVerifier {
                 _ => VerifyError::Invalid(e.to_string()),
             },
         )?;
-        let claims = data.claims;
+        let mut claims = data.claims;
         if claims.iat > now + LEEWAY_S {
             return Err(VerifyError::Invalid("issued in the future".into()));
         }
@@ -206,6 +207,10 @@ impl TokenVerifier {
         }
         UserId::parse(&claims.sub).map_err(|e| VerifyError::Invalid(e.to_string()))?;
         DisplayName::parse(&claims.name).map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        // Another minter may not clean names: never show one that spoofs another.
+        claims.name = DisplayName::sanitize(&claims.name, &claims.sub)
+            .as_str()
+            .to_owned();
         if claims.jti.is_empty() {
             return Err(VerifyError::Invalid("empty jti".into()));
         }
@@ -265,6 +270,19 @@ mod tests {
         };
         let token = signer.mint(&fresh).expect("mint");
         assert_eq!(verifier.verify(&token, now), Ok(fresh));
+    }
+
+    #[test]
+    fn names_lose_bidirectional_overrides_and_zero_width_characters() {
+        let (signer, verifier) = pair();
+        let spoof = RoomClaims {
+            name: "\u{202E}nimda\u{200B}".into(),
+            exp: u64::MAX / 2,
+            ..claims()
+        };
+        let token = signer.mint(&spoof).expect("mint");
+        let verified = verifier.verify(&token, NOW).expect("verifies");
+        assert_eq!(verified.name, "nimda");
     }
 
     #[test]

@@ -58,13 +58,14 @@ impl DisplayName {
         Ok(Self(name.to_owned()))
     }
 
-    /// Makes a display name from whatever an identity provider sent: trims it,
-    /// drops control characters and cuts it to 64 characters. Falls back to
-    /// `fallback` when nothing is left.
+    /// Makes a display name from whatever an identity provider or a token
+    /// sent: trims it, drops control, bidirectional-override and zero-width
+    /// characters and cuts it to 64 characters. Falls back to `fallback`
+    /// when nothing is left.
     pub fn sanitize(raw: &str, fallback: &str) -> Self {
         let cleaned: String = raw
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !c.is_control() && !is_spoofing(*c))
             .collect::<String>()
             .trim()
             .chars()
@@ -82,6 +83,21 @@ impl DisplayName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters that make a name look like another (reordering text around
+/// it, or invisible): the bidirectional embeddings, overrides and isolates,
+/// the directional marks, and the zero-width characters.
+pub fn is_spoofing(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' // zero-width space, non-joiner, joiner; LRM, RLM
+        | '\u{202A}'..='\u{202E}' // LRE, RLE, PDF, LRO, RLO
+        | '\u{2060}'..='\u{2064}' // word joiner and invisible operators
+        | '\u{2066}'..='\u{2069}' // LRI, RLI, FSI, PDI
+        | '\u{061C}' // Arabic letter mark
+        | '\u{180E}' // Mongolian vowel separator
+        | '\u{FEFF}' // zero-width no-break space
+    )
 }
 
 /// `{id, name}`: a user as `members`, `user entered` and `Message.user` show it.
@@ -118,6 +134,14 @@ mod tests {
             "ann@example.com"
         );
         assert_eq!(DisplayName::sanitize("", "").as_str(), "user");
+        assert_eq!(
+            DisplayName::sanitize("\u{202E}nnA\u{200B}\u{2066}x\u{FEFF}", "x").as_str(),
+            "nnAx"
+        );
+        assert_eq!(
+            DisplayName::sanitize("\u{200D}\u{202E}", "Bob").as_str(),
+            "Bob"
+        );
     }
 
     #[test]

@@ -335,10 +335,10 @@ impl Presence for MemoryBackend {
                     .filter(|(id, _, _)| *id > since)
                     .cloned()
                     .collect();
+                // A `since` beyond the newest message: nothing newer.
                 let trimmed = room.max_deleted.is_some_and(|d| d > since);
-                let rebuilt = room.last_id.is_none_or(|last| since > last);
                 let changes_lost = room.changes_trimmed_ms.is_some_and(|at| at >= since.ms);
-                if after.len() > limit || trimmed || rebuilt || changes_lost {
+                if after.len() > limit || trimmed || changes_lost {
                     (false, newest(room))
                 } else {
                     (true, after)
@@ -637,12 +637,12 @@ impl Reads for MemoryBackend {
     ) -> Result<(), StoreError> {
         let mut s = self.hub.lock();
         let state = s.rooms.entry(room.clone()).or_default();
-        let limit = usize::try_from(UNREAD_MAX).unwrap_or(usize::MAX) + 1;
+        // The count at the first message after `id` that is still there, less
+        // one: what Redis reads from that entry (`read.lua`).
         let after = state
             .history
             .iter()
-            .filter(|(m, _, _)| *m > id)
-            .take(limit)
+            .skip_while(|(m, _, _)| *m <= id || state.is_deleted(m))
             .count();
         let marker = state.count.saturating_sub(after as u64);
         let old = state.reads.entry(user_id.to_owned()).or_insert(marker);

@@ -141,3 +141,54 @@ async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
     assert_eq!(id, far_future.next());
     Ok(())
 }
+
+/// A rolling upgrade: entries stored by the previous release carry no
+/// message count (`c`); reads over them still count exactly.
+#[tokio::test]
+async fn reads_over_messages_stored_by_the_previous_release_count_exactly() -> Result<()> {
+    use chat_store::backend::Reads;
+    let redis = start_redis()?;
+    let settings = RedisSettings::new(&redis.url);
+    let client = settings.command_client()?;
+    client.wait_for_connect().await?;
+    let a = RedisBackend::new(client.clone(), None, "node-a");
+    let room = RoomName::parse("General")?;
+    let history = chat_store::schema::room_keys(&room, "node-a")[3].clone();
+    let mut legacy = Vec::new();
+    for t in ["old 1", "old 2", "old 3"] {
+        // What the previous release's send script stored.
+        let id: String = client
+            .xadd(
+                &history,
+                false,
+                None,
+                "*",
+                vec![("u", "u"), ("n", "Ann"), ("t", t)],
+            )
+            .await?;
+        client
+            .incr::<(), _>(chat_store::schema::room_count(&room))
+            .await?;
+        legacy.push(id.parse::<chat_core::MessageId>()?);
+    }
+    let user = UserRef {
+        id: "u".into(),
+        name: "Ann".into(),
+    };
+    let text = MessageText::parse("new".into(), 2000).map_err(anyhow::Error::msg)?;
+    for _ in 0..2 {
+        a.send(NewMessage {
+            room: &room,
+            user: &user,
+            text: &text,
+            floor: None,
+            trace: None,
+        })
+        .await?;
+    }
+    a.mark_read(&room, "bob", legacy[0]).await?;
+    assert_eq!(behaviour::unread_in(&a, &room, "bob").await?, 4);
+    a.mark_read(&room, "bob", legacy[2]).await?;
+    assert_eq!(behaviour::unread_in(&a, &room, "bob").await?, 2);
+    Ok(())
+}

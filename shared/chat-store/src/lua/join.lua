@@ -1,10 +1,12 @@
--- ARGV 4..: conn, user id, name, since ('' if none), history limit, silent ('1' or '0').
+-- ARGV 4..: conn, user id, name, since ('' if none), history limit, silent ('1' or '0'),
+-- most bytes of change texts (more: none, and not recovered).
 -- Returns {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...},
 -- {change, ...} (see `changes_since`; none without `since`), unread}:
 -- the connection is registered and the snapshot taken in one atomic step, so
 -- `seq` tells exactly which published events the snapshot already includes.
 local conn, uid, name, since = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local limit = tonumber(ARGV[8])
+local max_change_bytes = tonumber(ARGV[10] or '0')
 enter(conn, uid, name, ARGV[9] == '1')
 
 -- `names` holds exactly the users of `users` (set on entry, removed on exit):
@@ -19,17 +21,26 @@ local changes = {}
 if since == '' then
   history = page(true, '+', limit)
 else
-  changes = changes_since(since)
-  local after = redis.call('XRANGE', K_HISTORY, '(' .. since, '+', 'COUNT', limit + 1)
+  local complete
+  changes, complete = changes_since(since, max_change_bytes)
+  if not complete then
+    recovered = 0
+    changes = {}
+  end
+  local from = after_bound(since)
+  local after = from and redis.call('XRANGE', K_HISTORY, from, '+', 'COUNT', limit + 1) or {}
   local ok, info = pcall(redis.call, 'XINFO', 'STREAM', K_HISTORY)
   if #after > limit or not ok then
     recovered = 0
   else
-    for i = 1, #info, 2 do
-      local k, v = info[i], info[i + 1]
-      -- Something after `since` was trimmed, or the stream was rebuilt after a data loss.
-      if k == 'max-deleted-entry-id' and id_gt(v, since) then recovered = 0 end
-      if k == 'last-generated-id' and id_gt(since, v) then recovered = 0 end
+    local f = {}
+    for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+    -- Something after `since` was trimmed: entries went after it, and the
+    -- oldest kept is newer than it (trimming takes the oldest first; an
+    -- entry that went while older ones stay was a deleted message).
+    local first = f['first-entry']
+    if id_gt(f['max-deleted-entry-id'] or '0-0', since) and (not first or id_gt(first[1], since)) then
+      recovered = 0
     end
   end
   -- The change log was trimmed, and what went may be newer than `since`

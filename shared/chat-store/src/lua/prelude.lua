@@ -58,6 +58,26 @@ local function id_parts(id)
   return string.match(id, '^(%d+)-(%d+)$')
 end
 
+-- Exclusive range bounds after and before an id; nil where no id can be
+-- (the largest id has nothing after it, 0-0 nothing before it).
+local MAX_ID = '18446744073709551615-18446744073709551615'
+local function after_bound(id)
+  if id == MAX_ID then return nil end
+  return '(' .. id
+end
+local function before_bound(id)
+  if id == '0-0' then return nil end
+  return '(' .. id
+end
+
+-- A stream entry's field, or nil.
+local function field(entry, name)
+  for j = 1, #entry[2], 2 do
+    if entry[2][j] == name then return entry[2][j + 1] end
+  end
+  return nil
+end
+
 local function id_gt(a, b)
   local am, as = id_parts(a)
   local bm, bs = id_parts(b)
@@ -102,8 +122,11 @@ end
 
 -- Up to `limit` messages that were not deleted, oldest first: the newest
 -- ones before `from` when `newest`, else the oldest ones after it (`from`
--- is a range bound: '(' .. id, '+' or '-').
+-- is a range bound: '(' .. id, '+' or '-'; nil: none). Deleted messages
+-- are removed from the stream (`delete.lua`), so a page reads past only
+-- those deleted by an older release.
 local function page(newest, from, limit)
+  if not from then return {} end
   local out, cursor = {}, from
   while #out < limit do
     local batch
@@ -125,11 +148,13 @@ end
 
 -- The edits and deletions made since `since` (stamped at or after its
 -- millisecond) to messages at or before it, each message once, as it
--- stands now: {id, 'e', text, edited ms} or {id, 'd'}.
-local function changes_since(since)
+-- stands now: {id, 'e', text, edited ms} or {id, 'd'}. The whole log since
+-- then is read (it is capped); when their texts pass `max_bytes` (0: no
+-- bound), returns what came before and false.
+local function changes_since(since, max_bytes)
   local sms = id_parts(since)
-  local entries = redis.call('XRANGE', K_CHANGES, sms .. '-0', '+', 'COUNT', 1000)
-  local seen, out = {}, {}
+  local entries = redis.call('XRANGE', K_CHANGES, sms .. '-0', '+')
+  local seen, out, bytes = {}, {}, 0
   for _, e in ipairs(entries) do
     local target = e[2][2]
     if not seen[target] and not id_gt(target, since) then
@@ -137,12 +162,15 @@ local function changes_since(since)
       local c = changed(target)
       if c and c.d then
         out[#out + 1] = { target, 'd' }
+        bytes = bytes + 40
       elseif c then
         out[#out + 1] = { target, 'e', c.t, c.e }
+        bytes = bytes + 60 + #c.t
       end
+      if max_bytes > 0 and bytes > max_bytes then return out, false end
     end
   end
-  return out
+  return out, true
 end
 
 -- The author of a message still in the history and not deleted, or nil.
@@ -151,10 +179,7 @@ local function author_of(id)
   if not entry then return nil end
   local c = changed(id)
   if c and c.d then return nil end
-  for j = 1, #entry[2], 2 do
-    if entry[2][j] == 'u' then return entry[2][j + 1] end
-  end
-  return nil
+  return field(entry, 'u')
 end
 
 -- Records an edit or deletion of `id`, logs when it was made (the log kept

@@ -3,6 +3,9 @@
 -- receives a room's messages in id order. Returns the id.
 local uid, name, text, floor, maxlen, tp = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local id
+-- Each entry carries the room's message count at it (`c`), so a read marker
+-- is found from one entry (`read.lua`).
+local c = string.format('%d', tonumber(redis.call('GET', K_COUNT) or '0') + 1)
 -- Ids must exceed every id the sender's replica saw, even when this Redis
 -- holds less than that (it lost its data, or a replica that had not caught
 -- up was promoted) or its clock is behind the one that gave those ids.
@@ -10,14 +13,14 @@ if floor ~= '' then
   local fms, fseq = id_parts(floor)
   if fms and tonumber(fms) >= now_ms() then
     local explicit = fms .. '-' .. string.format('%d', tonumber(fseq) + 1)
-    local ok, res = pcall(redis.call, 'XADD', K_HISTORY, 'MAXLEN', '~', maxlen, explicit, 'u', uid, 'n', name, 't', text)
+    local ok, res = pcall(redis.call, 'XADD', K_HISTORY, 'MAXLEN', '~', maxlen, explicit, 'u', uid, 'n', name, 't', text, 'c', c)
     if ok then id = res end
   end
 end
 if not id then
-  id = redis.call('XADD', K_HISTORY, 'MAXLEN', '~', maxlen, '*', 'u', uid, 'n', name, 't', text)
+  id = redis.call('XADD', K_HISTORY, 'MAXLEN', '~', maxlen, '*', 'u', uid, 'n', name, 't', text, 'c', c)
 end
-redis.call('INCR', K_COUNT)
+redis.call('SET', K_COUNT, c)
 local trace = ''
 if tp ~= '' then trace = '"tp":' .. cjson.encode(tp) .. ',' end
 publish('"kind":"message","id":"' .. id .. '",' .. trace .. '"message":' .. message_json(id, uid, name, text))

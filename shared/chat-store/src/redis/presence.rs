@@ -72,6 +72,7 @@ impl Presence for RedisBackend {
             Value::from(request.since.map(|s| s.to_string()).unwrap_or_default()),
             Value::from(request.history_limit as i64),
             Value::from(if silent { "1" } else { "0" }),
+            Value::from(chat_core::events::REPLY_MAX_BYTES as i64),
         ];
         let reply = self.run(OP, &scripts::JOIN, &c.room, args).await?;
         let mut parts = reply::array(OP, reply)?.into_iter();

@@ -597,6 +597,136 @@ pub(crate) async fn unread_counts_follow_one_read_marker_per_user_on_every_node(
     Ok(())
 }
 
+/// Joins `c` asking for what came after `since`.
+async fn join_since(store: &dyn Backend, c: &Connection, since: MessageId) -> Result<Snapshot> {
+    let request = JoinRequest {
+        connection: c,
+        session: None,
+        since: Some(since),
+        history_limit: 100,
+    };
+    match store.join(request, false).await? {
+        JoinOutcome::Joined(s) => Ok(s),
+        JoinOutcome::Revoked => bail!("unexpectedly revoked"),
+    }
+}
+
+/// `user`'s unread count in `room`.
+pub(crate) async fn unread_in(store: &dyn Backend, room: &RoomName, user: &str) -> Result<u64> {
+    let counts = store
+        .unread_counts(std::slice::from_ref(room), user)
+        .await?;
+    Ok(counts.into_iter().map(|(_, n)| n).sum())
+}
+
+/// The largest id a client may name, and the smallest.
+const MAX_ID: MessageId = MessageId {
+    ms: u64::MAX,
+    seq: u64::MAX,
+};
+const ZERO_ID: MessageId = MessageId { ms: 0, seq: 0 };
+
+pub(crate) async fn boundary_ids_mean_nothing_newer_or_nothing_older(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("Bounds")?;
+    let ann = conn(&room, "a1", "ann").user;
+    let m1 = say(a.as_ref(), &room, &ann, "one").await?;
+    let m2 = say(a.as_ref(), &room, &ann, "two").await?;
+    let s = join_since(a.as_ref(), &conn(&room, "x", "bob"), MAX_ID).await?;
+    assert!(s.recovered, "nothing newer than the largest id");
+    assert!(s.history.is_empty());
+    assert!(a.history_before(&room, ZERO_ID, 100).await?.is_empty());
+    assert!(a.history_after(&room, MAX_ID, 100).await?.is_empty());
+    assert_eq!(
+        parsed(&a.history_before(&room, MAX_ID, 100).await?)?.len(),
+        2
+    );
+    assert!(a.changes_after(&room, MAX_ID).await?.is_empty());
+    a.mark_read(&room, "bob", MAX_ID).await?;
+    assert_eq!(unread_in(a.as_ref(), &room, "bob").await?, 0);
+    a.mark_read(&room, "cy", ZERO_ID).await?;
+    assert_eq!(unread_in(a.as_ref(), &room, "cy").await?, 2);
+    a.mark_read(&room, "dee", m1).await?;
+    assert_eq!(unread_in(a.as_ref(), &room, "dee").await?, 1);
+    assert_eq!(
+        a.change(change(&room, MAX_ID, &ann, None)).await?,
+        ChangeOutcome::NotFound
+    );
+    let _ = m2;
+    Ok(())
+}
+
+pub(crate) async fn deleting_messages_keeps_reconnects_recovered_and_reads_exact(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("Erased")?;
+    let ann = conn(&room, "a1", "ann").user;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(say(a.as_ref(), &room, &ann, &format!("m{i}")).await?);
+    }
+    // A reader saw up to m1; then m2 and m4 were deleted.
+    for gone in [ids[2], ids[4]] {
+        assert_eq!(
+            a.change(change(&room, gone, &ann, None)).await?,
+            ChangeOutcome::Done
+        );
+    }
+    let s = join_since(a.as_ref(), &conn(&room, "x", "bob"), ids[1]).await?;
+    assert!(s.recovered, "a deletion is not a gap");
+    let texts: Vec<String> = parsed(&s.history)?.into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["m3"]);
+    assert_eq!(
+        a.change(change(&room, ids[2], &ann, None)).await?,
+        ChangeOutcome::NotFound,
+        "deleted once"
+    );
+    a.mark_read(&room, "bob", ids[3]).await?;
+    assert_eq!(
+        unread_in(a.as_ref(), &room, "bob").await?,
+        0,
+        "read up to the newest message still there"
+    );
+    a.mark_read(&room, "cy", ids[1]).await?;
+    assert_eq!(
+        unread_in(a.as_ref(), &room, "cy").await?,
+        2,
+        "m3 and m4 (the counter counts the deleted one after the first unread)"
+    );
+    Ok(())
+}
+
+pub(crate) async fn a_reconnect_gets_every_change_since_or_is_not_recovered(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let room = RoomName::parse("ManyEdits")?;
+    let ann = conn(&room, "a1", "ann").user;
+    let total = chat_store::history::CHANGES_KEPT + 50;
+    let mut ids = Vec::new();
+    for i in 0..total {
+        ids.push(say(a.as_ref(), &room, &ann, &format!("m{i}")).await?);
+    }
+    let since = *ids.last().context("sent")?;
+    let mut edited = 0;
+    for id in &ids {
+        let t = text(&format!("edited {id}"))?;
+        if a.change(change(&room, *id, &ann, Some(&t))).await? == ChangeOutcome::Done {
+            edited += 1;
+        }
+    }
+    let s = join_since(a.as_ref(), &conn(&room, "x", "bob"), since).await?;
+    assert!(
+        !s.recovered || s.changes.len() == edited,
+        "recovered with {} of {edited} changes",
+        s.changes.len()
+    );
+    Ok(())
+}
+
 /// Generates one `#[tokio::test]` per suite function for a harness expression.
 #[macro_export]
 macro_rules! behaviour_tests {
@@ -614,6 +744,9 @@ macro_rules! behaviour_tests {
             a_reconnect_with_since_gets_the_changes_it_missed,
             unread_counts_follow_one_read_marker_per_user_on_every_node,
             a_change_log_trimmed_past_since_is_not_recovered,
+            boundary_ids_mean_nothing_newer_or_nothing_older,
+            deleting_messages_keeps_reconnects_recovered_and_reads_exact,
+            a_reconnect_gets_every_change_since_or_is_not_recovered,
         );
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
