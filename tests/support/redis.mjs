@@ -1,5 +1,6 @@
 // A private redis-server for one test file, on a free loopback port: never the machine's shared 6379.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { killedOnExit } from './children.mjs';
 import { freePort, until } from './net.mjs';
 import net from 'node:net';
@@ -20,6 +21,27 @@ export function redisCommand(port, command) {
     });
     sock.write(`${command}\r\n`);
   });
+}
+
+/** Runs `redis-cli` against the Redis on `port` and resolves with its output. */
+export async function redisCli(port, ...args) {
+  const { stdout } = await promisify(execFile)('redis-cli', ['-p', String(port), ...args.map(String)]);
+  return stdout;
+}
+
+/**
+ * Redis time spent in scripts since the last `CONFIG RESETSTAT`, in microseconds, and how many
+ * scripts ran (`EVALSHA` and `EVAL` together).
+ */
+export async function scriptTime(port) {
+  const info = await redisCli(port, 'INFO', 'commandstats');
+  let usec = 0;
+  let calls = 0;
+  for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+),usec=(\d+)/gm)) {
+    calls += Number(m[1]);
+    usec += Number(m[2]);
+  }
+  return { usec, calls };
 }
 
 /**
