@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chat_core::DisplayName;
+use chat_core::user::is_spoofing;
 use chat_web::AppState;
 use chat_web::login::local_path;
 use chat_web::session;
@@ -106,7 +107,9 @@ pub async fn sign_in(
             .into_response();
     }
     let next = local_path(&form.next).unwrap_or("/dashboard").to_owned();
-    let Ok(name) = DisplayName::parse(form.name.trim()) else {
+    // Without characters that would let the name pass for another's.
+    let cleaned: String = form.name.chars().filter(|c| !is_spoofing(*c)).collect();
+    let Ok(name) = DisplayName::parse(cleaned.trim()) else {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             page(&next, Some("Pick a name of 1 to 64 characters.")),
