@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster } from '../support/gateway.mjs';
 import { redisCli, scriptTime } from '../support/redis.mjs';
+import { startReconnectLoop } from '../support/reconnect_loop.mjs';
 
 const FAST = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SECOND: '100000' };
 const REPLY_MAX_BYTES = 512 * 1024;
@@ -152,21 +153,14 @@ test('ids beyond the newest, 0-0 and malformed ids are answered by the contract,
 });
 
 test('a user looping reconnects is refused with rate_limited, costs Redis no work, and others keep fast acks', async () => {
-  const room = 'Sports';
-  const other = await cluster.join(b, { sub: 'steady', room });
-  let refused = 0;
-  let joined = 0;
-  let stop = false;
-  const loop = async (gw) => {
-    while (!stop) {
-      const c = cluster.client(gw, { token: cluster.token({ sub: 'looper', room }) });
-      const outcome = await Promise.race([c.welcome.then(() => 'joined', () => c.refused), c.refused]);
-      if (outcome === 'joined') joined++;
-      else if (outcome === 'rate_limited') refused++;
-      c.socket.close();
-    }
-  };
-  const loops = Array.from({ length: 20 }, (_, i) => loop(i % 2 ? a : b));
+  // Every join reads a page of the room: make it the largest there is.
+  const filler = await cluster.join(a, { sub: 'filler', room: 'Music' });
+  const filled = await Promise.all(Array.from({ length: 60 }, () => filler.send(BIG('😀'))));
+  assert.ok(filled.every((ack) => ack.ok));
+  const other = await cluster.join(b, { sub: 'steady', room: 'Sports' });
+  // 20 connections looping at up to 400 handshakes a second in all, the rate the attack reached.
+  const tokens = Array.from({ length: 20 }, () => cluster.token({ sub: 'looper', room: 'Music' }));
+  const loop = startReconnectLoop({ urls: [a.url, b.url], tokens });
   const latencies = [];
   for (let i = 0; i < 150; i++) {
     const t0 = performance.now();
@@ -177,19 +171,19 @@ test('a user looping reconnects is refused with rate_limited, costs Redis no wor
   // What the loop costs Redis now that its budget is spent: a join and a leave (two scripts) for
   // each of the few handshakes the budget lets through, nothing for the refused ones.
   await redisCli(cluster.redis.port, 'CONFIG', 'RESETSTAT');
-  const [refusedBefore, joinedBefore] = [refused, joined];
+  const start = await loop.count();
   await new Promise((r) => setTimeout(r, 1000));
   const { calls } = await scriptTime(cluster.redis.port);
-  const [refusedDuring, joinedDuring] = [refused - refusedBefore, joined - joinedBefore];
-  stop = true;
-  await Promise.all(loops);
+  const end = await loop.stop();
+  const [refusedDuring, joinedDuring] = [end.refused - start.refused, end.joined - start.joined];
   latencies.sort((x, y) => x - y);
   const p99 = latencies[Math.floor(latencies.length * 0.99)];
-  assert.ok(refused > 0, 'the loop was refused');
   assert.ok(p99 < 50, `another user's ack p99 ${p99.toFixed(1)} ms during the loop`);
+  assert.ok(end.refused > 0, 'the loop was refused');
+  assert.equal(end.other, 0, 'refused with rate_limited only');
   assert.ok(refusedDuring > 50, `${refusedDuring} refused in a second`);
   // The replicas' own heartbeats and sweeps run a dozen scripts a second.
   assert.ok(calls < 40 + 2 * joinedDuring, `${calls} scripts for ${refusedDuring} refused and ${joinedDuring} joined handshakes`);
   // Two replicas, each a burst of 20 and 2 a second: the loop got no more than that.
-  assert.ok(joined <= 2 * 20 + 2 * 2 * 10, `${joined} joins`);
+  assert.ok(end.joined <= 2 * 20 + 2 * 2 * 10, `${end.joined} joins`);
 });
