@@ -86,6 +86,12 @@ pub struct Config {
     /// `TOKEN_RATE_PER_MINUTE`, `TOKEN_RATE_BURST`: per client address, for
     /// the room token endpoint.
     pub token_rate: Rate,
+    /// `HTTP_HEADER_TIMEOUT_S`: the longest a connection may take to send a
+    /// whole request head (an idle keep-alive connection too).
+    pub header_read_timeout: Duration,
+    /// `WEB_MAX_CONNECTIONS`: open TCP connections at most; past it a new
+    /// connection is closed as soon as it is accepted.
+    pub max_connections: usize,
 }
 
 /// A request budget: a burst, refilled at a steady rate.
@@ -114,6 +120,8 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("login_rate", &self.login_rate)
             .field("token_rate", &self.token_rate)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -228,6 +236,8 @@ impl Config {
                 per_minute: count("TOKEN_RATE_PER_MINUTE", 120)?,
                 burst: count("TOKEN_RATE_BURST", 60)?,
             },
+            header_read_timeout: seconds("HTTP_HEADER_TIMEOUT_S", 10, 1, 300)?,
+            max_connections: count("WEB_MAX_CONNECTIONS", 4096)? as usize,
         })
     }
 
@@ -311,6 +321,8 @@ mod tests {
         assert!(config.trusted_proxies.is_empty());
         assert!(config.revocation_ttl() >= config.token_ttl + Duration::from_secs(30));
         assert!(!config.secure_cookies());
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_connections, 4096);
     }
 
     #[test]
@@ -346,6 +358,9 @@ mod tests {
             ("TRUSTED_PROXIES", "nginx"),
             ("LOGIN_RATE_BURST", "0"),
             ("TOKEN_RATE_PER_MINUTE", "-1"),
+            ("HTTP_HEADER_TIMEOUT_S", "0"),
+            ("WEB_MAX_CONNECTIONS", "0"),
+            ("WEB_MAX_CONNECTIONS", "many"),
         ] {
             let mut vars = base();
             vars.insert(var, value);

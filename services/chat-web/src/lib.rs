@@ -19,6 +19,7 @@
 //! - [`logout`]: CSRF-checked logout, revocation and provider logout.
 //! - [`headers`]: security headers on every response.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and request counting.
+//! - [`labels`]: the bounded method, route and status labels requests are counted under.
 //! - [`error`]: `AppError`, the one error page.
 
 pub mod client_addr;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod labels;
 pub mod login;
 pub mod logout;
 pub mod oidc;
