@@ -80,8 +80,8 @@ pub struct Config {
     pub oidc_http_timeout: Duration,
     /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
-    /// `LOGIN_RATE_PER_MINUTE`, `LOGIN_RATE_BURST`: per client address, for
-    /// `/login` and the OIDC callback together.
+    /// `LOGIN_RATE_PER_MINUTE`, `LOGIN_RATE_BURST`: per client address,
+    /// sign-ins (callbacks of a login started in that browser).
     pub login_rate: Rate,
     /// `TOKEN_RATE_PER_MINUTE`, `TOKEN_RATE_BURST`: per client address, for
     /// the room token endpoint.
@@ -228,13 +228,14 @@ impl Config {
             oidc_http_timeout: seconds("OIDC_HTTP_TIMEOUT_S", 5, 1, 120)?,
             trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            // Coarse guards sized for an office behind one address.
             login_rate: Rate {
-                per_minute: count("LOGIN_RATE_PER_MINUTE", 30)?,
-                burst: count("LOGIN_RATE_BURST", 30)?,
+                per_minute: count("LOGIN_RATE_PER_MINUTE", 300)?,
+                burst: count("LOGIN_RATE_BURST", 300)?,
             },
             token_rate: Rate {
-                per_minute: count("TOKEN_RATE_PER_MINUTE", 120)?,
-                burst: count("TOKEN_RATE_BURST", 60)?,
+                per_minute: count("TOKEN_RATE_PER_MINUTE", 1200)?,
+                burst: count("TOKEN_RATE_BURST", 600)?,
             },
             header_read_timeout: seconds("HTTP_HEADER_TIMEOUT_S", 10, 1, 300)?,
             max_connections: count("WEB_MAX_CONNECTIONS", 4096)? as usize,
@@ -323,6 +324,13 @@ mod tests {
         assert!(!config.secure_cookies());
         assert_eq!(config.header_read_timeout, Duration::from_secs(10));
         assert_eq!(config.max_connections, 4096);
+        assert_eq!(
+            config.login_rate,
+            Rate {
+                per_minute: 300,
+                burst: 300
+            }
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use tower_sessions_redis_store::RedisStore;
 
 use crate::config::Config;
 use crate::error::AppError;
+use crate::login_cookie::{self, LoginCookies};
 use crate::oidc::IdentityProvider;
 use crate::rate_limit::{self, RateLimits};
 use crate::{headers, health, labels, login, logout, pages, session, tokens};
@@ -77,8 +78,10 @@ pub struct AppState {
     pub signer: Arc<TokenSigner>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// Per-client budgets of `/login`, the callback and the token endpoint.
+    /// Per-client budgets of sign-ins and of the token endpoint.
     pub limits: Arc<RateLimits>,
+    /// Seals logins in progress into cookies, and opens them at the callback.
+    pub login_cookies: Arc<LoginCookies>,
 }
 
 impl AppState {
@@ -103,7 +106,9 @@ pub struct Parts<S> {
     pub sessions: S,
     /// The identity provider, if sign-in goes through one.
     pub idp: Option<IdentityProvider>,
-    /// The sign-in routes (`/login` and whatever it needs), behind the session layer.
+    /// The sign-in routes (`/login` and whatever it needs), behind the
+    /// session layer; each spends the login budget where a sign-in costs
+    /// something ([`RateLimits::spend_sign_in`]).
     pub sign_in: Router<AppState>,
 }
 
@@ -220,8 +225,13 @@ where
     .map_err(|_| StartError::Csp)?;
     let session_layer = session::layer(parts.sessions, &config);
     let static_dir = config.static_dir.clone();
+    let login_cookies = LoginCookies::new(
+        &parts.signer.derive_secret(login_cookie::KEY_PURPOSE),
+        config.secure_cookies(),
+    );
     let state = AppState {
         limits: Arc::new(RateLimits::new(&config)),
+        login_cookies: Arc::new(login_cookies),
         config: Arc::new(config),
         idp: parts.idp.map(Arc::new),
         store: parts.store,
@@ -241,10 +251,7 @@ where
             )),
         )
         .route("/logout", post(logout::logout))
-        .merge(parts.sign_in.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit::limit_login,
-        )))
+        .merge(parts.sign_in)
         .layer(session_layer);
     let assets = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
