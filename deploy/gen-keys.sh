@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Makes the room-token key pair for docker-compose (Ed25519):
 #   deploy/secrets/jwt-private.pem  PKCS#8 PEM, chat-web's JWT_PRIVATE_KEY_FILE
-#   deploy/secrets/jwt-public.pem   SPKI PEM, for gateways that use
-#                                   JWT_PUBLIC_KEY_FILE instead of JWKS_URL
+#   deploy/secrets/jwt-public.pem   SPKI PEM, the gateways' JWT_PUBLIC_KEY_FILE
 # and the Redis credentials of the ACL user `chat` (see deploy/redis/):
 #   deploy/secrets/redis-password   the password (random, 64 hex digits)
 #   deploy/secrets/redis-users.acl  Redis's ACL file: `default` off, `chat`
@@ -11,8 +10,8 @@
 #                                   env file of web and gateway in compose
 #   deploy/secrets/redis-url        the same URL alone (no newline), for
 #                                   `kubectl create secret --from-file`
-# An existing key or password is kept (rotation is appending a key: see
-# services/chat-web/README.md); pass --force to replace both.
+# An existing key pair or password is kept (rotation: deploy/README.md,
+# "Room-token keys"); pass --force to replace them.
 # deploy/secrets/ is git-ignored and readable only by you; the files in it are
 # world-readable so that the containers' user (uid 10001) can read the
 # bind-mounted secret.
@@ -26,6 +25,19 @@ chmod 0700 "$dir"
 private="$dir/jwt-private.pem"
 public="$dir/jwt-public.pem"
 
+# The public halves of every key in the private key file, in the same order.
+write_public() {
+  local work count i
+  work="$(mktemp -d "$dir/.jwt-public.XXXXXX")"
+  count="$(awk -v d="$work" '/-----BEGIN PRIVATE KEY-----/ { n++ } n { print > (d "/" n ".pem") } END { print n + 0 }' "$private")"
+  : >"$work/public.pem"
+  for i in $(seq 1 "$count"); do
+    openssl pkey -in "$work/$i.pem" -pubout >>"$work/public.pem"
+  done
+  mv "$work/public.pem" "$public"
+  rm -rf "$work"
+}
+
 if [ -s "$private" ] && [ "$force" -eq 0 ]; then
   echo "keeping $private (pass --force to replace it)"
 else
@@ -33,10 +45,17 @@ else
   openssl genpkey -algorithm ed25519 -out "$tmp"
   mv "$tmp" "$private"
   echo "wrote $private"
+  rm -f "$public"
 fi
-openssl pkey -in "$private" -pubout -out "$public"
+# Kept when present: during a key rotation it holds a public key that web
+# does not sign with yet (deploy/README.md, "Room-token keys").
+if [ -s "$public" ]; then
+  echo "keeping $public"
+else
+  write_public
+  echo "wrote $public"
+fi
 chmod 0644 "$private" "$public"
-echo "wrote $public"
 
 password_file="$dir/redis-password"
 if [ -s "$password_file" ] && [ "$force" -eq 0 ]; then

@@ -204,7 +204,6 @@ describe('docker-compose.yml', () => {
     assert.equal(web.PUBLIC_URL, 'http://localhost:8080');
     assert.equal(web.GATEWAY_PUBLIC_URL, web.PUBLIC_URL, 'browsers reach /socket.io/ through the same balancer');
     assert.equal(services.gateway.environment.ALLOWED_ORIGINS, web.PUBLIC_URL);
-    assert.equal(services.gateway.environment.JWKS_URL, 'http://web:8080/.well-known/jwks.json');
     for (const s of ['web', 'gateway']) {
       assert.equal(services[s].environment.REDIS_URL, undefined, 'REDIS_URL (with the password) comes from the env file');
       assert.deepEqual(services[s].env_file, ['./deploy/secrets/redis.env']);
@@ -268,6 +267,33 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  test('gateways verify room tokens with the mounted public half of the key pair, never a JWKS over http', () => {
+    // Every shipped compose file: the main one and the alternatives in deploy/compose/.
+    const files = [composeFile, ...fs.readdirSync(deploy('compose')).filter((f) => /\.ya?ml$/.test(f)).map((f) => deploy('compose', f))];
+    for (const file of files) {
+      for (const [name, svc] of Object.entries(yamlDoc(file).services ?? {})) {
+        const jwks = svc.environment?.JWKS_URL;
+        assert.ok(jwks === undefined || !/^http:/i.test(jwks), `${path.basename(file)}: ${name} fetches no JWKS over http (${jwks})`);
+      }
+    }
+    const doc = compose();
+    const gateway = doc.services.gateway;
+    assert.equal(gateway.environment.JWKS_URL, undefined, 'the gateways do not fetch keys at all');
+    const file = gateway.environment.JWT_PUBLIC_KEY_FILE;
+    const m = /^\/run\/secrets\/(.+)$/.exec(file ?? '');
+    assert.ok(m, `JWT_PUBLIC_KEY_FILE is a compose secret (got ${file})`);
+    assert.ok(gateway.secrets.includes(m[1]), 'mounted into the gateways');
+    assert.equal(doc.secrets[m[1]].file, './deploy/secrets/jwt-public.pem', 'the public half gen-keys.sh writes');
+    const privateSecret = /^\/run\/secrets\/(.+)$/.exec(doc.services.web.environment.JWT_PRIVATE_KEY_FILE)[1];
+    assert.equal(path.dirname(doc.secrets[privateSecret].file), path.dirname(doc.secrets[m[1]].file), 'the same key pair');
+    assert.ok(!gateway.secrets.includes(privateSecret), 'the gateways never get the private key');
+    // The files gen-keys.sh made for this project are one pair.
+    const secrets = path.join(project, 'deploy', 'secrets');
+    const priv = crypto.createPrivateKey(read(path.join(secrets, 'jwt-private.pem')));
+    const pub = crypto.createPublicKey(read(path.join(secrets, 'jwt-public.pem')));
+    assert.ok(crypto.verify(null, Buffer.from('t'), pub, crypto.sign(null, Buffer.from('t'), priv)));
+  });
+
   test('healthchecks gate start-up order; the gateway gets more than its drain to stop', () => {
     const { services } = compose();
     for (const [name, svc] of Object.entries(services)) {
@@ -277,7 +303,7 @@ describe('docker-compose.yml', () => {
       }
     }
     assert.equal(services.web.depends_on.redis.condition, 'service_healthy');
-    assert.equal(services.gateway.depends_on.web.condition, 'service_healthy', 'the JWKS is served before gateways fetch it');
+    assert.equal(services.gateway.depends_on.web, undefined, 'gateways need nothing from web (their key is a file)');
     assert.deepEqual(Object.keys(services.lb.depends_on).sort(), ['gateway', 'web']);
     assert.deepEqual(services.web.healthcheck.test, ['CMD', '/usr/local/bin/healthcheck', 'WEB_ADDR', '8080', '/readyz']);
     assert.deepEqual(services.gateway.healthcheck.test, ['CMD', '/usr/local/bin/healthcheck', 'GATEWAY_ADDR', '8081', '/readyz']);
@@ -462,6 +488,29 @@ describe('deploy/gen-keys.sh', () => {
     assert.equal(read(path.join(dir, 'jwt-private.pem')), privPem, 'an existing key is kept');
     assert.equal(run(deploy('gen-keys.sh'), ['--force'], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
     assert.notEqual(read(path.join(dir, 'jwt-private.pem')), privPem, '--force replaces it');
+  });
+
+  test('the public file holds the public half of every private key, and is kept when present (a key being rolled in)', () => {
+    const dir = path.join(tmp, 'secrets-rotation');
+    assert.equal(run(deploy('gen-keys.sh'), [], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
+    const second = crypto.generateKeyPairSync('ed25519');
+    fs.appendFileSync(path.join(dir, 'jwt-private.pem'), second.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    fs.rmSync(path.join(dir, 'jwt-public.pem'));
+    assert.equal(run(deploy('gen-keys.sh'), [], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
+    const blocks = read(path.join(dir, 'jwt-public.pem')).match(/-----BEGIN PUBLIC KEY-----[^-]+-----END PUBLIC KEY-----/g);
+    assert.equal(blocks.length, 2, 'one public key per private key');
+    assert.equal(crypto.createPublicKey(blocks[1]).export({ type: 'spki', format: 'pem' }), second.publicKey.export({ type: 'spki', format: 'pem' }));
+    // A public file that also holds the next key (rotation step 1) survives another run.
+    const next = crypto.generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' });
+    fs.appendFileSync(path.join(dir, 'jwt-public.pem'), next);
+    const withNext = read(path.join(dir, 'jwt-public.pem'));
+    assert.equal(run(deploy('gen-keys.sh'), [], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
+    assert.equal(read(path.join(dir, 'jwt-public.pem')), withNext);
+    // --force makes a new pair: the public file follows.
+    assert.equal(run(deploy('gen-keys.sh'), ['--force'], { env: { ...process.env, SECRETS_DIR: dir } }).code, 0);
+    const pub = crypto.createPublicKey(read(path.join(dir, 'jwt-public.pem')));
+    const priv = crypto.createPrivateKey(read(path.join(dir, 'jwt-private.pem')));
+    assert.ok(crypto.verify(null, Buffer.from('t'), pub, crypto.sign(null, Buffer.from('t'), priv)));
   });
 
   test("its Redis ACL file works in redis-server: nothing without the password, the URL's user can work, the probe only PINGs", async (t) => {
@@ -771,8 +820,9 @@ describe('deploy/k8s', () => {
     const objs = render();
     const policies = objs.filter((o) => o.kind === 'NetworkPolicy');
     const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);
-    assert.deepEqual(deny?.spec.policyTypes, ['Ingress'], 'a default deny of ingress');
+    assert.deepEqual(deny?.spec.policyTypes, ['Ingress', 'Egress'], 'a default deny of ingress and egress');
     assert.equal(deny.spec.ingress, undefined);
+    assert.equal(deny.spec.egress, undefined);
     const label = (kind, name) => find(objs, kind, name).spec.template.metadata.labels['app.kubernetes.io/name'];
     const policyFor = (kind, name) => {
       const p = policies.find((x) => x.spec.podSelector.matchLabels?.['app.kubernetes.io/name'] === label(kind, name));
@@ -795,11 +845,88 @@ describe('deploy/k8s', () => {
       for (const r of rules) assert.deepEqual(r.ports.map((p) => p.port), ['http'], `${name}: only its HTTP port`);
       assert.ok(admitted.some((a) => a.ns === 'ingress-nginx' && a.pods?.includes('ingress-nginx')), `${name}: the ingress controller`);
       assert.ok(admitted.some((a) => a.ns === 'monitoring' && a.pods?.includes('prometheus')), `${name}: Prometheus scrapes it`);
-      for (const a of admitted) {
-        const fromGatewayToWeb = name === 'web' && a.ns === undefined && a.pods?.includes(label('Deployment', 'gateway'));
-        assert.ok(a.pods && (a.ns || fromGatewayToWeb), `${name}: no peer without a pod selector, and in-namespace only the gateways' JWKS fetch`);
-      }
+      for (const a of admitted) assert.ok(a.pods && a.ns, `${name}: every peer is a pod selector in a named namespace (nothing in-namespace calls it)`);
     }
+  });
+
+  test('every pod has egress policies: the gateway reaches Redis and DNS only, web also HTTPS outside the cluster, Redis DNS only', () => {
+    const objs = render();
+    const policies = objs.filter((o) => o.kind === 'NetworkPolicy');
+    const selects = (policy, labels) => {
+      const sel = policy.spec.podSelector;
+      return Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v)
+        && (sel.matchExpressions ?? []).every((e) => e.operator === 'In' && e.values.includes(labels[e.key]));
+    };
+    /** Every egress destination of the pods with `labels`, as strings: dns, pod:<name>:<port>, cidr:<cidr>:<port>. */
+    const egressOf = (labels) => {
+      const mine = policies.filter((p) => p.spec.policyTypes.includes('Egress') && selects(p, labels));
+      assert.ok(mine.some((p) => Object.keys(p.spec.podSelector).length === 0), 'egress is denied by default');
+      const own = mine.filter((p) => Object.keys(p.spec.podSelector).length > 0);
+      assert.ok(own.length > 0, `a policy of its own lists the egress of ${labels['app.kubernetes.io/name']}`);
+      const out = new Set();
+      for (const rule of own.flatMap((p) => p.spec.egress ?? [])) {
+        assert.ok(rule.to?.length > 0, 'no rule admits every destination');
+        assert.ok(rule.ports?.length > 0, 'no rule admits every port');
+        for (const to of rule.to) {
+          for (const port of rule.ports) {
+            if (to.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns') {
+              assert.equal(to.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'], 'kube-system');
+              assert.equal(port.port, 53);
+              out.add('dns');
+            } else if (to.podSelector) {
+              assert.equal(to.namespaceSelector, undefined, 'pods of this namespace');
+              out.add(`pod:${to.podSelector.matchLabels['app.kubernetes.io/name']}:${port.port}`);
+            } else if (to.ipBlock) {
+              out.add(`cidr:${to.ipBlock.cidr}:${port.port}`);
+              assert.ok(to.ipBlock.except?.includes('169.254.0.0/16') || to.ipBlock.cidr.includes(':'), 'never the cloud metadata service');
+              if (to.ipBlock.cidr === '0.0.0.0/0') for (const r of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']) assert.ok(to.ipBlock.except.includes(r), `not into ${r}`);
+            } else assert.fail(`an egress peer of an unknown kind: ${JSON.stringify(to)}`);
+          }
+        }
+      }
+      return [...out].sort();
+    };
+    const labelsOf = (kind, name) => find(objs, kind, name).spec.template.metadata.labels;
+    const redisName = labelsOf('StatefulSet', 'redis')['app.kubernetes.io/name'];
+    assert.deepEqual(egressOf(labelsOf('Deployment', 'gateway')), ['dns', `pod:${redisName}:6379`]);
+    assert.deepEqual(egressOf(labelsOf('Deployment', 'web')), ['cidr:0.0.0.0/0:443', 'cidr:::/0:443', 'dns', `pod:${redisName}:6379`]);
+    assert.deepEqual(egressOf(labelsOf('StatefulSet', 'redis')), ['dns']);
+    // Every workload of the kustomization is covered.
+    for (const w of objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind))) {
+      assert.ok(egressOf(w.spec.template.metadata.labels).length > 0, `${w.kind}/${w.metadata.name} has egress rules`);
+    }
+  });
+
+  test('the gateways verify room tokens with the public key mounted from Secret chat-web-jwt, never a JWKS over http', () => {
+    const objs = render();
+    const config = find(objs, 'ConfigMap', 'chat-config').data;
+    assert.equal(config.JWKS_URL, undefined, 'no JWKS_URL in the shared settings');
+    const examples = Object.fromEntries(yamlDocs(k8s('secret.example.yaml'))[k8s('secret.example.yaml')].map((s) => [s.metadata.name, Object.keys(s.stringData)]));
+    const mountedFile = (spec, file) => {
+      const [c] = spec.containers;
+      const mount = c.volumeMounts.find((m) => file.startsWith(`${m.mountPath}/`));
+      assert.ok(mount, `${file} is on a mounted volume`);
+      const volume = spec.volumes.find((v) => v.name === mount.name);
+      assert.ok(volume.secret, 'a Secret volume');
+      const item = volume.secret.items.find((i) => `${mount.mountPath}/${i.path}` === file);
+      assert.ok(item, `${file} is an item of the volume`);
+      assert.ok(examples[volume.secret.secretName]?.includes(item.key), `${volume.secret.secretName} has key ${item.key}`);
+      return { secret: volume.secret.secretName, key: item.key, items: volume.secret.items.map((i) => i.key) };
+    };
+    const gateway = find(objs, 'Deployment', 'gateway').spec.template.spec;
+    const web = find(objs, 'Deployment', 'web').spec.template.spec;
+    const gatewayEnv = Object.fromEntries(gateway.containers[0].env.map((e) => [e.name, e]));
+    for (const c of [...gateway.containers, ...web.containers]) {
+      for (const e of c.env ?? []) if (e.name === 'JWKS_URL') assert.doesNotMatch(e.value ?? '', /^http:/i, `${c.name}: no JWKS over http`);
+    }
+    assert.equal(gatewayEnv.JWKS_URL, undefined);
+    const pub = mountedFile(gateway, gatewayEnv.JWT_PUBLIC_KEY_FILE.value);
+    const webEnv = Object.fromEntries(web.containers[0].env.map((e) => [e.name, e]));
+    const priv = mountedFile(web, webEnv.JWT_PRIVATE_KEY_FILE.value);
+    assert.equal(pub.secret, priv.secret, 'the public key comes from the Secret that holds the key pair');
+    assert.equal(pub.key, 'jwt-public.pem');
+    assert.deepEqual(pub.items, ['jwt-public.pem'], 'the gateways never get the private key');
+    assert.ok(!JSON.stringify(gateway).includes(priv.key), 'no reference to the private key in the gateway pod');
   });
 
   test('the ingress never serves /metrics: an Exact and a Prefix rule denied to every source address', () => {
@@ -831,8 +958,6 @@ describe('deploy/k8s', () => {
       const env = find(objs, 'Deployment', name).spec.template.spec.containers[0].env;
       assert.deepEqual(env.find((e) => e.name === 'REDIS_URL').valueFrom.secretKeyRef, { name: 'chat-redis', key: 'redis-url' }, name);
     }
-    svcPort(config.JWKS_URL);
-    assert.equal(new URL(config.JWKS_URL).pathname, '/.well-known/jwks.json');
     const redis = find(objs, 'StatefulSet', 'redis');
     assert.match(redis.spec.template.spec.containers[0].args.join(' '), /--appendonly yes/);
     const claim = redis.spec.volumeClaimTemplates[0].metadata.name;

@@ -170,7 +170,7 @@ describe('deploy/k8s/external-redis', () => {
 
   test('the overlay takes the base and deletes exactly its Redis (StatefulSet, Service, NetworkPolicy)', () => {
     const kz = yamlFile(path.join(dir, 'kustomization.yaml'))[0];
-    assert.deepEqual(kz.resources, ['../']);
+    assert.deepEqual(kz.resources, ['../', 'egress-redis.yaml']);
     const base = yamlFile(deploy('k8s', 'kustomization.yaml'))[0].resources.flatMap((f) => yamlFile(deploy('k8s', f)));
     const deleted = kz.patches.map((p) => yamlFile(path.join(dir, p.path))).flat();
     assert.deepEqual(deleted.map((d) => `${d.kind}/${d.metadata.name}`).sort(), ['NetworkPolicy/redis', 'Service/redis', 'StatefulSet/redis']);
@@ -181,6 +181,21 @@ describe('deploy/k8s/external-redis', () => {
     // Nothing else in the base mounts the Redis Secret's ACL file.
     const users = base.filter((o) => JSON.stringify(o).includes('users.acl'));
     assert.deepEqual(users.map((o) => `${o.kind}/${o.metadata.name}`), ['StatefulSet/redis']);
+  });
+
+  test('web and gateway may reach a Redis elsewhere on its ports, and nothing more than the base allows besides', () => {
+    const file = path.join(dir, 'egress-redis.yaml');
+    const r = validate([file]);
+    assert.equal(r.code, 0, r.out);
+    const [policy] = yamlFile(file);
+    assert.equal(policy.kind, 'NetworkPolicy');
+    assert.deepEqual(policy.spec.policyTypes, ['Egress']);
+    const selected = policy.spec.podSelector.matchExpressions.find((e) => e.key === 'app.kubernetes.io/name' && e.operator === 'In').values;
+    assert.deepEqual([...selected].sort(), ['chat-gateway', 'chat-web']);
+    for (const rule of policy.spec.egress) {
+      assert.deepEqual(rule.ports.map((p) => p.port).sort(), [26379, 6379, 6380]);
+      assert.ok(rule.ports.every((p) => p.protocol === 'TCP'));
+    }
   });
 
   test('the example Secret validates and shows the cluster and sentinel URL forms', () => {

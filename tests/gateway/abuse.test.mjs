@@ -4,9 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import { startCluster } from '../support/gateway.mjs';
-import { until } from '../support/net.mjs';
+import { closedAfter, until } from '../support/net.mjs';
 
 const FAST = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SECOND: '100000' };
 
@@ -175,19 +174,10 @@ test('a connection that never sends a whole request head is closed by the header
   const cluster = await startCluster({ replicas: 1, env: { HTTP_HEADER_TIMEOUT_S: '1' } });
   t.after(() => cluster.stop());
   const [gw] = cluster.gateways;
-  const open = (partial) => new Promise((resolve, reject) => {
-    const sock = net.connect(gw.port, '127.0.0.1', () => {
-      const opened = Date.now();
-      if (partial) sock.write(partial);
-      sock.on('close', () => resolve(Date.now() - opened));
-    });
-    sock.on('error', () => {});
-    setTimeout(() => {
-      sock.destroy();
-      reject(new Error('the server kept the connection open for 5 s'));
-    }, 5000);
-  });
-  const [silent, slowloris] = await Promise.all([open(null), open('GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n')]);
+  const [silent, slowloris] = await Promise.all([
+    closedAfter(gw.port, null),
+    closedAfter(gw.port, 'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n'),
+  ]);
   assert.ok(silent < 4000 && slowloris < 4000, `closed after ${silent} ms and ${slowloris} ms`);
   // A whole request is still served.
   assert.equal((await fetch(`${gw.url}/healthz`)).status, 200);

@@ -50,3 +50,78 @@ export function nextEvent(emitter, name, timeoutMs = 10_000) {
     emitter.once(name, onEvent);
   });
 }
+
+/**
+ * Opens a TCP connection to 127.0.0.1:`port`, sends `partial` (some bytes of a request head, or
+ * nothing when null) and never sends the rest. Resolves with the milliseconds until the server
+ * closed it; rejects if it is still open after `limitMs`.
+ */
+export function closedAfter(port, partial, limitMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => {
+      const opened = Date.now();
+      if (partial) sock.write(partial);
+      sock.on('close', () => {
+        clearTimeout(timer);
+        resolve(Date.now() - opened);
+      });
+    });
+    sock.on('error', () => {});
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`the server kept the connection open for ${limitMs} ms`));
+    }, limitMs);
+  });
+}
+
+/**
+ * One raw HTTP/1.1 keep-alive connection to 127.0.0.1:`port`, for tests of connection limits.
+ * `get(path)` sends a GET on it and resolves with the answer's status, or null once the server
+ * has closed the connection; `closed` resolves when the server closes it; `close()` ends it.
+ */
+export async function rawConnection(port) {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  let buffered = Buffer.alloc(0);
+  let waiting = null;
+  const closed = new Promise((resolve) => sock.once('close', resolve));
+  /** The first whole response in the buffer, taken out of it: its status, or undefined. */
+  const takeResponse = () => {
+    const end = buffered.indexOf('\r\n\r\n');
+    if (end < 0) return undefined;
+    const head = buffered.subarray(0, end).toString('latin1');
+    const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+    if (buffered.length < end + 4 + length) return undefined;
+    buffered = buffered.subarray(end + 4 + length);
+    return Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]);
+  };
+  sock.on('data', (d) => {
+    buffered = Buffer.concat([buffered, d]);
+    waiting?.();
+  });
+  closed.then(() => waiting?.());
+  return {
+    closed,
+    get(path) {
+      return new Promise((resolve) => {
+        waiting = () => {
+          const status = takeResponse();
+          if (status !== undefined) resolve(status);
+          else if (sock.destroyed || sock.readableEnded) resolve(null);
+          else return;
+          waiting = null;
+        };
+        if (sock.destroyed || sock.readableEnded) waiting();
+        else sock.write(`GET ${path} HTTP/1.1\r\nHost: test\r\n\r\n`, () => {});
+      });
+    },
+    close() {
+      sock.destroy();
+      return closed;
+    },
+  };
+}

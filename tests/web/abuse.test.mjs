@@ -1,13 +1,14 @@
-// Abuse and a hanging provider: a cookieless /login flood leaves only short-lived keys and is
-// cut off by the per-address budget; the callback and the token endpoint have budgets per client
-// address, which behind a trusted proxy is the right-most untrusted X-Forwarded-For hop and
-// otherwise the TCP peer; an identity provider that accepts connections and never answers gets
-// the user an error page within OIDC_HTTP_TIMEOUT_S.
+// Abuse and a hanging provider: a /login flood writes nothing to Redis and locks nobody out, so a
+// whole office behind one address signs in at once; the sign-in budget (spent only by callbacks
+// of logins started in that browser) and the token endpoint's budget are per client address,
+// which behind a trusted proxy is the right-most untrusted X-Forwarded-For hop and otherwise the
+// TCP peer; an identity provider that accepts connections and never answers gets the user an
+// error page within OIDC_HTTP_TIMEOUT_S.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startStack, CookieJar, login, startLogin, locationOf, sessionCookie, fetchToken,
-  requestFrom, startHangingServer, sessionKeys,
+  requestFrom, startHangingServer, sessionKeys, keyCount,
 } from './stack.mjs';
 import { loginAtProvider } from '../support/oidc.mjs';
 
@@ -20,60 +21,130 @@ function assertRetryAfter(res, what) {
   assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= 60, `${what}: Retry-After ${retry}`);
 }
 
-test('a cookieless /login flood leaves keys that live at most 10 minutes, and past the budget is refused and leaves none', async () => {
-  const burst = 8;
-  const stack = await startStack({ env: { LOGIN_RATE_BURST: String(burst), LOGIN_RATE_PER_MINUTE: '1' } });
+/** Runs `task(i)` for i in 0..n, `width` at a time; resolves with the results in order. */
+async function inParallel(n, width, task) {
+  const results = new Array(n);
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < n) {
+      const i = next++;
+      results[i] = await task(i);
+    }
+  }));
+  return results;
+}
+
+/**
+ * A login started by a browser that keeps no cookie jar (a raw request from `from`): the
+ * pending-login cookie /login set, and the callback URL of that login with a made-up code.
+ */
+async function pendingLogin(base, from = '127.0.0.1') {
+  const res = await requestFrom(from, `${base}/login`);
+  assert.equal(res.status, 303);
+  const cookie = res.headers['set-cookie'].find((c) => c.startsWith('chat_login_')).split(';')[0];
+  const state = new URL(res.headers.location).searchParams.get('state');
+  return { cookie, callback: `${base}/authorization-code/callback?code=made-up&state=${encodeURIComponent(state)}` };
+}
+
+test('a 300-request /login flood writes nothing to Redis and locks nobody out: a real sign-in from the same address follows at once', async () => {
+  const stack = await startStack();
   try {
-    const flooder = '127.0.0.2';
-    for (let i = 0; i < burst; i += 1) {
-      const res = await requestFrom(flooder, `${stack.base}/login`);
-      assert.equal(res.status, 303, `request ${i}`);
-      const cookie = res.headers['set-cookie']?.find((c) => c.startsWith('chat_session='));
-      const maxAge = Number(/max-age=(\d+)/i.exec(cookie ?? '')?.[1]);
-      assert.ok(maxAge > 0 && maxAge <= PENDING_LOGIN_MAX_S, `pre-login cookie Max-Age ${maxAge}`);
+    const office = '127.0.0.1';
+    const keysBefore = await keyCount(stack.redis);
+    const flood = await inParallel(300, 30, () => requestFrom(office, `${stack.base}/login`));
+    const refused = flood.filter((res) => res.status !== 303).length;
+    assert.equal(refused, 0, `${refused} of 300 /login requests refused (${flood.at(-1).status})`);
+    assert.equal(await keyCount(stack.redis), keysBefore, 'the flood wrote no key to Redis');
+    for (const [i, res] of flood.entries()) {
+      const cookies = res.headers['set-cookie'] ?? [];
+      assert.ok(!cookies.some((c) => c.startsWith('chat_session=')), `request ${i}: no session is started`);
+      const pending = cookies.find((c) => c.startsWith('chat_login_'));
+      assert.match(pending ?? '', /; HttpOnly/i);
+      assert.match(pending, /; SameSite=Lax/i);
+      const maxAge = Number(/max-age=(\d+)/i.exec(pending)?.[1]);
+      assert.ok(maxAge > 0 && maxAge <= PENDING_LOGIN_MAX_S, `request ${i}: pending-login cookie Max-Age ${maxAge}`);
     }
-    const pending = await sessionKeys(stack.redis);
-    assert.equal(pending.length, burst, 'one pending login per accepted request');
-    for (const { key, ttl } of pending) assert.ok(ttl > 0 && ttl <= PENDING_LOGIN_MAX_S, `${key} TTL ${ttl}`);
 
-    // Past the budget: refused before any session is made, whatever the client claims to be.
-    for (let i = 0; i < 5; i += 1) {
-      const res = await requestFrom(flooder, `${stack.base}/login`, { headers: { 'x-forwarded-for': `198.51.100.${i}` } });
-      assertRetryAfter(res, `over-budget request ${i}`);
-      assert.equal(res.headers['set-cookie'], undefined, 'no session cookie');
-      assert.match(res.text, /<h1>Too many requests<\/h1>/);
-    }
-    assert.equal((await sessionKeys(stack.redis)).length, burst, 'refused requests created no key');
-
-    // Another address is not limited, and its completed login gets the normal session lifetime.
+    // Right after it, from the same address: a real sign-in, with the normal session lifetime.
     const jar = new CookieJar();
-    const { callbackUrl } = await startLogin(jar, stack.base, 'alice');
-    const preLogin = sessionCookie(jar, stack.base);
-    const done = await jar.fetch(callbackUrl);
-    assert.equal(done.status, 303);
-    const signedIn = sessionCookie(jar, stack.base);
-    assert.notEqual(signedIn, preLogin, 'the session id is cycled at login');
-    const ttl = Number(/^:(\d+)/.exec(await stack.redis.command(`TTL ${signedIn}`))[1]);
-    assert.ok(ttl > PENDING_LOGIN_MAX_S && ttl <= 3600, `signed-in session TTL ${ttl}`);
+    const { res, location } = await login(jar, stack.base, 'alice');
+    assert.equal(res.status, 303);
+    assert.equal(location, `${stack.base}/dashboard`);
     assert.equal((await jar.fetch(`${stack.base}/dashboard`)).status, 200);
+    const ttl = Number(/^:(\d+)/.exec(await stack.redis.command(`TTL ${sessionCookie(jar, stack.base)}`))[1]);
+    assert.ok(ttl > PENDING_LOGIN_MAX_S && ttl <= 3600, `signed-in session TTL ${ttl}`);
+    assert.equal((await sessionKeys(stack.redis)).length, 1, 'one session: the one signed in');
     const metrics = await (await fetch(`${stack.base}/metrics`)).text();
-    assert.match(metrics, /chat_web_rate_limited_total\{budget="login"\} 5/);
+    assert.doesNotMatch(metrics, /chat_web_rate_limited_total\{budget="login"\}/);
   } finally {
     await stack.stop();
   }
 });
 
-test('the callback budget is per client address: behind a trusted proxy per forwarded client, else per peer', async () => {
+test('100 people behind one address sign in within a minute, all of them', async () => {
+  const stack = await startStack();
+  try {
+    const started = Date.now();
+    const people = await inParallel(100, 10, async (i) => {
+      const jar = new CookieJar();
+      const { res, location } = await login(jar, stack.base, `colleague-${i}`);
+      return { i, jar, status: res.status, location };
+    });
+    for (const { i, status, location } of people) {
+      assert.equal(status, 303, `colleague ${i} signed in`);
+      assert.equal(location, `${stack.base}/dashboard`, `colleague ${i} lands on the dashboard`);
+    }
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 60_000, `within a minute (${elapsed} ms)`);
+    const pages = await inParallel(100, 10, async (i) => (await people[i].jar.fetch(`${stack.base}/dashboard`)).text());
+    for (const [i, html] of pages.entries()) assert.match(html, new RegExp(`User colleague-${i}\\b`), `colleague ${i}'s dashboard`);
+    assert.equal((await sessionKeys(stack.redis)).length, 100, 'one session each');
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('the sign-in budget is a coarse per-address guard: only callbacks of logins started in that browser spend it', async () => {
+  const burst = 3;
+  const stack = await startStack({ env: { LOGIN_RATE_BURST: String(burst), LOGIN_RATE_PER_MINUTE: '1' } });
+  try {
+    // Callbacks with no login in progress (a flood of them, or forged ones) are refused unspent.
+    for (let i = 0; i < 10; i += 1) {
+      const res = await requestFrom('127.0.0.1', `${stack.base}/authorization-code/callback?code=x&state=y${i}`);
+      assert.equal(res.status, 400, `callback without a login ${i}`);
+    }
+    for (let i = 0; i < burst; i += 1) {
+      const { res } = await login(new CookieJar(), stack.base, `early-${i}`);
+      assert.equal(res.status, 303, `sign-in ${i} within the budget`);
+    }
+    const jar = new CookieJar();
+    const { callbackUrl } = await startLogin(jar, stack.base, 'late');
+    const refused = await jar.fetch(callbackUrl);
+    assertRetryAfter(refused, 'a sign-in past the budget');
+    assert.match(await refused.text(), /<h1>Too many requests<\/h1>/);
+    assert.equal((await jar.fetch(`${stack.base}/dashboard`)).status, 303, 'not signed in');
+    assert.equal((await sessionKeys(stack.redis)).length, burst, 'the refused sign-in made no session');
+    const metrics = await (await fetch(`${stack.base}/metrics`)).text();
+    assert.match(metrics, /chat_web_rate_limited_total\{budget="login"\} 1\b/);
+    assert.match(metrics, /chat_web_logins_total\{outcome="rate_limited"\} 1\b/);
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('the sign-in budget is per client address: behind a trusted proxy per forwarded client, else per peer', async () => {
   const stack = await startStack({
     env: { TRUSTED_PROXIES: '127.0.0.1', LOGIN_RATE_BURST: '4', LOGIN_RATE_PER_MINUTE: '1' },
   });
   try {
-    const callback = `${stack.base}/authorization-code/callback?code=x&state=y`;
-    const as = (client, extra = {}) => ({ headers: { 'x-forwarded-for': client, ...extra } });
+    // A login started without a cookie jar: its cookie can be sent back with any made-up code,
+    // and each such callback is judged by the provider (the code is refused) after spending.
+    const { cookie, callback } = await pendingLogin(stack.base);
+    const as = (client) => ({ headers: { cookie, 'x-forwarded-for': client } });
     // Client A, through the trusted proxy (this machine's 127.0.0.1), spends its budget...
     for (let i = 0; i < 4; i += 1) {
       const res = await requestFrom('127.0.0.1', callback, as('203.0.113.1'));
-      assert.equal(res.status, 400, `A's callback ${i} is judged (no login in progress)`);
+      assert.equal(res.status, 400, `A's callback ${i} is judged (the made-up code is refused)`);
     }
     const refused = await requestFrom('127.0.0.1', callback, as('203.0.113.1'));
     assertRetryAfter(refused, 'A over its budget');

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { startStack, CookieJar, login, assertSecurityHeaders, until } from './stack.mjs';
+import { startStack, CookieJar, login, startLogin, assertSecurityHeaders, until } from './stack.mjs';
 import { binDir } from '../support/service.mjs';
 import { tempFile } from '../support/keys.mjs';
 
@@ -47,7 +47,7 @@ test('health: /healthz is 200, /readyz is 200 with Redis up, /metrics is Prometh
   assert.match(await metrics.text(), /# TYPE chat_web_http_requests_total counter/);
 });
 
-test('with Redis away, session pages answer a clear 503 and readiness fails; both recover by themselves', async () => {
+test('with Redis away, session pages and sign-ins answer a clear 503 and readiness fails; both recover by themselves', async () => {
   const jar = new CookieJar();
   await login(jar, stack.base, 'alice');
   await stack.redis.kill();
@@ -61,7 +61,12 @@ test('with Redis away, session pages answer a clear 503 and readiness fails; bot
     const api = await jar.fetch(`${stack.base}/api/rooms/General/token`, { method: 'POST', headers: { origin: stack.base } });
     assert.equal(api.status, 503);
     assert.equal((await api.json()).error, 'unavailable');
-    assert.equal((await new CookieJar().fetch(`${stack.base}/login`)).status, 503);
+    // A login starts without Redis (what it must remember is a cookie); its sign-in needs a session.
+    const fresh = new CookieJar();
+    const { callbackUrl } = await startLogin(fresh, stack.base, 'bob');
+    const signIn = await fresh.fetch(callbackUrl);
+    assert.equal(signIn.status, 503);
+    assert.match(await signIn.text(), /session store cannot be reached/);
   } finally {
     await stack.redis.start();
   }

@@ -3,9 +3,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startStack, CookieJar, login, startLogin, locationOf, sessionCookie, csrfOf, fetchToken,
+  startStack, CookieJar, login, locationOf, sessionCookie, csrfOf, fetchToken,
   verifyWithJwks, subscribe, assertSecurityHeaders, until,
 } from './stack.mjs';
+import { loginAtProvider } from '../support/oidc.mjs';
 
 let stack;
 before(async () => {
@@ -35,22 +36,59 @@ test('a full login lands on the dashboard with the display name from the provide
   assertSecurityHeaders(assert, page, 'dashboard');
 });
 
-test('the session cookie is HttpOnly, SameSite=Lax, and its id changes at login (no fixation)', async () => {
+test('/login keeps the login in progress in an HttpOnly, SameSite=Lax cookie of its own and starts no session', async () => {
   const jar = new CookieJar();
   const first = await jar.fetch(`${stack.base}/login`);
   assert.equal(first.status, 303);
-  const cookieLine = first.headers.getSetCookie().find((c) => c.startsWith('chat_session='));
-  assert.ok(cookieLine, 'a pre-login session cookie');
-  assert.match(cookieLine, /HttpOnly/i);
-  assert.match(cookieLine, /SameSite=Lax/i);
-  assert.doesNotMatch(cookieLine, /Secure/i, 'http PUBLIC_URL: not Secure');
-  const before = sessionCookie(jar, stack.base);
+  const lines = first.headers.getSetCookie();
+  assert.ok(!lines.some((c) => c.startsWith('chat_session=')), 'no session before the sign-in completes');
+  const pending = lines.find((c) => c.startsWith('chat_login_'));
+  assert.ok(pending, 'a pending-login cookie');
+  assert.match(pending, /HttpOnly/i);
+  assert.match(pending, /SameSite=Lax/i, 'it comes back on the redirect from the provider');
+  assert.match(pending, /Path=\//);
+  assert.match(pending, /Max-Age=600\b/i);
+  assert.doesNotMatch(pending, /Secure/i, 'http PUBLIC_URL: not Secure');
+  const value = pending.split(';')[0].split('=')[1];
+  const state = new URL(first.headers.get('location')).searchParams.get('state');
+  assert.ok(!Buffer.from(value, 'base64url').toString('latin1').includes(state), 'the state is not readable in the cookie');
   const { res } = await login(jar, stack.base, 'bob');
   assert.equal(res.status, 303);
+  const cookieLine = res.headers.getSetCookie().find((c) => c.startsWith('chat_session='));
+  assert.match(cookieLine, /HttpOnly/i);
+  assert.match(cookieLine, /SameSite=Lax/i);
+  assert.doesNotMatch(cookieLine, /Secure/i);
+  // The sign-in used up its own pending login; the first one, never completed, stays until it expires.
+  const left = [...jar.for(stack.base).keys()].filter((k) => k.startsWith('chat_login_'));
+  assert.deepEqual(left, [pending.split('=')[0]]);
+});
+
+test('logins started in two tabs of one browser both complete, and each sign-in cycles the session id (no fixation)', async () => {
+  const jar = new CookieJar();
+  // Both tabs start a login; then each goes through the provider and back, one after the other.
+  const start = async (next) => {
+    const url = `${stack.base}/login?next=${encodeURIComponent(next)}`;
+    const res = await jar.fetch(url);
+    assert.equal(res.status, 303);
+    return locationOf(res, url);
+  };
+  const tab1 = await start('/chat/General');
+  const tab2 = await start('/chat/Sports');
+  const callback1 = await loginAtProvider(jar, tab1, 'erin');
+  const first = await jar.fetch(callback1);
+  assert.equal(first.status, 303);
+  assert.equal(locationOf(first, callback1), `${stack.base}/chat/General`);
+  const before = sessionCookie(jar, stack.base);
+  assert.ok(before);
+  const callback2 = await loginAtProvider(jar, tab2, 'erin');
+  const second = await jar.fetch(callback2);
+  assert.equal(second.status, 303, 'the other tab completes too');
+  assert.equal(locationOf(second, callback2), `${stack.base}/chat/Sports`);
   const afterLogin = sessionCookie(jar, stack.base);
   assert.ok(afterLogin);
-  assert.notEqual(afterLogin, before, 'session id cycled at login');
-  // The old id is worthless.
+  assert.notEqual(afterLogin, before, 'session id cycled at the sign-in');
+  assert.equal((await jar.fetch(`${stack.base}/dashboard`)).status, 200);
+  // The id the browser had before the sign-in is worthless.
   const planted = new CookieJar();
   planted.for(stack.base).set('chat_session', before);
   const res2 = await planted.fetch(`${stack.base}/dashboard`);

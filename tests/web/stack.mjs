@@ -183,3 +183,8 @@ export async function sessionKeys(redis) {
   for (const key of keys) ttls.push(Number(/^:(-?\d+)/.exec(await redis.command(`TTL ${key}`))[1]));
   return keys.map((key, i) => ({ key, ttl: ttls[i] }));
 }
+
+/** How many keys `redis` holds (DBSIZE). */
+export async function keyCount(redis) {
+  return Number(/^:(\d+)/.exec(await redis.command('DBSIZE'))[1]);
+}

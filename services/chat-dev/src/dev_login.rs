@@ -13,6 +13,7 @@ use chat_core::DisplayName;
 use chat_core::user::is_spoofing;
 use chat_web::AppState;
 use chat_web::login::local_path;
+use chat_web::rate_limit::Client;
 use chat_web::session;
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -90,10 +91,11 @@ pub async fn form(Query(query): Query<FormQuery>) -> Html<String> {
     page(next, None)
 }
 
-/// `POST /login`: same-origin only (no login CSRF), then a session for
-/// `dev:<name>` under a fresh id.
+/// `POST /login`: same-origin only (no login CSRF), within the client's
+/// sign-in budget, then a session for `dev:<name>` under a fresh id.
 pub async fn sign_in(
     State(state): State<AppState>,
+    client: Client,
     session: Session,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
@@ -116,6 +118,9 @@ pub async fn sign_in(
         )
             .into_response();
     };
+    if let Err(e) = state.limits.spend_sign_in(client) {
+        return e.into_response();
+    }
     let sub = format!("dev:{}", name.as_str());
     match session::sign_in(&session, &sub, name.as_str(), String::new()).await {
         Ok(_) => {

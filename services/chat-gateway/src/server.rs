@@ -7,9 +7,10 @@
 //! - TCP_NODELAY, so small frames (acks, chat lines) do not wait for Nagle's
 //!   algorithm, and the smallest HTTP/1 read buffer;
 //! - a header-read timeout, so a connection that never sends a whole
-//!   request head is closed;
-//! - a cap on open TCP connections a little above `MAX_CONNECTIONS`, so
-//!   connections that never upgrade cannot pile up outside that limit;
+//!   request head is closed, and a cap on open TCP connections a little
+//!   above `MAX_CONNECTIONS`, so connections that never upgrade cannot pile
+//!   up outside that limit (both from `chat-http`, which the web service
+//!   shares);
 //! - a [`Wire`] on every connection (bytes owed to it, and a cut switch),
 //!   handed to the request as an extension, beside axum's `ConnectInfo`
 //!   with the peer's address;
@@ -17,17 +18,16 @@
 //!   to from pinning the read buffer after an upgrade.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
+use chat_http::{Accepted, Acceptor};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -65,32 +65,17 @@ pub async fn serve(
     limits: ServerLimits,
     stop: CancellationToken,
 ) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.max_buf_size(8192)
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let slots = Arc::new(Semaphore::new(limits.connections));
+    let mut http = chat_http::http1(limits.header_read_timeout);
+    http.max_buf_size(8192);
+    let acceptor = Acceptor::new(listener, limits.connections);
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, usually: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Accepted { stream, peer, slot } = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             _ = stop.cancelled() => break,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("connection refused: TCP connection limit reached");
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
         let wire = Wire::new(limits.slow_consumer_bytes);
         // The slot lives as long as the stream, through an upgrade to WebSocket.
-        let stream = WireStream::new(tcp, wire.clone()).holding(slot);
+        let stream = WireStream::new(stream, wire.clone()).holding(slot);
         let service =
             OwnedHead(app.clone()).map_request(move |request: hyper::Request<Incoming>| {
                 // hyper's body type in, axum's out: the one `Served` takes.

@@ -32,9 +32,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use chat_http::ConnectionSlot;
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
 /// A handle on one client TCP connection: its byte debt and its cut switch.
@@ -176,7 +176,7 @@ pub const COALESCE_BYTES: usize = 16 * 1024;
 pub struct WireStream<S> {
     inner: S,
     wire: Wire,
-    _slot: Option<OwnedSemaphorePermit>,
+    _slot: Option<ConnectionSlot>,
     /// The timer that ends a hold, made the first time one is needed.
     hold: Option<Pin<Box<Sleep>>>,
     /// Bytes written since the last flush and not yet sent; empty (and
@@ -200,7 +200,7 @@ impl<S> WireStream<S> {
     }
 
     /// Holds `slot` (of a connection limit) for as long as the stream lives.
-    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
+    pub fn holding(mut self, slot: ConnectionSlot) -> Self {
         self._slot = Some(slot);
         self
     }

@@ -80,12 +80,18 @@ pub struct Config {
     pub oidc_http_timeout: Duration,
     /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
-    /// `LOGIN_RATE_PER_MINUTE`, `LOGIN_RATE_BURST`: per client address, for
-    /// `/login` and the OIDC callback together.
+    /// `LOGIN_RATE_PER_MINUTE`, `LOGIN_RATE_BURST`: per client address,
+    /// sign-ins (callbacks of a login started in that browser).
     pub login_rate: Rate,
     /// `TOKEN_RATE_PER_MINUTE`, `TOKEN_RATE_BURST`: per client address, for
     /// the room token endpoint.
     pub token_rate: Rate,
+    /// `HTTP_HEADER_TIMEOUT_S`: the longest a connection may take to send a
+    /// whole request head (an idle keep-alive connection too).
+    pub header_read_timeout: Duration,
+    /// `WEB_MAX_CONNECTIONS`: open TCP connections at most; past it a new
+    /// connection is closed as soon as it is accepted.
+    pub max_connections: usize,
 }
 
 /// A request budget: a burst, refilled at a steady rate.
@@ -114,6 +120,8 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("login_rate", &self.login_rate)
             .field("token_rate", &self.token_rate)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -220,14 +228,17 @@ impl Config {
             oidc_http_timeout: seconds("OIDC_HTTP_TIMEOUT_S", 5, 1, 120)?,
             trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
                 .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            // Coarse guards sized for an office behind one address.
             login_rate: Rate {
-                per_minute: count("LOGIN_RATE_PER_MINUTE", 30)?,
-                burst: count("LOGIN_RATE_BURST", 30)?,
+                per_minute: count("LOGIN_RATE_PER_MINUTE", 300)?,
+                burst: count("LOGIN_RATE_BURST", 300)?,
             },
             token_rate: Rate {
-                per_minute: count("TOKEN_RATE_PER_MINUTE", 120)?,
-                burst: count("TOKEN_RATE_BURST", 60)?,
+                per_minute: count("TOKEN_RATE_PER_MINUTE", 1200)?,
+                burst: count("TOKEN_RATE_BURST", 600)?,
             },
+            header_read_timeout: seconds("HTTP_HEADER_TIMEOUT_S", 10, 1, 300)?,
+            max_connections: count("WEB_MAX_CONNECTIONS", 4096)? as usize,
         })
     }
 
@@ -311,6 +322,15 @@ mod tests {
         assert!(config.trusted_proxies.is_empty());
         assert!(config.revocation_ttl() >= config.token_ttl + Duration::from_secs(30));
         assert!(!config.secure_cookies());
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_connections, 4096);
+        assert_eq!(
+            config.login_rate,
+            Rate {
+                per_minute: 300,
+                burst: 300
+            }
+        );
     }
 
     #[test]
@@ -346,6 +366,9 @@ mod tests {
             ("TRUSTED_PROXIES", "nginx"),
             ("LOGIN_RATE_BURST", "0"),
             ("TOKEN_RATE_PER_MINUTE", "-1"),
+            ("HTTP_HEADER_TIMEOUT_S", "0"),
+            ("WEB_MAX_CONNECTIONS", "0"),
+            ("WEB_MAX_CONNECTIONS", "many"),
         ] {
             let mut vars = base();
             vars.insert(var, value);

@@ -1,12 +1,13 @@
 //! `/healthz` (the process runs), `/readyz` (Redis answers), `/metrics`
 //! (Prometheus text) and the request counter behind it.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::labels;
 use crate::startup::AppState;
 
 /// `GET /healthz`.
@@ -35,20 +36,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     response
 }
 
-/// Counts every request by method, matched route and status.
+/// Counts every request by method, route template and status class (each
+/// from a fixed set: [`crate::labels`]).
 pub async fn count_requests(request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let method = labels::method(request.method());
+    let route = labels::route(&request);
     let response = next.run(request).await;
     metrics::counter!(
         "chat_web_http_requests_total",
         "method" => method,
         "route" => route,
-        "status" => response.status().as_u16().to_string()
+        "status" => labels::status_class(response.status())
     )
     .increment(1);
     response

@@ -12,13 +12,15 @@
 //! - [`startup`]: `App::build(config)` and `run_until_stopped(shutdown)`; the router.
 //! - [`oidc`]: the identity provider: discovery, PKCE, code exchange, ID token checks.
 //! - [`login`]: `GET /login` and the OIDC callback.
+//! - [`login_cookie`]: the login in progress, sealed in a cookie of its own.
 //! - [`session`]: the Redis session layer, the signed-in user, idle and absolute expiry.
 //! - [`pages`]: home, dashboard and room pages (askama templates).
 //! - [`tokens`]: the room token endpoint and the JWKS.
-//! - [`rate_limit`]: per-client budgets of `/login`, the callback and the token endpoint.
+//! - [`rate_limit`]: per-client budgets of sign-ins and of the token endpoint.
 //! - [`logout`]: CSRF-checked logout, revocation and provider logout.
 //! - [`headers`]: security headers on every response.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and request counting.
+//! - [`labels`]: the bounded method, route and status labels requests are counted under.
 //! - [`error`]: `AppError`, the one error page.
 
 pub mod client_addr;
@@ -26,7 +28,9 @@ pub mod config;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod labels;
 pub mod login;
+pub mod login_cookie;
 pub mod logout;
 pub mod oidc;
 pub mod pages;

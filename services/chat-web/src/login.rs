@@ -1,24 +1,30 @@
 //! `GET /login` and the OIDC redirect URI `GET /authorization-code/callback`.
 //!
-//! `/login` remembers a [`PendingLogin`] in the (pre-login) session and sends
-//! the browser to the provider. The callback uses it once: it checks `state`
-//! (in constant time), the age of the login and the `iss` parameter, lets
-//! [`IdentityProvider::finish`] exchange the code and verify the ID token,
-//! then cycles the session id and stores the user. Any failure shows an error
-//! page and leaves no signed-in session behind.
+//! `/login` puts a [`PendingLogin`] in a sealed cookie of its own
+//! ([`crate::login_cookie`]) and sends the browser to the provider: it
+//! writes nothing to Redis and has no per-address budget, so no flood of it
+//! can lock anyone out. The callback opens the cookie its `state` names
+//! (comparing `state` in constant time), checks the login's age and the
+//! `iss` parameter, and only then spends the client address's sign-in
+//! budget ([`crate::rate_limit`]) on what costs something: the code
+//! exchange at the provider ([`IdentityProvider::finish`]) and a Redis
+//! session under a fresh id. Whatever the outcome the cookie is used up;
+//! any failure shows an error page and leaves no signed-in session behind.
 //!
-//! The pre-login session expires [`LOGIN_MAX_AGE_S`] after `/login`; the
-//! signed-in one gets the normal idle expiry. Both routes spend the login
-//! budget of [`crate::rate_limit`] first.
+//! [`IdentityProvider::finish`]: crate::oidc::IdentityProvider::finish
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::{HeaderValue, SET_COOKIE};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use tower_sessions::{Expiry, Session};
+use tower_sessions::Session;
 
 use crate::error::AppError;
+use crate::login_cookie::LoginCookieError;
 use crate::oidc::{LOGIN_MAX_AGE_S, LoginError, PendingLogin};
-use crate::session::{self, LOGIN_KEY, SessionUser, USER_KEY};
+use crate::rate_limit::Client;
+use crate::session::{self, SessionUser, USER_KEY};
 use crate::startup::AppState;
 
 /// Where a login without `next` ends up.
@@ -49,10 +55,12 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/authorization-code/callback", axum::routing::get(callback))
 }
 
-/// `GET /login`: sends the browser to the identity provider.
+/// `GET /login`: sends the browser to the identity provider, with the
+/// login's cookie.
 pub async fn start(
     State(state): State<AppState>,
     session: Session,
+    headers: HeaderMap,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
     let next = query
@@ -67,21 +75,20 @@ pub async fn start(
     {
         return Ok(Redirect::to(&next).into_response());
     }
+    let now = session::now();
     let (url, pending) = state
         .provider()?
-        .begin(next, session::now())
+        .begin(next, now)
         .await
         .inspect_err(|e| count(e.outcome()))?;
-    // A pending login lives only as long as it may take (an anonymous flood
-    // of /login leaves keys that expire within minutes, not the session idle
-    // time). The callback's request gets the layer's normal expiry again.
-    session.set_expiry(Some(Expiry::OnInactivity(time::Duration::seconds(
-        LOGIN_MAX_AGE_S as i64,
-    ))));
-    session.insert(LOGIN_KEY, &pending).await?;
-    // Save now, so a Redis failure shows the 503 page instead of an empty 500.
-    session.save().await?;
-    Ok(Redirect::to(url.as_str()).into_response())
+    let cookies = state
+        .login_cookies
+        .remember(&pending, &headers, now)
+        .map_err(cookie_error)?;
+    Ok(with_cookies(
+        Redirect::to(url.as_str()).into_response(),
+        cookies,
+    ))
 }
 
 /// What the provider sends back.
@@ -97,18 +104,37 @@ pub struct CallbackQuery {
 #[tracing::instrument(name = "login callback", skip_all, fields(otel.kind = "internal"))]
 pub async fn callback(
     State(state): State<AppState>,
+    client: Client,
     session: Session,
+    headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
-) -> Result<Response, AppError> {
-    match complete(&state, &session, query).await {
+) -> Response {
+    let returned = query.state.clone().unwrap_or_default();
+    let found = state.login_cookies.find(&headers, &returned);
+    // Used up whatever happens next: this login's cookie if the browser had
+    // it, else (a state that names none of its logins) all of them.
+    let used_up = match &found {
+        Ok(_) => state.login_cookies.forget(&returned).map(|c| vec![c]),
+        Err(_) => state.login_cookies.forget_all(&headers),
+    }
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not expire the pending login cookies");
+        Vec::new()
+    });
+    let outcome = match found {
+        Ok(pending) => complete(&state, client, &session, pending, query).await,
+        Err(e) => Err(e.into()),
+    };
+    let response = match outcome {
         Ok((next, user)) => {
             count("success");
             tracing::info!(sub = %user.sub, "signed in");
-            Ok(Redirect::to(&next).into_response())
+            Redirect::to(&next).into_response()
         }
         Err(e) => {
             count(match &e {
                 AppError::Login(l) => l.outcome(),
+                AppError::RateLimited { .. } => "rate_limited",
                 _ => "error",
             });
             // Leave nothing behind unless someone was already signed in here.
@@ -117,24 +143,19 @@ pub async fn callback(
             {
                 tracing::warn!(error = %flush, "could not discard the failed login's session");
             }
-            Err(e)
+            e.into_response()
         }
-    }
+    };
+    with_cookies(response, used_up)
 }
 
 async fn complete(
     state: &AppState,
+    client: Client,
     session: &Session,
+    pending: PendingLogin,
     query: CallbackQuery,
 ) -> Result<(String, SessionUser), AppError> {
-    let pending: PendingLogin = session
-        .remove(LOGIN_KEY)
-        .await?
-        .ok_or(LoginError::NoPendingLogin)?;
-    let returned = query.state.unwrap_or_default();
-    if !session::constant_time_eq(returned.as_bytes(), pending.state.as_bytes()) {
-        return Err(LoginError::StateMismatch.into());
-    }
     if let Some(error) = query.error {
         let code: String = error
             .chars()
@@ -153,6 +174,9 @@ async fn complete(
         .code
         .filter(|c| !c.is_empty())
         .ok_or(LoginError::MissingCode)?;
+    // Only a callback of a real login started in this browser gets this far:
+    // from here on a sign-in costs the provider and Redis something.
+    state.limits.spend_sign_in(client)?;
     let identity = idp.finish(&pending, code).await?;
     let user = session::sign_in(
         session,
@@ -162,6 +186,18 @@ async fn complete(
     )
     .await?;
     Ok((pending.next, user))
+}
+
+/// `response` with `cookies` appended as `Set-Cookie` headers.
+fn with_cookies(mut response: Response, cookies: Vec<HeaderValue>) -> Response {
+    for cookie in cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn cookie_error(e: LoginCookieError) -> AppError {
+    AppError::Internal(e.to_string())
 }
 
 fn count(outcome: &'static str) {

@@ -6,6 +6,7 @@ use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
 use tower_sessions::Session;
 
 use crate::error::AppError;
@@ -28,7 +29,7 @@ pub async fn logout(
     let Some(user) = session::current_user(&session, &state.config, session::now()).await? else {
         return Ok(Redirect::to("/").into_response());
     };
-    if !session::constant_time_eq(form.csrf.as_bytes(), user.csrf.as_bytes()) {
+    if !bool::from(form.csrf.as_bytes().ct_eq(user.csrf.as_bytes())) {
         return Err(AppError::Forbidden(
             "the form's security token is missing or stale; reload the page and try again",
         ));

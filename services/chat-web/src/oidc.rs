@@ -146,8 +146,8 @@ impl LoginError {
     }
 }
 
-/// What a started login must remember until the callback: kept in the
-/// (pre-login) session, used once.
+/// What a started login must remember until the callback: sealed in a
+/// cookie of the browser that started it ([`crate::login_cookie`]), used once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
     /// The `state` sent to the provider.

@@ -1,10 +1,14 @@
-//! Per-client budgets on the endpoints that anyone can call and that cost
-//! something: `/login` and the OIDC callback (each starts or finishes a
-//! login: a Redis session, calls to the identity provider) share the login
-//! budget; `POST /api/rooms/{room}/token` (a signature) has its own.
+//! Per-client budgets on what anyone can make the service spend: a sign-in
+//! (the OIDC callback of a login started in that browser: a code exchange
+//! at the identity provider, a Redis session) has the login budget, and
+//! `POST /api/rooms/{room}/token` (a session read, a signature) the token
+//! budget. `/login` has none: it writes nothing and calls nobody
+//! ([`crate::login_cookie`]), so flooding it locks nobody out.
 //!
 //! Budgets are `governor` token buckets keyed by client address (see
-//! [`crate::client_addr`] for which address that is behind a proxy). A
+//! [`crate::client_addr`] for which address that is behind a proxy). Many
+//! people share one address behind an office's NAT, so they are coarse
+//! guards sized for that (hundreds a minute), not per-person limits. A
 //! request past its budget is refused before it touches the session store
 //! or the provider: 429 with `Retry-After`, as the plain error page or, for
 //! the token endpoint, `{ "error": "rate_limited" }`. Buckets are counted per
@@ -16,9 +20,12 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
+use std::convert::Infallible;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
 use axum::http::header::{HeaderValue, RETRY_AFTER};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -51,15 +58,43 @@ impl RateLimits {
         }
     }
 
-    /// The address `request` is counted against.
-    fn client_of(&self, request: &Request) -> IpAddr {
+    /// The address a request with these parts is counted against.
+    fn client_of(&self, extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
         // A router served without connect info (the single-process mode)
         // has no peer address: all its clients share one budget.
-        let peer = request
-            .extensions()
+        let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        self.trusted.client_ip(peer, request.headers())
+        self.trusted.client_ip(peer, headers)
+    }
+
+    /// Spends one sign-in of `client`'s login budget, or refuses with 429.
+    pub fn spend_sign_in(&self, client: Client) -> Result<(), AppError> {
+        self.login
+            .spend(client.0)
+            .map_err(|wait| AppError::RateLimited {
+                retry_after_s: refused(&self.login, client.0, wait),
+            })
+    }
+}
+
+/// The address a request is counted against: the TCP peer, or the client a
+/// trusted proxy forwards ([`crate::client_addr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client(pub IpAddr);
+
+impl<S> FromRequestParts<S> for Client
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        Ok(Self(
+            state.limits.client_of(&parts.extensions, &parts.headers),
+        ))
     }
 }
 
@@ -122,23 +157,12 @@ fn refused(budget: &Budget, client: IpAddr, wait: Duration) -> u64 {
     retry_after_seconds(wait)
 }
 
-/// Middleware for `/login` and the callback: the login budget, refused with
-/// the error page.
-pub async fn limit_login(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let client = state.limits.client_of(&request);
-    match state.limits.login.spend(client) {
-        Ok(()) => next.run(request).await,
-        Err(wait) => AppError::RateLimited {
-            retry_after_s: refused(&state.limits.login, client, wait),
-        }
-        .into_response(),
-    }
-}
-
 /// Middleware for the room token endpoint: the token budget, refused with
 /// `{ "error": "rate_limited" }`.
 pub async fn limit_tokens(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let client = state.limits.client_of(&request);
+    let client = state
+        .limits
+        .client_of(request.extensions(), request.headers());
     match state.limits.token.spend(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {

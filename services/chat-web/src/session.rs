@@ -3,7 +3,9 @@
 //!
 //! The cookie is `HttpOnly`, `SameSite=Lax` (so it comes back on the
 //! redirect from the identity provider) and `Secure` when `PUBLIC_URL` is
-//! https. Its id is cycled at login (no fixation). `tower-sessions` only has
+//! https. Its id is cycled at login (no fixation). Nothing is stored before
+//! a sign-in completes: the login in progress is a cookie of its own
+//! ([`crate::login_cookie`]). `tower-sessions` only has
 //! an idle expiry counted from the last write, so the session also stores
 //! when the user logged in and when they were last seen, and both limits are
 //! enforced here; `last_seen` is written at most once a minute.
@@ -32,8 +34,6 @@ use crate::startup::AppState;
 pub const COOKIE_NAME: &str = "chat_session";
 /// Where the signed-in user is kept in the session.
 pub const USER_KEY: &str = "user";
-/// Where a started login is kept until its callback.
-pub const LOGIN_KEY: &str = "login";
 /// How often `last_seen` is written back (each write extends the idle expiry).
 pub const TOUCH_EVERY_S: u64 = 60;
 
@@ -107,15 +107,6 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Compares two secrets in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 /// The signed-in user of `session`, if any, after enforcing the idle and
@@ -284,13 +275,6 @@ pub fn urlencode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
 
     #[test]
     fn random_tokens_are_long_and_distinct() {

@@ -8,14 +8,15 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::middleware;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use chat_core::RoomName;
 use chat_core::token::TokenSigner;
+use chat_http::Acceptor;
 use chat_store::connection::RedisSettings;
 use chat_store::{Backend, RedisBackend};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -29,9 +30,10 @@ use tower_sessions_redis_store::RedisStore;
 
 use crate::config::Config;
 use crate::error::AppError;
+use crate::login_cookie::{self, LoginCookies};
 use crate::oidc::IdentityProvider;
 use crate::rate_limit::{self, RateLimits};
-use crate::{headers, health, login, logout, pages, session, tokens};
+use crate::{headers, health, labels, login, logout, pages, session, tokens};
 
 /// Why the application could not start. Each names the setting to fix.
 #[derive(Debug, Error)]
@@ -76,8 +78,10 @@ pub struct AppState {
     pub signer: Arc<TokenSigner>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// Per-client budgets of `/login`, the callback and the token endpoint.
+    /// Per-client budgets of sign-ins and of the token endpoint.
     pub limits: Arc<RateLimits>,
+    /// Seals logins in progress into cookies, and opens them at the callback.
+    pub login_cookies: Arc<LoginCookies>,
 }
 
 impl AppState {
@@ -102,14 +106,17 @@ pub struct Parts<S> {
     pub sessions: S,
     /// The identity provider, if sign-in goes through one.
     pub idp: Option<IdentityProvider>,
-    /// The sign-in routes (`/login` and whatever it needs), behind the session layer.
+    /// The sign-in routes (`/login` and whatever it needs), behind the
+    /// session layer; each spends the login budget where a sign-in costs
+    /// something ([`RateLimits::spend_sign_in`]).
     pub sign_in: Router<AppState>,
 }
 
 /// A built application, bound to its port but not yet serving.
 pub struct App {
-    listener: TcpListener,
+    acceptor: Acceptor,
     router: Router,
+    header_read_timeout: Duration,
 }
 
 impl App {
@@ -144,43 +151,48 @@ impl App {
             sign_in: login::routes(),
         };
         Ok(Self {
-            listener,
+            acceptor: Acceptor::new(listener, config.max_connections),
+            header_read_timeout: config.header_read_timeout,
             router: router(config, parts)?,
         })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.acceptor.local_addr()
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Each connection must send every request head within
+    /// `HTTP_HEADER_TIMEOUT_S`, and at most `WEB_MAX_CONNECTIONS` are open
+    /// at once (`chat-http`); each request carries the peer's address, which
+    /// rate limits count unless a trusted proxy forwards another.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "chat-web listening");
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        // The peer address is what rate limits count, unless a trusted proxy forwards another.
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        tracing::info!(addr = %self.acceptor.local_addr()?, "chat-web listening");
+        chat_http::serve(
+            self.acceptor,
+            self.router,
+            self.header_read_timeout,
+            shutdown,
+        )
+        .await;
+        Ok(())
     }
 }
 
-/// One span per HTTP request: method and path only (never the query, which
-/// carries authorization codes and `state` on the callback).
+/// One span per HTTP request, named after its method and route template
+/// (bounded, [`labels`]); the path is an attribute, the query never
+/// recorded (it carries authorization codes and `state` on the callback).
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let method = labels::method(request.method());
     tracing::info_span!(
         "HTTP request",
         otel.kind = "server",
-        otel.name = format!("{} {}", request.method(), request.uri().path()),
-        http.request.method = %request.method(),
+        otel.name = format!("{method} {}", labels::route(request)),
+        http.request.method = method,
         url.path = %request.uri().path(),
         http.response.status_code = tracing::field::Empty,
     )
@@ -213,8 +225,13 @@ where
     .map_err(|_| StartError::Csp)?;
     let session_layer = session::layer(parts.sessions, &config);
     let static_dir = config.static_dir.clone();
+    let login_cookies = LoginCookies::new(
+        &parts.signer.derive_secret(login_cookie::KEY_PURPOSE),
+        config.secure_cookies(),
+    );
     let state = AppState {
         limits: Arc::new(RateLimits::new(&config)),
+        login_cookies: Arc::new(login_cookies),
         config: Arc::new(config),
         idp: parts.idp.map(Arc::new),
         store: parts.store,
@@ -234,10 +251,7 @@ where
             )),
         )
         .route("/logout", post(logout::logout))
-        .merge(parts.sign_in.route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            rate_limit::limit_login,
-        )))
+        .merge(parts.sign_in)
         .layer(session_layer);
     let assets = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(

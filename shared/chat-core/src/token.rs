@@ -9,16 +9,22 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hkdf::Hkdf;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sha2::Sha256;
 use thiserror::Error;
 
 use crate::claims::RoomClaims;
 use crate::codes::ErrorCode;
 use crate::keys::{self, Jwks, KeyError};
 use crate::user::{DisplayName, UserId};
+
+/// The HKDF salt of [`TokenSigner::derive_secret`]: keeps its secrets apart
+/// from anything else ever derived from the same key.
+const DERIVE_SALT: &[u8] = b"chat room-token signing key: derived secrets v1";
 
 /// Seconds of clock skew tolerated on `exp` and `iat`.
 pub const LEEWAY_S: u64 = 5;
@@ -63,6 +69,7 @@ pub enum SignError {
 pub struct TokenSigner {
     kid: String,
     key: EncodingKey,
+    signing_key: SigningKey,
     public_keys: Vec<VerifyingKey>,
 }
 
@@ -87,8 +94,22 @@ impl TokenSigner {
         Ok(Self {
             kid: keys::thumbprint(&newest.verifying_key()),
             key: EncodingKey::from_ed_der(der.as_bytes()),
+            signing_key: newest.clone(),
             public_keys: keys.iter().map(|k| k.verifying_key()).collect(),
         })
+    }
+
+    /// A 32-byte secret for `purpose` (a fixed label, one per use), derived
+    /// with HKDF-SHA-256 from the key that signs: a symmetric key only the
+    /// holder of the private key has, the same on every replica that holds
+    /// it, without a second secret to deploy. It changes when the signing
+    /// key does.
+    pub fn derive_secret(&self, purpose: &str) -> [u8; 32] {
+        let hkdf = Hkdf::<Sha256>::new(Some(DERIVE_SALT), self.signing_key.as_bytes());
+        let mut secret = [0u8; 32];
+        hkdf.expand(purpose.as_bytes(), &mut secret)
+            .expect("32 bytes is a valid HKDF-SHA-256 output length");
+        secret
     }
 
     /// The `kid` of the key that signs.
@@ -245,6 +266,16 @@ mod tests {
         let verifier = TokenVerifier::from_spki_pem(&public, DEFAULT_ISSUER, DEFAULT_AUDIENCE)
             .expect("verifier");
         (signer, verifier)
+    }
+
+    #[test]
+    fn derived_secrets_differ_by_purpose_and_key_and_stay_put() {
+        let (signer, _) = pair();
+        let (other, _) = pair();
+        let a = signer.derive_secret("a");
+        assert_eq!(a, signer.derive_secret("a"));
+        assert_ne!(a, signer.derive_secret("b"));
+        assert_ne!(a, other.derive_secret("a"));
     }
 
     fn segments(token: &str) -> Vec<String> {
