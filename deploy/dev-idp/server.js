@@ -1,10 +1,11 @@
 // A development OpenID Connect provider for docker-compose (never for production).
 //
-// It is the `oidc-provider` package configured like tests/support/oidc.mjs:
-// one confidential client (chat-web) with the web service's two redirect URIs,
-// PKCE required, and the package's development login form, where any login
-// name signs in (the password is not checked). The account's `name`,
-// `preferred_username` and `email` are made up from the login name.
+// It is the `oidc-provider` package with the configuration the tests use too
+// (configuration.mjs): one confidential client (chat-web) with the web
+// service's two redirect URIs, PKCE required, and the package's development
+// login form, where any login name signs in (the password is not checked).
+// The account's `name`, `preferred_username` and `email` are made up from the
+// login name.
 //
 // Settings (environment):
 //   ISSUER           the issuer URL, exactly as browsers and chat-web reach it
@@ -19,6 +20,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
+import { providerConfiguration } from './configuration.mjs';
 
 const env = (name, fallback) => (process.env[name] ?? '').trim() || fallback;
 const issuer = env('ISSUER', 'http://idp.localhost:9000');
@@ -28,60 +30,12 @@ const webPublicUrl = env('WEB_PUBLIC_URL', 'http://localhost:8080').replace(/\/+
 const clientId = env('CLIENT_ID', 'chat-web');
 const clientSecret = env('CLIENT_SECRET', 'dev-only-not-secret');
 
-const signingKey = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-
-const provider = new Provider(issuer, {
-  clients: [
-    {
-      client_id: clientId,
-      client_secret: clientSecret,
-      redirect_uris: [`${webPublicUrl}/authorization-code/callback`],
-      post_logout_redirect_uris: [`${webPublicUrl}/`],
-      grant_types: ['authorization_code'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
-    },
-  ],
-  jwks: { keys: [{ ...signingKey, kid: `dev-${crypto.randomUUID()}`, use: 'sig', alg: 'RS256' }] },
-  cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
-  pkce: { required: () => true },
-  claims: {
-    openid: ['sub'],
-    profile: ['name', 'preferred_username'],
-    email: ['email', 'email_verified'],
-  },
-  features: {
-    // The development login form: any login name, no password check.
-    devInteractions: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
-  },
-  // No consent screen: chat-web is first-party.
-  async loadExistingGrant(ctx) {
-    const grant = new ctx.oidc.provider.Grant({
-      clientId: ctx.oidc.client.clientId,
-      accountId: ctx.oidc.session.accountId,
-    });
-    grant.addOIDCScope('openid profile email');
-    grant.addOIDCClaims(['name', 'preferred_username', 'email', 'email_verified']);
-    await grant.save();
-    return grant;
-  },
-  async findAccount(_ctx, id) {
-    return {
-      accountId: id,
-      async claims() {
-        return {
-          sub: id,
-          name: id,
-          preferred_username: id,
-          email: `${id}@example.test`,
-          email_verified: true,
-        };
-      },
-    };
-  },
-  ttl: { Session: 8 * 3600, Interaction: 600, Grant: 8 * 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
-});
+const provider = new Provider(issuer, providerConfiguration({
+  webPublicUrl,
+  clients: [{ id: clientId, secret: clientSecret }],
+  profileOf: (id) => ({ name: id, preferred_username: id, email: `${id}@example.test` }),
+  keyId: `dev-${crypto.randomUUID()}`,
+}));
 provider.on('server_error', (_ctx, err) => console.error('[dev-idp] server error:', err));
 
 const server = http.createServer(provider.callback());

@@ -19,7 +19,8 @@ import { fileURLToPath } from 'node:url';
 import { CookieJar } from '../web/jar.mjs';
 import { loginAtProvider } from '../support/oidc.mjs';
 import { freePort } from '../support/net.mjs';
-import { nginxBinary, writeNginxConfig, repoRoot as repo } from './nginx.mjs';
+import { nginxBinary, writeNginxConfig } from '../support/nginx.mjs';
+import { repoRoot as repo } from '../support/service.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = (name) => path.join(here, '.venv', 'bin', name);
@@ -558,13 +559,15 @@ describe('deploy/dev-idp', () => {
     assert.equal(lock.packages['node_modules/oidc-provider'].version, '9.13.3');
     assert.equal(testsPkg.dependencies['oidc-provider'], pkg.dependencies['oidc-provider']);
     assert.match(read(deploy('dev-idp', 'Dockerfile')), /^FROM node:22-slim$/m);
+    assert.match(read(deploy('dev-idp', 'Dockerfile')), /^COPY server\.js configuration\.mjs \.\/$/m, 'the image holds the shared configuration');
   });
 
   test('signs a user in through its login form and gives web a code, then tokens for its client secret', async (t) => {
     // Run server.js as shipped, with the tests' copy of the same oidc-provider.
     const dir = path.join(tmp, 'dev-idp');
     fs.mkdirSync(dir, { recursive: true });
-    fs.copyFileSync(deploy('dev-idp', 'server.js'), path.join(dir, 'server.js'));
+    // The files the image copies (its Dockerfile's COPY lines).
+    for (const file of ['server.js', 'configuration.mjs']) fs.copyFileSync(deploy('dev-idp', file), path.join(dir, file));
     fs.copyFileSync(deploy('dev-idp', 'package.json'), path.join(dir, 'package.json'));
     fs.symlinkSync(path.join(repo, 'tests', 'node_modules'), path.join(dir, 'node_modules'));
     const port = await freePort();

@@ -1,4 +1,5 @@
-// A real OpenID Connect provider (the `oidc-provider` package) for tests, on a free loopback port.
+// A real OpenID Connect provider (the `oidc-provider` package) for tests, on a free loopback port,
+// configured exactly as the development provider of docker-compose (deploy/dev-idp/configuration.mjs).
 //
 // One confidential client is registered for the web service under test; PKCE is required.
 // Its development login form lets a test sign in as any account id: the account's
@@ -7,6 +8,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 import { freePort } from './net.mjs';
+import { providerConfiguration } from '../../deploy/dev-idp/configuration.mjs';
 
 /**
  * Starts a provider. Options:
@@ -28,59 +30,21 @@ export async function startOidcProvider({
 } = {}) {
   const port = fixedPort ?? (await freePort());
   const issuer = `http://127.0.0.1:${port}`;
-  const signingKey = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-  const client = (id, secret) => ({
-    client_id: id,
-    client_secret: secret,
-    redirect_uris: [`${publicUrl}/authorization-code/callback`],
-    post_logout_redirect_uris: [`${publicUrl}/`],
-    grant_types: ['authorization_code'],
-    response_types: ['code'],
-    token_endpoint_auth_method: 'client_secret_basic',
-  });
-  const provider = new Provider(issuer, {
-    clients: [client(clientId, clientSecret), ...clients.map((c) => client(c.client_id, c.client_secret))],
-    jwks: { keys: [{ ...signingKey, kid: `test-${port}`, use: 'sig', alg: 'RS256' }] },
-    cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
-    pkce: { required: () => true },
-    conformIdTokenClaims: !claimsInIdToken,
-    claims: {
-      openid: ['sub'],
-      profile: ['name', 'preferred_username'],
-      email: ['email', 'email_verified'],
-    },
-    features: {
-      devInteractions: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
-    },
-    // No consent screen: the test client is first-party.
-    async loadExistingGrant(ctx) {
-      const grant = new ctx.oidc.provider.Grant({
-        clientId: ctx.oidc.client.clientId,
-        accountId: ctx.oidc.session.accountId,
-      });
-      grant.addOIDCScope('openid profile email');
-      grant.addOIDCClaims(['name', 'preferred_username', 'email', 'email_verified']);
-      await grant.save();
-      return grant;
-    },
-    async findAccount(_ctx, id) {
+  const provider = new Provider(issuer, providerConfiguration({
+    webPublicUrl: publicUrl,
+    clients: [{ id: clientId, secret: clientSecret }, ...clients.map((c) => ({ id: c.client_id, secret: c.client_secret }))],
+    profileOf: (id) => {
       const profile = accounts[id] ?? {};
       return {
-        accountId: id,
-        async claims() {
-          return {
-            sub: id,
-            name: profile.name ?? `User ${id}`,
-            preferred_username: profile.preferred_username ?? id,
-            email: profile.email ?? `${id}@example.test`,
-            email_verified: true,
-          };
-        },
+        name: profile.name ?? `User ${id}`,
+        preferred_username: profile.preferred_username ?? id,
+        email: profile.email ?? `${id}@example.test`,
       };
     },
-    ttl: { Session: 3600, Interaction: 600, Grant: 3600, AccessToken: 600, IdToken: 600, AuthorizationCode: 60 },
-  });
+    keyId: `test-${port}`,
+    claimsInIdToken,
+    sessionHours: 1,
+  }));
   // Quiet: errors the tests provoke on purpose are expected.
   provider.on('server_error', (_ctx, err) => {
     if (process.env.CHAT_TEST_LOGS) console.error('[oidc-provider]', err);
