@@ -1,18 +1,10 @@
 // What people expect of a chat, in the browser (single-process mode): typing, edit, delete,
 // links, unread counts on the dashboard, the hidden tab's title, mentions, keyboard-only use.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSingleProcess, openPage, screenshot, sendFromPage, waitForMessage } from '../support/browser.mjs';
+import { fileSingleProcess, openPage, screenshot, sendFromPage, waitForMessage } from '../support/browser.mjs';
 
-let single;
-let base;
-let browser;
-
-before(async () => {
-  single = await startSingleProcess();
-  ({ base, browser } = single);
-});
-after(async () => single?.stop());
+const { base, browser } = await fileSingleProcess();
 
 async function signIn(name, room) {
   const tab = await openPage(browser);

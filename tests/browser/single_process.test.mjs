@@ -1,18 +1,11 @@
 // The one-command mode, as a newcomer tries it: start it, sign in through the development form
 // in two browser windows, and chat.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSingleProcess, openPage, screenshot, sendFromPage, waitForMessage, memberNames, contrastProblems } from '../support/browser.mjs';
+import { fileSingleProcess, openPage, screenshot, sendFromPage, waitForMessage, memberNames, contrastProblems } from '../support/browser.mjs';
 
-let single;
-let base;
-let browser;
-
-before(async () => {
-  single = await startSingleProcess();
-  ({ base, browser } = single);
-});
-after(async () => single?.stop());
+const single = await fileSingleProcess();
+const { base, browser } = single;
 
 async function signIn(name) {
   const tab = await openPage(browser);

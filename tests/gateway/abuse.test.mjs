@@ -4,10 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { startCluster } from '../support/gateway.mjs';
+import { FAST_RATES, startCluster } from '../support/gateway.mjs';
 import { closedAfter, until } from '../support/net.mjs';
 
-const FAST = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SECOND: '100000' };
 
 /** Compares two message ids `<ms>-<seq>` as pairs of numbers. */
 function compareIds(a, b) {
@@ -39,7 +38,7 @@ function rss(pid) {
 }
 
 test('several hundred sends pipelined on one connection are stored, acked and delivered in send order', async (t) => {
-  const cluster = await startCluster({ replicas: 2, env: { ...FAST, MAX_EVENTS_IN_FLIGHT: '1000' } });
+  const cluster = await startCluster({ replicas: 2, env: { ...FAST_RATES, MAX_EVENTS_IN_FLIGHT: '1000' } });
   t.after(() => cluster.stop());
   const [a, b] = cluster.gateways;
   const sender = await cluster.join(a, { sub: 'typist' });
@@ -59,7 +58,7 @@ test('several hundred sends pipelined on one connection are stored, acked and de
 });
 
 test('past MAX_EVENTS_IN_FLIGHT an event is refused at once with rate_limited; what was accepted keeps its order', async (t) => {
-  const cluster = await startCluster({ replicas: 1, env: { ...FAST, MAX_EVENTS_IN_FLIGHT: '4' } });
+  const cluster = await startCluster({ replicas: 1, env: { ...FAST_RATES, MAX_EVENTS_IN_FLIGHT: '4' } });
   t.after(() => cluster.stop());
   const [gw] = cluster.gateways;
   const flooder = await cluster.join(gw, { sub: 'flooder' });
@@ -76,7 +75,7 @@ test('past MAX_EVENTS_IN_FLIGHT an event is refused at once with rate_limited; w
 });
 
 test('pipelined sends while Redis is away are each acked within 5 s of being sent', async (t) => {
-  const cluster = await startCluster({ replicas: 1, env: FAST });
+  const cluster = await startCluster({ replicas: 1, env: FAST_RATES });
   t.after(() => cluster.stop());
   const [gw] = cluster.gateways;
   const c = await cluster.join(gw, { sub: 'patient' });
@@ -116,7 +115,7 @@ test('history and refresh have per-user budgets of their own and answer rate_lim
 
 test("a history flood from one user does not delay another user's acks", async (t) => {
   // Sends are not what is budgeted here; history keeps its default budget.
-  const cluster = await startCluster({ replicas: 1, env: FAST });
+  const cluster = await startCluster({ replicas: 1, env: FAST_RATES });
   t.after(() => cluster.stop());
   const [gw] = cluster.gateways;
   // A room whose history pages are as heavy as they get.
@@ -188,7 +187,7 @@ test('readers that stall are cut off by bytes waiting, at once, and the replica 
   const cluster = await startCluster({
     replicas: 1,
     // The packet limit is out of reach: only the byte limit (1 MiB by default) can catch them.
-    env: { ...FAST, SLOW_CONSUMER_MAX_PACKETS: '1000000' },
+    env: { ...FAST_RATES, SLOW_CONSUMER_MAX_PACKETS: '1000000' },
   });
   t.after(() => cluster.stop());
   const [gw] = cluster.gateways;

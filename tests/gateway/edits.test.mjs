@@ -1,19 +1,12 @@
 // `message edit` / `message delete`: author only, stored so that welcome, history, `since`
 // recovery and every replica agree; `message edited` / `message deleted` events; a deletion
 // wins over a later edit; an edit never arrives before its message.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCluster, startGateway } from '../support/gateway.mjs';
+import { FAST_RATES, fileCluster, startGateway } from '../support/gateway.mjs';
 
-let cluster;
-let a;
-let b;
-
-before(async () => {
-  cluster = await startCluster({ replicas: 2, env: { RATE_LIMIT_BURST: '1000', RATE_LIMIT_PER_SECOND: '1000' } });
-  [a, b] = cluster.gateways;
-});
-after(() => cluster?.stop());
+const cluster = await fileCluster({ replicas: 2, env: FAST_RATES });
+const [a, b] = cluster.gateways;
 
 const edit = (c, id, text) => c.ask('message edit', { id, text });
 const del = (c, id) => c.ask('message delete', { id });

@@ -1,13 +1,12 @@
 // What one member of a room can try against everyone else: text and names that spoof or bloat,
 // a room filled and edited until its replies are huge, a reconnect loop, events before `welcome`,
 // and ids at the edges of the id space. Each is answered by the contract and locks nobody out.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCluster } from '../support/gateway.mjs';
+import { FAST_RATES, fileCluster } from '../support/gateway.mjs';
 import { redisCli, scriptTime } from '../support/redis.mjs';
 import { startReconnectLoop } from '../support/reconnect_loop.mjs';
 
-const FAST = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SECOND: '100000' };
 const REPLY_MAX_BYTES = 512 * 1024;
 const MAX_ID = '18446744073709551615-18446744073709551615';
 /** 2000 code points of a 4-byte character: the largest text a member may send. */
@@ -15,15 +14,8 @@ const BIG = (c) => c.repeat(2000);
 
 const bytes = (payload) => Buffer.byteLength(JSON.stringify(payload));
 
-let cluster;
-let a;
-let b;
-
-before(async () => {
-  cluster = await startCluster({ replicas: 2, env: FAST });
-  [a, b] = cluster.gateways;
-});
-after(() => cluster?.stop());
+const cluster = await fileCluster({ replicas: 2, env: FAST_RATES });
+const [a, b] = cluster.gateways;
 
 test('control characters other than newline and tab are invalid in sent and edited text', async () => {
   const ann = await cluster.join(a, { sub: 'ctl-ann', room: 'Sports' });

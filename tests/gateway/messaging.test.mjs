@@ -1,17 +1,10 @@
 // Messages across replicas: validation, acks, order, history and recovery with `since`.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCluster } from '../support/gateway.mjs';
+import { FAST_RATES, fileCluster } from '../support/gateway.mjs';
 
-let cluster;
-let a;
-let b;
-
-before(async () => {
-  cluster = await startCluster({ replicas: 2, env: { RATE_LIMIT_BURST: '1000', RATE_LIMIT_PER_SECOND: '1000' } });
-  [a, b] = cluster.gateways;
-});
-after(() => cluster?.stop());
+const cluster = await fileCluster({ replicas: 2, env: FAST_RATES });
+const [a, b] = cluster.gateways;
 
 test('a message sent through one replica reaches every member on every replica, the sender included', async () => {
   const ann = await cluster.join(a, { sub: 'ann', name: 'Ann', room: 'Sports' });

@@ -1,5 +1,6 @@
 // Debian's Chromium driven by playwright-core, with screenshots saved for a reviewer.
 import fs from 'node:fs';
+import { after } from 'node:test';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { repoRoot, startService } from './service.mjs';
@@ -8,7 +9,6 @@ import { freePort } from './net.mjs';
 /** Where screenshots go (ignored by git; CI keeps the working tree). */
 export const artifactsDir = path.join(repoRoot, 'tests', 'artifacts');
 
-/** Launches headless Chromium from the system package. */
 /**
  * The single-process mode (`chat-dev`, its development sign-in) on a free port and a browser for it.
  * Returns { base, app, browser, stop() }.
@@ -29,6 +29,17 @@ export async function startSingleProcess() {
   };
 }
 
+/**
+ * The single-process mode and its browser for every test of the calling file: started at once
+ * (await it at the top of the file), stopped after the file's last test.
+ */
+export async function fileSingleProcess() {
+  const single = await startSingleProcess();
+  after(() => single.stop());
+  return single;
+}
+
+/** Launches headless Chromium from the system package. */
 export async function launchBrowser() {
   const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
   return chromium.launch({

@@ -1,6 +1,7 @@
 // A gateway cluster for tests: a private Redis (single, cluster or sentinel), a key pair,
 // N real `chat-gateway` processes, and socket.io-client helpers that record every event a
 // client receives.
+import { after } from 'node:test';
 import { io } from 'socket.io-client';
 import { startRedisTopology } from './topology.mjs';
 import { startService } from './service.mjs';
@@ -51,6 +52,19 @@ export async function startCluster({ replicas = 2, env = {}, redisArgs = [], top
     await Promise.all(cluster.gateways.map((g) => g.stop('SIGKILL')));
     await redis.stop();
   };
+  return cluster;
+}
+
+/** Send budgets no test that is not about them reaches. */
+export const FAST_RATES = { RATE_LIMIT_BURST: '100000', RATE_LIMIT_PER_SECOND: '100000' };
+
+/**
+ * One cluster (see `startCluster`) for every test of the calling file: started at once (await it
+ * at the top of the file), stopped after the file's last test.
+ */
+export async function fileCluster(options) {
+  const cluster = await startCluster(options);
+  after(() => cluster.stop());
   return cluster;
 }
 
