@@ -247,7 +247,13 @@ async fn process_pipeline(
   Ok(())
 }
 
-/// Send `ASKING` to the provided server, then retry the provided command.
+/// Send `ASKING` to the provided server, then retry the provided command there.
+///
+/// Patched (see README.patch.md): `ASKING` and the command are written back to back on the connection to the
+/// server that answered `ASK`, each with its place in the connection's in-flight buffer, so every reply is matched
+/// to its own command; the command goes to that server, not back to the slot's owner in the cached routing table;
+/// the redirection does not use up a write attempt (the command was not run); and a failure fails this command
+/// only, never the routing task.
 async fn process_ask(
   inner: &RefCount<ClientInner>,
   router: &mut Router,
@@ -257,25 +263,25 @@ async fn process_ask(
 ) -> Result<(), Error> {
   command.use_replica = false;
   command.hasher = ClusterHash::Custom(slot);
+  // `ASK` redirects this one command, for now: the routing table stays as it is.
+  command.cluster_node = Some(server.clone());
 
   if let Err(e) = command.decr_check_redirections() {
     command.respond_to_caller(Err(e));
     return Ok(());
   }
-  let attempts_remaining = command.attempts_remaining;
-  let asking_result = Box::pin(utils::send_asking_with_policy(
-    inner,
-    router,
-    &server,
-    slot,
-    attempts_remaining,
-  ))
-  .await;
-  if let Err(e) = asking_result {
-    command.respond_to_caller(Err(e.clone()));
-    return Err(e);
+  command.attempts_remaining = command.attempts_remaining.saturating_add(1);
+  if router.connections.get_connection_mut(&server).is_none() {
+    command.respond_to_caller(Err(Error::new(
+      ErrorKind::Routing,
+      format!("No connection to {server} to follow ASK."),
+    )));
+    return Ok(());
   }
 
+  let mut asking = Command::new_asking(slot);
+  asking.cluster_node = Some(server);
+  write_command_t!(inner, router, asking)?;
   if let Err(error) = write_command_t!(inner, router, command) {
     _debug!(inner, "Error sending command after ASKING: {:?}", error);
     Err(error)
@@ -305,6 +311,10 @@ async fn process_moved(
     command.respond_to_caller(Err(e));
     return Ok(());
   }
+  // Patched: the command was not run where it was sent, so the redirection does not use up a write attempt; and
+  // it follows the redirection (by its slot, in the synced routing table) even when it was sent to a given node.
+  command.attempts_remaining = command.attempts_remaining.saturating_add(1);
+  command.cluster_node = None;
 
   if let Err(error) = write_command_t!(inner, router, command) {
     _debug!(inner, "Error sending command after MOVED: {:?}", error);
