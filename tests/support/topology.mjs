@@ -240,9 +240,11 @@ function parseClusterNodes(text) {
  * - `primaries()`: the live primaries; `ownerOf(key)`: the node serving the key's slot; `keySlot(key)`
  * - `killPrimaryOf(key)`: SIGKILLs that primary, waits until its replica is promoted and the cluster
  *   is ok; resolves with { killed, promoted }
- * - `migrateSlotOf(key, toPort, { batch = 100 })`: moves the key's slot with its keys to the primary on
- *   `toPort` by the resharding protocol (SETSLOT IMPORTING/MIGRATING, MIGRATE … KEYS `batch` at a time,
- *   SETSLOT NODE on every primary; works under live traffic); resolves with { slot, from, to, keys }
+ * - `migrateSlotOf(key, toPort, { batch = 100, pauseMs = 0 })`: moves the key's slot with its keys to the
+ *   primary on `toPort` by the resharding protocol, as `redis-cli --cluster reshard` does (SETSLOT
+ *   IMPORTING/MIGRATING, MIGRATE … KEYS `batch` at a time, `pauseMs` between batches so that live
+ *   traffic meets every intermediate state, then SETSLOT NODE on every primary); resolves with
+ *   { slot, from, to, keys }
  * - `revive()`: restarts killed nodes with their old cluster config; they rejoin as replicas
  * - `kill()`: SIGKILLs every node (the whole cluster is lost); `start()` after it brings up an empty
  *   cluster on the same ports (new node ids), as a restart that lost its data
@@ -405,7 +407,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
     return { killed, promoted };
   };
 
-  cluster.migrateSlotOf = async (key, toPort, { batch = 100 } = {}) => {
+  cluster.migrateSlotOf = async (key, toPort, { batch = 100, pauseMs = 0 } = {}) => {
     const slot = keySlot(key);
     const from = await cluster.ownerOf(key);
     const to = byPort(toPort);
@@ -420,6 +422,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
       // An empty key and the KEYS form: several keys per MIGRATE, atomically per batch.
       await call(from.port, ['MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys]);
       moved += keys.length;
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
     }
     // The new owner first (it bumps its epoch), then the old one, then everybody else.
     const others = (await cluster.primaries()).filter((n) => n !== to && n !== from);
@@ -473,6 +476,9 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
  * - `failover()`: SIGKILLs the primary, waits until every sentinel reports the promoted replica and it
  *   answers `ROLE` as master; resolves with { killed, promoted } (ports)
  * - `revive()`: restarts killed data nodes, empty, as replicas of the current primary
+ * - `pauseReplica()`: SIGSTOPs the replica (it stays connected and stops answering, as a replica
+ *   stalled by its disk, its host or the network would); resolves with its port. `resumeReplica()`
+ *   SIGCONTs it and waits until it is in sync with the primary again
  * - `kill()`: SIGKILLs both data nodes (the data is lost; the sentinels keep running); `start()` after
  *   it restarts them empty, the old primary's port as primary, and waits until the sentinels see it
  * - `stop()`: SIGKILLs everything and removes the temporary directories
@@ -598,6 +604,34 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
     }, { timeoutMs: 30_000, everyMs: 100 });
     for (const node of dead) await call(node.port, ['CONFIG', 'SET', 'replica-priority', '100']);
     return dead.map((n) => n.port);
+  };
+
+  const replicaNode = async () => {
+    const primary = await setup.primaryPort();
+    const replica = data.find((n) => n.port !== primary && isAlive(n.proc));
+    if (!replica) throw new Error('no live replica');
+    return replica;
+  };
+  setup.pauseReplica = async () => {
+    const replica = await replicaNode();
+    replica.proc.kill('SIGSTOP');
+    replica.paused = true;
+    return replica.port;
+  };
+  setup.resumeReplica = async () => {
+    const paused = data.filter((n) => n.paused && isAlive(n.proc));
+    const written = Number(fields(await setup.command('INFO replication')).master_repl_offset);
+    for (const node of paused) {
+      node.proc.kill('SIGCONT');
+      node.paused = false;
+    }
+    await until('the resumed replica to catch up', async () => {
+      for (const node of paused) {
+        const info = fields(await call(node.port, 'INFO replication'));
+        if (info.master_link_status !== 'up' || Number(info.slave_repl_offset) < written) return false;
+      }
+      return true;
+    }, { timeoutMs: 30_000, everyMs: 100 });
   };
 
   setup.kill = async () => {

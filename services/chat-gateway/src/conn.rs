@@ -76,6 +76,10 @@ pub struct Conn {
     /// The id of the last message it sent: its next one must be greater, even
     /// when Redis has lost it or a lagging replica was promoted.
     last_sent: Mutex<Option<MessageId>>,
+    /// Its last message while its ack waits for Redis replicas
+    /// (`REDIS_WAIT_REPLICAS`), and after they did not confirm it in time:
+    /// stored and delivered, not acked ok. See [`Conn::resend_of`].
+    unconfirmed: Mutex<Option<Unconfirmed>>,
     /// Its client events in flight.
     pub inbox: Inbox,
     /// Its TCP connection, when it speaks WebSocket through this replica's own server.
@@ -91,6 +95,7 @@ impl Conn {
             exp: AtomicU64::new(exp),
             state: Mutex::new(State::Pending),
             last_sent: Mutex::new(None),
+            unconfirmed: Mutex::new(None),
             inbox: Inbox::default(),
             wire,
         }
@@ -141,6 +146,44 @@ impl Conn {
         *self.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
     }
 
+    /// Records that message `id`, with `text`, is stored and waits for Redis
+    /// replicas before its ack.
+    pub fn awaiting_replicas(&self, id: MessageId, text: &str) {
+        *self.unconfirmed_lock() = Some(Unconfirmed {
+            id,
+            text: text.to_owned(),
+        });
+    }
+
+    /// When `text` is the text of its last message and the replicas have not
+    /// confirmed that one yet: its id. The client sends it again because its
+    /// ack said `unavailable`; it is stored and was delivered, so it is to be
+    /// confirmed, not stored twice. Any other text forgets that message (the
+    /// client moved on), so acks keep increasing.
+    pub fn resend_of(&self, text: &str) -> Option<MessageId> {
+        let mut unconfirmed = self.unconfirmed_lock();
+        match unconfirmed.as_ref() {
+            Some(last) if last.text == text => Some(last.id),
+            _ => {
+                *unconfirmed = None;
+                None
+            }
+        }
+    }
+
+    /// Message `id` no longer waits: its replicas confirmed it, or it was
+    /// lost (then sending it again stores it anew).
+    pub fn settled(&self, id: MessageId) {
+        let mut unconfirmed = self.unconfirmed_lock();
+        if unconfirmed.as_ref().is_some_and(|last| last.id == id) {
+            *unconfirmed = None;
+        }
+    }
+
+    fn unconfirmed_lock(&self) -> std::sync::MutexGuard<'_, Option<Unconfirmed>> {
+        self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Pending → live, once `welcome` is out. `Err(goodbye)` when it was
     /// ended meanwhile: the socket is to be closed, after telling the client
     /// `goodbye` if there is one.
@@ -182,6 +225,13 @@ impl Conn {
         *state = next;
         Closing::Started { was }
     }
+}
+
+/// A message stored and delivered whose ack waits for Redis replicas.
+#[derive(Debug)]
+struct Unconfirmed {
+    id: MessageId,
+    text: String,
 }
 
 /// A connection together with its socket.
@@ -237,6 +287,21 @@ mod tests {
         );
         assert_eq!(c.go_live(), Err(Some(ErrorCode::TokenRevoked)));
         assert_eq!(c.go_live(), Err(None), "told once");
+    }
+
+    #[test]
+    fn only_the_same_text_next_is_a_resend_of_an_unconfirmed_message() {
+        let c = conn();
+        let id = MessageId { ms: 5, seq: 0 };
+        assert_eq!(c.resend_of("hi"), None, "nothing waits");
+        c.awaiting_replicas(id, "hi");
+        assert_eq!(c.resend_of("hi"), Some(id));
+        assert_eq!(c.resend_of("hi"), Some(id), "until it is settled");
+        c.settled(id);
+        assert_eq!(c.resend_of("hi"), None);
+        c.awaiting_replicas(id, "hi");
+        assert_eq!(c.resend_of("something else"), None, "the client moved on");
+        assert_eq!(c.resend_of("hi"), None, "and it is forgotten");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chat_core::events::{
 };
 use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
 use chat_store::Backend;
-use chat_store::history::{ChangeOutcome, MessageChange, NewMessage};
+use chat_store::history::{ChangeOutcome, MessageChange, NewMessage, Replicated};
 use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
 use chat_telemetry::trace_context::{current_trace_id, current_traceparent};
 use governor::clock::{Clock, DefaultClock};
@@ -413,6 +413,22 @@ impl Gateway {
         if over_budget(&self.sends, conn) {
             return SendAck::err(ErrorCode::RateLimited);
         }
+        // A message whose replicas did not confirm it in time was stored and
+        // delivered all the same: the same text sent next is that message,
+        // sent again because its ack said `unavailable`. Its replicas are
+        // waited for again; it is not stored twice.
+        let id = match conn.resend_of(text.as_str()) {
+            Some(id) => id,
+            None => match self.store(conn, &text).await {
+                Ok(id) => id,
+                Err(refusal) => return refusal,
+            },
+        };
+        self.ack_when_replicated(conn, id).await
+    }
+
+    /// Stores and publishes a message of `conn`.
+    async fn store(&self, conn: &Conn, text: &MessageText) -> Result<MessageId, SendAck> {
         let room = &conn.record.room;
         // The trace travels with the message, so every replica that
         // delivers it joins this trace.
@@ -420,17 +436,45 @@ impl Gateway {
         let message = NewMessage {
             room,
             user: &conn.record.user,
-            text: &text,
+            text,
             floor: self.registry.last_id(room).max(conn.last_sent()),
             trace: traceparent.as_deref(),
         };
         match tokio::time::timeout(self.config.ack_timeout, self.backend.send(message)).await {
             Ok(Ok(message_id)) => {
                 conn.sent(message_id);
-                SendAck::ok(message_id)
+                if self.config.redis_wait_replicas > 0 {
+                    // Before the wait, which the ack's deadline may cut short.
+                    conn.awaiting_replicas(message_id, text.as_str());
+                }
+                Ok(message_id)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "message not stored");
+                Err(SendAck::err(ErrorCode::Unavailable))
+            }
+            Err(_) => Err(SendAck::err(ErrorCode::Unavailable)),
+        }
+    }
+
+    /// `{ ok: true, id }` once the Redis replicas hold message `id` (at once
+    /// without `REDIS_WAIT_REPLICAS`); `unavailable` when they do not in
+    /// time. The message stays stored and delivered either way: `ok` promises
+    /// that it survives a failover, which only the replicas can.
+    async fn ack_when_replicated(&self, conn: &Conn, id: MessageId) -> SendAck {
+        let replicated = self.backend.replicated(&conn.record.room, Some(id));
+        match tokio::time::timeout(self.config.ack_timeout, replicated).await {
+            Ok(Ok(Replicated::Held)) => {
+                conn.settled(id);
+                SendAck::ok(id)
+            }
+            Ok(Ok(Replicated::Lost)) => {
+                conn.settled(id);
+                tracing::warn!(message.id = %id, "message lost with a failed Redis primary; sent again, it is stored anew");
+                SendAck::err(ErrorCode::Unavailable)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, message.id = %id, "message stored, not confirmed by the Redis replicas");
                 SendAck::err(ErrorCode::Unavailable)
             }
             Err(_) => SendAck::err(ErrorCode::Unavailable),
@@ -535,11 +579,27 @@ impl Gateway {
             text: text.as_ref(),
         };
         match tokio::time::timeout(self.config.ack_timeout, self.backend.change(change)).await {
-            Ok(Ok(ChangeOutcome::Done)) => DoneAck::ok(),
+            Ok(Ok(ChangeOutcome::Done)) => self.ack_change_when_replicated(conn).await,
             Ok(Ok(ChangeOutcome::NotFound)) => DoneAck::err(ErrorCode::NotFound),
             Ok(Ok(ChangeOutcome::Forbidden)) => DoneAck::err(ErrorCode::Forbidden),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "change not stored");
+                DoneAck::err(ErrorCode::Unavailable)
+            }
+            Err(_) => DoneAck::err(ErrorCode::Unavailable),
+        }
+    }
+
+    /// `{ ok: true }` for a stored edit or deletion once the Redis replicas
+    /// hold it (at once without `REDIS_WAIT_REPLICAS`), else `unavailable`;
+    /// it stays stored (an edit sent again is stored again, a deletion sent
+    /// again is `not_found`).
+    async fn ack_change_when_replicated(&self, conn: &Conn) -> DoneAck {
+        let replicated = self.backend.replicated(&conn.record.room, None);
+        match tokio::time::timeout(self.config.ack_timeout, replicated).await {
+            Ok(Ok(_)) => DoneAck::ok(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "change stored, not confirmed by the Redis replicas");
                 DoneAck::err(ErrorCode::Unavailable)
             }
             Err(_) => DoneAck::err(ErrorCode::Unavailable),

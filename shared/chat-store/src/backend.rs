@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::events::RoomEvent;
-use crate::history::{ChangeOutcome, MessageChange, NewMessage};
+use crate::history::{ChangeOutcome, MessageChange, NewMessage, Replicated};
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Sweep};
 
 /// What happened to one room of a per-room operation.
@@ -78,7 +78,20 @@ pub trait Presence: Send + Sync {
 #[async_trait]
 pub trait History: Send + Sync {
     /// Stores a message and publishes it to every subscriber in one atomic step.
+    /// It is not yet known to be held by any Redis replica: where the
+    /// deployment asks for that, [`History::replicated`] says when it is.
     async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError>;
+    /// Waits until as many Redis replicas as the deployment asks for
+    /// (`REDIS_WAIT_REPLICAS`) hold everything written to `room` so far, and
+    /// `message` (when given) among it; answers at once when it asks for none.
+    /// Fails when they do not within the store's wait (the writes stay
+    /// stored; asking again waits again). Waiting holds up nothing but its
+    /// callers.
+    async fn replicated(
+        &self,
+        room: &RoomName,
+        message: Option<MessageId>,
+    ) -> Result<Replicated, StoreError>;
     /// Up to `limit` messages just after `after`, oldest first, with their ids.
     async fn history_after(
         &self,
@@ -95,7 +108,8 @@ pub trait History: Send + Sync {
     ) -> Result<Vec<Box<RawValue>>, StoreError>;
     /// Edits or deletes a message (only its author may), storing the change
     /// and publishing it in one atomic step: after the message itself, and
-    /// never an edit after the deletion.
+    /// never an edit after the deletion. Like [`History::send`], it does not
+    /// wait for Redis replicas.
     async fn change(&self, change: MessageChange<'_>) -> Result<ChangeOutcome, StoreError>;
     /// The edits and deletions made since `since` to messages at or before
     /// it, each message once, as it stands now.

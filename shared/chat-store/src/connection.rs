@@ -3,8 +3,9 @@
 //! fred's defaults do not fit a service that must survive Redis restarts
 //! (see PITFALLS): without a reconnect policy a client never reconnects, and
 //! with no command timeout a Redis outage hangs every caller. Every client
-//! built here reconnects forever with a capped backoff and gives up on a
-//! command after `command_timeout`.
+//! built here reconnects forever with a capped backoff, gives up on a
+//! command after `command_timeout`, and has its connection task started again
+//! should it ever end.
 //!
 //! A `rediss://` URL connects over TLS (rustls with the `ring` provider). The
 //! server certificate is checked against the system's roots, or against the
@@ -77,7 +78,7 @@ impl RedisSettings {
             .build()
             .map_err(StoreError::redis("build client"))?;
         log_connection_errors(&client);
-        client.connect();
+        keep_connected(&client);
         Ok(client)
     }
 
@@ -97,9 +98,36 @@ impl RedisSettings {
             .map_err(StoreError::redis("build subscriber"))?;
         count_reconnects(&client);
         log_connection_errors(&client);
-        client.connect();
+        keep_connected(&client);
         Ok(client)
     }
+}
+
+/// How long a connection task that ended is left down before it starts again.
+const RESTART_DELAY: Duration = Duration::from_millis(500);
+
+/// Starts `client`'s connection task, and starts it again whenever it ends
+/// other than by `QUIT`. With a reconnect policy that never gives up, fred
+/// ends that task only on an error it takes for fatal (as it did on every
+/// `ASK` redirection before the patch in `vendor/fred`), and from then on the
+/// client's every command waits for its timeout, for good.
+fn keep_connected<C: ClientLike + Clone + 'static>(client: &C) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        loop {
+            match client.connect().await {
+                Ok(Ok(())) => return,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "Redis connection task ended; starting it again");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "Redis connection task failed; starting it again");
+                }
+            }
+            metrics::counter!(crate::redis::RECONNECTS).increment(1);
+            tokio::time::sleep(RESTART_DELAY).await;
+        }
+    });
 }
 
 fn count_reconnects(client: &impl EventInterface) {

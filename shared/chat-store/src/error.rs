@@ -22,6 +22,10 @@ pub enum StoreError {
         /// What was wrong with it.
         detail: String,
     },
+    /// The Redis replicas the deployment asks for (`REDIS_WAIT_REPLICAS`) did
+    /// not confirm in time that they hold what was written; it stays written.
+    #[error("Redis replicas did not confirm the write: {0}")]
+    NotReplicated(String),
     /// The URL or settings are not usable.
     #[error("redis settings: {0}")]
     Config(String),

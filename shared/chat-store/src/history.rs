@@ -49,3 +49,16 @@ pub struct MessageChange<'a> {
     /// The new text, or `None` to delete.
     pub text: Option<&'a MessageText>,
 }
+
+/// What waiting for the Redis replicas found (see
+/// [`History::replicated`](crate::backend::History::replicated)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicated {
+    /// As many replicas as the deployment asks for (`REDIS_WAIT_REPLICAS`)
+    /// hold everything written to the room so far, or it asks for none.
+    Held,
+    /// The message is not on the room's primary any more: it was lost with a
+    /// primary that failed before any replica received it. Sending it again
+    /// stores it anew.
+    Lost,
+}

@@ -21,7 +21,9 @@ use crate::backend::{
 };
 use crate::error::StoreError;
 use crate::events::{RoomEvent, RoomEventKind};
-use crate::history::{CHANGES_KEPT, ChangeOutcome, HISTORY_KEPT, MessageChange, NewMessage};
+use crate::history::{
+    CHANGES_KEPT, ChangeOutcome, HISTORY_KEPT, MessageChange, NewMessage, Replicated,
+};
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot, Sweep};
 
 #[derive(Default)]
@@ -482,6 +484,15 @@ impl Presence for MemoryBackend {
 
 #[async_trait]
 impl History for MemoryBackend {
+    /// One process holds everything: there are no replicas to wait for.
+    async fn replicated(
+        &self,
+        _room: &RoomName,
+        _message: Option<MessageId>,
+    ) -> Result<Replicated, StoreError> {
+        Ok(Replicated::Held)
+    }
+
     async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError> {
         let mut s = self.hub.lock();
         let room = s.rooms.entry(message.room.clone()).or_default();

@@ -21,6 +21,7 @@
 //! | `chat:room:{R}:reads` | hash | user id → the room's `count` at their read marker |
 //! | `chat:room:{R}:typing:{user}` | string | set for 2 s after a user's `user typing` was published (the throttle) |
 //! | `chat:room:{R}:epoch` | string | a random value set once; its change means the room's shard lost its data |
+//! | `chat:room:{R}:synced` | string | written before each `WAIT` for the room's slot (`REDIS_WAIT_REPLICAS`), so that the `WAIT` covers every write made before it |
 //! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
 //!
 //! (`{node}` above is a placeholder, not a hash tag: only `{R}` is in braces.)
@@ -94,6 +95,17 @@ pub fn room_count(room: &RoomName) -> String {
     format!("{}count", room_base(room))
 }
 
+/// The key written before each `WAIT` for `room`'s hash slot (see
+/// [`crate::redis`]'s replication module).
+pub fn room_synced(room: &RoomName) -> String {
+    format!("{}synced", room_base(room))
+}
+
+/// The history stream of `room`.
+pub fn room_history(room: &RoomName) -> String {
+    format!("{}history", room_base(room))
+}
+
 /// The typing throttle of user `uid` in `room` (in the room's slot).
 pub fn room_typing(room: &RoomName, uid: &str) -> String {
     format!("{}typing:{uid}", room_base(room))
@@ -125,6 +137,8 @@ mod tests {
         let mut keys = room_keys(&room, "n1");
         assert_eq!(keys.len(), 14);
         keys.push(room_typing(&room, "user{with}braces"));
+        keys.push(room_synced(&room));
+        keys.push(room_history(&room));
         for key in keys {
             assert_eq!(fred::util::redis_keyslot(key.as_bytes()), slot, "{key}");
         }

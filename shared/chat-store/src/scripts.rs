@@ -1,5 +1,6 @@
 //! The Lua scripts: the room scripts, each prefixed with the shared prelude
-//! (`lua/prelude.lua`, which reads the room's keys), and the revocation.
+//! (`lua/prelude.lua`, which reads the room's keys), the revocation, and the
+//! barrier written before each `WAIT` for replicas.
 //!
 //! Scripts run by `EVALSHA`, falling back to `EVAL` (fred's
 //! `evalsha_with_reload`) after Redis restarted and forgot them.
@@ -90,3 +91,8 @@ script!(DEREGISTER, "lua/deregister.lua", "Remove a draining node.");
 /// Mark a web session as logged out and publish its `sid`, in one step.
 pub static REVOKE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("lua/revoke.lua")));
+
+/// Write a barrier in a hash slot before a `WAIT` on the same connection,
+/// and find which messages to confirm are missing (`lua/barrier.lua`); sent
+/// with `EVAL`, in one pipeline with the `WAIT`.
+pub const BARRIER: &str = include_str!("lua/barrier.lua");

@@ -1,5 +1,5 @@
 //! [`History`] on Redis: a capped stream per room; storing and publishing a
-//! message is one Lua script.
+//! message is one Lua script. Waiting for replicas is [`super::replication`]'s.
 
 use async_trait::async_trait;
 use chat_core::events::Change;
@@ -10,7 +10,9 @@ use serde_json::value::RawValue;
 use super::{RedisBackend, reply};
 use crate::backend::History;
 use crate::error::StoreError;
-use crate::history::{CHANGES_KEPT, ChangeOutcome, HISTORY_KEPT, MessageChange, NewMessage};
+use crate::history::{
+    CHANGES_KEPT, ChangeOutcome, HISTORY_KEPT, MessageChange, NewMessage, Replicated,
+};
 use crate::scripts;
 
 #[async_trait]
@@ -30,8 +32,18 @@ impl History for RedisBackend {
         let id = id
             .parse()
             .map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))?;
-        self.wait_for_replicas(message.room).await?;
         Ok(id)
+    }
+
+    async fn replicated(
+        &self,
+        room: &RoomName,
+        message: Option<MessageId>,
+    ) -> Result<Replicated, StoreError> {
+        match &self.replicas {
+            Some(replicas) => replicas.replicated(room, message).await,
+            None => Ok(Replicated::Held),
+        }
     }
 
     async fn history_after(
@@ -89,14 +101,12 @@ impl History for RedisBackend {
             ),
         };
         let outcome = reply::string(op, self.run(op, script, change.room, args).await?)?;
-        let outcome = match outcome.as_str() {
-            "ok" => ChangeOutcome::Done,
-            "not_found" => return Ok(ChangeOutcome::NotFound),
-            "forbidden" => return Ok(ChangeOutcome::Forbidden),
-            other => return Err(StoreError::reply(op, format!("outcome {other:?}"))),
-        };
-        self.wait_for_replicas(change.room).await?;
-        Ok(outcome)
+        match outcome.as_str() {
+            "ok" => Ok(ChangeOutcome::Done),
+            "not_found" => Ok(ChangeOutcome::NotFound),
+            "forbidden" => Ok(ChangeOutcome::Forbidden),
+            other => Err(StoreError::reply(op, format!("outcome {other:?}"))),
+        }
     }
 
     async fn changes_after(

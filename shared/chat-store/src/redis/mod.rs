@@ -9,22 +9,27 @@
 //! - [`revocation`]: logged-out web sessions.
 //! - [`reads`]: read markers and unread counts.
 //! - [`signals`]: typing, throttled and published, never stored.
+//! - [`replication`]: waiting for Redis replicas (`REDIS_WAIT_REPLICAS`) on a
+//!   client of its own.
 
 mod fanout;
 mod history;
 mod presence;
 mod reads;
+mod replication;
 mod revocation;
 mod signals;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::RoomName;
 use fred::clients::SubscriberClient;
 use fred::interfaces::ClusterInterface;
 use fred::prelude::*;
-use fred::types::config::Options;
+use fred::types::Value;
 use fred::types::scripts::Script;
-use fred::types::{ClusterHash, Value};
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
@@ -32,6 +37,7 @@ use crate::backend::Backend;
 use crate::connection::RedisSettings;
 use crate::error::StoreError;
 use crate::schema;
+use replication::ReplicaWait;
 
 /// Seconds each Redis script took, by `operation` and `outcome`.
 pub const COMMAND_SECONDS: &str = "chat_store_redis_command_seconds";
@@ -45,11 +51,12 @@ pub struct RedisBackend {
     pub(crate) client: Client,
     pub(crate) subscriber: Option<SubscriberClient>,
     pub(crate) node: String,
-    /// Replicas that must hold a message before `send` succeeds (0: none).
-    wait_replicas: u32,
-    wait_timeout: std::time::Duration,
+    /// Waits for the replicas that must hold each write (`REDIS_WAIT_REPLICAS`),
+    /// when there are any.
+    replicas: Option<Arc<ReplicaWait>>,
+    command_timeout: Duration,
     /// On a cluster: every room's shard subscription is where its slot is.
-    pub(crate) shards_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) shards_ok: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -72,14 +79,16 @@ impl RedisBackend {
             client,
             subscriber,
             node: node.into(),
-            wait_replicas: 0,
-            wait_timeout: std::time::Duration::from_secs(2),
-            shards_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            replicas: None,
+            command_timeout: Duration::from_secs(2),
+            shards_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
     /// Connects to `settings.url` (without waiting for Redis) with a command
-    /// client and, when `subscribe` is set, a subscriber.
+    /// client, when `subscribe` is set a subscriber, and when
+    /// `settings.wait_replicas` is above 0 a client that only waits for
+    /// replicas (each `WAIT` for at most half the command timeout).
     pub fn connect(
         settings: &RedisSettings,
         subscribe: bool,
@@ -91,8 +100,14 @@ impl RedisBackend {
             None
         };
         let mut backend = Self::new(settings.command_client()?, subscriber, node);
-        backend.wait_replicas = settings.wait_replicas;
-        backend.wait_timeout = settings.command_timeout;
+        backend.command_timeout = settings.command_timeout;
+        if settings.wait_replicas > 0 {
+            backend.replicas = Some(Arc::new(ReplicaWait::new(
+                settings.command_client()?,
+                settings.wait_replicas,
+                settings.command_timeout / 2,
+            )));
+        }
         Ok(backend)
     }
 
@@ -129,7 +144,8 @@ impl RedisBackend {
         // sending it, and fails at once while it has none (not connected
         // yet): wait for the connection as a single Redis's commands would.
         if self.client.is_clustered() && self.client.cached_cluster_state().is_none() {
-            let _ = tokio::time::timeout(self.wait_timeout, self.client.wait_for_connect()).await;
+            let _ =
+                tokio::time::timeout(self.command_timeout, self.client.wait_for_connect()).await;
         }
         let mut keys = schema::room_keys(room, &self.node);
         keys.extend(extra_keys);
@@ -155,41 +171,6 @@ impl RedisBackend {
         metrics::histogram!(COMMAND_SECONDS, "operation" => operation, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
         result
-    }
-}
-
-impl RedisBackend {
-    /// With `REDIS_WAIT_REPLICAS` set, waits until that many replicas hold
-    /// what was just written to `room`'s shard (`WAIT`, sent to the node that
-    /// serves the room's hash slot); fails if they do not within the command
-    /// timeout, so the sender is told `unavailable`, not `ok`.
-    pub(crate) async fn wait_for_replicas(&self, room: &RoomName) -> Result<(), StoreError> {
-        if self.wait_replicas == 0 {
-            return Ok(());
-        }
-        const OP: &str = "WAIT for replicas";
-        let slot = fred::util::redis_keyslot(schema::room_channel(room).as_bytes());
-        let options = Options {
-            cluster_hash: Some(ClusterHash::Custom(slot)),
-            ..Default::default()
-        };
-        let timeout_ms = i64::try_from(self.wait_timeout.as_millis()).unwrap_or(i64::MAX);
-        let acked: i64 = self
-            .client
-            .with_options(&options)
-            .wait(i64::from(self.wait_replicas), timeout_ms)
-            .await
-            .map_err(StoreError::redis(OP))?;
-        if acked < i64::from(self.wait_replicas) {
-            return Err(StoreError::reply(
-                OP,
-                format!(
-                    "{acked} of {} replicas hold the message",
-                    self.wait_replicas
-                ),
-            ));
-        }
-        Ok(())
     }
 }
 

@@ -39,6 +39,19 @@ impl Node {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the process.
+    fn signal(&self, signal: &str) -> Result<()> {
+        let child = self.child.as_ref().context("the process is gone")?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", child.id());
+        }
+        Ok(())
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -303,6 +316,29 @@ impl Topology {
             Ok(role.array()?.first().map(|r| r.text()).transpose()? == Some("master"))
         })?;
         Ok(replica)
+    }
+
+    /// Sentinel: SIGSTOPs the replica (it stays connected and stops answering, as a replica
+    /// stalled by its disk, its host or the network would). Returns its port.
+    pub(crate) fn pause_replica(&mut self) -> Result<u16> {
+        let primary = self.primary_port()?;
+        let replica = self
+            .nodes
+            .iter_mut()
+            .filter(|n| n.port != primary)
+            .find_map(|n| n.alive().then_some(&*n))
+            .context("no live replica")?;
+        replica.signal("STOP")?;
+        Ok(replica.port)
+    }
+
+    /// Sentinel: SIGCONTs the replica on `port`.
+    pub(crate) fn resume(&mut self, port: u16) -> Result<()> {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .context("no such node")?
+            .signal("CONT")
     }
 
     /// Every live node says `cluster_state:ok` with all slots, all of them agree on one slot
