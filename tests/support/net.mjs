@@ -1,17 +1,27 @@
 // Free loopback ports and waiting for things, without sleeps where an event can be awaited.
 import net from 'node:net';
 
-/** A TCP port on 127.0.0.1 that nothing listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+/**
+ * Where test servers listen: below the kernel's range of ephemeral ports (32768–60999 on Linux),
+ * so the local port of an outgoing connection never takes the port of a server a test stopped
+ * and is about to start again (a Redis restart, a cluster node's return), and a cluster node's
+ * bus port (its port + 10000) stays below it too.
+ */
+const PORTS = { from: 10000, to: 22767 };
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range. */
+export async function freePort() {
+  for (let attempt = 0; ; attempt++) {
+    const port = PORTS.from + Math.floor(Math.random() * (PORTS.to - PORTS.from + 1));
+    const free = await new Promise((resolve, reject) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.once('error', (e) => (e.code === 'EADDRINUSE' || e.code === 'EACCES' ? resolve(false) : reject(e)));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+    if (attempt > 1000) throw new Error('no free port found');
+  }
 }
 
 /**
