@@ -12,6 +12,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chat_core::RoomClaims;
+use chat_core::keys;
 use serde::Serialize;
 
 use crate::session::{self, ApiError, ApiUser};
@@ -108,8 +109,9 @@ fn body_is_empty_object(body: &[u8]) -> bool {
 
 /// `GET /.well-known/jwks.json`.
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let body =
-        serde_json::to_string(&state.signer.jwks()).unwrap_or_else(|_| "{\"keys\":[]}".into());
+    let jwks = state.signer.jwks();
+    let body = serde_json::to_string(&keys::published(&jwks))
+        .unwrap_or_else(|_| "{\"keys\":[]}".into());
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
