@@ -11,11 +11,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
     OctetKeyPairType, PublicKeyUse, ThumbprintHash,
 };
+pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

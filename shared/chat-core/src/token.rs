@@ -243,9 +243,9 @@ impl TokenVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claims::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use crate::claims::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 
     const NOW: u64 = 1_800_000_000;
 
