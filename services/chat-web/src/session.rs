@@ -250,5 +250,6 @@ mod tests {
             urlencode("/chat/General?x=1&y"),
             "/chat/General%3Fx%3D1%26y"
         );
+        assert_eq!(urlencode("/a~b c/é"), "/a~b%20c/%C3%A9");
     }
 }
