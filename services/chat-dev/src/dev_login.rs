@@ -1,18 +1,21 @@
 //! The development sign-in: a form that asks only for a display name. It is
 //! labelled as such on the page and in the log, exists only in this crate,
 //! and is only mounted while `OIDC_ISSUER` is unset and the process listens
-//! on loopback.
+//! on loopback. The form's page is an askama template rendered by
+//! `chat-web` ([`dev_sign_in_page`]), the one crate that uses askama; the
+//! routes that show it and act on it are this crate's alone.
 
 use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chat_core::DisplayName;
 use chat_core::user::is_spoofing;
 use chat_web::AppState;
-use chat_web::login::local_path;
+use chat_web::login::{DEFAULT_NEXT, local_path};
+use chat_web::pages::dev_sign_in_page;
 use chat_web::rate_limit::Client;
 use chat_web::session;
 use serde::Deserialize;
@@ -37,58 +40,14 @@ pub struct SignInForm {
     next: String,
 }
 
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".into(),
-            '<' => "&lt;".into(),
-            '>' => "&gt;".into(),
-            '"' => "&quot;".into(),
-            '\'' => "&#39;".into(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-fn page(next: &str, problem: Option<&str>) -> Html<String> {
-    let problem = problem
-        .map(|p| format!(r#"<p class="error" role="alert">{}</p>"#, escape(p)))
-        .unwrap_or_default();
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Development sign-in</title>
-<link rel="stylesheet" href="/static/app.css">
-</head>
-<body>
-<main class="page narrow">
-<p class="banner warning" role="note"><strong>Development sign-in.</strong> No password, no identity provider: anyone who can reach this machine's loopback can pick any name. Set <code>OIDC_ISSUER</code> to use a real identity provider.</p>
-<h1>Sign in</h1>
-{problem}
-<form method="post" action="/login" class="stack">
-<label for="name">Display name</label>
-<input id="name" name="name" maxlength="64" required autofocus autocomplete="nickname">
-<input type="hidden" name="next" value="{next}">
-<button type="submit">Sign in</button>
-</form>
-</main>
-</body>
-</html>"#,
-        next = escape(next),
-    ))
-}
-
 /// `GET /login`.
-pub async fn form(Query(query): Query<FormQuery>) -> Html<String> {
+pub async fn form(Query(query): Query<FormQuery>) -> Response {
     let next = query
         .next
         .as_deref()
         .and_then(local_path)
-        .unwrap_or("/dashboard");
-    page(next, None)
+        .unwrap_or(DEFAULT_NEXT);
+    dev_sign_in_page(next, None)
 }
 
 /// `POST /login`: same-origin only (no login CSRF), within the client's
@@ -108,13 +67,13 @@ pub async fn sign_in(
         )
             .into_response();
     }
-    let next = local_path(&form.next).unwrap_or("/dashboard").to_owned();
+    let next = local_path(&form.next).unwrap_or(DEFAULT_NEXT).to_owned();
     // Without characters that would let the name pass for another's.
     let cleaned: String = form.name.chars().filter(|c| !is_spoofing(*c)).collect();
     let Ok(name) = DisplayName::parse(cleaned.trim()) else {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            page(&next, Some("Pick a name of 1 to 64 characters.")),
+            dev_sign_in_page(&next, Some("Pick a name of 1 to 64 characters.")),
         )
             .into_response();
     };
@@ -135,12 +94,17 @@ pub async fn sign_in(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_form_escapes_what_it_echoes() {
-        let Html(body) = page("/chat/x\"><script>", Some("<b>"));
+    #[tokio::test]
+    async fn the_form_escapes_what_it_echoes() {
+        let response = dev_sign_in_page("/chat/x\"><script>", Some("<b>"));
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = String::from_utf8_lossy(&body);
         assert!(!body.contains("<script>"));
-        assert!(body.contains("&quot;&gt;&lt;script&gt;"));
-        assert!(body.contains("&lt;b&gt;"));
+        assert!(!body.contains("<b>"));
+        assert!(body.contains(r#"value="/chat/x&#34;&#62;&#60;script&#62;""#));
+        assert!(body.contains("&#60;b&#62;"));
         assert!(body.contains("Development sign-in"));
     }
 }

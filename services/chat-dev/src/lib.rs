@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - [`settings`]: what this mode reads from the environment.
-//! - [`dev_login`]: the development sign-in form.
+//! - [`dev_login`]: the development sign-in routes (the form's page is a
+//!   template that `chat-web`, the one crate with askama, renders).
 //! - [`startup`]: wiring both services onto one router and one port.
 
 pub mod dev_login;

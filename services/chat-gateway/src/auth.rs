@@ -11,7 +11,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chat_core::RoomClaims;
-use chat_core::keys::Jwks;
+use chat_core::keys;
 use chat_core::token::{TokenVerifier, VerifyError};
 use thiserror::Error;
 
@@ -137,16 +137,17 @@ impl TokenKeys {
             url: url.clone(),
             reason,
         };
-        let jwks: Jwks = self
+        let body = self
             .http
             .get(url)
             .send()
             .await
             .and_then(|r| r.error_for_status())
             .map_err(|e| err(e.to_string()))?
-            .json()
+            .bytes()
             .await
             .map_err(|e| err(e.to_string()))?;
+        let jwks = keys::read_jwks(&body).map_err(|e| err(e.to_string()))?;
         let verifier = TokenVerifier::from_jwks(&jwks, &self.issuer, &self.audience);
         tracing::info!(
             keys = verifier.key_count(),

@@ -2,15 +2,17 @@
 //! inline script; connections only to this site and the gateway), no
 //! framing, no MIME sniffing, and a same-origin referrer policy.
 
-use axum::extract::{Request, State};
-use axum::http::HeaderValue;
+use axum::Router;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HeaderName, HeaderValue, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::middleware::Next;
-use axum::response::Response;
+use tower_http::set_header::SetResponseHeaderLayer;
 use url::Url;
+
+/// `Cross-Origin-Opener-Policy` (not among `http`'s named headers).
+const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
+    HeaderName::from_static("cross-origin-opener-policy");
 
 /// The CSP for this deployment: `connect-src` allows the gateway's origin
 /// over http(s) and ws(s); `form-action` allows the provider's origin
@@ -28,26 +30,35 @@ pub fn content_security_policy(gateway: &Url, issuer: &str) -> String {
     )
 }
 
-/// Adds the headers; the CSP value is computed once at start.
-pub async fn security_headers(
-    State(csp): State<HeaderValue>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_SECURITY_POLICY, csp);
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
+/// `router` with the headers on every response: each one set over
+/// whatever a handler wrote, but `Cache-Control: no-store` only where a
+/// handler set no `Cache-Control` of its own (static assets, the JWKS). The
+/// CSP value is computed once at start. (The last layer runs last on the
+/// way out, so the headers follow one another in the order written here.)
+pub fn with_security_headers<S>(router: Router<S>, csp: HeaderValue) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let set = |name, value| SetResponseHeaderLayer::overriding(name, value);
+    router
+        .layer(set(CONTENT_SECURITY_POLICY, csp))
+        .layer(set(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(set(
+            REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(set(X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(set(
+            CROSS_ORIGIN_OPENER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::labels;
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::{labels, metrics_names};
 
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {
@@ -43,7 +43,7 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     let route = labels::route(&request);
     let response = next.run(request).await;
     metrics::counter!(
-        "chat_web_http_requests_total",
+        metrics_names::HTTP_REQUESTS,
         "method" => method,
         "route" => route,
         "status" => labels::status_class(response.status())

@@ -10,6 +10,7 @@
 //! - [`config`]: typed settings from the environment (and `.env`).
 //! - [`client_addr`]: the client address behind trusted proxies (`X-Forwarded-For`).
 //! - [`startup`]: `App::build(config)` and `run_until_stopped(shutdown)`; the router.
+//! - [`state`]: `AppState`, what every handler shares.
 //! - [`oidc`]: the identity provider: discovery, PKCE, code exchange, ID token checks.
 //! - [`login`]: `GET /login` and the OIDC callback.
 //! - [`login_cookie`]: the login in progress, sealed in a cookie of its own.
@@ -21,23 +22,30 @@
 //! - [`headers`]: security headers on every response.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and request counting.
 //! - [`labels`]: the bounded method, route and status labels requests are counted under.
-//! - [`error`]: `AppError`, the one error page.
+//! - [`metrics_names`]: the names of the service's metrics.
+//! - [`html`]: `HtmlTemplate`, askama templates as never-cached pages.
+//! - [`error`]: `AppError`, the one error page, and `ApiError`, the JSON
+//!   routes' `{ "error": code }` with its code enum.
 
 pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod html;
 pub mod labels;
 pub mod login;
 pub mod login_cookie;
 pub mod logout;
+pub mod metrics_names;
 pub mod oidc;
 pub mod pages;
 pub mod rate_limit;
 pub mod session;
 pub mod startup;
+pub mod state;
 pub mod tokens;
 
 pub use config::Config;
-pub use startup::{App, AppState, Parts, router};
+pub use startup::{App, Parts, router};
+pub use state::AppState;

@@ -22,10 +22,11 @@ use tower_sessions::Session;
 
 use crate::error::AppError;
 use crate::login_cookie::LoginCookieError;
+use crate::metrics_names;
 use crate::oidc::{LOGIN_MAX_AGE_S, LoginError, PendingLogin};
 use crate::rate_limit::Client;
 use crate::session::{self, SessionUser, USER_KEY};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Where a login without `next` ends up.
 pub const DEFAULT_NEXT: &str = "/dashboard";
@@ -201,7 +202,7 @@ fn cookie_error(e: LoginCookieError) -> AppError {
 }
 
 fn count(outcome: &'static str) {
-    metrics::counter!("chat_web_logins_total", "outcome" => outcome).increment(1);
+    metrics::counter!(metrics_names::LOGINS, "outcome" => outcome).increment(1);
 }
 
 #[cfg(test)]

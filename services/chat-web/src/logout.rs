@@ -10,8 +10,9 @@ use subtle::ConstantTimeEq as _;
 use tower_sessions::Session;
 
 use crate::error::AppError;
+use crate::metrics_names;
 use crate::session;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The logout form.
 #[derive(Debug, Deserialize)]
@@ -41,7 +42,7 @@ pub async fn logout(
         .revoke_session(&user.sid, state.config.revocation_ttl())
         .await?;
     session.flush().await?;
-    metrics::counter!("chat_web_logouts_total").increment(1);
+    metrics::counter!(metrics_names::LOGOUTS).increment(1);
     tracing::info!(sub = %user.sub, "signed out");
     let to = match &state.idp {
         Some(idp) => idp

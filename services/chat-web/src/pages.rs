@@ -1,42 +1,21 @@
 //! The HTML pages, rendered with askama from `templates/`: home, dashboard
 //! (rooms with live member and unread counts, and the JSON it polls) and the room page, plus the 404 page.
+//!
+//! The development sign-in form of the single-process run is rendered here
+//! too ([`dev_sign_in_page`]), since askama is this crate's alone; only
+//! `chat-dev` mounts a route that shows it.
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, HeaderValue};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use chat_core::RoomName;
 use tower_sessions::Session;
 
-use crate::error::AppError;
-use crate::session::{self, ApiError, ApiUser, PageUser, SessionUser};
-use crate::startup::AppState;
-
-/// Renders any askama template as an HTML response.
-pub struct HtmlTemplate<T>(pub T);
-
-impl<T: Template> IntoResponse for HtmlTemplate<T> {
-    fn into_response(self) -> Response {
-        match self.0.render() {
-            Ok(html) => {
-                let mut response = Html(html).into_response();
-                response
-                    .headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                response
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "template failed to render");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong. Please try again.",
-                )
-                    .into_response()
-            }
-        }
-    }
-}
+use crate::error::{ApiError, AppError};
+use crate::html::HtmlTemplate;
+use crate::session::{self, ApiUser, PageUser, SessionUser};
+use crate::state::AppState;
 
 /// What every page shows of the signed-in user: the name and the logout form's CSRF token.
 #[derive(Debug, Clone)]
@@ -183,4 +162,21 @@ pub async fn room(
 /// Anything else.
 pub async fn not_found() -> AppError {
     AppError::NotFound
+}
+
+/// The development sign-in form.
+#[derive(Template)]
+#[template(path = "dev_login.html")]
+struct DevSignInPage<'a> {
+    /// Where to go once signed in (a local path).
+    next: &'a str,
+    /// What was wrong with the last attempt, if anything.
+    problem: Option<&'a str>,
+}
+
+/// The development sign-in form of `chat-dev`: a display name and nothing
+/// else, labelled as such, posting to `/login` with `next`; `problem` says
+/// what was wrong with the last attempt.
+pub fn dev_sign_in_page(next: &str, problem: Option<&str>) -> Response {
+    HtmlTemplate(DevSignInPage { next, problem }).into_response()
 }

@@ -15,17 +15,15 @@
 //! process; addresses whose bucket is full again are forgotten once a minute,
 //! so the limiter's memory follows the number of recently active clients.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::convert::Infallible;
-
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
-use axum::http::header::{HeaderValue, RETRY_AFTER};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::http::{Extensions, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -33,9 +31,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::client_addr::{TrustedProxies, budget_key};
 use crate::config::{Config, Rate};
-use crate::error::AppError;
-use crate::session::ApiError;
-use crate::startup::AppState;
+use crate::error::{ApiError, AppError};
+use crate::metrics_names;
 
 /// How often addresses with a full bucket are dropped from a budget.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -86,15 +83,13 @@ pub struct Client(pub IpAddr);
 impl<S> FromRequestParts<S> for Client
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    Arc<RateLimits>: FromRef<S>,
 {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        Ok(Self(
-            state.limits.client_of(&parts.extensions, &parts.headers),
-        ))
+        let limits = Arc::<RateLimits>::from_ref(state);
+        Ok(Self(limits.client_of(&parts.extensions, &parts.headers)))
     }
 }
 
@@ -151,7 +146,7 @@ fn retry_after_seconds(wait: Duration) -> u64 {
 }
 
 fn refused(budget: &Budget, client: IpAddr, wait: Duration) -> u64 {
-    metrics::counter!("chat_web_rate_limited_total", "budget" => budget.name).increment(1);
+    metrics::counter!(metrics_names::RATE_LIMITED, "budget" => budget.name).increment(1);
     // Debug only: a flood must not become a log flood.
     tracing::debug!(budget = budget.name, %client, "request over its rate limit refused");
     retry_after_seconds(wait)
@@ -159,21 +154,15 @@ fn refused(budget: &Budget, client: IpAddr, wait: Duration) -> u64 {
 
 /// Middleware for the room token endpoint: the token budget, refused with
 /// `{ "error": "rate_limited" }`.
-pub async fn limit_tokens(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let client = state
-        .limits
-        .client_of(request.extensions(), request.headers());
-    match state.limits.token.spend(client) {
+pub async fn limit_tokens(
+    State(limits): State<Arc<RateLimits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = limits.client_of(request.extensions(), request.headers());
+    match limits.token.spend(client) {
         Ok(()) => next.run(request).await,
-        Err(wait) => {
-            let seconds = refused(&state.limits.token, client, wait);
-            let mut response =
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited").into_response();
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(seconds));
-            response
-        }
+        Err(wait) => ApiError::rate_limited(refused(&limits.token, client, wait)).into_response(),
     }
 }
 

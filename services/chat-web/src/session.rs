@@ -14,12 +14,14 @@
 //! id (22 base64url characters) and has no prefix option, so session keys do
 //! not live under `chat:session:`; nothing else in the schema has that shape.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRef, FromRequestParts, OriginalUri};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use tower_sessions::SessionStore;
@@ -27,8 +29,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 use crate::config::Config;
-use crate::error::AppError;
-use crate::startup::AppState;
+use crate::error::{ApiError, ApiErrorCode, AppError};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "chat_session";
@@ -163,18 +164,18 @@ impl IntoResponse for PageRejection {
 impl<S> FromRequestParts<S> for PageUser
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    Arc<Config>: FromRef<S>,
 {
     type Rejection = PageRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let session = Session::from_request_parts(parts, &state)
+        let config = Arc::<Config>::from_ref(state);
+        let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| {
                 PageRejection::Error(AppError::Internal("session layer missing".into()))
             })?;
-        match current_user(&session, &state.config, now())
+        match current_user(&session, &config, now())
             .await
             .map_err(PageRejection::Error)?
         {
@@ -199,77 +200,37 @@ where
 #[derive(Debug)]
 pub struct ApiUser(pub SessionUser);
 
-/// A JSON error answer: `{ "error": code }` with a status.
-#[derive(Debug)]
-pub struct ApiError {
-    /// The status.
-    pub status: StatusCode,
-    /// The code.
-    pub code: &'static str,
-}
-
-impl ApiError {
-    /// An error with `status` and `code`.
-    pub fn new(status: StatusCode, code: &'static str) -> Self {
-        Self { status, code }
-    }
-}
-
-impl From<AppError> for ApiError {
-    fn from(e: AppError) -> Self {
-        e.log();
-        Self {
-            status: e.status(),
-            code: e.code(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            axum::Json(serde_json::json!({ "error": self.code })),
-        )
-            .into_response();
-        response.headers_mut().insert(
-            axum::http::header::CACHE_CONTROL,
-            axum::http::HeaderValue::from_static("no-store"),
-        );
-        response
-    }
-}
-
 impl<S> FromRequestParts<S> for ApiUser
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    Arc<Config>: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let session = Session::from_request_parts(parts, &state)
+        let config = Arc::<Config>::from_ref(state);
+        let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::from(AppError::Internal("session layer missing".into())))?;
-        match current_user(&session, &state.config, now()).await? {
+        match current_user(&session, &config, now()).await? {
             Some(user) => Ok(Self(user)),
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "login_required")),
+            None => Err(ApiError::new(ApiErrorCode::LoginRequired)),
         }
     }
 }
 
+/// What [`urlencode`] leaves as it is: letters, digits, `-`, `_`, `.`,
+/// `~` (RFC 3986's unreserved characters) and `/`, so paths stay readable.
+const KEPT_IN_NEXT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
 /// Percent-encodes everything but unreserved characters and `/`.
 pub fn urlencode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, KEPT_IN_NEXT).to_string()
 }
 
 #[cfg(test)]
@@ -289,5 +250,6 @@ mod tests {
             urlencode("/chat/General?x=1&y"),
             "/chat/General%3Fx%3D1%26y"
         );
+        assert_eq!(urlencode("/a~b c/é"), "/a~b%20c/%C3%A9");
     }
 }

@@ -14,12 +14,10 @@ use axum::Router;
 use axum::http::HeaderValue;
 use axum::middleware;
 use axum::routing::{get, post};
-use chat_core::RoomName;
 use chat_core::token::TokenSigner;
 use chat_http::Acceptor;
 use chat_store::connection::RedisSettings;
 use chat_store::{Backend, RedisBackend};
-use metrics_exporter_prometheus::PrometheusHandle;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
@@ -29,10 +27,10 @@ use tower_sessions::SessionStore;
 use tower_sessions_redis_store::RedisStore;
 
 use crate::config::Config;
-use crate::error::AppError;
 use crate::login_cookie::{self, LoginCookies};
 use crate::oidc::IdentityProvider;
 use crate::rate_limit::{self, RateLimits};
+use crate::state::AppState;
 use crate::{headers, health, labels, login, logout, pages, session, tokens};
 
 /// Why the application could not start. Each names the setting to fix.
@@ -63,37 +61,6 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The settings.
-    pub config: Arc<Config>,
-    /// The identity provider (none in the single-process mode's dev sign-in).
-    pub idp: Option<Arc<IdentityProvider>>,
-    /// Presence counts and revocations (Redis, or memory in the single-process mode).
-    pub store: Arc<dyn Backend>,
-    /// Mints room tokens and publishes their keys.
-    pub signer: Arc<TokenSigner>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// Per-client budgets of sign-ins and of the token endpoint.
-    pub limits: Arc<RateLimits>,
-    /// Seals logins in progress into cookies, and opens them at the callback.
-    pub login_cookies: Arc<LoginCookies>,
-}
-
-impl AppState {
-    /// The identity provider, for the OIDC sign-in routes.
-    pub fn provider(&self) -> Result<&IdentityProvider, AppError> {
-        self.idp.as_deref().ok_or(AppError::NotFound)
-    }
-
-    /// The configured rooms.
-    pub fn rooms(&self) -> Vec<RoomName> {
-        self.config.rooms.iter().cloned().collect()
-    }
 }
 
 /// What the web service is built from, besides its settings.
@@ -246,7 +213,7 @@ where
         .route(
             "/api/rooms/{room}/token",
             post(tokens::issue).layer(middleware::from_fn_with_state(
-                state.clone(),
+                state.limits.clone(),
                 rate_limit::limit_tokens,
             )),
         )
@@ -259,7 +226,7 @@ where
             HeaderValue::from_static("public, max-age=300"),
         ))
         .service(ServeDir::new(static_dir).append_index_html_on_directories(false));
-    Ok(Router::new()
+    let routes = Router::new()
         .route("/.well-known/jwks.json", get(tokens::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -273,9 +240,6 @@ where
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
                 .on_response(record_status),
-        )
-        .layer(middleware::from_fn_with_state(
-            csp,
-            headers::security_headers,
-        )))
+        );
+    Ok(headers::with_security_headers(routes, csp))
 }

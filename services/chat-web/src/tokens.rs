@@ -8,14 +8,17 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chat_core::RoomClaims;
+use chat_core::keys;
 use serde::Serialize;
 
-use crate::session::{self, ApiError, ApiUser};
-use crate::startup::AppState;
+use crate::error::{ApiError, ApiErrorCode};
+use crate::metrics_names;
+use crate::session::{self, ApiUser};
+use crate::state::AppState;
 
 /// The token endpoint's answer.
 #[derive(Debug, Serialize)]
@@ -52,16 +55,16 @@ pub async fn issue(
 ) -> Result<Response, ApiError> {
     if !same_origin(&headers, &state.config.public_origin()) {
         tracing::warn!(origin = ?headers.get("origin"), "token request from another origin refused");
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "cross_origin"));
+        return Err(ApiError::new(ApiErrorCode::CrossOrigin));
     }
     let ApiUser(user) = user?;
     let room = state
         .config
         .rooms
         .find(&room)
-        .ok_or(ApiError::new(StatusCode::NOT_FOUND, "room_unknown"))?;
+        .ok_or(ApiError::new(ApiErrorCode::RoomUnknown))?;
     if !body_is_empty_object(&body) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "body_must_be_empty"));
+        return Err(ApiError::new(ApiErrorCode::BodyMustBeEmpty));
     }
     let now = session::now();
     let exp = now + state.config.token_ttl.as_secs();
@@ -78,9 +81,9 @@ pub async fn issue(
     };
     let token = state.signer.mint(&claims).map_err(|e| {
         tracing::error!(error = %e, "could not mint a room token");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        ApiError::new(ApiErrorCode::Internal)
     })?;
-    metrics::counter!("chat_web_room_tokens_total").increment(1);
+    metrics::counter!(metrics_names::ROOM_TOKENS).increment(1);
     let gateway_url = state
         .config
         .gateway_public_url
@@ -108,8 +111,9 @@ fn body_is_empty_object(body: &[u8]) -> bool {
 
 /// `GET /.well-known/jwks.json`.
 pub async fn jwks(State(state): State<AppState>) -> Response {
+    let jwks = state.signer.jwks();
     let body =
-        serde_json::to_string(&state.signer.jwks()).unwrap_or_else(|_| "{\"keys\":[]}".into());
+        serde_json::to_string(&keys::published(&jwks)).unwrap_or_else(|_| "{\"keys\":[]}".into());
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

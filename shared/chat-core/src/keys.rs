@@ -1,13 +1,22 @@
 //! Ed25519 keys as the contract stores and publishes them: PKCS#8 PEM for
 //! private keys, SPKI PEM or a JWKS for public keys, and the RFC 7638
 //! thumbprint that serves as `kid`.
+//!
+//! PEM files are split with the `pem` crate and JWKs are `jsonwebtoken`'s
+//! own ([`Jwk`], [`JwkSet`], with their thumbprint); what this module adds
+//! is the contract's part: Ed25519 only, `kid` = the thumbprint, and the
+//! JWKS document as `chat-web` serves it ([`published`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters,
+    OctetKeyPairType, PublicKeyUse, ThumbprintHash,
+};
+pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// Why a key could not be read.
@@ -16,10 +25,13 @@ pub enum KeyError {
     /// The text holds no PEM block of the expected kind.
     #[error("no {0} PEM block found")]
     NoKey(&'static str),
+    /// The text is not readable as PEM (a block without its end, bad base64).
+    #[error("not a readable PEM file: {0}")]
+    Pem(#[from] pem::PemError),
     /// A PEM block is not an Ed25519 key of the expected kind.
     #[error("PEM block {index} is not an Ed25519 {kind} key: {reason}")]
     BadKey {
-        /// Position of the block in the file, from 1.
+        /// Position of the block among those of its kind in the file, from 1.
         index: usize,
         /// `PKCS#8 private` or `SPKI public`.
         kind: &'static str,
@@ -31,42 +43,138 @@ pub enum KeyError {
     BadJwk(String),
 }
 
-/// The PEM blocks in `text` whose label is `label` (e.g. `PUBLIC KEY`).
-fn pem_blocks<'a>(text: &'a str, label: &str) -> Vec<&'a str> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(&begin) {
-        let Some(stop) = rest[start..].find(&end) else {
-            break;
-        };
-        let stop = start + stop + end.len();
-        blocks.push(&rest[start..stop]);
-        rest = &rest[stop..];
-    }
-    blocks
+/// The contents of the PEM blocks in `text` whose label is `label` (e.g.
+/// `PUBLIC KEY`), in file order.
+fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, KeyError> {
+    Ok(pem::parse_many(text)?
+        .into_iter()
+        .filter(|block| block.tag() == label)
+        .map(pem::Pem::into_contents)
+        .collect())
+}
+
+/// The JWK of an Ed25519 public key, with its thumbprint as `kid`, `alg`
+/// `EdDSA` and `use` `sig`.
+pub fn jwk(key: &VerifyingKey) -> Jwk {
+    let mut jwk = Jwk {
+        common: CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            ..CommonParameters::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x: URL_SAFE_NO_PAD.encode(key.as_bytes()),
+        }),
+    };
+    jwk.common.key_id = Some(jwk.thumbprint(ThumbprintHash::SHA256));
+    jwk
 }
 
 /// The RFC 7638 thumbprint (SHA-256, base64url) of an Ed25519 public key.
 pub fn thumbprint(key: &VerifyingKey) -> String {
-    let x = URL_SAFE_NO_PAD.encode(key.as_bytes());
-    // RFC 7638: the required members in lexicographic order, no white space.
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    jwk(key).common.key_id.unwrap_or_default()
+}
+
+/// The Ed25519 key a JWK holds. The `kid` it claims is not trusted:
+/// callers index keys by the thumbprint they compute themselves.
+pub fn verifying_key(jwk: &Jwk) -> Result<VerifyingKey, KeyError> {
+    let bad = || {
+        KeyError::BadJwk(
+            jwk.common
+                .key_id
+                .as_deref()
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect(),
+        )
+    };
+    let AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+        curve: EllipticCurve::Ed25519,
+        x,
+        ..
+    }) = &jwk.algorithm
+    else {
+        return Err(bad());
+    };
+    let bytes: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(x)
+        .map_err(|_| bad())?
+        .try_into()
+        .map_err(|_| bad())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
+}
+
+/// The JWKS of these public keys.
+pub fn jwks<'a>(keys: impl IntoIterator<Item = &'a VerifyingKey>) -> JwkSet {
+    JwkSet {
+        keys: keys.into_iter().map(jwk).collect(),
+    }
+}
+
+/// Reads a fetched JWKS document. Entries that `jsonwebtoken` cannot read
+/// (a curve or key type it does not know) are left out, as every key that
+/// is not Ed25519 is when verifying.
+pub fn read_jwks(json: &[u8]) -> Result<JwkSet, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Entries {
+        keys: Vec<serde_json::Value>,
+    }
+    let entries: Entries = serde_json::from_slice(json)?;
+    Ok(JwkSet {
+        keys: entries
+            .keys
+            .into_iter()
+            .filter_map(|entry| serde_json::from_value(entry).ok())
+            .collect(),
+    })
+}
+
+/// `set` as `/.well-known/jwks.json` serves it: each key's members in the
+/// order `kty`, `crv`, `x`, `kid`, `alg`, `use` (`jsonwebtoken` alone would
+/// write the common members first).
+pub fn published(set: &JwkSet) -> impl Serialize + '_ {
+    #[derive(Serialize)]
+    struct Published<'a> {
+        keys: Vec<PublishedKey<'a>>,
+    }
+    #[derive(Serialize)]
+    struct PublishedKey<'a> {
+        #[serde(flatten)]
+        algorithm: &'a AlgorithmParameters,
+        kid: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alg: Option<&'a KeyAlgorithm>,
+        #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+        use_: Option<&'a PublicKeyUse>,
+    }
+    Published {
+        keys: set
+            .keys
+            .iter()
+            .map(|jwk| PublishedKey {
+                algorithm: &jwk.algorithm,
+                kid: jwk.common.key_id.as_deref().unwrap_or_default(),
+                alg: jwk.common.key_algorithm.as_ref(),
+                use_: jwk.common.public_key_use.as_ref(),
+            })
+            .collect(),
+    }
 }
 
 /// Reads every `PRIVATE KEY` (PKCS#8) block of a PEM file, in file order.
 pub fn signing_keys_from_pem(text: &str) -> Result<Vec<SigningKey>, KeyError> {
-    let blocks = pem_blocks(text, "PRIVATE KEY");
+    let blocks = pem_blocks(text, "PRIVATE KEY")?;
     if blocks.is_empty() {
         return Err(KeyError::NoKey("PRIVATE KEY (PKCS#8)"));
     }
     blocks
-        .into_iter()
+        .iter()
         .enumerate()
-        .map(|(i, block)| {
-            SigningKey::from_pkcs8_pem(block).map_err(|e| KeyError::BadKey {
+        .map(|(i, der)| {
+            SigningKey::from_pkcs8_der(der).map_err(|e| KeyError::BadKey {
                 index: i + 1,
                 kind: "PKCS#8 private",
                 reason: e.to_string(),
@@ -77,15 +185,15 @@ pub fn signing_keys_from_pem(text: &str) -> Result<Vec<SigningKey>, KeyError> {
 
 /// Reads every `PUBLIC KEY` (SPKI) block of a PEM file, in file order.
 pub fn verifying_keys_from_pem(text: &str) -> Result<Vec<VerifyingKey>, KeyError> {
-    let blocks = pem_blocks(text, "PUBLIC KEY");
+    let blocks = pem_blocks(text, "PUBLIC KEY")?;
     if blocks.is_empty() {
         return Err(KeyError::NoKey("PUBLIC KEY (SPKI)"));
     }
     blocks
-        .into_iter()
+        .iter()
         .enumerate()
-        .map(|(i, block)| {
-            VerifyingKey::from_public_key_pem(block).map_err(|e| KeyError::BadKey {
+        .map(|(i, der)| {
+            VerifyingKey::from_public_key_der(der).map_err(|e| KeyError::BadKey {
                 index: i + 1,
                 kind: "SPKI public",
                 reason: e.to_string(),
@@ -115,76 +223,14 @@ pub fn generate_pem_pair() -> Result<(String, String), KeyError> {
     Ok((private.to_string(), public))
 }
 
-/// One public key in a JWKS.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Jwk {
-    /// Key type: `OKP`.
-    pub kty: String,
-    /// Curve: `Ed25519`.
-    #[serde(default)]
-    pub crv: String,
-    /// The public key, base64url.
-    #[serde(default)]
-    pub x: String,
-    /// The RFC 7638 thumbprint.
-    #[serde(default)]
-    pub kid: String,
-    /// `EdDSA`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub alg: String,
-    /// `sig`.
-    #[serde(default, rename = "use", skip_serializing_if = "String::is_empty")]
-    pub use_: String,
-}
-
-/// A JSON Web Key Set as served at `/.well-known/jwks.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Jwks {
-    /// The keys.
-    pub keys: Vec<Jwk>,
-}
-
-impl Jwk {
-    /// The JWK of an Ed25519 public key, with its thumbprint as `kid`.
-    pub fn from_key(key: &VerifyingKey) -> Self {
-        Self {
-            kty: "OKP".into(),
-            crv: "Ed25519".into(),
-            x: URL_SAFE_NO_PAD.encode(key.as_bytes()),
-            kid: thumbprint(key),
-            alg: "EdDSA".into(),
-            use_: "sig".into(),
-        }
-    }
-
-    /// The Ed25519 key this JWK holds. The `kid` it claims is not trusted:
-    /// callers index keys by the thumbprint they compute themselves.
-    pub fn to_key(&self) -> Result<VerifyingKey, KeyError> {
-        let bad = || KeyError::BadJwk(self.kid.chars().take(64).collect());
-        if self.kty != "OKP" || self.crv != "Ed25519" {
-            return Err(bad());
-        }
-        let bytes: [u8; 32] = URL_SAFE_NO_PAD
-            .decode(&self.x)
-            .map_err(|_| bad())?
-            .try_into()
-            .map_err(|_| bad())?;
-        VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
-    }
-}
-
-impl Jwks {
-    /// The JWKS of these public keys.
-    pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a VerifyingKey>) -> Self {
-        Self {
-            keys: keys.into_iter().map(Jwk::from_key).collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn a_key() -> VerifyingKey {
+        let (_, public) = generate_pem_pair().expect("pair");
+        verifying_keys_from_pem(&public).expect("key")[0]
+    }
 
     #[test]
     fn thumbprint_matches_rfc_8037_example() {
@@ -219,19 +265,55 @@ mod tests {
 
     #[test]
     fn jwk_round_trips_and_refuses_other_curves() {
-        let (_, public) = generate_pem_pair().expect("pair");
-        let key = verifying_keys_from_pem(&public).expect("key")[0];
-        let jwk = Jwk::from_key(&key);
-        assert_eq!(jwk.to_key().expect("round trip"), key);
-        let rsa = Jwk {
-            kty: "RSA".into(),
-            ..jwk.clone()
-        };
-        assert!(rsa.to_key().is_err());
-        let short = Jwk {
-            x: "AAAA".into(),
-            ..jwk
-        };
-        assert!(short.to_key().is_err());
+        let key = a_key();
+        let jwk = jwk(&key);
+        assert_eq!(verifying_key(&jwk).expect("round trip"), key);
+        let mut other_curve = jwk.clone();
+        if let AlgorithmParameters::OctetKeyPair(p) = &mut other_curve.algorithm {
+            p.curve = EllipticCurve::P256;
+        }
+        assert!(verifying_key(&other_curve).is_err());
+        let mut short = jwk;
+        if let AlgorithmParameters::OctetKeyPair(p) = &mut short.algorithm {
+            p.x = "AAAA".into();
+        }
+        assert!(verifying_key(&short).is_err());
+    }
+
+    #[test]
+    fn the_published_jwks_has_the_contract_members_in_order() {
+        let key = a_key();
+        let x = URL_SAFE_NO_PAD.encode(key.as_bytes());
+        let kid = thumbprint(&key);
+        let json = serde_json::to_string(&published(&jwks([&key]))).expect("json");
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{x}","kid":"{kid}","alg":"EdDSA","use":"sig"}}]}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_fetched_jwks_keeps_what_it_can_read() {
+        let key = a_key();
+        let published = serde_json::to_value(published(&jwks([&key]))).expect("json");
+        let mut document = serde_json::json!({ "keys": [
+            { "kty": "OKP", "crv": "X448", "x": "AAAA", "kid": "other curve" },
+            { "kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "rsa" },
+        ]});
+        document["keys"]
+            .as_array_mut()
+            .expect("keys")
+            .push(published["keys"][0].clone());
+        let set = read_jwks(document.to_string().as_bytes()).expect("read");
+        assert_eq!(set.keys.len(), 2, "the unknown curve is left out");
+        let ed25519: Vec<_> = set
+            .keys
+            .iter()
+            .filter_map(|k| verifying_key(k).ok())
+            .collect();
+        assert_eq!(ed25519, vec![key]);
+        assert!(read_jwks(b"not json").is_err());
     }
 }

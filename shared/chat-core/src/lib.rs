@@ -11,7 +11,8 @@
 //! - [`message`]: message ids, message text rules and the `Message` payload.
 //! - [`events`]: names and payloads of the Socket.IO events.
 //! - [`claims`]: the claims a room token carries.
-//! - [`keys`]: Ed25519 key files, JWK thumbprints (`kid`) and the JWKS document.
+//! - [`keys`]: Ed25519 PEM key files, JWKs (`jsonwebtoken`'s) with their
+//!   thumbprint as `kid`, and the JWKS document as served.
 //! - [`token`]: minting and verifying room tokens.
 
 pub mod claims;

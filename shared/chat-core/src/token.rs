@@ -7,8 +7,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use hkdf::Hkdf;
@@ -19,7 +17,7 @@ use thiserror::Error;
 
 use crate::claims::RoomClaims;
 use crate::codes::ErrorCode;
-use crate::keys::{self, Jwks, KeyError};
+use crate::keys::{self, JwkSet, KeyError};
 use crate::user::{DisplayName, UserId};
 
 /// The HKDF salt of [`TokenSigner::derive_secret`]: keeps its secrets apart
@@ -118,8 +116,8 @@ impl TokenSigner {
     }
 
     /// The JWKS of every configured key, for `/.well-known/jwks.json`.
-    pub fn jwks(&self) -> Jwks {
-        Jwks::from_keys(&self.public_keys)
+    pub fn jwks(&self) -> JwkSet {
+        keys::jwks(&self.public_keys)
     }
 
     /// Signs `claims` as an EdDSA JWT with `typ` = `JWT` and this signer's `kid`.
@@ -155,10 +153,9 @@ impl TokenVerifier {
         let keys = keys
             .into_iter()
             .filter_map(|k| {
-                let x = URL_SAFE_NO_PAD.encode(k.as_bytes());
-                DecodingKey::from_ed_components(&x)
-                    .ok()
-                    .map(|d| (keys::thumbprint(k), d))
+                let jwk = keys::jwk(k);
+                let decoding = DecodingKey::from_jwk(&jwk).ok()?;
+                Some((jwk.common.key_id?, decoding))
             })
             .collect();
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -179,8 +176,12 @@ impl TokenVerifier {
     }
 
     /// A verifier from a JWKS; keys that are not Ed25519 are skipped.
-    pub fn from_jwks(jwks: &Jwks, issuer: &str, audience: &str) -> Self {
-        let keys: Vec<VerifyingKey> = jwks.keys.iter().filter_map(|k| k.to_key().ok()).collect();
+    pub fn from_jwks(jwks: &JwkSet, issuer: &str, audience: &str) -> Self {
+        let keys: Vec<VerifyingKey> = jwks
+            .keys
+            .iter()
+            .filter_map(|k| keys::verifying_key(k).ok())
+            .collect();
         Self::new(&keys, issuer, audience)
     }
 
@@ -243,6 +244,8 @@ impl TokenVerifier {
 mod tests {
     use super::*;
     use crate::claims::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const NOW: u64 = 1_800_000_000;
 
@@ -432,7 +435,7 @@ mod tests {
             TokenSigner::from_pkcs8_pem(&format!("{old_private}{new_private}")).expect("signer");
         let jwks = signer.jwks();
         assert_eq!(jwks.keys.len(), 2);
-        assert_eq!(jwks.keys[1].kid, signer.kid());
+        assert_eq!(jwks.keys[1].common.key_id.as_deref(), Some(signer.kid()));
         let verifier = TokenVerifier::from_jwks(&jwks, DEFAULT_ISSUER, DEFAULT_AUDIENCE);
         assert_eq!(verifier.key_count(), 2);
         let far = RoomClaims {
