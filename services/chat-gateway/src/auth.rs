@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::config::KeySource;
 
 /// The least time between two JWKS fetches caused by unknown keys.
-pub const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const JWKS_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The verification keys could not be loaded.
 #[derive(Debug, Error)]
@@ -190,7 +190,7 @@ impl TokenKeys {
 }
 
 /// Seconds since the epoch.
-pub fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -26,7 +26,7 @@ use crate::wire::Wire;
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Handshake accepted; `welcome` not yet out. Room events are buffered.
     Pending,
     /// `welcome` is out; room events flow.
@@ -43,7 +43,7 @@ pub enum State {
 
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// The server ends it and tells the client why.
     Server(ErrorCode),
     /// The client went away (disconnect, transport closed).
@@ -54,7 +54,7 @@ pub enum Ending {
 
 /// What [`Conn::begin_close`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closing {
+pub(crate) enum Closing {
     /// This call ended the connection: release its presence; if it was
     /// live, say goodbye (`Some(reason)`) and close the socket now.
     Started {
@@ -67,9 +67,9 @@ pub enum Closing {
 
 /// One client connection of this replica.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// How presence records it.
-    pub record: Connection,
+    pub(crate) record: Connection,
     session: Mutex<Option<Arc<str>>>,
     exp: AtomicU64,
     state: Mutex<State>,
@@ -81,14 +81,19 @@ pub struct Conn {
     /// stored and delivered, not acked ok. See [`Conn::resend_of`].
     unconfirmed: Mutex<Option<Unconfirmed>>,
     /// Its client events in flight.
-    pub inbox: Inbox,
+    pub(crate) inbox: Inbox,
     /// Its TCP connection, when it speaks WebSocket through this replica's own server.
-    pub wire: Option<Wire>,
+    pub(crate) wire: Option<Wire>,
 }
 
 impl Conn {
     /// A pending connection.
-    pub fn new(record: Connection, session: Option<String>, exp: u64, wire: Option<Wire>) -> Self {
+    pub(crate) fn new(
+        record: Connection,
+        session: Option<String>,
+        exp: u64,
+        wire: Option<Wire>,
+    ) -> Self {
         Self {
             record,
             session: Mutex::new(session.map(Arc::from)),
@@ -107,12 +112,12 @@ impl Conn {
     }
 
     /// Where it stands now.
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         *self.state_lock()
     }
 
     /// The web session its token came from (a `refresh` may change it).
-    pub fn session(&self) -> Option<Arc<str>> {
+    pub(crate) fn session(&self) -> Option<Arc<str>> {
         self.session
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -120,35 +125,35 @@ impl Conn {
     }
 
     /// Whether it belongs to web session `sid`.
-    pub fn belongs_to(&self, sid: &str) -> bool {
+    pub(crate) fn belongs_to(&self, sid: &str) -> bool {
         self.session().is_some_and(|s| &*s == sid)
     }
 
     /// When its token expires, seconds since the epoch.
-    pub fn exp(&self) -> u64 {
+    pub(crate) fn exp(&self) -> u64 {
         self.exp.load(Ordering::Relaxed)
     }
 
     /// A good `refresh`: the connection now belongs to `session` and lives until
     /// `exp` (never earlier than before). Returns the expiry in force.
-    pub fn refreshed(&self, session: Option<String>, exp: u64) -> u64 {
+    pub(crate) fn refreshed(&self, session: Option<String>, exp: u64) -> u64 {
         *self.session.lock().unwrap_or_else(|e| e.into_inner()) = session.map(Arc::from);
         self.exp.fetch_max(exp, Ordering::Relaxed).max(exp)
     }
 
     /// The id of the last message it sent.
-    pub fn last_sent(&self) -> Option<MessageId> {
+    pub(crate) fn last_sent(&self) -> Option<MessageId> {
         *self.last_sent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records that it sent message `id` (handled one at a time, in order).
-    pub fn sent(&self, id: MessageId) {
+    pub(crate) fn sent(&self, id: MessageId) {
         *self.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
     }
 
     /// Records that message `id`, with `text`, is stored and waits for Redis
     /// replicas before its ack.
-    pub fn awaiting_replicas(&self, id: MessageId, text: &str) {
+    pub(crate) fn awaiting_replicas(&self, id: MessageId, text: &str) {
         *self.unconfirmed_lock() = Some(Unconfirmed {
             id,
             text: text.to_owned(),
@@ -160,7 +165,7 @@ impl Conn {
     /// ack said `unavailable`; it is stored and was delivered, so it is to be
     /// confirmed, not stored twice. Any other text forgets that message (the
     /// client moved on), so acks keep increasing.
-    pub fn resend_of(&self, text: &str) -> Option<MessageId> {
+    pub(crate) fn resend_of(&self, text: &str) -> Option<MessageId> {
         let mut unconfirmed = self.unconfirmed_lock();
         match unconfirmed.as_ref() {
             Some(last) if last.text == text => Some(last.id),
@@ -173,7 +178,7 @@ impl Conn {
 
     /// Message `id` no longer waits: its replicas confirmed it, or it was
     /// lost (then sending it again stores it anew).
-    pub fn settled(&self, id: MessageId) {
+    pub(crate) fn settled(&self, id: MessageId) {
         let mut unconfirmed = self.unconfirmed_lock();
         if unconfirmed.as_ref().is_some_and(|last| last.id == id) {
             *unconfirmed = None;
@@ -187,7 +192,7 @@ impl Conn {
     /// Pending → live, once `welcome` is out. `Err(goodbye)` when it was
     /// ended meanwhile: the socket is to be closed, after telling the client
     /// `goodbye` if there is one.
-    pub fn go_live(&self) -> Result<(), Option<ErrorCode>> {
+    pub(crate) fn go_live(&self) -> Result<(), Option<ErrorCode>> {
         let mut state = self.state_lock();
         match *state {
             State::Pending => {
@@ -205,7 +210,7 @@ impl Conn {
     /// Ends the connection, once: the first call for a pending or live
     /// connection gets [`Closing::Started`]; later calls get [`Closing::Already`].
     /// A pending connection keeps its goodbye owed until [`Conn::go_live`].
-    pub fn begin_close(&self, ending: Ending) -> Closing {
+    pub(crate) fn begin_close(&self, ending: Ending) -> Closing {
         let mut state = self.state_lock();
         let was = *state;
         let next = match (was, ending) {
@@ -236,11 +241,11 @@ struct Unconfirmed {
 
 /// A connection together with its socket.
 #[derive(Debug, Clone)]
-pub struct Handle {
+pub(crate) struct Handle {
     /// The socket.
-    pub socket: Socket,
+    pub(crate) socket: Socket,
     /// The connection.
-    pub conn: Arc<Conn>,
+    pub(crate) conn: Arc<Conn>,
 }
 
 #[cfg(test)]

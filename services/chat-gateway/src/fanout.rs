@@ -25,7 +25,7 @@ use crate::state::Gateway;
 const RECHECK_RETRY: Duration = Duration::from_secs(2);
 
 /// Dispatches events until the subscription closes or the replica stops.
-pub async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
+pub(crate) async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
     loop {
         let event = tokio::select! {
             event = subscription.recv() => event,

@@ -39,7 +39,7 @@ struct Handshake(Arc<Mutex<Option<Joined>>>);
 /// otherwise be heard before anyone listens, and its events would be lost.
 /// An event that comes before `welcome` waits in the connection's inbox like
 /// any other and is answered.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     socket: Socket,
     TryData(auth): TryData<serde_json::Value>,
     State(gateway): Shared,
@@ -64,7 +64,7 @@ pub async fn authenticate(
 
 /// Connect handler: sends `welcome` (within the reply bound), then lets the
 /// room's events flow.
-pub async fn on_connect(socket: Socket, State(gateway): Shared) {
+pub(crate) async fn on_connect(socket: Socket, State(gateway): Shared) {
     let Some(Handshake(slot)) = socket.extensions.remove::<Handshake>() else {
         return;
     };

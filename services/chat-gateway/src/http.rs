@@ -12,12 +12,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::state::Gateway;
 
 /// `/healthz`: the process is up.
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `/readyz`: Redis answers and the replica is not draining.
-pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
+pub(crate) async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     if gateway.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else if gateway.is_draining() {
@@ -28,7 +28,7 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
 }
 
 /// `/metrics`: Prometheus text format.
-pub async fn metrics(State(handle): State<PrometheusHandle>) -> Response {
+pub(crate) async fn metrics(State(handle): State<PrometheusHandle>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),
@@ -38,7 +38,7 @@ pub async fn metrics(State(handle): State<PrometheusHandle>) -> Response {
 
 /// Refuses a request whose `Origin` is not allowed. Requests without an
 /// `Origin` (not from a browser) pass: the token is what admits them.
-pub async fn check_origin(
+pub(crate) async fn check_origin(
     State(allowed): State<Arc<Vec<String>>>,
     request: Request,
     next: Next,

@@ -14,11 +14,11 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 /// One queued event: its handling and its ack.
-pub type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The events of one connection that are in flight.
 #[derive(Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     state: Mutex<State>,
 }
 
@@ -46,14 +46,14 @@ impl Inbox {
     }
 
     /// Events received and not yet answered: the waiting ones and the one being handled.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         let state = self.state();
         state.queue.len() + usize::from(state.handling)
     }
 
     /// Queues `job` behind the waiting ones. True means no runner is active:
     /// the caller starts one that calls [`Inbox::next`] until it returns `None`.
-    pub fn push(&self, job: Job) -> bool {
+    pub(crate) fn push(&self, job: Job) -> bool {
         let mut state = self.state();
         state.queue.push_back(job);
         let start = !state.running;
@@ -62,7 +62,7 @@ impl Inbox {
     }
 
     /// The next job for the runner; `None` (and the runner is done) when the queue is empty.
-    pub fn next(&self) -> Option<Job> {
+    pub(crate) fn next(&self) -> Option<Job> {
         let mut state = self.state();
         let job = state.queue.pop_front();
         state.running = job.is_some();

@@ -19,21 +19,23 @@
 //! - [`metrics_names`]: the Prometheus metric names.
 //! - [`startup`]: building the app, running it, draining it.
 
-pub mod auth;
-pub mod config;
-pub mod conn;
-pub mod fanout;
-pub mod handlers;
-pub mod http;
-pub mod inbox;
-pub mod maintenance;
-pub mod metrics_names;
-pub mod registry;
-pub mod server;
-pub mod sockets;
-pub mod startup;
-pub mod state;
-pub mod wire;
+mod auth;
+mod config;
+mod conn;
+mod fanout;
+mod handlers;
+mod http;
+mod inbox;
+mod maintenance;
+mod metrics_names;
+mod registry;
+mod server;
+mod sockets;
+mod startup;
+mod state;
+mod wire;
 
+pub use auth::TokenKeys;
 pub use config::GatewayConfig;
+pub use server::{Served, serve};
 pub use startup::{App, Realtime, Running};

@@ -32,7 +32,7 @@ async fn tick(gateway: &Gateway, ticker: &mut Interval) -> bool {
 /// Refreshes this replica's heartbeat in every room and heals presence after
 /// a data loss, room by room (on a cluster each room's shard can lose its
 /// data, or be unreachable long enough for this replica to be swept, alone).
-pub async fn heartbeat(gateway: Arc<Gateway>) {
+pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
     let rooms: Vec<RoomName> = gateway.config.rooms.iter().cloned().collect();
     let mut epochs: HashMap<RoomName, String> = HashMap::new();
     let mut ticker = tokio::time::interval(gateway.config.heartbeat_interval);
@@ -96,7 +96,7 @@ async fn restore(gateway: &Gateway, room: &RoomName, silent: bool) {
 
 /// Sweeps dead replicas and announces due exits. Every replica runs it; each
 /// dead replica and each exit is handled by exactly one of them.
-pub async fn sweep(gateway: Arc<Gateway>) {
+pub(crate) async fn sweep(gateway: Arc<Gateway>) {
     let rooms: Vec<RoomName> = gateway.config.rooms.iter().cloned().collect();
     let mut ticker = tokio::time::interval(gateway.config.sweep_interval);
     while tick(&gateway, &mut ticker).await {
@@ -116,7 +116,7 @@ pub async fn sweep(gateway: Arc<Gateway>) {
 }
 
 /// Ends connections whose token expired more than the grace ago.
-pub async fn expire_tokens(gateway: Arc<Gateway>) {
+pub(crate) async fn expire_tokens(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while tick(&gateway, &mut ticker).await {
         let now = now_s();
@@ -133,7 +133,7 @@ pub async fn expire_tokens(gateway: Arc<Gateway>) {
 /// ever runs, so a connection still pending a connect timeout after it was
 /// admitted is closed and its presence released. One loop for the replica,
 /// not a timer per connection.
-pub async fn end_stalled_handshakes(gateway: Arc<Gateway>) {
+pub(crate) async fn end_stalled_handshakes(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while tick(&gateway, &mut ticker).await {
         let Some(admitted_before) = Instant::now().checked_sub(gateway.config.connect_timeout)
@@ -151,7 +151,7 @@ pub async fn end_stalled_handshakes(gateway: Arc<Gateway>) {
 
 /// Fetches the JWKS again every `JWKS_REFRESH_S` (when keys come from one),
 /// so a key that chat-web stopped publishing stops being trusted.
-pub async fn refresh_keys(gateway: Arc<Gateway>) {
+pub(crate) async fn refresh_keys(gateway: Arc<Gateway>) {
     if !gateway.keys.from_jwks() {
         return;
     }

@@ -49,15 +49,15 @@ struct RoomSockets {
 
 /// How many connections a replica admits.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// In all (`MAX_CONNECTIONS`).
-    pub total: usize,
+    pub(crate) total: usize,
     /// Per user (`MAX_CONNECTIONS_PER_USER`).
-    pub per_user: usize,
+    pub(crate) per_user: usize,
 }
 
 /// All rooms of this replica.
-pub struct Registry {
+pub(crate) struct Registry {
     rooms: HashMap<RoomName, Mutex<RoomSockets>>,
     /// Live and pending connections, kept beside the maps so reading it takes no lock.
     connections: AtomicUsize,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// A registry for `rooms`, admitting connections within `limits`, whose
     /// events `writer` writes.
-    pub fn new(rooms: &RoomList, limits: Limits, writer: Writer) -> Self {
+    pub(crate) fn new(rooms: &RoomList, limits: Limits, writer: Writer) -> Self {
         let rooms = rooms
             .iter()
             .map(|r| (r.clone(), Mutex::default()))
@@ -101,7 +101,7 @@ impl Registry {
 
     /// Admits a joining connection within the limits (`server_busy`,
     /// `too_many_connections`) and starts buffering its room's events.
-    pub fn admit(&self, handle: Handle) -> Result<(), ErrorCode> {
+    pub(crate) fn admit(&self, handle: Handle) -> Result<(), ErrorCode> {
         let user = &handle.conn.record.user.id;
         {
             let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
@@ -146,7 +146,7 @@ impl Registry {
     /// delivers the buffered events newer than the snapshot (`seq`). Returns
     /// false if it is no longer pending, or turned out too slow to take the
     /// buffered events (then it is forgotten: close it).
-    pub fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
+    pub(crate) fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
         let Some(mut sockets) = self.room(room) else {
             return false;
         };
@@ -172,7 +172,7 @@ impl Registry {
     }
 
     /// Forgets a connection, live or pending; true if it was there.
-    pub fn remove(&self, handle: &Handle) -> bool {
+    pub(crate) fn remove(&self, handle: &Handle) -> bool {
         let room = &handle.conn.record.room;
         let sid = handle.socket.id;
         let removed = self.room(room).is_some_and(|mut sockets| {
@@ -187,7 +187,7 @@ impl Registry {
     /// Writes one event from Redis to every connection of its room. Returns
     /// how many live connections it was written to, and the connections found
     /// too slow to keep up (already forgotten here: close them).
-    pub fn deliver(&self, room: &RoomName, event: RoomEvent) -> (usize, Vec<Handle>) {
+    pub(crate) fn deliver(&self, room: &RoomName, event: RoomEvent) -> (usize, Vec<Handle>) {
         let Some(mut sockets) = self.room(room) else {
             return (0, Vec::new());
         };
@@ -267,12 +267,12 @@ impl Registry {
     }
 
     /// The newest message id this replica has seen in `room`.
-    pub fn last_id(&self, room: &RoomName) -> Option<MessageId> {
+    pub(crate) fn last_id(&self, room: &RoomName) -> Option<MessageId> {
         self.room(room).and_then(|s| s.last_id)
     }
 
     /// Every connection, live or pending.
-    pub fn all(&self) -> Vec<Handle> {
+    pub(crate) fn all(&self) -> Vec<Handle> {
         let mut all = Vec::new();
         for room in self.rooms.values() {
             let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
@@ -283,7 +283,7 @@ impl Registry {
     }
 
     /// The connections admitted before `admitted_before` that are still pending.
-    pub fn pending_since(&self, admitted_before: Instant) -> Vec<Handle> {
+    pub(crate) fn pending_since(&self, admitted_before: Instant) -> Vec<Handle> {
         let mut stalled = Vec::new();
         for room in self.rooms.values() {
             let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
@@ -298,7 +298,7 @@ impl Registry {
 
     /// Forgets the room's snapshot positions after Redis lost its data: its
     /// event counter starts again from zero.
-    pub fn reset_positions(&self, room: &RoomName) {
+    pub(crate) fn reset_positions(&self, room: &RoomName) {
         if let Some(mut sockets) = self.room(room) {
             sockets
                 .live
@@ -308,12 +308,12 @@ impl Registry {
     }
 
     /// How many connections this replica holds, live or pending.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
 
     /// The connections (live or pending) that belong to web session `sid`.
-    pub fn by_session(&self, sid: &str) -> Vec<Handle> {
+    pub(crate) fn by_session(&self, sid: &str) -> Vec<Handle> {
         self.all()
             .into_iter()
             .filter(|h| h.conn.belongs_to(sid))

@@ -40,7 +40,7 @@ use owned_head::OwnedHead;
 
 /// TCP connections allowed beyond `MAX_CONNECTIONS`: probes, scrapes and
 /// handshakes that are about to be refused with `server_busy`.
-pub const TCP_HEADROOM: usize = 1024;
+pub(crate) const TCP_HEADROOM: usize = 1024;
 
 /// What [`serve`] serves: a router with the Socket.IO endpoint in front of
 /// it (`Realtime::mount`).

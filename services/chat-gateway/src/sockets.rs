@@ -21,13 +21,13 @@ use socketioxide_core::packet::Packet;
 use socketioxide_core::{Str, Value};
 
 /// A socket of this gateway.
-pub type Socket = SocketRef<Adapter>;
+pub(crate) type Socket = SocketRef<Adapter>;
 
 /// The acknowledgement of an event a socket of this gateway sent.
-pub type Ack = AckSender<Adapter>;
+pub(crate) type Ack = AckSender<Adapter>;
 
 /// The adapter of the gateway's namespace: the local one, shared with the [`Writer`].
-pub struct Adapter {
+pub(crate) struct Adapter {
     local: Arc<CoreLocalAdapter<Emitter>>,
 }
 
@@ -66,7 +66,7 @@ impl DefinedAdapter for Adapter {}
 
 /// Writes encoded events to single sockets of the namespace.
 #[derive(Clone, Default)]
-pub struct Writer {
+pub(crate) struct Writer {
     local: Arc<OnceLock<Arc<CoreLocalAdapter<Emitter>>>>,
 }
 
@@ -81,7 +81,7 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Queues `event` for socket `sid`: `InternalChannelFull` when its
     /// buffer is full, `Closed` when it is gone.
-    pub fn write(&self, sid: Sid, event: &Encoded) -> Result<(), SocketError> {
+    pub(crate) fn write(&self, sid: Sid, event: &Encoded) -> Result<(), SocketError> {
         let Some(local) = self.local.get() else {
             return Err(SocketError::Closed);
         };
@@ -94,7 +94,7 @@ impl Writer {
 
 /// A Socket.IO event of the root namespace, serialized once.
 #[derive(Debug, Clone)]
-pub struct Encoded(Packet, usize);
+pub(crate) struct Encoded(Packet, usize);
 
 /// What Engine.IO, Socket.IO and WebSocket framing add to an event's JSON, at most.
 const FRAMING: usize = 16;
@@ -102,7 +102,7 @@ const FRAMING: usize = 16;
 impl Encoded {
     /// `event` with `payload` (already JSON), in the form socket.io clients
     /// read: `["<event>",<payload>]`.
-    pub fn event(event: &str, payload: &RawValue) -> Self {
+    pub(crate) fn event(event: &str, payload: &RawValue) -> Self {
         let name = serde_json::to_string(event)
             .unwrap_or_else(|_| unreachable!("a string always serializes"));
         let data = format!("[{name},{}]", payload.get());
@@ -111,7 +111,7 @@ impl Encoded {
     }
 
     /// About how many bytes it takes on the wire.
-    pub fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         self.1
     }
 }

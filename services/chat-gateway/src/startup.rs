@@ -84,7 +84,7 @@ impl Realtime {
     }
 
     /// The shared state.
-    pub fn gateway(&self) -> Arc<Gateway> {
+    pub(crate) fn gateway(&self) -> Arc<Gateway> {
         self.gateway.clone()
     }
 

@@ -34,33 +34,33 @@ use crate::wire::Wire;
 
 /// What a successful handshake leaves for the connect handler.
 #[derive(Debug)]
-pub struct Joined {
+pub(crate) struct Joined {
     /// The connection, pending.
-    pub conn: Arc<Conn>,
+    pub(crate) conn: Arc<Conn>,
     /// The room as it stood when the connection entered it.
-    pub snapshot: Snapshot,
+    pub(crate) snapshot: Snapshot,
     /// Whether the client asked for what it missed since a message.
-    pub since_given: bool,
+    pub(crate) since_given: bool,
 }
 
 /// A per-user budget of one kind of client event.
 type Budget = DefaultKeyedRateLimiter<String>;
 
 /// The shared state of one gateway replica.
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// Settings.
-    pub config: GatewayConfig,
+    pub(crate) config: GatewayConfig,
     /// Token verification keys.
-    pub keys: TokenKeys,
+    pub(crate) keys: TokenKeys,
     /// Presence, history, fan-out and revocations (Redis, or memory in the single-process mode).
-    pub backend: Arc<dyn Backend>,
+    pub(crate) backend: Arc<dyn Backend>,
     /// Local connections.
-    pub registry: Registry,
+    pub(crate) registry: Registry,
     /// Work spawned on behalf of connections (event runners, presence releases),
     /// waited for on shutdown.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Cancelled when the replica starts to stop: background loops end.
-    pub stopping: CancellationToken,
+    pub(crate) stopping: CancellationToken,
     sends: Budget,
     history_reads: Budget,
     refreshes: Budget,
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Assembles the state.
-    pub fn new(
+    pub(crate) fn new(
         config: GatewayConfig,
         keys: TokenKeys,
         backend: Arc<dyn Backend>,
@@ -124,7 +124,7 @@ impl Gateway {
 
     /// Checks a handshake and, if it passes, enters the room in Redis and
     /// starts buffering the room's events for the connection.
-    pub async fn handshake(
+    pub(crate) async fn handshake(
         self: &Arc<Self>,
         socket: &Socket,
         token: Option<String>,
@@ -255,7 +255,7 @@ impl Gateway {
     /// when the server ends a live connection, the client is told
     /// `session ended` and the socket is closed at once. A pending connection
     /// is told when its handshake would have completed ([`Gateway::go_live`]).
-    pub fn close(&self, handle: &Handle, ending: Ending) {
+    pub(crate) fn close(&self, handle: &Handle, ending: Ending) {
         let Closing::Started { was } = handle.conn.begin_close(ending) else {
             return;
         };
@@ -273,7 +273,7 @@ impl Gateway {
     /// After `welcome` was written: makes the connection live, or closes it if
     /// it was ended meanwhile (revoked, drained, too slow for its buffered
     /// events) or its token expired during the handshake.
-    pub fn go_live(&self, handle: &Handle, seq: u64) {
+    pub(crate) fn go_live(&self, handle: &Handle, seq: u64) {
         let activated = self
             .registry
             .activate(&handle.conn.record.room, handle.socket.id, seq);
@@ -291,7 +291,7 @@ impl Gateway {
     }
 
     /// Whether a connection's token expired more than the grace ago.
-    pub fn expired(&self, conn: &Conn, now: u64) -> bool {
+    pub(crate) fn expired(&self, conn: &Conn, now: u64) -> bool {
         conn.exp()
             .saturating_add(self.config.token_expiry_grace.as_secs())
             < now
@@ -299,7 +299,7 @@ impl Gateway {
 
     /// Whether a connection already has `MAX_EVENTS_IN_FLIGHT` client events
     /// received and not yet answered.
-    pub fn is_saturated(&self, conn: &Conn) -> bool {
+    pub(crate) fn is_saturated(&self, conn: &Conn) -> bool {
         conn.inbox.in_flight() >= self.config.max_events_in_flight
     }
 
@@ -307,7 +307,7 @@ impl Gateway {
     /// (order per connection), starting the connection's runner if it is
     /// idle. A connection that reaches `MAX_EVENTS_IN_FLIGHT` is not read
     /// from until its runner has made room again.
-    pub fn submit(self: &Arc<Self>, conn: &Arc<Conn>, job: Job) {
+    pub(crate) fn submit(self: &Arc<Self>, conn: &Arc<Conn>, job: Job) {
         let start = conn.inbox.push(job);
         if self.is_saturated(conn)
             && let Some(wire) = &conn.wire
@@ -337,7 +337,7 @@ impl Gateway {
     /// sessions were logged out: after the subscription that carries logouts
     /// was down, a logout may have been missed. Returns how many sessions
     /// were revoked, or the error that kept Redis from saying.
-    pub async fn recheck_revocations(&self) -> Result<usize, chat_store::StoreError> {
+    pub(crate) async fn recheck_revocations(&self) -> Result<usize, chat_store::StoreError> {
         let handles = self.registry.all();
         let sessions: BTreeSet<Arc<str>> =
             handles.iter().filter_map(|h| h.conn.session()).collect();
@@ -372,7 +372,7 @@ impl Gateway {
     }
 
     /// Retries the leaves that failed while Redis was away.
-    pub async fn retry_failed_leaves(&self) {
+    pub(crate) async fn retry_failed_leaves(&self) {
         let pending =
             std::mem::take(&mut *self.failed_leaves.lock().unwrap_or_else(|e| e.into_inner()));
         for record in pending {
@@ -381,7 +381,11 @@ impl Gateway {
     }
 
     /// Handles `message sent`.
-    pub async fn send_message(&self, conn: &Conn, text: Result<String, ErrorCode>) -> SendAck {
+    pub(crate) async fn send_message(
+        &self,
+        conn: &Conn,
+        text: Result<String, ErrorCode>,
+    ) -> SendAck {
         let span = tracing::info_span!(
             "message sent",
             otel.kind = "server",
@@ -483,7 +487,7 @@ impl Gateway {
 
     /// Handles `history`; the ack comes serialized, so what it adds to the
     /// bytes waiting for the client can be counted.
-    pub async fn history(
+    pub(crate) async fn history(
         &self,
         conn: &Conn,
         request: Result<HistoryRequest, ErrorCode>,
@@ -522,7 +526,11 @@ impl Gateway {
     /// connection's expiry and binds it to the new token's web session.
     /// Fails closed: unless Redis confirms that neither session was logged
     /// out, the answer is `unavailable`.
-    pub async fn refresh(&self, conn: &Conn, token: Result<String, ErrorCode>) -> RefreshAck {
+    pub(crate) async fn refresh(
+        &self,
+        conn: &Conn,
+        token: Result<String, ErrorCode>,
+    ) -> RefreshAck {
         let Ok(token) = token else {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         };
@@ -555,7 +563,7 @@ impl Gateway {
 
     /// Handles `message edit` (with the new text) and `message delete`
     /// (without): only the author's, of a message still in the kept history.
-    pub async fn change_message(
+    pub(crate) async fn change_message(
         &self,
         conn: &Conn,
         request: Result<(MessageId, Option<String>), ErrorCode>,
@@ -608,7 +616,7 @@ impl Gateway {
 
     /// Handles `read`: moves the user's read marker in the room, for all
     /// their devices.
-    pub async fn mark_read(&self, conn: &Conn, id: Result<MessageId, ErrorCode>) -> DoneAck {
+    pub(crate) async fn mark_read(&self, conn: &Conn, id: Result<MessageId, ErrorCode>) -> DoneAck {
         let id = match id {
             Ok(id) => id,
             Err(code) => return DoneAck::err(code),
@@ -632,7 +640,7 @@ impl Gateway {
     /// Handles `typing`: at most one `user typing` per user per
     /// `TYPING_THROTTLE_MS` reaches the room, whichever replicas the user's
     /// tabs are on; the rest are dropped without a word.
-    pub async fn typing(&self, conn: &Conn) {
+    pub(crate) async fn typing(&self, conn: &Conn) {
         let user = &conn.record.user;
         let room = &conn.record.room;
         if self
@@ -652,7 +660,7 @@ impl Gateway {
 
     /// Records that a reply of `bytes` the server built (`welcome`, a
     /// `history` page) was queued for a connection: see [`Wire::queued_reply`].
-    pub fn queued_reply(&self, handle: &Handle, bytes: usize) {
+    pub(crate) fn queued_reply(&self, handle: &Handle, bytes: usize) {
         if let Some(wire) = &handle.conn.wire
             && !wire.queued_reply(bytes)
         {
@@ -661,28 +669,28 @@ impl Gateway {
     }
 
     /// Whether SIGTERM has started the drain.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     /// Starts the drain: new handshakes get `server_busy`.
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Records whether Redis answered the last heartbeat.
-    pub fn set_redis_ok(&self, ok: bool) {
+    pub(crate) fn set_redis_ok(&self, ok: bool) {
         self.redis_ok.store(ok, Ordering::Relaxed);
     }
 
     /// Ready for traffic: Redis answers commands, the fan-out subscriber is
     /// connected, and the replica is not draining.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.redis_ok.load(Ordering::Relaxed) && self.backend.is_subscribed() && !self.is_draining()
     }
 
     /// Forgets rate-limiter entries of users who went quiet.
-    pub fn trim_rate_limiter(&self) {
+    pub(crate) fn trim_rate_limiter(&self) {
         for budget in [
             &self.sends,
             &self.history_reads,

@@ -39,7 +39,7 @@ use tokio::time::Sleep;
 
 /// A handle on one client TCP connection: its byte debt and its cut switch.
 #[derive(Clone)]
-pub struct Wire(Arc<Inner>);
+pub(crate) struct Wire(Arc<Inner>);
 
 struct Inner {
     owed: AtomicUsize,
@@ -63,7 +63,7 @@ impl std::fmt::Debug for Wire {
 
 impl Wire {
     /// A wire that counts a client as slow once more than `limit` bytes wait for it.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self(Arc::new(Inner {
             owed: AtomicUsize::new(0),
             limit,
@@ -77,7 +77,7 @@ impl Wire {
 
     /// Records `bytes` more queued for the client; true while what waits is
     /// within the limit, false once the client is a slow consumer.
-    pub fn queued(&self, bytes: usize) -> bool {
+    pub(crate) fn queued(&self, bytes: usize) -> bool {
         let owed = self.0.owed.fetch_add(bytes, Ordering::Relaxed) + bytes;
         owed <= self.0.limit
     }
@@ -87,13 +87,13 @@ impl Wire {
     /// a client that already owed more than the limit before it is a slow
     /// consumer, so a reader's own reply never cuts it, while one that asks
     /// without reading still owes at most the limit and one reply.
-    pub fn queued_reply(&self, bytes: usize) -> bool {
+    pub(crate) fn queued_reply(&self, bytes: usize) -> bool {
         let before = self.0.owed.fetch_add(bytes, Ordering::Relaxed);
         before <= self.0.limit
     }
 
     /// Bytes queued for the client and not written yet.
-    pub fn owed(&self) -> usize {
+    pub(crate) fn owed(&self) -> usize {
         self.0.owed.load(Ordering::Relaxed)
     }
 
@@ -116,19 +116,19 @@ impl Wire {
     }
 
     /// Fails every further read and write of the connection, waking whoever waits on it.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.0.cut.store(true, Ordering::Release);
         self.0.reader.wake();
         self.0.writer.wake();
     }
 
     /// Stops reading from the client until [`Wire::resume`].
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.0.paused.store(true, Ordering::Release);
     }
 
     /// Reads from the client again.
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         if self.0.paused.swap(false, Ordering::AcqRel) {
             self.0.reader.wake();
         }
@@ -136,7 +136,7 @@ impl Wire {
 
     /// Reads nothing from the client for `wait` (longer holds win): it is
     /// over a budget, and what it sends meanwhile would only be refused.
-    pub fn hold_for(&self, wait: Duration) {
+    pub(crate) fn hold_for(&self, wait: Duration) {
         let until = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         self.0.held_until_ms.fetch_max(until, Ordering::AcqRel);
     }
@@ -149,7 +149,7 @@ impl Wire {
     }
 
     /// Whether [`Wire::cut`] was called.
-    pub fn is_cut(&self) -> bool {
+    pub(crate) fn is_cut(&self) -> bool {
         self.0.cut.load(Ordering::Acquire)
     }
 }
@@ -169,11 +169,11 @@ fn cut_error() -> io::Error {
 }
 
 /// The most a [`WireStream`] buffers before writing to the socket.
-pub const COALESCE_BYTES: usize = 16 * 1024;
+pub(crate) const COALESCE_BYTES: usize = 16 * 1024;
 
 /// A stream that reports to its [`Wire`].
 #[derive(Debug)]
-pub struct WireStream<S> {
+pub(crate) struct WireStream<S> {
     inner: S,
     wire: Wire,
     _slot: Option<ConnectionSlot>,
@@ -188,7 +188,7 @@ pub struct WireStream<S> {
 
 impl<S> WireStream<S> {
     /// Wraps `inner`, reporting to `wire`.
-    pub fn new(inner: S, wire: Wire) -> Self {
+    pub(crate) fn new(inner: S, wire: Wire) -> Self {
         Self {
             inner,
             wire,
@@ -200,7 +200,7 @@ impl<S> WireStream<S> {
     }
 
     /// Holds `slot` (of a connection limit) for as long as the stream lives.
-    pub fn holding(mut self, slot: ConnectionSlot) -> Self {
+    pub(crate) fn holding(mut self, slot: ConnectionSlot) -> Self {
         self._slot = Some(slot);
         self
     }
