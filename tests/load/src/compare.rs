@@ -10,7 +10,7 @@ use crate::hostile::{LoopReport, ReadReport};
 use crate::redisstat::{self, NodeUsage};
 use crate::report::{
     FloodReport, HostileReadReport, PhaseReport, ReconnectLoopReport, ReconnectReport, Report,
-    TypingReport,
+    RoomFill, TypingReport,
 };
 
 type Metric = (&'static str, fn(&Report) -> f64, Unit);
@@ -197,13 +197,23 @@ const METRICS: &[Metric] = &[
         Unit::Cores,
     ),
     (
+        "Redis primaries CPU added by abuser (cores)",
+        |r| {
+            phases(r, |f| {
+                let (without, with) = f.redis_cores();
+                with - without
+            })
+        },
+        Unit::Cores,
+    ),
+    (
         "hostile room: messages held",
-        |r| read(r, |h| h.room_messages as f64),
+        |r| room(r, |f| f.messages as f64),
         Unit::Count,
     ),
     (
         "hostile room: bytes per message",
-        |r| read(r, |h| h.message_bytes as f64),
+        |r| room(r, |f| f.message_bytes as f64),
         Unit::Bytes,
     ),
     (
@@ -259,6 +269,16 @@ const METRICS: &[Metric] = &[
     (
         "Redis CPU per read acked ok",
         |r| read(r, |h| h.redis_per_read().cpu_us),
+        Unit::Us,
+    ),
+    (
+        "XRANGE calls per read acked ok",
+        |r| read(r, |h| h.xrange_per_read().0),
+        Unit::Cores,
+    ),
+    (
+        "XRANGE time per call (inside a read)",
+        |r| read(r, |h| h.xrange_per_read().1),
         Unit::Us,
     ),
     (
@@ -588,6 +608,17 @@ fn phases(r: &Report, get: fn(&PhaseReport) -> f64) -> f64 {
         .or(r.hostile_read.as_ref().map(|h| &h.phases))
         .or(r.reconnect_loop.as_ref().map(|l| &l.phases));
     p.map_or(0.0, get)
+}
+
+/// A figure of the hostile user's room (`hostile-read`, `reconnect-loop`);
+/// 0 for others.
+fn room(r: &Report, get: fn(&RoomFill) -> f64) -> f64 {
+    let f = r
+        .hostile_read
+        .as_ref()
+        .map(|h| &h.room)
+        .or(r.reconnect_loop.as_ref().map(|l| &l.room));
+    f.map_or(0.0, get)
 }
 
 /// A figure of the `hostile-read` scenario's own report; 0 for others.

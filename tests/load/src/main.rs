@@ -167,12 +167,20 @@ pub(crate) struct RunArgs {
     /// normal room instead of a room of its own.
     #[arg(long)]
     pub(crate) abuser_shares_room: bool,
-    /// hostile-read: messages the hostile user's room is filled with first.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) room_messages: usize,
-    /// hostile-read: characters ('😀', 4 bytes each) of each of those messages.
+    /// hostile-read, reconnect-loop: messages the hostile user's room is
+    /// filled with first (default: 1000 for hostile-read, none for
+    /// reconnect-loop).
+    #[arg(long)]
+    pub(crate) room_messages: Option<usize>,
+    /// hostile-read, reconnect-loop: characters ('😀', 4 bytes each) of each
+    /// of those messages.
     #[arg(long, default_value_t = 2000)]
     pub(crate) room_message_chars: usize,
+    /// hostile-read, reconnect-loop: seconds from the end of the filling to
+    /// the first phase at the earliest (the fillers' exits, `EXIT_GRACE_S`
+    /// after they leave, then cost Redis in neither phase).
+    #[arg(long, default_value_t = 6.0)]
+    pub(crate) fill_settle_s: f64,
     /// hostile-read: milliseconds a reading connection waits after a refused
     /// `read` (the default budget refills one per 100 ms).
     #[arg(long, default_value_t = 100)]

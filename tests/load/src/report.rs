@@ -389,6 +389,19 @@ impl PhaseReport {
         }
     }
 
+    /// Calls and time of `cmd` on the primaries in the phase with the
+    /// hostile user, less those in the phase without (run inside scripts
+    /// too: `XRANGE` of a `read`).
+    pub(crate) fn command_added(&self, cmd: &str) -> (f64, f64) {
+        let of = |nodes: &[NodeUsage]| {
+            let c = crate::redisstat::total(&crate::redisstat::primaries(nodes), cmd);
+            (c.calls as f64, c.usec as f64)
+        };
+        let (calls0, us0) = of(&self.redis_without);
+        let (calls1, us1) = of(&self.redis_with);
+        (calls1 - calls0, us1 - us0)
+    }
+
     /// Redis's CPU (cores, primaries, from `INFO cpu`) in each phase.
     pub(crate) fn redis_cores(&self) -> (f64, f64) {
         let cores = |nodes: &[NodeUsage]| -> f64 {
@@ -501,6 +514,31 @@ impl FloodReport {
     }
 }
 
+/// How the hostile user's room was filled before the phases.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RoomFill {
+    /// Messages acked `ok`: what the room holds.
+    pub(crate) messages: u64,
+    /// Bytes of each one's text (UTF-8).
+    pub(crate) message_bytes: u64,
+    /// Filling sends that were not acked `ok`, by reason.
+    pub(crate) errors: BTreeMap<String, u64>,
+    /// Seconds the filling took.
+    pub(crate) secs: f64,
+}
+
+impl RoomFill {
+    fn row(&self) -> String {
+        format!(
+            "{} messages of {} B, filled in {:.1}s {}",
+            self.messages,
+            self.message_bytes,
+            self.secs,
+            fmt_map(&self.errors)
+        )
+    }
+}
+
 /// What the `hostile-read` scenario measured beside the normal users'
 /// totals: the same traffic without, then with, one user sending `read` with
 /// the oldest id of a room full of large messages.
@@ -509,14 +547,8 @@ pub(crate) struct HostileReadReport {
     /// The normal users in both phases.
     #[serde(flatten)]
     pub(crate) phases: PhaseReport,
-    /// Messages the hostile user's room was filled with (acked `ok`).
-    pub(crate) room_messages: u64,
-    /// Bytes of each one's text (UTF-8).
-    pub(crate) message_bytes: u64,
-    /// Filling sends that were not acked `ok`, by reason.
-    pub(crate) fill_errors: BTreeMap<String, u64>,
-    /// Seconds the filling took.
-    pub(crate) fill_s: f64,
+    /// The hostile user's room, filled first.
+    pub(crate) room: RoomFill,
     /// The id every `read` carried: the oldest of the room's messages.
     pub(crate) read_id: String,
     /// The hostile user's reads.
@@ -530,6 +562,17 @@ impl HostileReadReport {
         self.phases.redis_added().per(self.reads.acks.ok)
     }
 
+    /// The `XRANGE` calls the reads added (inside their scripts), per read
+    /// acked `ok`, and their µs per call: what a read reads of the room,
+    /// clear of the normal traffic (whose scripts make none).
+    pub(crate) fn xrange_per_read(&self) -> (f64, f64) {
+        let (calls, us) = self.phases.command_added("xrange");
+        if calls <= 0.0 || self.reads.acks.ok == 0 {
+            return (0.0, 0.0);
+        }
+        (calls / self.reads.acks.ok as f64, us / calls)
+    }
+
     /// Rows of the human-readable table.
     fn rows(&self) -> Vec<(String, String)> {
         let r = &self.reads;
@@ -538,14 +581,7 @@ impl HostileReadReport {
         rows.extend([
             (
                 "hostile room".into(),
-                format!(
-                    "{} messages of {} B in {:.1}s {}; read {{ id: {} }}",
-                    self.room_messages,
-                    self.message_bytes,
-                    self.fill_s,
-                    fmt_map(&self.fill_errors),
-                    self.read_id
-                ),
+                format!("{}; read {{ id: {} }}", self.room.row(), self.read_id),
             ),
             (
                 "hostile conns".into(),
@@ -575,8 +611,13 @@ impl HostileReadReport {
             (
                 "redis per read".into(),
                 format!(
-                    "{:.0} µs CPU, {:.0} µs in scripts ({:.2} script calls) above the phase without",
-                    per.cpu_us, per.script_us, per.script_calls
+                    "{:.0} µs CPU, {:.0} µs in scripts ({:.2} script calls) above the phase without; \
+                     {:.2} XRANGE of {:.0} µs",
+                    per.cpu_us,
+                    per.script_us,
+                    per.script_calls,
+                    self.xrange_per_read().0,
+                    self.xrange_per_read().1
                 ),
             ),
         ]);
@@ -591,6 +632,8 @@ pub(crate) struct ReconnectLoopReport {
     /// The normal users in both phases.
     #[serde(flatten)]
     pub(crate) phases: PhaseReport,
+    /// The hostile user's room, filled first (or empty).
+    pub(crate) room: RoomFill,
     /// The hostile user's handshakes.
     pub(crate) loops: LoopReport,
 }
@@ -608,6 +651,7 @@ impl ReconnectLoopReport {
         let per = self.redis_per_join();
         let mut rows = self.phases.rows();
         rows.extend([
+            ("hostile room".into(), self.room.row()),
             (
                 "hostile loops".into(),
                 format!(

@@ -20,6 +20,7 @@
 //! - `reconnect`: a reconnect storm; one replica is killed and its clients
 //!   reconnect to another with `since` ([`reconnect`]).
 
+mod fill;
 mod flood;
 mod hostile_read;
 mod phases;

@@ -5,6 +5,7 @@
 //! second phase or until it has sent `abuser-events`.
 
 use anyhow::Context;
+use tokio::time::Instant;
 
 use super::Ctx;
 use super::phases::{hostile_runtime, tell};
@@ -21,7 +22,7 @@ impl Ctx<'_> {
         let (abusers, handshakes) = self.connect_hostile(jobs, rt.handle(), abuser::run).await?;
         let max_events = a.abuser_events;
         let run = self
-            .beside_normal_traffic(pop, |w| {
+            .beside_normal_traffic(pop, Instant::now(), |w| {
                 let plan = FloodPlan {
                     start: w.start,
                     until: w.until,

@@ -166,17 +166,20 @@ impl Ctx<'_> {
     }
 
     /// Runs the normal users of `pop` (connected) for two phases of
-    /// `--duration`, the second one beside the hostile user: `start` is
-    /// called once the phases are timed, with the second phase's window, and
-    /// returns the hostile tasks (started, or told their plan), whose outcomes
-    /// are awaited at the end.
+    /// `--duration`, the second one beside the hostile user, the first one
+    /// starting once they are settled and not before `not_before`: `start`
+    /// is called once the phases are timed, with the second phase's window,
+    /// and returns the hostile tasks (started, or told their plan), whose
+    /// outcomes are awaited at the end.
     pub(super) async fn beside_normal_traffic<T>(
         &self,
         mut pop: Population,
+        not_before: Instant,
         start: impl FnOnce(Window) -> Vec<JoinHandle<T>>,
     ) -> anyhow::Result<Beside<T>> {
         let a = self.args;
         self.settle(&pop).await;
+        tokio::time::sleep_until(not_before).await;
         let phase = Duration::from_secs_f64(a.duration);
         let t0 = Instant::now() + Duration::from_millis(50);
         let hostile_at = t0 + phase;
