@@ -262,22 +262,40 @@ const METRICS: &[Metric] = &[
         Unit::Micros,
     ),
     (
-        "**Redis script time per read acked ok**",
+        "reads alone: acked ok",
+        |r| {
+            read(r, |h| {
+                h.alone.as_ref().map_or(0.0, |x| x.reads.acks.ok as f64)
+            })
+        },
+        Unit::Count,
+    ),
+    (
+        "reads alone: never answered",
+        |r| {
+            read(r, |h| {
+                h.alone.as_ref().map_or(0.0, |x| x.reads.unanswered as f64)
+            })
+        },
+        Unit::Count,
+    ),
+    (
+        "**Redis script time per read acked ok (reads alone)**",
         |r| read(r, |h| h.redis_per_read().script_us),
         Unit::Us,
     ),
     (
-        "Redis CPU per read acked ok",
+        "Redis CPU per read acked ok (reads alone, above rest)",
         |r| read(r, |h| h.redis_per_read().cpu_us),
         Unit::Us,
     ),
     (
-        "XRANGE calls per read acked ok",
+        "XRANGE calls per read acked ok (reads alone)",
         |r| read(r, |h| h.xrange_per_read().0),
         Unit::Cores,
     ),
     (
-        "XRANGE time per call (inside a read)",
+        "XRANGE time per call (inside a read, reads alone)",
         |r| read(r, |h| h.xrange_per_read().1),
         Unit::Us,
     ),

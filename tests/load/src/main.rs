@@ -185,6 +185,11 @@ pub(crate) struct RunArgs {
     /// `read` (the default budget refills one per 100 ms).
     #[arg(long, default_value_t = 100)]
     pub(crate) read_retry_ms: u64,
+    /// hostile-read: seconds of the hostile user's reads alone, before the
+    /// normal users connect (after as long a reading of Redis at rest): what
+    /// one read costs Redis; 0: skip, and take it from the phases instead.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) read_alone_s: f64,
     /// hostile-read: milliseconds a `read` may go unanswered before the next one.
     #[arg(long, default_value_t = 1000)]
     pub(crate) read_ack_timeout_ms: u64,

@@ -553,21 +553,74 @@ pub(crate) struct HostileReadReport {
     pub(crate) read_id: String,
     /// The hostile user's reads.
     pub(crate) reads: ReadReport,
+    /// With `--read-alone-s`: the same reads with nothing else going on,
+    /// before the normal users connect: what one read costs Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) alone: Option<ReadsAlone>,
+}
+
+/// The hostile user's reads alone: nobody else connected, Redis read over
+/// that window and over as long at rest just before.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ReadsAlone {
+    /// The reads.
+    pub(crate) reads: ReadReport,
+    /// Each Redis node over the window (the reads' sending time and the
+    /// wait for their last acks).
+    pub(crate) redis: Vec<NodeUsage>,
+    /// The same nodes at rest, just before.
+    pub(crate) redis_idle: Vec<NodeUsage>,
+}
+
+impl ReadsAlone {
+    /// What one read acked `ok` cost the primaries, above rest.
+    pub(crate) fn per_read(&self) -> RedisAdded {
+        let prim = crate::redisstat::primaries(&self.redis);
+        let idle = &self.redis_idle;
+        let (calls, usec) = ["evalsha", "eval"]
+            .iter()
+            .map(|c| crate::redisstat::above_idle(&prim, idle, c))
+            .fold((0.0, 0.0), |(a, b), (c, u)| (a + c, b + u));
+        RedisAdded {
+            cpu_us: crate::redisstat::cpu_above_idle(&prim, idle) * 1e6,
+            script_us: usec,
+            script_calls: calls,
+        }
+        .per(self.reads.acks.ok)
+    }
+
+    /// `XRANGE` calls (inside the reads' scripts) per read acked `ok`, and
+    /// their µs per call: what a read reads of the room.
+    pub(crate) fn xrange(&self) -> (f64, f64) {
+        let prim = crate::redisstat::primaries(&self.redis);
+        let (calls, usec) = crate::redisstat::above_idle(&prim, &self.redis_idle, "xrange");
+        if calls < 0.5 || self.reads.acks.ok == 0 {
+            return (0.0, 0.0);
+        }
+        (calls / self.reads.acks.ok as f64, usec / calls)
+    }
 }
 
 impl HostileReadReport {
-    /// What one read acked `ok` cost Redis, from what the phase with the
-    /// reads added over the phase without.
+    /// What one read acked `ok` cost Redis: measured alone when it was
+    /// (`--read-alone-s`), else from what the phase with the reads added over
+    /// the phase without (which the normal traffic's own spread can swamp).
     pub(crate) fn redis_per_read(&self) -> RedisAdded {
-        self.phases.redis_added().per(self.reads.acks.ok)
+        match &self.alone {
+            Some(alone) => alone.per_read(),
+            None => self.phases.redis_added().per(self.reads.acks.ok),
+        }
     }
 
-    /// The `XRANGE` calls the reads added (inside their scripts), per read
-    /// acked `ok`, and their µs per call: what a read reads of the room,
-    /// clear of the normal traffic (whose scripts make none).
+    /// `XRANGE` calls per read acked `ok` and their µs per call, measured
+    /// alone when it was, else from the phases (the normal traffic makes
+    /// none).
     pub(crate) fn xrange_per_read(&self) -> (f64, f64) {
+        if let Some(alone) = &self.alone {
+            return alone.xrange();
+        }
         let (calls, us) = self.phases.command_added("xrange");
-        if calls <= 0.0 || self.reads.acks.ok == 0 {
+        if calls < 0.5 || self.reads.acks.ok == 0 {
             return (0.0, 0.0);
         }
         (calls / self.reads.acks.ok as f64, us / calls)
@@ -609,13 +662,34 @@ impl HostileReadReport {
             ),
             ("read ack".into(), r.ack.row()),
             (
+                "reads alone".into(),
+                self.alone.as_ref().map_or_else(
+                    || "-".into(),
+                    |x| {
+                        format!(
+                            "sent {} ok {} rate_limited {} unanswered {}; read ack {}",
+                            x.reads.sent,
+                            x.reads.acks.ok,
+                            x.reads.acks.rate_limited,
+                            x.reads.unanswered,
+                            x.reads.ack.row()
+                        )
+                    },
+                ),
+            ),
+            (
                 "redis per read".into(),
                 format!(
-                    "{:.0} µs CPU, {:.0} µs in scripts ({:.2} script calls) above the phase without; \
+                    "{:.0} µs CPU, {:.0} µs in scripts ({:.2} script calls){}; \
                      {:.2} XRANGE of {:.0} µs",
                     per.cpu_us,
                     per.script_us,
                     per.script_calls,
+                    if self.alone.is_some() {
+                        " alone, above rest"
+                    } else {
+                        " above the phase without"
+                    },
                     self.xrange_per_read().0,
                     self.xrange_per_read().1
                 ),
