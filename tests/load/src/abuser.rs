@@ -56,7 +56,8 @@ impl AckCounts {
         self.ok + self.rate_limited + self.other
     }
 
-    fn add(&mut self, o: &Self) {
+    /// Adds `o`'s counts.
+    pub(crate) fn add(&mut self, o: &Self) {
         self.ok += o.ok;
         self.rate_limited += o.rate_limited;
         self.other += o.other;

@@ -1,12 +1,17 @@
-//! Side-by-side tables of two sets of reports (`ours-<scenario>.json` and
-//! `peer-<scenario>.json` in one directory), with the ratio ours / peer.
+//! Side-by-side tables of the sets of reports in one directory
+//! (`ours-<scenario>.json`, and `base-<scenario>.json` and/or
+//! `peer-<scenario>.json`), with the ratio of ours to each other side.
 
 use std::fmt::Write as _;
 
 use anyhow::Context;
 
+use crate::hostile::{LoopReport, ReadReport};
 use crate::redisstat::{self, NodeUsage};
-use crate::report::{FloodReport, ReconnectReport, Report, TypingReport};
+use crate::report::{
+    FloodReport, HostileReadReport, PhaseReport, ReconnectLoopReport, ReconnectReport, Report,
+    RoomFill, TypingReport,
+};
 
 type Metric = (&'static str, fn(&Report) -> f64, Unit);
 
@@ -19,6 +24,7 @@ enum Unit {
     Cores,
     Kib,
     Bytes,
+    Us,
 }
 
 fn show(v: f64, unit: Unit) -> String {
@@ -30,6 +36,7 @@ fn show(v: f64, unit: Unit) -> String {
         Unit::Cores => format!("{v:.2}"),
         Unit::Kib => format!("{:.1} MiB", v / 1024.0),
         Unit::Bytes => format!("{v:.0} B"),
+        Unit::Us => format!("{v:.1} µs"),
     }
 }
 
@@ -72,47 +79,47 @@ const METRICS: &[Metric] = &[
     ("ack p99", |r| r.ack.p99_us as f64, Unit::Micros),
     (
         "normal ack p50 without abuser",
-        |r| flood(r, |f| f.ack_without.p50_us as f64),
+        |r| phases(r, |f| f.ack_without.p50_us as f64),
         Unit::Micros,
     ),
     (
         "normal ack p99 without abuser",
-        |r| flood(r, |f| f.ack_without.p99_us as f64),
+        |r| phases(r, |f| f.ack_without.p99_us as f64),
         Unit::Micros,
     ),
     (
         "normal ack p999 without abuser",
-        |r| flood(r, |f| f.ack_without.p999_us as f64),
+        |r| phases(r, |f| f.ack_without.p999_us as f64),
         Unit::Micros,
     ),
     (
         "normal ack p50 with abuser",
-        |r| flood(r, |f| f.ack_with.p50_us as f64),
+        |r| phases(r, |f| f.ack_with.p50_us as f64),
         Unit::Micros,
     ),
     (
         "**normal ack p99 with abuser**",
-        |r| flood(r, |f| f.ack_with.p99_us as f64),
+        |r| phases(r, |f| f.ack_with.p99_us as f64),
         Unit::Micros,
     ),
     (
         "normal ack p999 with abuser",
-        |r| flood(r, |f| f.ack_with.p999_us as f64),
+        |r| phases(r, |f| f.ack_with.p999_us as f64),
         Unit::Micros,
     ),
     (
         "normal sends unacked without abuser",
-        |r| flood(r, |f| f.unacked_without as f64),
+        |r| phases(r, |f| f.unacked_without as f64),
         Unit::Count,
     ),
     (
         "normal sends unacked with abuser",
-        |r| flood(r, |f| f.unacked_with as f64),
+        |r| phases(r, |f| f.unacked_with as f64),
         Unit::Count,
     ),
     (
         "normal ack max with abuser",
-        |r| flood(r, |f| f.ack_with.max_us as f64),
+        |r| phases(r, |f| f.ack_with.max_us as f64),
         Unit::Micros,
     ),
     (
@@ -161,32 +168,200 @@ const METRICS: &[Metric] = &[
     ),
     (
         "server CPU (cores) without abuser",
-        |r| flood(r, |f| f.server_cpu_cores_without),
+        |r| phases(r, |f| f.server_cpu_cores_without),
         Unit::Cores,
     ),
     (
         "server CPU (cores) with abuser",
-        |r| flood(r, |f| f.server_cpu_cores_with),
+        |r| phases(r, |f| f.server_cpu_cores_with),
         Unit::Cores,
     ),
     (
         "Redis CPU (cores) without abuser",
-        |r| flood(r, |f| f.aux_cpu_cores_without),
+        |r| phases(r, |f| f.aux_cpu_cores_without),
         Unit::Cores,
     ),
     (
         "Redis CPU (cores) with abuser",
-        |r| flood(r, |f| f.aux_cpu_cores_with),
+        |r| phases(r, |f| f.aux_cpu_cores_with),
         Unit::Cores,
+    ),
+    (
+        "Redis primaries CPU (cores, INFO cpu) without abuser",
+        |r| phases(r, |f| f.redis_cores().0),
+        Unit::Cores,
+    ),
+    (
+        "Redis primaries CPU (cores, INFO cpu) with abuser",
+        |r| phases(r, |f| f.redis_cores().1),
+        Unit::Cores,
+    ),
+    (
+        "Redis primaries CPU added by abuser (cores)",
+        |r| {
+            phases(r, |f| {
+                let (without, with) = f.redis_cores();
+                with - without
+            })
+        },
+        Unit::Cores,
+    ),
+    (
+        "hostile room: messages held",
+        |r| room(r, |f| f.messages as f64),
+        Unit::Count,
+    ),
+    (
+        "hostile room: bytes per message",
+        |r| room(r, |f| f.message_bytes as f64),
+        Unit::Bytes,
+    ),
+    (
+        "hostile read connections ok",
+        |r| reads(r, |x| x.connections_ok as f64),
+        Unit::Count,
+    ),
+    (
+        "hostile reads sent",
+        |r| reads(r, |x| x.sent as f64),
+        Unit::Count,
+    ),
+    (
+        "hostile reads acked ok",
+        |r| reads(r, |x| x.acks.ok as f64),
+        Unit::Count,
+    ),
+    (
+        "**hostile reads acked ok/s**",
+        |r| reads(r, |x| x.ok_per_s),
+        Unit::Rate,
+    ),
+    (
+        "hostile reads rate_limited",
+        |r| reads(r, |x| x.acks.rate_limited as f64),
+        Unit::Count,
+    ),
+    (
+        "hostile reads refused otherwise",
+        |r| reads(r, |x| x.acks.other as f64),
+        Unit::Count,
+    ),
+    (
+        "hostile reads never answered",
+        |r| reads(r, |x| x.unanswered as f64),
+        Unit::Count,
+    ),
+    (
+        "hostile read ack p50",
+        |r| reads(r, |x| x.ack.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "hostile read ack p99",
+        |r| reads(r, |x| x.ack.p99_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "reads alone: acked ok",
+        |r| {
+            read(r, |h| {
+                h.alone.as_ref().map_or(0.0, |x| x.reads.acks.ok as f64)
+            })
+        },
+        Unit::Count,
+    ),
+    (
+        "reads alone: never answered",
+        |r| {
+            read(r, |h| {
+                h.alone.as_ref().map_or(0.0, |x| x.reads.unanswered as f64)
+            })
+        },
+        Unit::Count,
+    ),
+    (
+        "**Redis script time per read acked ok (reads alone)**",
+        |r| read(r, |h| h.redis_per_read().script_us),
+        Unit::Us,
+    ),
+    (
+        "Redis CPU per read acked ok (reads alone, above rest)",
+        |r| read(r, |h| h.redis_per_read().cpu_us),
+        Unit::Us,
+    ),
+    (
+        "XRANGE calls per read acked ok (reads alone)",
+        |r| read(r, |h| h.xrange_per_read().0),
+        Unit::Cores,
+    ),
+    (
+        "XRANGE time per call (inside a read, reads alone)",
+        |r| read(r, |h| h.xrange_per_read().1),
+        Unit::Us,
+    ),
+    (
+        "loop handshakes/s",
+        |r| loops(r, |l| l.attempts_per_s),
+        Unit::Rate,
+    ),
+    (
+        "**loop joins/s (welcome)**",
+        |r| loops(r, |l| l.joins_per_s),
+        Unit::Rate,
+    ),
+    (
+        "**loop refused/s (CONNECT_ERROR)**",
+        |r| loops(r, |l| l.refused_per_s),
+        Unit::Rate,
+    ),
+    (
+        "loop refused rate_limited",
+        |r| loops(r, |l| refused(l, "rate_limited")),
+        Unit::Count,
+    ),
+    (
+        "loop refused too_many_connections",
+        |r| loops(r, |l| refused(l, "too_many_connections")),
+        Unit::Count,
+    ),
+    (
+        "loop handshakes failed otherwise",
+        |r| loops(r, |l| l.failed.values().sum::<u64>() as f64),
+        Unit::Count,
+    ),
+    (
+        "loop time to welcome p50",
+        |r| loops(r, |l| l.welcome.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "loop time to welcome p99",
+        |r| loops(r, |l| l.welcome.p99_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "loop time to refusal p50",
+        |r| loops(r, |l| l.refusal.p50_us as f64),
+        Unit::Micros,
+    ),
+    (
+        "Redis CPU per join",
+        |r| rloop(r, |l| l.redis_per_join().cpu_us),
+        Unit::Us,
+    ),
+    (
+        "Redis script time per join",
+        |r| rloop(r, |l| l.redis_per_join().script_us),
+        Unit::Us,
     ),
     (
         "load tool CPU (cores) with abuser",
-        |r| flood(r, |f| f.tool_cpu_cores_with),
+        |r| phases(r, |f| f.tool_cpu_cores_with),
         Unit::Cores,
     ),
     (
-        "server RSS at the flood's end",
-        |r| flood(r, |f| f.server_rss_kb_with as f64),
+        "server RSS at the end of the phase with abuser",
+        |r| phases(r, |f| f.server_rss_kb_with as f64),
         Unit::Kib,
     ),
     (
@@ -441,62 +616,138 @@ fn flood(r: &Report, get: fn(&FloodReport) -> f64) -> f64 {
     r.flood.as_ref().map_or(0.0, get)
 }
 
+/// A figure of the normal users' two phases (`flood`, `hostile-read`,
+/// `reconnect-loop`); 0 for others.
+fn phases(r: &Report, get: fn(&PhaseReport) -> f64) -> f64 {
+    let p = r
+        .flood
+        .as_ref()
+        .map(|f| &f.phases)
+        .or(r.hostile_read.as_ref().map(|h| &h.phases))
+        .or(r.reconnect_loop.as_ref().map(|l| &l.phases));
+    p.map_or(0.0, get)
+}
+
+/// A figure of the hostile user's room (`hostile-read`, `reconnect-loop`);
+/// 0 for others.
+fn room(r: &Report, get: fn(&RoomFill) -> f64) -> f64 {
+    let f = r
+        .hostile_read
+        .as_ref()
+        .map(|h| &h.room)
+        .or(r.reconnect_loop.as_ref().map(|l| &l.room));
+    f.map_or(0.0, get)
+}
+
+/// A figure of the `hostile-read` scenario's own report; 0 for others.
+fn read(r: &Report, get: fn(&HostileReadReport) -> f64) -> f64 {
+    r.hostile_read.as_ref().map_or(0.0, get)
+}
+
+/// A figure of the `hostile-read` scenario's reads; 0 for others.
+fn reads(r: &Report, get: fn(&ReadReport) -> f64) -> f64 {
+    r.hostile_read.as_ref().map_or(0.0, |h| get(&h.reads))
+}
+
+/// A figure of the `reconnect-loop` scenario's own report; 0 for others.
+fn rloop(r: &Report, get: fn(&ReconnectLoopReport) -> f64) -> f64 {
+    r.reconnect_loop.as_ref().map_or(0.0, get)
+}
+
+/// A figure of the `reconnect-loop` scenario's handshakes; 0 for others.
+fn loops(r: &Report, get: fn(&LoopReport) -> f64) -> f64 {
+    r.reconnect_loop.as_ref().map_or(0.0, |l| get(&l.loops))
+}
+
+/// Handshakes of a loop refused with `code`.
+fn refused(l: &LoopReport, code: &str) -> f64 {
+    l.refused.get(code).copied().unwrap_or(0) as f64
+}
+
 fn load(path: &std::path::Path) -> anyhow::Result<Report> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// The markdown table of one scenario.
-fn table(scenario: &str, ours: &Report, peer: &Report) -> String {
+/// The sides a directory may hold reports of, in column order, with the
+/// title of their column.
+const SIDES: &[(&str, &str)] = &[
+    ("ours", "ours (chat-gateway)"),
+    ("base", "base (chat-gateway, BASE_GATEWAY)"),
+    ("peer", "peer (Node socket.io)"),
+];
+
+/// The markdown table of one scenario; `sides` starts with ours.
+fn table(scenario: &str, sides: &[(&str, Report)]) -> String {
     let mut s = format!("### {scenario}\n\n");
-    let params: Vec<String> = ours
+    let params: Vec<String> = sides[0]
+        .1
         .params
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let _ = writeln!(s, "Parameters: {}\n", params.join(" "));
-    metric_rows(&mut s, METRICS, ours, peer, false);
-    if ours.reconnect.is_some() || peer.reconnect.is_some() {
+    metric_rows(&mut s, METRICS, sides, false);
+    if sides.iter().any(|(_, r)| r.reconnect.is_some()) {
         s.push_str(
             "\n#### reconnect storm\n\nFrom the SIGKILL of one replica until its clients have their \
              `welcome` again from the survivor; survivor figures over that window (the server \
              figures above are the survivor's too; the handshakes above are the first connect's).\n\n",
         );
-        metric_rows(&mut s, STORM, ours, peer, true);
+        metric_rows(&mut s, STORM, sides, true);
     }
-    for failure in ours.failures().into_iter().chain(peer.failures()) {
+    for failure in sides.iter().flat_map(|(_, r)| r.failures()) {
         let _ = writeln!(s, "\nFAILURE {failure}");
     }
     s.push('\n');
     s
 }
 
-/// Appends the markdown table of `metrics`, one column per side and their
-/// ratio; rows 0 on both sides are left out unless `zeros`.
-fn metric_rows(s: &mut String, metrics: &[Metric], ours: &Report, peer: &Report, zeros: bool) {
-    s.push_str("| metric | ours (chat-gateway) | peer (Node socket.io) | ours / peer |\n");
-    s.push_str("| --- | ---: | ---: | ---: |\n");
+/// Appends the markdown table of `metrics`, one column per side and the
+/// ratio of the first side (ours) to each other one; rows 0 on every side
+/// are left out unless `zeros`.
+fn metric_rows(s: &mut String, metrics: &[Metric], sides: &[(&str, Report)], zeros: bool) {
+    fn title(side: &str) -> &str {
+        SIDES
+            .iter()
+            .find(|(name, _)| *name == side)
+            .map_or(side, |(_, title)| title)
+    }
+    let (first, others) = (sides[0].0, &sides[1..]);
+    s.push_str("| metric |");
+    for (side, _) in sides {
+        let _ = write!(s, " {} |", title(side));
+    }
+    for (side, _) in others {
+        let _ = write!(s, " {first} / {side} |");
+    }
+    s.push_str("\n| --- |");
+    s.push_str(&" ---: |".repeat(sides.len() + others.len()));
+    s.push('\n');
     for (name, get, unit) in metrics {
-        let (a, b) = (get(ours), get(peer));
-        if a == 0.0 && b == 0.0 && !zeros {
+        let values: Vec<f64> = sides.iter().map(|(_, r)| get(r)).collect();
+        if values.iter().all(|v| *v == 0.0) && !zeros {
             continue;
         }
-        let ratio = if b != 0.0 {
-            format!("{:.2}", a / b)
-        } else {
-            "-".into()
-        };
-        let _ = writeln!(
-            s,
-            "| {name} | {} | {} | {ratio} |",
-            show(a, *unit),
-            show(b, *unit)
-        );
+        let _ = write!(s, "| {name} |");
+        for v in &values {
+            let _ = write!(s, " {} |", show(*v, *unit));
+        }
+        for b in &values[1..] {
+            let ratio = if *b != 0.0 {
+                format!("{:.2}", values[0] / b)
+            } else {
+                "-".into()
+            };
+            let _ = write!(s, " {ratio} |");
+        }
+        s.push('\n');
     }
 }
 
-/// Prints (and writes to `out`) the tables of every scenario both sides ran.
+/// Prints (and writes to `out`) the tables of every scenario that ours and
+/// at least one other side ran.
 pub(crate) fn run(dir: &str, out: Option<&str>) -> anyhow::Result<()> {
     let mut scenarios: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {dir}"))?
@@ -510,17 +761,20 @@ pub(crate) fn run(dir: &str, out: Option<&str>) -> anyhow::Result<()> {
         .collect();
     scenarios.sort();
     let mut text = String::new();
+    let dir = std::path::Path::new(dir);
     for sc in scenarios {
-        let dir = std::path::Path::new(dir);
-        let peer_path = dir.join(format!("peer-{sc}.json"));
-        if !peer_path.exists() {
-            continue;
+        let mut sides = Vec::new();
+        for (side, _) in SIDES {
+            let path = dir.join(format!("{side}-{sc}.json"));
+            if path.exists() {
+                sides.push((*side, load(&path)?));
+            }
         }
-        let ours = load(&dir.join(format!("ours-{sc}.json")))?;
-        let peer = load(&peer_path)?;
-        text.push_str(&table(&sc, &ours, &peer));
+        if sides.len() >= 2 {
+            text.push_str(&table(&sc, &sides));
+        }
     }
-    text.push_str(&topologies(std::path::Path::new(dir))?);
+    text.push_str(&topologies(dir)?);
     print!("{text}");
     if let Some(out) = out {
         std::fs::write(out, &text).with_context(|| format!("writing {out}"))?;
@@ -778,4 +1032,53 @@ fn node_row(n: &NodeUsage) -> String {
         n.sys_s / secs,
         cmds.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_and_a_ratio_per_side() {
+        let side = |sent: u64| Report {
+            sent,
+            ..Report::default()
+        };
+        let t = table(
+            "fanout",
+            &[("ours", side(40)), ("base", side(20)), ("peer", side(10))],
+        );
+        assert!(
+            t.contains("| metric | ours (chat-gateway) | base (chat-gateway, BASE_GATEWAY) | peer (Node socket.io) | ours / base | ours / peer |"),
+            "{t}"
+        );
+        assert!(t.contains("| sent | 40 | 20 | 10 | 2.00 | 4.00 |"), "{t}");
+        assert!(
+            !t.contains("| lost |"),
+            "rows 0 everywhere are left out: {t}"
+        );
+    }
+
+    #[test]
+    fn hostile_rows_show_what_each_side_answered() {
+        let mut ours = Report::default();
+        let mut h = HostileReadReport::default();
+        h.reads.sent = 120;
+        h.reads.acks.ok = 100;
+        ours.hostile_read = Some(h);
+        let mut peer = Report::default();
+        let mut h = HostileReadReport::default();
+        h.reads.sent = 8;
+        h.reads.unanswered = 8;
+        peer.hostile_read = Some(h);
+        let t = table("hostile-read", &[("ours", ours), ("peer", peer)]);
+        assert!(
+            t.contains("| hostile reads acked ok | 100 | 0 | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| hostile reads never answered | 0 | 8 | 0.00 |"),
+            "{t}"
+        );
+    }
 }

@@ -9,8 +9,10 @@
 //! # Layout
 //! - `wire`: Engine.IO/Socket.IO framing and the handshake.
 //! - `session`: one connected client: pings, sends, deliveries, acks.
-//! - `scenario`: fanout, ramp, storm, idle, large-room, flood, typing, reconnect.
+//! - `scenario`: fanout, ramp, storm, idle, large-room, flood, hostile-read,
+//!   reconnect-loop, typing, reconnect.
 //! - `abuser`: one connection of the flood's abusive user.
+//! - `hostile`: the hostile user of hostile-read and reconnect-loop.
 //! - `procstat`: CPU time and RSS from `/proc`.
 //! - `redisstat`: per Redis node: role, CPU and `INFO commandstats`.
 //! - `report`: the JSON report, its table and its failures.
@@ -18,6 +20,7 @@
 
 mod abuser;
 mod compare;
+mod hostile;
 mod procstat;
 mod redisstat;
 mod report;
@@ -42,7 +45,7 @@ struct Cli {
 enum Command {
     /// Runs one scenario against one or more replicas.
     Run(Box<RunArgs>),
-    /// Prints side-by-side tables of `ours-*.json` and `peer-*.json` in a directory.
+    /// Prints side-by-side tables of `ours-*.json` and `base-*.json` / `peer-*.json` in a directory.
     Compare {
         /// Directory of reports written with `--json`.
         dir: String,
@@ -55,7 +58,8 @@ enum Command {
 /// The flags of `chat-load run`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct RunArgs {
-    /// fanout, ramp, storm, idle, large-room, flood, typing or reconnect.
+    /// fanout, ramp, storm, idle, large-room, flood, hostile-read,
+    /// reconnect-loop, typing or reconnect.
     #[arg(long, default_value = "fanout")]
     pub(crate) scenario: String,
     /// A replica, e.g. http://127.0.0.1:8081 (repeat for several; loopback only).
@@ -70,9 +74,10 @@ pub(crate) struct RunArgs {
     /// Another process of the system under test to measure apart (e.g. Redis); repeatable.
     #[arg(long)]
     pub(crate) aux_pid: Vec<u32>,
-    /// fanout, ramp: a Redis node (loopback host:port) whose role, CPU and
-    /// commands (`INFO commandstats`) to report for the measured phase; repeat
-    /// for every node of a cluster.
+    /// fanout, ramp (flood, hostile-read, reconnect-loop: each phase): a
+    /// Redis node (loopback host:port) whose role, CPU and commands (`INFO
+    /// commandstats`) to report for the measured phase; repeat for every node
+    /// of a cluster.
     #[arg(long)]
     pub(crate) redis_node: Vec<String>,
     /// fanout with `--redis-node`: first read the nodes over this many
@@ -99,7 +104,8 @@ pub(crate) struct RunArgs {
     /// reconnect: per sender).
     #[arg(long, default_value_t = 2.0)]
     pub(crate) rate: f64,
-    /// Seconds of sending (fanout, ramp steps; flood: each of its two phases).
+    /// Seconds of sending (fanout, ramp steps; flood, hostile-read,
+    /// reconnect-loop: each of their two phases).
     #[arg(long, default_value_t = 5.0)]
     pub(crate) duration: f64,
     /// Seconds to keep receiving after the last send.
@@ -144,20 +150,49 @@ pub(crate) struct RunArgs {
     /// Ramp: stop when this fraction of deliveries is lost.
     #[arg(long, default_value_t = 0.001)]
     pub(crate) max_loss: f64,
-    /// Flood: connections of the one abusive user (the contract's per-user limit is 20).
+    /// flood, hostile-read, reconnect-loop: connections of the one hostile
+    /// user at a time (the contract's per-user limit is 20).
     #[arg(long, default_value_t = 20)]
     pub(crate) abuser_connections: usize,
     /// Flood: events (`message sent` and `history`, alternately) each abusive
     /// connection sends at most.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) abuser_events: u64,
-    /// Flood: send the abuser to these replicas instead of `--url` (a control
-    /// run: the tool does the same work, the normal users' servers are spared).
+    /// flood, hostile-read, reconnect-loop: send the hostile user to these
+    /// replicas instead of `--url` (a control run: the tool does the same
+    /// work, the normal users' servers are spared).
     #[arg(long)]
     pub(crate) abuser_url: Vec<String>,
-    /// Flood: put the abuser in the first normal room instead of a room of its own.
+    /// flood, hostile-read, reconnect-loop: put the hostile user in the first
+    /// normal room instead of a room of its own.
     #[arg(long)]
     pub(crate) abuser_shares_room: bool,
+    /// hostile-read, reconnect-loop: messages the hostile user's room is
+    /// filled with first (default: 1000 for hostile-read, none for
+    /// reconnect-loop).
+    #[arg(long)]
+    pub(crate) room_messages: Option<usize>,
+    /// hostile-read, reconnect-loop: characters ('😀', 4 bytes each) of each
+    /// of those messages.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) room_message_chars: usize,
+    /// hostile-read, reconnect-loop: seconds from the end of the filling to
+    /// the first phase at the earliest (the fillers' exits, `EXIT_GRACE_S`
+    /// after they leave, then cost Redis in neither phase).
+    #[arg(long, default_value_t = 6.0)]
+    pub(crate) fill_settle_s: f64,
+    /// hostile-read: milliseconds a reading connection waits after a refused
+    /// `read` (the default budget refills one per 100 ms).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) read_retry_ms: u64,
+    /// hostile-read: seconds of the hostile user's reads alone, before the
+    /// normal users connect (after as long a reading of Redis at rest): what
+    /// one read costs Redis; 0: skip, and take it from the phases instead.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) read_alone_s: f64,
+    /// hostile-read: milliseconds a `read` may go unanswered before the next one.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) read_ack_timeout_ms: u64,
     /// typing: milliseconds between one member's `typing` emits.
     #[arg(long, default_value_t = 300)]
     pub(crate) typing_ms: u64,

@@ -256,6 +256,27 @@ pub(crate) fn calls_above_idle(nodes: &[NodeUsage], idle: &[NodeUsage]) -> BTree
     out
 }
 
+/// Calls and µs of `cmd` on `nodes`, less what `idle` made at rest (scaled
+/// to the phase's length); either may come out below zero by chance.
+pub(crate) fn above_idle(nodes: &[NodeUsage], idle: &[NodeUsage], cmd: &str) -> (f64, f64) {
+    let (mut calls, mut usec) = (0.0, 0.0);
+    for n in nodes {
+        let c = n.commands.get(cmd).copied().unwrap_or_default();
+        let (rest_calls, rest_usec) = idle
+            .iter()
+            .find(|i| i.addr == n.addr && i.secs > 0.0)
+            .and_then(|i| {
+                let r = i.commands.get(cmd)?;
+                let scale = n.secs / i.secs;
+                Some((r.calls as f64 * scale, r.usec as f64 * scale))
+            })
+            .unwrap_or_default();
+        calls += c.calls as f64 - rest_calls;
+        usec += c.usec as f64 - rest_usec;
+    }
+    (calls, usec)
+}
+
 /// One line per node for the report's table, and the cost per send.
 pub(crate) fn rows(nodes: &[NodeUsage], idle: &[NodeUsage], sends: u64) -> Vec<(String, String)> {
     let mut rows = Vec::new();

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::abuser::AbuserReport;
+use crate::hostile::{LoopReport, ReadReport};
 use crate::procstat::{Measured, Usage};
 use crate::redisstat::NodeUsage;
 
@@ -140,6 +141,14 @@ pub(crate) struct Report {
     /// normal users' traffic over both phases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) flood: Option<FloodReport>,
+    /// The `hostile-read` scenario's own figures (the rest of the report is
+    /// the normal users' traffic over both phases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hostile_read: Option<HostileReadReport>,
+    /// The `reconnect-loop` scenario's own figures (the rest of the report
+    /// is the normal users' traffic over both phases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reconnect_loop: Option<ReconnectLoopReport>,
     /// The `typing` scenario's own figures (the rest of the report is the
     /// fan-out with typing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,33 +299,171 @@ pub(crate) fn aux_us_per_delivery(r: &Report) -> f64 {
     aux_s * 1e6 / r.delivered.max(1) as f64
 }
 
+/// What the normal users saw without, then with, a hostile user beside them
+/// (`flood`, `hostile-read`, `reconnect-loop`): two phases of the same length
+/// and the same traffic, split by send time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct PhaseReport {
+    /// Normal users' acks of the sends made before the hostile user started.
+    pub(crate) ack_without: Latency,
+    /// Normal users' acks of the sends made while the hostile user was at it.
+    pub(crate) ack_with: Latency,
+    /// Normal users' sends made before the hostile user started that were never acked.
+    pub(crate) unacked_without: u64,
+    /// Normal users' sends made while the hostile user was at it that were
+    /// never acked (`ack_with` is only over the acked ones).
+    pub(crate) unacked_with: u64,
+    /// Servers' CPU (cores) in the phase without the hostile user.
+    pub(crate) server_cpu_cores_without: f64,
+    /// Servers' CPU (cores) in the phase with the hostile user.
+    pub(crate) server_cpu_cores_with: f64,
+    /// Redis's CPU (cores, from `/proc`) without, then with, the hostile user.
+    pub(crate) aux_cpu_cores_without: f64,
+    /// See `aux_cpu_cores_without`.
+    pub(crate) aux_cpu_cores_with: f64,
+    /// The load tool's CPU (cores) without, then with, the hostile user.
+    pub(crate) tool_cpu_cores_without: f64,
+    /// See `tool_cpu_cores_without`.
+    pub(crate) tool_cpu_cores_with: f64,
+    /// Server RSS (KiB, all replicas) at the end of the phase with the hostile user.
+    pub(crate) server_rss_kb_with: u64,
+    /// With `--redis-node`: what each Redis node did in the phase without
+    /// the hostile user (CPU in µs, `INFO commandstats`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) redis_without: Vec<NodeUsage>,
+    /// The same in the phase with the hostile user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) redis_with: Vec<NodeUsage>,
+}
+
+/// What the phase with the hostile user added to Redis's primaries over the
+/// phase without it (the same length, the same normal traffic).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct RedisAdded {
+    /// CPU, µs.
+    pub(crate) cpu_us: f64,
+    /// Time inside scripts (`evalsha`, `eval`), µs.
+    pub(crate) script_us: f64,
+    /// Script calls.
+    pub(crate) script_calls: f64,
+}
+
+impl RedisAdded {
+    /// Per one of `n` events; zero when there were none.
+    pub(crate) fn per(&self, n: u64) -> Self {
+        if n == 0 {
+            return Self::default();
+        }
+        let n = n as f64;
+        Self {
+            cpu_us: self.cpu_us / n,
+            script_us: self.script_us / n,
+            script_calls: self.script_calls / n,
+        }
+    }
+}
+
+impl PhaseReport {
+    /// What the hostile user's phase added to Redis (zero without `--redis-node`).
+    pub(crate) fn redis_added(&self) -> RedisAdded {
+        let of = |nodes: &[NodeUsage]| {
+            let prim = crate::redisstat::primaries(nodes);
+            let cpu: f64 = prim.iter().map(|n| n.cpu_s).sum();
+            let scripts = ["evalsha", "eval"]
+                .iter()
+                .map(|c| crate::redisstat::total(&prim, c))
+                .fold((0.0, 0.0), |(us, calls), c| {
+                    (us + c.usec as f64, calls + c.calls as f64)
+                });
+            (cpu * 1e6, scripts.0, scripts.1)
+        };
+        if self.redis_with.is_empty() || self.redis_without.is_empty() {
+            return RedisAdded::default();
+        }
+        let (cpu0, us0, calls0) = of(&self.redis_without);
+        let (cpu1, us1, calls1) = of(&self.redis_with);
+        RedisAdded {
+            cpu_us: cpu1 - cpu0,
+            script_us: us1 - us0,
+            script_calls: calls1 - calls0,
+        }
+    }
+
+    /// Calls and time of `cmd` on the primaries in the phase with the
+    /// hostile user, less those in the phase without (run inside scripts
+    /// too: `XRANGE` of a `read`).
+    pub(crate) fn command_added(&self, cmd: &str) -> (f64, f64) {
+        let of = |nodes: &[NodeUsage]| {
+            let c = crate::redisstat::total(&crate::redisstat::primaries(nodes), cmd);
+            (c.calls as f64, c.usec as f64)
+        };
+        let (calls0, us0) = of(&self.redis_without);
+        let (calls1, us1) = of(&self.redis_with);
+        (calls1 - calls0, us1 - us0)
+    }
+
+    /// Redis's CPU (cores, primaries, from `INFO cpu`) in each phase.
+    pub(crate) fn redis_cores(&self) -> (f64, f64) {
+        let cores = |nodes: &[NodeUsage]| -> f64 {
+            crate::redisstat::primaries(nodes)
+                .iter()
+                .map(|n| n.cpu_s / n.secs.max(1e-9))
+                .sum()
+        };
+        (cores(&self.redis_without), cores(&self.redis_with))
+    }
+
+    /// Rows of the human-readable table.
+    fn rows(&self) -> Vec<(String, String)> {
+        let mut rows = vec![
+            (
+                "ack w/o hostile".into(),
+                format!(
+                    "{}; unacked {}",
+                    self.ack_without.row(),
+                    self.unacked_without
+                ),
+            ),
+            (
+                "ack with hostile".into(),
+                format!("{}; unacked {}", self.ack_with.row(), self.unacked_with),
+            ),
+            (
+                "cpu w/o | with".into(),
+                format!(
+                    "servers {:.2} | {:.2} cores, redis {:.2} | {:.2}, tool {:.2} | {:.2}",
+                    self.server_cpu_cores_without,
+                    self.server_cpu_cores_with,
+                    self.aux_cpu_cores_without,
+                    self.aux_cpu_cores_with,
+                    self.tool_cpu_cores_without,
+                    self.tool_cpu_cores_with
+                ),
+            ),
+        ];
+        if !self.redis_with.is_empty() {
+            let (without, with) = self.redis_cores();
+            let added = self.redis_added();
+            rows.push((
+                "redis w/o | with".into(),
+                format!(
+                    "primaries {without:.3} | {with:.3} cores (INFO cpu); added: {:.0} µs CPU, \
+                     {:.0} script calls taking {:.0} µs",
+                    added.cpu_us, added.script_calls, added.script_us
+                ),
+            ));
+        }
+        rows
+    }
+}
+
 /// What the `flood` scenario measured beside the normal users' totals: the
 /// same traffic without, then with, one abusive user.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct FloodReport {
-    /// Normal users' acks of the sends made before the abuser started.
-    pub(crate) ack_without: Latency,
-    /// Normal users' acks of the sends made while the abuser flooded.
-    pub(crate) ack_with: Latency,
-    /// Normal users' sends made before the abuser started that were never acked.
-    pub(crate) unacked_without: u64,
-    /// Normal users' sends made while the abuser flooded that were never acked
-    /// (`ack_with` is only over the acked ones).
-    pub(crate) unacked_with: u64,
-    /// Servers' CPU (cores) in the phase without the abuser.
-    pub(crate) server_cpu_cores_without: f64,
-    /// Servers' CPU (cores) in the phase with the abuser.
-    pub(crate) server_cpu_cores_with: f64,
-    /// Redis's CPU (cores) without, then with, the abuser.
-    pub(crate) aux_cpu_cores_without: f64,
-    /// See `aux_cpu_cores_without`.
-    pub(crate) aux_cpu_cores_with: f64,
-    /// The load tool's CPU (cores) without, then with, the abuser.
-    pub(crate) tool_cpu_cores_without: f64,
-    /// See `tool_cpu_cores_without`.
-    pub(crate) tool_cpu_cores_with: f64,
-    /// Server RSS (KiB, all replicas) at the end of the phase with the abuser.
-    pub(crate) server_rss_kb_with: u64,
+    /// The normal users in both phases.
+    #[serde(flatten)]
+    pub(crate) phases: PhaseReport,
     /// The abusive user.
     pub(crate) abuser: AbuserReport,
 }
@@ -331,19 +478,8 @@ impl FloodReport {
                 c.ok, c.rate_limited, c.other
             )
         };
-        vec![
-            (
-                "ack w/o abuser".into(),
-                format!(
-                    "{}; unacked {}",
-                    self.ack_without.row(),
-                    self.unacked_without
-                ),
-            ),
-            (
-                "ack with abuser".into(),
-                format!("{}; unacked {}", self.ack_with.row(), self.unacked_with),
-            ),
+        let mut rows = self.phases.rows();
+        rows.extend([
             (
                 "abuser conns".into(),
                 format!(
@@ -373,19 +509,249 @@ impl FloodReport {
                     fmt_map(&a.other_errors)
                 ),
             ),
+        ]);
+        rows
+    }
+}
+
+/// How the hostile user's room was filled before the phases.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RoomFill {
+    /// Messages acked `ok`: what the room holds.
+    pub(crate) messages: u64,
+    /// Bytes of each one's text (UTF-8).
+    pub(crate) message_bytes: u64,
+    /// Filling sends that were not acked `ok`, by reason.
+    pub(crate) errors: BTreeMap<String, u64>,
+    /// Seconds the filling took.
+    pub(crate) secs: f64,
+}
+
+impl RoomFill {
+    fn row(&self) -> String {
+        format!(
+            "{} messages of {} B, filled in {:.1}s {}",
+            self.messages,
+            self.message_bytes,
+            self.secs,
+            fmt_map(&self.errors)
+        )
+    }
+}
+
+/// What the `hostile-read` scenario measured beside the normal users'
+/// totals: the same traffic without, then with, one user sending `read` with
+/// the oldest id of a room full of large messages.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct HostileReadReport {
+    /// The normal users in both phases.
+    #[serde(flatten)]
+    pub(crate) phases: PhaseReport,
+    /// The hostile user's room, filled first.
+    pub(crate) room: RoomFill,
+    /// The id every `read` carried: the oldest of the room's messages.
+    pub(crate) read_id: String,
+    /// The hostile user's reads.
+    pub(crate) reads: ReadReport,
+    /// With `--read-alone-s`: the same reads with nothing else going on,
+    /// before the normal users connect: what one read costs Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) alone: Option<ReadsAlone>,
+}
+
+/// The hostile user's reads alone: nobody else connected, Redis read over
+/// that window and over as long at rest just before.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ReadsAlone {
+    /// The reads.
+    pub(crate) reads: ReadReport,
+    /// Each Redis node over the window (the reads' sending time and the
+    /// wait for their last acks).
+    pub(crate) redis: Vec<NodeUsage>,
+    /// The same nodes at rest, just before.
+    pub(crate) redis_idle: Vec<NodeUsage>,
+}
+
+impl ReadsAlone {
+    /// What one read acked `ok` cost the primaries, above rest.
+    pub(crate) fn per_read(&self) -> RedisAdded {
+        let prim = crate::redisstat::primaries(&self.redis);
+        let idle = &self.redis_idle;
+        let (calls, usec) = ["evalsha", "eval"]
+            .iter()
+            .map(|c| crate::redisstat::above_idle(&prim, idle, c))
+            .fold((0.0, 0.0), |(a, b), (c, u)| (a + c, b + u));
+        RedisAdded {
+            cpu_us: crate::redisstat::cpu_above_idle(&prim, idle) * 1e6,
+            script_us: usec,
+            script_calls: calls,
+        }
+        .per(self.reads.acks.ok)
+    }
+
+    /// `XRANGE` calls (inside the reads' scripts) per read acked `ok`, and
+    /// their µs per call: what a read reads of the room.
+    pub(crate) fn xrange(&self) -> (f64, f64) {
+        let prim = crate::redisstat::primaries(&self.redis);
+        let (calls, usec) = crate::redisstat::above_idle(&prim, &self.redis_idle, "xrange");
+        if calls < 0.5 || self.reads.acks.ok == 0 {
+            return (0.0, 0.0);
+        }
+        (calls / self.reads.acks.ok as f64, usec / calls)
+    }
+}
+
+impl HostileReadReport {
+    /// What one read acked `ok` cost Redis: measured alone when it was
+    /// (`--read-alone-s`), else from what the phase with the reads added over
+    /// the phase without (which the normal traffic's own spread can swamp).
+    pub(crate) fn redis_per_read(&self) -> RedisAdded {
+        match &self.alone {
+            Some(alone) => alone.per_read(),
+            None => self.phases.redis_added().per(self.reads.acks.ok),
+        }
+    }
+
+    /// `XRANGE` calls per read acked `ok` and their µs per call, measured
+    /// alone when it was, else from the phases (the normal traffic makes
+    /// none).
+    pub(crate) fn xrange_per_read(&self) -> (f64, f64) {
+        if let Some(alone) = &self.alone {
+            return alone.xrange();
+        }
+        let (calls, us) = self.phases.command_added("xrange");
+        if calls < 0.5 || self.reads.acks.ok == 0 {
+            return (0.0, 0.0);
+        }
+        (calls / self.reads.acks.ok as f64, us / calls)
+    }
+
+    /// Rows of the human-readable table.
+    fn rows(&self) -> Vec<(String, String)> {
+        let r = &self.reads;
+        let per = self.redis_per_read();
+        let mut rows = self.phases.rows();
+        rows.extend([
             (
-                "cpu w/o | with".into(),
+                "hostile room".into(),
+                format!("{}; read {{ id: {} }}", self.room.row(), self.read_id),
+            ),
+            (
+                "hostile conns".into(),
                 format!(
-                    "servers {:.2} | {:.2} cores, redis {:.2} | {:.2}, tool {:.2} | {:.2}",
-                    self.server_cpu_cores_without,
-                    self.server_cpu_cores_with,
-                    self.aux_cpu_cores_without,
-                    self.aux_cpu_cores_with,
-                    self.tool_cpu_cores_without,
-                    self.tool_cpu_cores_with
+                    "ok {} of {} {}{}",
+                    r.connections_ok,
+                    r.connections_attempted,
+                    fmt_map(&r.connect_errors),
+                    fmt_map(&r.dropped)
                 ),
             ),
-        ]
+            (
+                "hostile reads".into(),
+                format!(
+                    "sent {} ({:.1}/s): ok {} ({:.1}/s) rate_limited {} other {} {}unanswered {}",
+                    r.sent,
+                    r.sent_per_s,
+                    r.acks.ok,
+                    r.ok_per_s,
+                    r.acks.rate_limited,
+                    r.acks.other,
+                    fmt_map(&r.other_errors),
+                    r.unanswered
+                ),
+            ),
+            ("read ack".into(), r.ack.row()),
+            (
+                "reads alone".into(),
+                self.alone.as_ref().map_or_else(
+                    || "-".into(),
+                    |x| {
+                        format!(
+                            "sent {} ok {} rate_limited {} unanswered {}; read ack {}",
+                            x.reads.sent,
+                            x.reads.acks.ok,
+                            x.reads.acks.rate_limited,
+                            x.reads.unanswered,
+                            x.reads.ack.row()
+                        )
+                    },
+                ),
+            ),
+            (
+                "redis per read".into(),
+                format!(
+                    "{:.0} µs CPU, {:.0} µs in scripts ({:.2} script calls){}; \
+                     {:.2} XRANGE of {:.0} µs",
+                    per.cpu_us,
+                    per.script_us,
+                    per.script_calls,
+                    if self.alone.is_some() {
+                        " alone, above rest"
+                    } else {
+                        " above the phase without"
+                    },
+                    self.xrange_per_read().0,
+                    self.xrange_per_read().1
+                ),
+            ),
+        ]);
+        rows
+    }
+}
+
+/// What the `reconnect-loop` scenario measured beside the normal users'
+/// totals: the same traffic without, then with, one user looping handshakes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ReconnectLoopReport {
+    /// The normal users in both phases.
+    #[serde(flatten)]
+    pub(crate) phases: PhaseReport,
+    /// The hostile user's room, filled first (or empty).
+    pub(crate) room: RoomFill,
+    /// The hostile user's handshakes.
+    pub(crate) loops: LoopReport,
+}
+
+impl ReconnectLoopReport {
+    /// What one join (a handshake that reached `welcome`) cost Redis, from
+    /// what the phase with the loop added over the phase without.
+    pub(crate) fn redis_per_join(&self) -> RedisAdded {
+        self.phases.redis_added().per(self.loops.joins)
+    }
+
+    /// Rows of the human-readable table.
+    fn rows(&self) -> Vec<(String, String)> {
+        let l = &self.loops;
+        let per = self.redis_per_join();
+        let mut rows = self.phases.rows();
+        rows.extend([
+            ("hostile room".into(), self.room.row()),
+            (
+                "hostile loops".into(),
+                format!(
+                    "{} connections: {} handshakes ({:.0}/s): joined {} ({:.1}/s), refused {} ({:.0}/s) {}, failed {}",
+                    l.connections,
+                    l.attempts,
+                    l.attempts_per_s,
+                    l.joins,
+                    l.joins_per_s,
+                    l.refused_total(),
+                    l.refused_per_s,
+                    fmt_map(&l.refused),
+                    fmt_map(&l.failed)
+                ),
+            ),
+            ("loop welcome".into(), l.welcome.row()),
+            ("loop refusal".into(), l.refusal.row()),
+            (
+                "redis per join".into(),
+                format!(
+                    "{:.0} µs CPU, {:.0} µs in scripts ({:.2} script calls) above the phase without",
+                    per.cpu_us, per.script_us, per.script_calls
+                ),
+            ),
+        ]);
+        rows
     }
 }
 
@@ -563,6 +929,12 @@ impl Report {
         }
         if let Some(flood) = &self.flood {
             rows.extend(flood.rows());
+        }
+        if let Some(h) = &self.hostile_read {
+            rows.extend(h.rows());
+        }
+        if let Some(l) = &self.reconnect_loop {
+            rows.extend(l.rows());
         }
         if let Some(rc) = &self.reconnect {
             rows.extend(rc.rows());

@@ -10,13 +10,22 @@
 //! - `large-room`: one room of `members`, one sender, fan-out latency to all.
 //! - `flood`: `fanout` at a moderate rate, without and then with one abusive
 //!   user pipelining `message sent` and `history` ([`flood`]).
+//! - `hostile-read`: `fanout` at a moderate rate, without and then with one
+//!   user sending `read` with the oldest id of a room full of 8 KB messages
+//!   ([`hostile_read`]).
+//! - `reconnect-loop`: `fanout` at a moderate rate, without and then with one
+//!   user looping handshakes on 20 connections ([`reconnect_loop`]).
 //! - `typing`: `fanout`, then `fanout` again with every member also emitting
 //!   `typing` every `typing-ms` (keystrokes), reported side by side.
 //! - `reconnect`: a reconnect storm; one replica is killed and its clients
 //!   reconnect to another with `since` ([`reconnect`]).
 
+mod fill;
 mod flood;
+mod hostile_read;
+mod phases;
 mod reconnect;
+mod reconnect_loop;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -92,11 +101,13 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         "idle" => ctx.idle().await?,
         "large-room" => ctx.large_room().await?,
         "flood" => ctx.flood().await?,
+        "hostile-read" => ctx.hostile_read().await?,
+        "reconnect-loop" => ctx.reconnect_loop().await?,
         "typing" => ctx.typing().await?,
         "reconnect" => ctx.reconnect().await?,
         other => {
             bail!(
-                "unknown --scenario {other}: fanout, ramp, storm, idle, large-room, flood, typing or reconnect"
+                "unknown --scenario {other}: fanout, ramp, storm, idle, large-room, flood, hostile-read, reconnect-loop, typing or reconnect"
             )
         }
     };

@@ -219,6 +219,23 @@ pub(crate) fn history(ack: u64, before: &str, limit: usize) -> WsMessage {
     WsMessage::text(format!("42{ack}[\"history\",{request}]"))
 }
 
+/// A `read { id }` emit with ack id `ack`.
+pub(crate) fn read(ack: u64, id: &str) -> WsMessage {
+    let request = serde_json::json!({ "id": id });
+    WsMessage::text(format!("42{ack}[\"read\",{request}]"))
+}
+
+/// The `id` of an `{ ok: true, id }` ack body (`[{…}]`); `None` for any other.
+pub(crate) fn acked_id(body: &str) -> Option<MessageId> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get(0)?
+        .get("id")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 /// The `reason` of a `session ended` frame; `None` for any other frame.
 pub(crate) fn session_ended(text: &str) -> Option<String> {
     let rest = text.strip_prefix("42[\"session ended\",")?;
@@ -358,6 +375,15 @@ mod tests {
         let d =
             r#"42["message received",{"room":"r0","user":{"id":"u","name":"n"},"text":"1:2:3"}]"#;
         assert_eq!(id(d), None);
+    }
+
+    #[test]
+    fn read_frames_and_acked_ids() {
+        let r = read(7, "12-3").into_text().expect("text frame");
+        assert_eq!(r.as_str(), r#"427["read",{"id":"12-3"}]"#);
+        let id = acked_id(r#"[{"ok":true,"id":"17-2"}]"#).map(|id| id.to_string());
+        assert_eq!(id.as_deref(), Some("17-2"));
+        assert!(acked_id(r#"[{"ok":false,"error":"rate_limited"}]"#).is_none());
     }
 
     #[test]
