@@ -189,11 +189,7 @@ mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<GatewayConfig, SettingError> {
-        GatewayConfig::read(&Env::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }))
+        GatewayConfig::read(&Env::from_pairs(vars))
     }
 
     const BASE: [(&str, &str); 2] = [

@@ -32,6 +32,17 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// Settings from name–value pairs (tests, examples); the first pair of a
+    /// name wins.
+    pub fn from_pairs(pairs: &'a [(&'a str, &'a str)]) -> Self {
+        Self::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
     /// The process's environment, after a `.env` file in the working
     /// directory (if there is one) was read into it. Call it once, in `main`.
     pub fn from_process() -> Result<Env<'static>, SettingError> {
@@ -160,11 +171,9 @@ fn within<T: PartialOrd + Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(vars: &[(&'static str, &'static str)]) -> Env<'static> {
-        let vars: HashMap<_, _> = vars.iter().copied().collect();
-        Env::from_lookup(move |name| vars.get(name).map(|v| (*v).to_owned()))
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> Env<'a> {
+        Env::from_pairs(vars)
     }
 
     #[test]

@@ -54,17 +54,9 @@ impl RoomsSetting {
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> Env<'a> {
-        Env::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
-    }
-
     #[test]
     fn token_settings_default_to_the_contract() -> Result<(), SettingError> {
-        let t = TokenSettings::read(&env(&[]))?;
+        let t = TokenSettings::read(&Env::from_pairs(&[]))?;
         assert_eq!(
             (t.issuer.as_str(), t.audience.as_str()),
             ("chat-web", "chat-gateway")
@@ -77,21 +69,21 @@ mod tests {
     fn a_bad_grace_names_its_variable() {
         for value in ["soon", "-1", "3601"] {
             let vars = [("TOKEN_EXPIRY_GRACE_S", value)];
-            let err = TokenSettings::read(&env(&vars)).expect_err("refused");
+            let err = TokenSettings::read(&Env::from_pairs(&vars)).expect_err("refused");
             assert_eq!(err.name(), "TOKEN_EXPIRY_GRACE_S", "{err}");
         }
     }
 
     #[test]
     fn rooms_default_and_refuse_bad_names() -> Result<(), SettingError> {
-        assert_eq!(RoomsSetting::read(&env(&[]))?.iter().count(), 3);
+        assert_eq!(RoomsSetting::read(&Env::from_pairs(&[]))?.iter().count(), 3);
         assert_eq!(
-            RoomsSetting::read(&env(&[("ROOMS", "A,B")]))?
+            RoomsSetting::read(&Env::from_pairs(&[("ROOMS", "A,B")]))?
                 .iter()
                 .count(),
             2
         );
-        let err = RoomsSetting::read(&env(&[("ROOMS", "a b")])).expect_err("refused");
+        let err = RoomsSetting::read(&Env::from_pairs(&[("ROOMS", "a b")])).expect_err("refused");
         assert_eq!(err.name(), "ROOMS");
         Ok(())
     }

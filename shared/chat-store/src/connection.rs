@@ -221,18 +221,10 @@ mod tests {
         Ok(())
     }
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> Env<'a> {
-        Env::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
-    }
-
     #[test]
     fn settings_are_read_with_their_defaults() -> Result<(), SettingError> {
-        assert!(RedisSettings::read(&env(&[]))?.is_none());
-        let s = RedisSettings::read(&env(&[("REDIS_URL", "redis://:pw@h:6379")]))?
+        assert!(RedisSettings::read(&Env::from_pairs(&[]))?.is_none());
+        let s = RedisSettings::read(&Env::from_pairs(&[("REDIS_URL", "redis://:pw@h:6379")]))?
             .ok_or(SettingError::Missing("REDIS_URL"))?;
         assert_eq!(s.command_timeout, Duration::from_secs(2));
         assert_eq!(s.wait_replicas, 0);
@@ -240,7 +232,7 @@ mod tests {
             !format!("{s:?}").contains("pw"),
             "the password is not logged"
         );
-        let s = RedisSettings::read(&env(&[
+        let s = RedisSettings::read(&Env::from_pairs(&[
             ("REDIS_URL", "redis://h"),
             ("REDIS_COMMAND_TIMEOUT_MS", "500"),
             ("REDIS_WAIT_REPLICAS", "1"),
@@ -266,7 +258,7 @@ mod tests {
             } else {
                 &vars[..]
             };
-            let err = RedisSettings::read(&env(vars)).expect_err("refused");
+            let err = RedisSettings::read(&Env::from_pairs(vars)).expect_err("refused");
             assert_eq!(err.name(), name, "{err}");
         }
     }
