@@ -40,7 +40,8 @@ impl DevApp {
         // A key pair for this run only: tokens die with the process.
         let (private, public) = generate_pem_pair()?;
         let signer = TokenSigner::from_pkcs8_pem(&private)?;
-        let verifier = TokenVerifier::from_spki_pem(&public, &gateway.issuer, &gateway.audience)?;
+        let verifier =
+            TokenVerifier::from_spki_pem(&public, &gateway.token.issuer, &gateway.token.audience)?;
         let hub = MemoryHub::new();
 
         let realtime = Realtime::new(

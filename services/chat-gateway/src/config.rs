@@ -1,25 +1,17 @@
-//! The gateway's settings, read once from the environment (and `.env`).
+//! The gateway's settings, read once through the shared reader
+//! (`chat_settings::Env`: the environment, and `.env`, read by `main`).
 //!
 //! A missing or malformed setting stops the process with one line that names
-//! the variable.
+//! the variable. Redis and the key source are `Option`s: a standalone replica
+//! requires them ([`GatewayConfig::read`]); the single-process run keeps
+//! state and keys in memory ([`GatewayConfig::read_optional_parts`]).
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chat_core::RoomList;
-use chat_core::claims::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
-use thiserror::Error;
-
-/// A setting that is missing or malformed.
-#[derive(Debug, Error)]
-#[error("setting {name}: {problem}")]
-pub struct ConfigError {
-    /// The environment variable.
-    pub name: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
+use chat_settings::{Env, RoomsSetting, SettingError, TokenSettings};
+use chat_store::connection::RedisSettings;
 
 /// Where the gateway gets the keys that verify room tokens.
 #[derive(Debug, Clone)]
@@ -35,14 +27,14 @@ pub enum KeySource {
 pub struct GatewayConfig {
     /// `GATEWAY_ADDR`: listen address.
     pub addr: SocketAddr,
-    /// `REDIS_URL`.
-    pub redis_url: String,
-    /// `JWT_PUBLIC_KEY_FILE` or `JWKS_URL`.
-    pub keys: KeySource,
-    /// `JWT_ISSUER`.
-    pub issuer: String,
-    /// `JWT_AUDIENCE`.
-    pub audience: String,
+    /// `REDIS_URL`, `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_WAIT_REPLICAS`;
+    /// `None` only in the single-process run.
+    pub redis: Option<RedisSettings>,
+    /// `JWT_PUBLIC_KEY_FILE` or `JWKS_URL`; `None` only in the
+    /// single-process run (a key pair made at start).
+    pub keys: Option<KeySource>,
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `TOKEN_EXPIRY_GRACE_S`.
+    pub token: TokenSettings,
     /// `ROOMS`.
     pub rooms: RoomList,
     /// `ALLOWED_ORIGINS`: empty means any.
@@ -51,8 +43,6 @@ pub struct GatewayConfig {
     pub rate_per_second: u32,
     /// `RATE_LIMIT_BURST`.
     pub rate_burst: u32,
-    /// `TOKEN_EXPIRY_GRACE_S`.
-    pub token_expiry_grace: Duration,
     /// `EXIT_GRACE_S`.
     pub exit_grace: Duration,
     /// `MAX_CONNECTIONS`.
@@ -94,74 +84,27 @@ pub struct GatewayConfig {
     pub ack_timeout: Duration,
     /// `DRAIN_TIMEOUT_S`: the longest a SIGTERM drain takes.
     pub drain_timeout: Duration,
-    /// `REDIS_COMMAND_TIMEOUT_MS`.
-    pub redis_command_timeout: Duration,
-    /// `REDIS_WAIT_REPLICAS`: Redis replicas that must hold a message before it is acked ok.
-    pub redis_wait_replicas: u32,
-}
-
-/// Reads one variable, trimmed; empty counts as unset.
-struct Vars<F>(F);
-
-impl<F: Fn(&str) -> Option<String>> Vars<F> {
-    fn raw(&self, name: &'static str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ConfigError {
-                name,
-                problem: format!("{v:?}: {e}"),
-            }),
-        }
-    }
-
-    fn millis(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        self.parsed(name, default).map(Duration::from_millis)
-    }
-
-    fn secs(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        self.parsed(name, default).map(Duration::from_secs)
-    }
 }
 
 impl GatewayConfig {
-    /// Reads the settings from the environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// A standalone replica's settings: Redis and a key source are required.
+    pub fn read(env: &Env<'_>) -> Result<Self, SettingError> {
+        let config = Self::read_optional_parts(env)?;
+        config.redis()?;
+        config.keys()?;
+        Ok(config)
     }
 
-    /// Reads the settings from `lookup` (a variable name → its value).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let v = Vars(lookup);
-        let redis_url = v.raw("REDIS_URL").ok_or(ConfigError {
-            name: "REDIS_URL",
-            problem: "required".into(),
-        })?;
-        let keys = match (v.raw("JWT_PUBLIC_KEY_FILE"), v.raw("JWKS_URL")) {
-            (Some(file), _) => KeySource::PemFile(file),
-            (None, Some(url)) => KeySource::JwksUrl(url),
-            (None, None) => {
-                return Err(ConfigError {
-                    name: "JWT_PUBLIC_KEY_FILE",
-                    problem: "set it (or JWKS_URL) so room tokens can be verified".into(),
-                });
-            }
+    /// Every setting, Redis and the key source left `None` when unset.
+    pub fn read_optional_parts(env: &Env<'_>) -> Result<Self, SettingError> {
+        let redis = RedisSettings::read(env)?;
+        let keys = match (env.get("JWT_PUBLIC_KEY_FILE"), env.get("JWKS_URL")) {
+            (Some(file), _) => Some(KeySource::PemFile(file)),
+            (None, Some(url)) => Some(KeySource::JwksUrl(url)),
+            (None, None) => None,
         };
-        let rooms = RoomList::parse(&v.raw("ROOMS").unwrap_or_else(|| RoomList::DEFAULT.into()))
-            .map_err(|e| ConfigError {
-                name: "ROOMS",
-                problem: e.to_string(),
-            })?;
-        let allowed_origins = v
-            .raw("ALLOWED_ORIGINS")
+        let allowed_origins = env
+            .get("ALLOWED_ORIGINS")
             .map(|v| {
                 v.split(',')
                     .map(|o| o.trim().trim_end_matches('/').to_owned())
@@ -170,45 +113,66 @@ impl GatewayConfig {
             })
             .unwrap_or_default();
         let config = Self {
-            addr: v.parsed("GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
-            redis_url,
+            addr: env.parsed("GATEWAY_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
+            redis,
             keys,
-            issuer: v.raw("JWT_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.into()),
-            audience: v
-                .raw("JWT_AUDIENCE")
-                .unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
-            rooms,
+            token: TokenSettings::read(env)?,
+            rooms: RoomsSetting::read(env)?,
             allowed_origins,
-            rate_per_second: v.parsed("RATE_LIMIT_PER_SECOND", 10)?,
-            rate_burst: v.parsed("RATE_LIMIT_BURST", 20)?,
-            token_expiry_grace: v.secs("TOKEN_EXPIRY_GRACE_S", 30)?,
-            exit_grace: v.secs("EXIT_GRACE_S", 5)?,
-            max_connections: v.parsed("MAX_CONNECTIONS", 100_000)?,
-            max_connections_per_user: v.parsed("MAX_CONNECTIONS_PER_USER", 20)?,
-            max_events_in_flight: v.parsed("MAX_EVENTS_IN_FLIGHT", 64)?,
-            event_rate_per_second: v.parsed("EVENT_RATE_LIMIT_PER_SECOND", 2)?,
-            event_rate_burst: v.parsed("EVENT_RATE_LIMIT_BURST", 10)?,
-            handshake_rate_per_second: v.parsed("HANDSHAKE_RATE_PER_SECOND", 2)?,
-            handshake_rate_burst: v.parsed("HANDSHAKE_RATE_BURST", 20)?,
-            heartbeat_interval: v.millis("HEARTBEAT_INTERVAL_MS", 2_000)?,
-            heartbeat_ttl: v.millis("HEARTBEAT_TTL_MS", 6_000)?,
-            sweep_interval: v.millis("SWEEP_INTERVAL_MS", 1_000)?,
-            max_message_chars: v.parsed(
+            rate_per_second: env.number("RATE_LIMIT_PER_SECOND", 10, 1..)?,
+            rate_burst: env.number("RATE_LIMIT_BURST", 20, 1..)?,
+            exit_grace: env.seconds("EXIT_GRACE_S", 5, ..)?,
+            max_connections: env.number("MAX_CONNECTIONS", 100_000, 1..)?,
+            max_connections_per_user: env.number("MAX_CONNECTIONS_PER_USER", 20, 1..)?,
+            max_events_in_flight: env.number("MAX_EVENTS_IN_FLIGHT", 64, 1..)?,
+            event_rate_per_second: env.number("EVENT_RATE_LIMIT_PER_SECOND", 2, 1..)?,
+            event_rate_burst: env.number("EVENT_RATE_LIMIT_BURST", 10, 1..)?,
+            handshake_rate_per_second: env.number("HANDSHAKE_RATE_PER_SECOND", 2, 1..)?,
+            handshake_rate_burst: env.number("HANDSHAKE_RATE_BURST", 20, 1..)?,
+            heartbeat_interval: env.millis("HEARTBEAT_INTERVAL_MS", 2_000, 1..)?,
+            heartbeat_ttl: env.millis("HEARTBEAT_TTL_MS", 6_000, ..)?,
+            sweep_interval: env.millis("SWEEP_INTERVAL_MS", 1_000, 1..)?,
+            max_message_chars: env.number(
                 "MAX_MESSAGE_CHARS",
                 chat_core::message::DEFAULT_MAX_MESSAGE_CHARS,
+                ..,
             )?,
-            max_ws_message_bytes: v.parsed("MAX_WS_MESSAGE_BYTES", 64 * 1024)?,
-            slow_consumer_max_packets: v.parsed("SLOW_CONSUMER_MAX_PACKETS", 1000)?,
-            slow_consumer_max_bytes: v.parsed("SLOW_CONSUMER_MAX_BYTES", 1024 * 1024)?,
-            header_read_timeout: v.secs("HTTP_HEADER_TIMEOUT_S", 10)?,
-            jwks_refresh: v.secs("JWKS_REFRESH_S", 300)?,
-            connect_timeout: v.secs("CONNECT_TIMEOUT_S", 10)?,
-            ack_timeout: v.millis("ACK_TIMEOUT_MS", 3_000)?,
-            drain_timeout: v.secs("DRAIN_TIMEOUT_S", 25)?,
-            redis_command_timeout: v.millis("REDIS_COMMAND_TIMEOUT_MS", 2_000)?,
-            redis_wait_replicas: v.parsed("REDIS_WAIT_REPLICAS", 0)?,
+            max_ws_message_bytes: env.number("MAX_WS_MESSAGE_BYTES", 64 * 1024, ..)?,
+            slow_consumer_max_packets: env.number("SLOW_CONSUMER_MAX_PACKETS", 1000, 1..)?,
+            slow_consumer_max_bytes: env.number("SLOW_CONSUMER_MAX_BYTES", 1024 * 1024, 1..)?,
+            header_read_timeout: env.seconds("HTTP_HEADER_TIMEOUT_S", 10, 1..)?,
+            jwks_refresh: env.seconds("JWKS_REFRESH_S", 300, 1..)?,
+            connect_timeout: env.seconds("CONNECT_TIMEOUT_S", 10, ..)?,
+            ack_timeout: env.millis("ACK_TIMEOUT_MS", 3_000, ..)?,
+            drain_timeout: env.seconds("DRAIN_TIMEOUT_S", 25, ..)?,
         };
-        config.check()
+        if config.heartbeat_ttl <= config.heartbeat_interval * 2 {
+            return Err(SettingError::invalid(
+                "HEARTBEAT_TTL_MS",
+                "must be more than twice HEARTBEAT_INTERVAL_MS, or live replicas would be swept",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Redis, which a standalone replica requires.
+    pub fn redis(&self) -> Result<&RedisSettings, SettingError> {
+        self.redis
+            .as_ref()
+            .ok_or(SettingError::Missing("REDIS_URL"))
+    }
+
+    /// Where the keys come from, which a standalone replica requires.
+    pub fn keys(&self) -> Result<&KeySource, SettingError> {
+        self.keys.as_ref().ok_or(SettingError::MissingEither(
+            "JWT_PUBLIC_KEY_FILE",
+            "JWKS_URL",
+        ))
+    }
+
+    /// Whether a send waits for Redis replicas (`REDIS_WAIT_REPLICAS` > 0).
+    pub fn waits_for_replicas(&self) -> bool {
+        self.redis.as_ref().is_some_and(|r| r.wait_replicas > 0)
     }
 
     /// The most bytes of a reply the server builds (`welcome`, a `history`
@@ -218,67 +182,14 @@ impl GatewayConfig {
     pub fn reply_max_bytes(&self) -> usize {
         chat_core::events::REPLY_MAX_BYTES.min(self.slow_consumer_max_bytes / 2)
     }
-
-    fn check(self) -> Result<Self, ConfigError> {
-        let positive = |name: &'static str, ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError {
-                    name,
-                    problem: "must be greater than zero".into(),
-                })
-            }
-        };
-        positive("RATE_LIMIT_PER_SECOND", self.rate_per_second > 0)?;
-        positive("RATE_LIMIT_BURST", self.rate_burst > 0)?;
-        positive("MAX_CONNECTIONS", self.max_connections > 0)?;
-        positive(
-            "MAX_CONNECTIONS_PER_USER",
-            self.max_connections_per_user > 0,
-        )?;
-        positive("MAX_EVENTS_IN_FLIGHT", self.max_events_in_flight > 0)?;
-        positive(
-            "EVENT_RATE_LIMIT_PER_SECOND",
-            self.event_rate_per_second > 0,
-        )?;
-        positive("EVENT_RATE_LIMIT_BURST", self.event_rate_burst > 0)?;
-        positive(
-            "HANDSHAKE_RATE_PER_SECOND",
-            self.handshake_rate_per_second > 0,
-        )?;
-        positive("HANDSHAKE_RATE_BURST", self.handshake_rate_burst > 0)?;
-        positive("SLOW_CONSUMER_MAX_BYTES", self.slow_consumer_max_bytes > 0)?;
-        positive("HTTP_HEADER_TIMEOUT_S", !self.header_read_timeout.is_zero())?;
-        positive("JWKS_REFRESH_S", !self.jwks_refresh.is_zero())?;
-        positive(
-            "SLOW_CONSUMER_MAX_PACKETS",
-            self.slow_consumer_max_packets > 0,
-        )?;
-        positive("HEARTBEAT_INTERVAL_MS", !self.heartbeat_interval.is_zero())?;
-        positive("SWEEP_INTERVAL_MS", !self.sweep_interval.is_zero())?;
-        if self.heartbeat_ttl <= self.heartbeat_interval * 2 {
-            return Err(ConfigError {
-                name: "HEARTBEAT_TTL_MS",
-                problem:
-                    "must be more than twice HEARTBEAT_INTERVAL_MS, or live replicas would be swept"
-                        .into(),
-            });
-        }
-        Ok(self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(vars: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
-        GatewayConfig::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+    fn load(vars: &[(&str, &str)]) -> Result<GatewayConfig, SettingError> {
+        GatewayConfig::read(&Env::from_pairs(vars))
     }
 
     const BASE: [(&str, &str); 2] = [
@@ -287,16 +198,17 @@ mod tests {
     ];
 
     #[test]
-    fn defaults_follow_the_contract() -> Result<(), ConfigError> {
+    fn defaults_follow_the_contract() -> Result<(), SettingError> {
         let c = load(&BASE)?;
         assert_eq!(c.addr.to_string(), "0.0.0.0:8081");
         assert_eq!(
-            (c.issuer.as_str(), c.audience.as_str()),
+            (c.token.issuer.as_str(), c.token.audience.as_str()),
             ("chat-web", "chat-gateway")
         );
         assert_eq!(c.rooms.iter().count(), 3);
         assert_eq!((c.rate_per_second, c.rate_burst), (10, 20));
-        assert_eq!(c.token_expiry_grace, Duration::from_secs(30));
+        assert_eq!(c.token.expiry_grace, Duration::from_secs(30));
+        assert!(!c.waits_for_replicas());
         assert_eq!(c.exit_grace, Duration::from_secs(5));
         assert_eq!(c.max_connections, 100_000);
         assert_eq!(c.max_connections_per_user, 20);
@@ -313,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_bad_or_missing_setting_names_its_variable() {
-        let name = |vars: &[(&str, &str)]| load(vars).map(|_| ()).expect_err("refused").name;
+        let name = |vars: &[(&str, &str)]| load(vars).map(|_| ()).expect_err("refused").name();
         assert_eq!(name(&[("JWT_PUBLIC_KEY_FILE", "k.pem")]), "REDIS_URL");
         assert_eq!(name(&[("REDIS_URL", "redis://x")]), "JWT_PUBLIC_KEY_FILE");
         assert_eq!(
@@ -333,16 +245,33 @@ mod tests {
             name(&[BASE[0], BASE[1], ("HEARTBEAT_TTL_MS", "3000")]),
             "HEARTBEAT_TTL_MS"
         );
+        assert_eq!(
+            name(&[BASE[0], BASE[1], ("TOKEN_EXPIRY_GRACE_S", "later")]),
+            "TOKEN_EXPIRY_GRACE_S"
+        );
+        assert_eq!(
+            name(&[BASE[0], BASE[1], ("REDIS_COMMAND_TIMEOUT_MS", "0.5")]),
+            "REDIS_COMMAND_TIMEOUT_MS"
+        );
     }
 
     #[test]
-    fn origins_and_jwks_are_read() -> Result<(), ConfigError> {
+    fn redis_and_keys_may_be_left_out_only_in_one_process() -> Result<(), SettingError> {
+        let c = GatewayConfig::read_optional_parts(&Env::from_lookup(|_| None))?;
+        assert!(c.redis.is_none() && c.keys.is_none());
+        let err = c.keys().map(|_| ()).expect_err("required standalone");
+        assert!(err.to_string().starts_with("JWT_PUBLIC_KEY_FILE"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn origins_and_jwks_are_read() -> Result<(), SettingError> {
         let c = load(&[
             ("REDIS_URL", "redis://x"),
             ("JWKS_URL", "http://web/.well-known/jwks.json"),
             ("ALLOWED_ORIGINS", "https://a.example/, https://b.example"),
         ])?;
-        assert!(matches!(c.keys, KeySource::JwksUrl(_)));
+        assert!(matches!(c.keys, Some(KeySource::JwksUrl(_))));
         assert_eq!(
             c.allowed_origins,
             ["https://a.example", "https://b.example"]

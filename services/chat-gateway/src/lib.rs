@@ -3,7 +3,8 @@
 //! out through Redis so that any number of replicas behave as one server.
 //!
 //! # Layout
-//! - [`config`]: the settings, from environment variables.
+//! - [`config`]: the typed settings, read through `chat_settings::Env` (shared
+//!   `TokenSettings`, `ROOMS`, `RedisSettings`; optional Redis and keys).
 //! - [`auth`]: the room-token keys (PEM file or JWKS) and verification.
 //! - [`conn`]: one connection's identity and life (pending → live → closing → gone).
 //! - [`inbox`]: a connection's client events, one at a time in arrival order.

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use chat_gateway::{App, GatewayConfig};
+use chat_settings::Env;
 
 /// jemalloc, not the system's allocator: a replica holds many small,
 /// long-lived allocations per connection, and a burst (a large room filling,
@@ -15,13 +16,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = dotenvy::dotenv();
+    let env = Env::from_process().context("chat-gateway cannot start")?;
     let telemetry = chat_telemetry::init_tracing("chat-gateway");
     #[cfg(feature = "jemalloc")]
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "jemalloc's background thread did not start: freed memory is returned more slowly");
     }
-    let config = GatewayConfig::from_env().context("chat-gateway cannot start")?;
+    let config = GatewayConfig::read(&env).context("chat-gateway cannot start")?;
     let result = App::build(config)
         .await?
         .run_until_stopped(chat_telemetry::shutdown_signal())

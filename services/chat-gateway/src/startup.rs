@@ -14,7 +14,6 @@ use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use chat_core::ErrorCode;
-use chat_store::connection::RedisSettings;
 use chat_store::{Backend, RedisBackend};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
@@ -149,12 +148,10 @@ impl App {
     /// Connects to Redis (without waiting for it), loads the keys and binds
     /// the listen address.
     pub async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
-        let keys = TokenKeys::load(&config.keys, &config.issuer, &config.audience).await?;
-        let mut redis = RedisSettings::new(&config.redis_url);
-        redis.command_timeout = config.redis_command_timeout;
-        redis.wait_replicas = config.redis_wait_replicas;
+        let keys =
+            TokenKeys::load(config.keys()?, &config.token.issuer, &config.token.audience).await?;
         let node = uuid::Uuid::new_v4().simple().to_string();
-        let backend = Arc::new(RedisBackend::connect(&redis, true, node)?);
+        let backend = Arc::new(RedisBackend::connect(config.redis()?, true, node)?);
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", config.addr))?;

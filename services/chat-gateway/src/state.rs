@@ -293,7 +293,7 @@ impl Gateway {
     /// Whether a connection's token expired more than the grace ago.
     pub(crate) fn expired(&self, conn: &Conn, now: u64) -> bool {
         conn.exp()
-            .saturating_add(self.config.token_expiry_grace.as_secs())
+            .saturating_add(self.config.token.expiry_grace.as_secs())
             < now
     }
 
@@ -447,7 +447,7 @@ impl Gateway {
         match tokio::time::timeout(self.config.ack_timeout, self.backend.send(message)).await {
             Ok(Ok(message_id)) => {
                 conn.sent(message_id);
-                if self.config.redis_wait_replicas > 0 {
+                if self.config.waits_for_replicas() {
                     // Before the wait, which the ack's deadline may cut short.
                     conn.awaiting_replicas(message_id, text.as_str());
                 }

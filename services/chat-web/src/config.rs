@@ -1,41 +1,25 @@
-//! The web service's settings: one typed struct, read once at start from the
-//! environment (and a `.env` file if there is one), validated before anything
-//! listens. A missing or bad value stops the process with one line that names
-//! the variable.
+//! The web service's settings: one typed struct, read once at start through
+//! the shared reader (`chat_settings::Env`: the environment, and a `.env`
+//! file if there is one, read by `main`), validated before anything listens.
+//! A missing or bad value stops the process with one line that names the
+//! variable.
+//!
+//! Redis, the signing key file and the identity provider are `Option`s: the
+//! standalone service requires them ([`Config::read`]); the single-process
+//! run keeps state and keys in memory and may sign in without a provider
+//! ([`Config::read_optional_parts`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_core::RoomList;
-use chat_core::claims::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TOKEN_TTL_S};
-use thiserror::Error;
+use chat_core::claims::DEFAULT_TOKEN_TTL_S;
+use chat_settings::{Env, RoomsSetting, SettingError, TokenSettings};
+use chat_store::connection::RedisSettings;
 use url::Url;
 
 use crate::client_addr::TrustedProxies;
-
-/// A setting that is missing or unusable.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// A required variable is not set.
-    #[error("{0} is required but not set")]
-    Missing(&'static str),
-    /// A variable is set to something unusable.
-    #[error("{var} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-fn invalid(var: &'static str, reason: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        var,
-        reason: reason.to_string(),
-    }
-}
 
 /// Everything `chat-web` needs to run.
 #[derive(Clone)]
@@ -44,30 +28,22 @@ pub struct Config {
     pub addr: SocketAddr,
     /// `PUBLIC_URL`: the origin browsers use, without a trailing slash.
     pub public_url: Url,
-    /// `OIDC_ISSUER`: the identity provider's issuer URL.
-    pub oidc_issuer: String,
-    /// `OIDC_CLIENT_ID`.
-    pub oidc_client_id: String,
-    /// `OIDC_CLIENT_SECRET`.
-    pub oidc_client_secret: String,
-    /// `OIDC_SCOPES`: scopes asked for besides `openid`.
-    pub oidc_scopes: Vec<String>,
-    /// `REDIS_URL`.
-    pub redis_url: String,
+    /// `OIDC_*`: the identity provider; `None` only in the single-process
+    /// run with its development sign-in.
+    pub oidc: Option<OidcSettings>,
+    /// `REDIS_URL` and its timeouts; `None` only in the single-process run.
+    pub redis: Option<RedisSettings>,
     /// `JWT_PRIVATE_KEY_FILE`: PKCS#8 PEM, one or more keys; the last signs.
-    pub jwt_private_key_file: PathBuf,
-    /// `JWT_ISSUER`.
-    pub jwt_issuer: String,
-    /// `JWT_AUDIENCE`.
-    pub jwt_audience: String,
+    /// `None` only in the single-process run (a key pair made at start).
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `TOKEN_EXPIRY_GRACE_S`.
+    pub token: TokenSettings,
     /// `ROOMS`.
     pub rooms: RoomList,
     /// `GATEWAY_PUBLIC_URL`: the origin browsers reach the gateway at.
     pub gateway_public_url: Url,
     /// `TOKEN_TTL_S`: room token lifetime.
     pub token_ttl: Duration,
-    /// `TOKEN_EXPIRY_GRACE_S`: how long gateways let a connection outlive its token.
-    pub token_expiry_grace: Duration,
     /// `SESSION_IDLE_S`: a session unused this long ends.
     pub session_idle: Duration,
     /// `SESSION_MAX_AGE_S`: a session ends this long after login, used or not.
@@ -94,6 +70,60 @@ pub struct Config {
     pub max_connections: usize,
 }
 
+/// The identity provider: `OIDC_ISSUER` with its client.
+#[derive(Clone)]
+pub struct OidcSettings {
+    /// `OIDC_ISSUER`: the identity provider's issuer URL.
+    pub issuer: String,
+    /// `OIDC_CLIENT_ID`.
+    pub client_id: String,
+    /// `OIDC_CLIENT_SECRET`.
+    pub client_secret: String,
+    /// `OIDC_SCOPES`: scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcSettings {
+    /// Reads `OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` and
+    /// `OIDC_SCOPES`; `None` when `OIDC_ISSUER` is unset. With an issuer,
+    /// the client id and secret are required.
+    pub fn read(env: &Env<'_>) -> Result<Option<Self>, SettingError> {
+        let Some(issuer) = env.get("OIDC_ISSUER") else {
+            return Ok(None);
+        };
+        let issuer_url =
+            Url::parse(&issuer).map_err(|e| SettingError::invalid("OIDC_ISSUER", e))?;
+        if !matches!(issuer_url.scheme(), "https" | "http") {
+            return Err(SettingError::invalid(
+                "OIDC_ISSUER",
+                "must be an http(s) URL",
+            ));
+        }
+        Ok(Some(Self {
+            issuer,
+            client_id: env.required("OIDC_CLIENT_ID")?,
+            client_secret: env.required("OIDC_CLIENT_SECRET")?,
+            scopes: env
+                .get("OIDC_SCOPES")
+                .unwrap_or_else(|| "profile email".into())
+                .split([' ', ','])
+                .filter(|s| !s.is_empty() && *s != "openid")
+                .map(str::to_owned)
+                .collect(),
+        }))
+    }
+}
+
 /// A request budget: a burst, refilled at a steady rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -108,12 +138,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("addr", &self.addr)
             .field("public_url", &self.public_url.as_str())
-            .field("oidc_issuer", &self.oidc_issuer)
-            .field("oidc_client_id", &self.oidc_client_id)
-            .field(
-                "redis_url",
-                &chat_store::connection::redact(&self.redis_url),
-            )
+            .field("oidc", &self.oidc)
+            .field("redis", &self.redis)
             .field("jwt_private_key_file", &self.jwt_private_key_file)
             .field("gateway_public_url", &self.gateway_public_url.as_str())
             .field("oidc_http_timeout", &self.oidc_http_timeout)
@@ -126,120 +152,96 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// Per client address, requests in a minute and at once: 1..=1000000.
+const RATE_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+
 impl Config {
-    /// Reads `.env` (if present) and then the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        // A missing .env file is normal; a malformed one is worth a word.
-        if let Err(e) = dotenvy::dotenv()
-            && !e.not_found()
-        {
-            return Err(invalid(".env", e));
-        }
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// The standalone service's settings: the identity provider, Redis and
+    /// the signing key file are required.
+    pub fn read(env: &Env<'_>) -> Result<Self, SettingError> {
+        let config = Self::read_optional_parts(env)?;
+        config.oidc()?;
+        config.redis()?;
+        config.jwt_private_key_file()?;
+        Ok(config)
     }
 
-    /// Builds the settings from `lookup` (a variable name → its value).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
-        let seconds = |name: &'static str,
-                       default: u64,
-                       min: u64,
-                       max: u64|
-         -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(Duration::from_secs(default)),
-                Some(v) => {
-                    let n: u64 = v
-                        .parse()
-                        .map_err(|_| invalid(name, format!("{v:?} is not a number of seconds")))?;
-                    if n < min || n > max {
-                        return Err(invalid(name, format!("{n} is outside {min}..={max}")));
-                    }
-                    Ok(Duration::from_secs(n))
-                }
-            }
-        };
-
-        let count = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => match v.parse::<u32>() {
-                    Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-                    _ => Err(invalid(
-                        name,
-                        format!("{v:?} is not a whole number in 1..=1000000"),
-                    )),
-                },
-            }
-        };
-
-        let addr = get("WEB_ADDR")
-            .unwrap_or_else(|| "0.0.0.0:8080".into())
-            .parse()
-            .map_err(|e| invalid("WEB_ADDR", e))?;
-        let public_url = origin_url(
+    /// Every setting, the parts the single-process run may do without
+    /// (identity provider, Redis, key file) left `None` when unset.
+    pub fn read_optional_parts(env: &Env<'_>) -> Result<Self, SettingError> {
+        let addr = env.parsed("WEB_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?;
+        let public_url = env.parse_with(
             "PUBLIC_URL",
-            &get("PUBLIC_URL").unwrap_or_else(|| "http://localhost:8080".into()),
+            || Url::parse("http://localhost:8080").expect("a valid default"),
+            origin_url,
         )?;
-        let oidc_issuer = required("OIDC_ISSUER")?;
-        let issuer_url = Url::parse(&oidc_issuer).map_err(|e| invalid("OIDC_ISSUER", e))?;
-        if !matches!(issuer_url.scheme(), "https" | "http") {
-            return Err(invalid("OIDC_ISSUER", "must be an http(s) URL"));
-        }
-        let oidc_client_id = required("OIDC_CLIENT_ID")?;
-        let oidc_client_secret = required("OIDC_CLIENT_SECRET")?;
-        let oidc_scopes = get("OIDC_SCOPES")
-            .unwrap_or_else(|| "profile email".into())
-            .split([' ', ','])
-            .filter(|s| !s.is_empty() && *s != "openid")
-            .map(str::to_owned)
-            .collect();
-        let redis_url = required("REDIS_URL")?;
-        let jwt_private_key_file = PathBuf::from(required("JWT_PRIVATE_KEY_FILE")?);
-        let rooms = RoomList::parse(&get("ROOMS").unwrap_or_else(|| RoomList::DEFAULT.into()))
-            .map_err(|e| invalid("ROOMS", e))?;
-        let gateway_public_url = match get("GATEWAY_PUBLIC_URL") {
-            Some(v) => origin_url("GATEWAY_PUBLIC_URL", &v)?,
-            None => public_url.clone(),
-        };
+        let oidc = OidcSettings::read(env)?;
+        let redis = RedisSettings::read(env)?;
+        let jwt_private_key_file = env.get("JWT_PRIVATE_KEY_FILE").map(PathBuf::from);
+        let token = TokenSettings::read(env)?;
+        let rooms = RoomsSetting::read(env)?;
+        let gateway_public_url =
+            env.parse_with("GATEWAY_PUBLIC_URL", || public_url.clone(), origin_url)?;
         Ok(Self {
             addr,
             public_url,
-            oidc_issuer,
-            oidc_client_id,
-            oidc_client_secret,
-            oidc_scopes,
-            redis_url,
+            oidc,
+            redis,
             jwt_private_key_file,
-            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.into()),
-            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
+            token,
             rooms,
             gateway_public_url,
-            token_ttl: seconds("TOKEN_TTL_S", DEFAULT_TOKEN_TTL_S, 10, 3600)?,
-            token_expiry_grace: seconds("TOKEN_EXPIRY_GRACE_S", 30, 0, 3600)?,
-            session_idle: seconds("SESSION_IDLE_S", 3600, 1, 30 * 86_400)?,
-            session_max_age: seconds("SESSION_MAX_AGE_S", 12 * 3600, 1, 90 * 86_400)?,
-            static_dir: PathBuf::from(get("STATIC_DIR").unwrap_or_else(|| "static".into())),
-            oidc_http_timeout: seconds("OIDC_HTTP_TIMEOUT_S", 5, 1, 120)?,
-            trusted_proxies: TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
-                .map_err(|e| invalid("TRUSTED_PROXIES", e))?,
+            token_ttl: env.seconds("TOKEN_TTL_S", DEFAULT_TOKEN_TTL_S, 10..=3600)?,
+            session_idle: env.seconds("SESSION_IDLE_S", 3600, 1..=30 * 86_400)?,
+            session_max_age: env.seconds("SESSION_MAX_AGE_S", 12 * 3600, 1..=90 * 86_400)?,
+            static_dir: PathBuf::from(env.get("STATIC_DIR").unwrap_or_else(|| "static".into())),
+            oidc_http_timeout: env.seconds("OIDC_HTTP_TIMEOUT_S", 5, 1..=120)?,
+            trusted_proxies: env.parse_with(
+                "TRUSTED_PROXIES",
+                TrustedProxies::default,
+                TrustedProxies::parse,
+            )?,
             // Coarse guards sized for an office behind one address.
             login_rate: Rate {
-                per_minute: count("LOGIN_RATE_PER_MINUTE", 300)?,
-                burst: count("LOGIN_RATE_BURST", 300)?,
+                per_minute: env.number("LOGIN_RATE_PER_MINUTE", 300, RATE_RANGE)?,
+                burst: env.number("LOGIN_RATE_BURST", 300, RATE_RANGE)?,
             },
             token_rate: Rate {
-                per_minute: count("TOKEN_RATE_PER_MINUTE", 1200)?,
-                burst: count("TOKEN_RATE_BURST", 600)?,
+                per_minute: env.number("TOKEN_RATE_PER_MINUTE", 1200, RATE_RANGE)?,
+                burst: env.number("TOKEN_RATE_BURST", 600, RATE_RANGE)?,
             },
-            header_read_timeout: seconds("HTTP_HEADER_TIMEOUT_S", 10, 1, 300)?,
-            max_connections: count("WEB_MAX_CONNECTIONS", 4096)? as usize,
+            header_read_timeout: env.seconds("HTTP_HEADER_TIMEOUT_S", 10, 1..=300)?,
+            max_connections: env.number("WEB_MAX_CONNECTIONS", 4096, RATE_RANGE)? as usize,
         })
+    }
+
+    /// The identity provider, which the standalone service requires.
+    pub fn oidc(&self) -> Result<&OidcSettings, SettingError> {
+        self.oidc
+            .as_ref()
+            .ok_or(SettingError::Missing("OIDC_ISSUER"))
+    }
+
+    /// Redis, which the standalone service requires.
+    pub fn redis(&self) -> Result<&RedisSettings, SettingError> {
+        self.redis
+            .as_ref()
+            .ok_or(SettingError::Missing("REDIS_URL"))
+    }
+
+    /// The signing key file, which the standalone service requires.
+    pub fn jwt_private_key_file(&self) -> Result<&PathBuf, SettingError> {
+        self.jwt_private_key_file
+            .as_ref()
+            .ok_or(SettingError::Missing("JWT_PRIVATE_KEY_FILE"))
+    }
+
+    /// Where logout sends the browser: the provider (its end-session
+    /// endpoint), or this service when there is none.
+    pub fn logout_target(&self) -> &str {
+        self.oidc
+            .as_ref()
+            .map_or(self.public_url.as_str(), |o| o.issuer.as_str())
     }
 
     /// `PUBLIC_URL` as an origin string, e.g. `https://chat.example.com`.
@@ -266,22 +268,19 @@ impl Config {
     /// the gateway's expiry grace plus a margin, so no token it minted outlives it.
     pub fn revocation_ttl(&self) -> Duration {
         self.token_ttl
-            + self.token_expiry_grace.max(Duration::from_secs(30))
+            + self.token.expiry_grace.max(Duration::from_secs(30))
             + Duration::from_secs(30)
     }
 }
 
 /// Parses an http(s) URL that must be a bare origin (a trailing `/` is fine).
-fn origin_url(var: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|e| invalid(var, e))?;
+fn origin_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid(var, "must be an http(s) URL"));
+        return Err("must be an http(s) URL".into());
     }
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(
-            var,
-            "must be an origin such as https://chat.example.com (no path)",
-        ));
+        return Err("must be an origin such as https://chat.example.com (no path)".into());
     }
     Ok(url)
 }
@@ -301,8 +300,8 @@ mod tests {
         ])
     }
 
-    fn load(vars: &HashMap<&'static str, &'static str>) -> Result<Config, ConfigError> {
-        Config::from_lookup(|k| vars.get(k).map(|v| (*v).to_owned()))
+    fn load(vars: &HashMap<&'static str, &'static str>) -> Result<Config, SettingError> {
+        Config::read(&Env::from_lookup(|k| vars.get(k).map(|v| (*v).to_owned())))
     }
 
     #[test]
@@ -315,8 +314,9 @@ mod tests {
             "http://localhost:8080/authorization-code/callback"
         );
         assert_eq!(config.gateway_public_url, config.public_url);
-        assert_eq!(config.jwt_issuer, "chat-web");
-        assert_eq!(config.jwt_audience, "chat-gateway");
+        assert_eq!(config.token.issuer, "chat-web");
+        assert_eq!(config.token.audience, "chat-gateway");
+        assert_eq!(config.token.expiry_grace, Duration::from_secs(30));
         assert_eq!(config.token_ttl, Duration::from_secs(300));
         assert_eq!(config.oidc_http_timeout, Duration::from_secs(5));
         assert!(config.trusted_proxies.is_empty());
@@ -345,9 +345,24 @@ mod tests {
             let mut vars = base();
             vars.remove(var);
             let err = load(&vars).expect_err("refused");
-            assert_eq!(err, ConfigError::Missing(var));
+            assert_eq!(err, SettingError::Missing(var));
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn the_optional_parts_may_be_left_out() {
+        let config = Config::read_optional_parts(&Env::from_lookup(|_| None)).expect("config");
+        assert!(config.oidc.is_none() && config.redis.is_none());
+        assert!(config.jwt_private_key_file.is_none());
+        assert_eq!(
+            config.redis().map(|_| ()),
+            Err(SettingError::Missing("REDIS_URL"))
+        );
+        assert_eq!(config.logout_target(), "http://localhost:8080/");
+        let half = Env::from_lookup(|k| (k == "OIDC_ISSUER").then(|| "https://idp.example".into()));
+        let err = Config::read_optional_parts(&half).expect_err("refused");
+        assert_eq!(err, SettingError::Missing("OIDC_CLIENT_ID"));
     }
 
     #[test]
@@ -358,6 +373,9 @@ mod tests {
             ("GATEWAY_PUBLIC_URL", "not a url"),
             ("TOKEN_TTL_S", "five"),
             ("TOKEN_TTL_S", "999999"),
+            ("TOKEN_EXPIRY_GRACE_S", "soon"),
+            ("REDIS_URL", "not a url"),
+            ("OIDC_ISSUER", "ftp://idp"),
             ("ROOMS", "a b"),
             ("WEB_ADDR", "nowhere"),
             ("OIDC_HTTP_TIMEOUT_S", "0"),

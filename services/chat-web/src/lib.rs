@@ -7,7 +7,8 @@
 //! `chat-store`) and a key pair (this service signs, gateways verify).
 //!
 //! # Layout
-//! - [`config`]: typed settings from the environment (and `.env`).
+//! - [`config`]: the service's typed settings, read through `chat_settings::Env`
+//!   (shared `TokenSettings`, `ROOMS`, `RedisSettings`; `OidcSettings` here).
 //! - [`client_addr`]: the client address behind trusted proxies (`X-Forwarded-For`).
 //! - [`startup`]: `App::build(config)` and `run_until_stopped(shutdown)`; the router.
 //! - [`state`]: `AppState`, what every handler shares.

@@ -202,6 +202,7 @@ impl std::fmt::Debug for IdentityProvider {
 impl IdentityProvider {
     /// A provider from the settings. Nothing is fetched yet.
     pub fn new(config: &Config) -> Result<Self, String> {
+        let oidc = config.oidc().map_err(|e| e.to_string())?;
         let timeout = config.oidc_http_timeout;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -212,13 +213,13 @@ impl IdentityProvider {
         Ok(Self {
             http,
             timeout,
-            issuer: IssuerUrl::new(config.oidc_issuer.clone())
+            issuer: IssuerUrl::new(oidc.issuer.clone())
                 .map_err(|e| format!("OIDC_ISSUER is invalid: {e}"))?,
-            client_id: ClientId::new(config.oidc_client_id.clone()),
-            client_secret: ClientSecret::new(config.oidc_client_secret.clone()),
+            client_id: ClientId::new(oidc.client_id.clone()),
+            client_secret: ClientSecret::new(oidc.client_secret.clone()),
             redirect: RedirectUrl::new(config.redirect_uri())
                 .map_err(|e| format!("PUBLIC_URL is invalid: {e}"))?,
-            scopes: config.oidc_scopes.clone(),
+            scopes: oidc.scopes.clone(),
             cached: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
         })

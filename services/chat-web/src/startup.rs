@@ -16,7 +16,6 @@ use axum::middleware;
 use axum::routing::{get, post};
 use chat_core::token::TokenSigner;
 use chat_http::Acceptor;
-use chat_store::connection::RedisSettings;
 use chat_store::{Backend, RedisBackend};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -50,6 +49,9 @@ pub enum StartError {
     /// The identity provider settings are unusable.
     #[error("{0}")]
     Provider(String),
+    /// A setting the standalone service requires is missing.
+    #[error(transparent)]
+    Setting(#[from] chat_settings::SettingError),
     /// A derived header value is invalid.
     #[error("GATEWAY_PUBLIC_URL or OIDC_ISSUER makes an invalid Content-Security-Policy")]
     Csp,
@@ -90,18 +92,18 @@ impl App {
     /// Builds everything from `config` (Redis, the identity provider, the
     /// signing key) and binds `WEB_ADDR`.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let path = config.jwt_private_key_file.display().to_string();
-        let pem =
-            std::fs::read_to_string(&config.jwt_private_key_file).map_err(|e| StartError::Key {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let key_file = config.jwt_private_key_file()?;
+        let path = key_file.display().to_string();
+        let pem = std::fs::read_to_string(key_file).map_err(|e| StartError::Key {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let signer = TokenSigner::from_pkcs8_pem(&pem).map_err(|e| StartError::Key {
             path,
             reason: e.to_string(),
         })?;
-        let redis = RedisSettings::new(config.redis_url.clone());
-        let backend = RedisBackend::connect(&redis, false, "web").map_err(StartError::Redis)?;
+        let backend =
+            RedisBackend::connect(config.redis()?, false, "web").map_err(StartError::Redis)?;
         let sessions = RedisStore::new(backend.client().clone());
         let idp = IdentityProvider::new(&config).map_err(StartError::Provider)?;
         let listener = TcpListener::bind(config.addr)
@@ -187,7 +189,7 @@ where
     );
     let csp = HeaderValue::from_str(&headers::content_security_policy(
         &config.gateway_public_url,
-        &config.oidc_issuer,
+        config.logout_target(),
     ))
     .map_err(|_| StartError::Csp)?;
     let session_layer = session::layer(parts.sessions, &config);

@@ -69,8 +69,8 @@ pub async fn issue(
     let now = session::now();
     let exp = now + state.config.token_ttl.as_secs();
     let claims = RoomClaims {
-        iss: state.config.jwt_issuer.clone(),
-        aud: state.config.jwt_audience.clone(),
+        iss: state.config.token.issuer.clone(),
+        aud: state.config.token.audience.clone(),
         sub: user.sub.clone(),
         name: user.name.clone(),
         room: room.as_str().to_owned(),

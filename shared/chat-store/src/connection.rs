@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use chat_settings::{Env, SettingError};
 use fred::clients::SubscriberClient;
 use fred::interfaces::EventInterface;
 use fred::prelude::*;
@@ -26,7 +27,7 @@ use crate::error::StoreError;
 pub const SUBSCRIBER_CHANNEL_CAPACITY: usize = 16_384;
 
 /// How clients talk to Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS.
     pub url: String,
@@ -37,7 +38,40 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
 }
 
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redact(&self.url))
+            .field("command_timeout", &self.command_timeout)
+            .field("wait_replicas", &self.wait_replicas)
+            .finish()
+    }
+}
+
 impl RedisSettings {
+    /// Reads `REDIS_URL`, `REDIS_COMMAND_TIMEOUT_MS` (default 2000) and
+    /// `REDIS_WAIT_REPLICAS` (default 0); `None` when `REDIS_URL` is unset
+    /// (a service that needs Redis refuses that with
+    /// `SettingError::Missing("REDIS_URL")`).
+    pub fn read(env: &Env<'_>) -> Result<Option<Self>, SettingError> {
+        let command_timeout = env.millis("REDIS_COMMAND_TIMEOUT_MS", 2_000, ..)?;
+        let wait_replicas = env.number("REDIS_WAIT_REPLICAS", 0, ..)?;
+        let Some(url) = env.get("REDIS_URL") else {
+            return Ok(None);
+        };
+        if let Err(e) = Config::from_url(&url) {
+            return Err(SettingError::invalid(
+                "REDIS_URL",
+                format!("{:?}: {e}", redact(&url)),
+            ));
+        }
+        Ok(Some(Self {
+            url,
+            command_timeout,
+            wait_replicas,
+        }))
+    }
+
     /// Settings with a 2 s command timeout, not waiting for replicas.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -185,6 +219,48 @@ mod tests {
         assert!(tls.get_config().is_some_and(|c| c.tls.is_some()));
         assert!(plain.get_config().is_some_and(|c| c.tls.is_none()));
         Ok(())
+    }
+
+    #[test]
+    fn settings_are_read_with_their_defaults() -> Result<(), SettingError> {
+        assert!(RedisSettings::read(&Env::from_pairs(&[]))?.is_none());
+        let s = RedisSettings::read(&Env::from_pairs(&[("REDIS_URL", "redis://:pw@h:6379")]))?
+            .ok_or(SettingError::Missing("REDIS_URL"))?;
+        assert_eq!(s.command_timeout, Duration::from_secs(2));
+        assert_eq!(s.wait_replicas, 0);
+        assert!(
+            !format!("{s:?}").contains("pw"),
+            "the password is not logged"
+        );
+        let s = RedisSettings::read(&Env::from_pairs(&[
+            ("REDIS_URL", "redis://h"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "500"),
+            ("REDIS_WAIT_REPLICAS", "1"),
+        ]))?
+        .ok_or(SettingError::Missing("REDIS_URL"))?;
+        assert_eq!(
+            (s.command_timeout, s.wait_replicas),
+            (Duration::from_millis(500), 1)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_settings_name_their_variable() {
+        for (name, value) in [
+            ("REDIS_URL", "not a url"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "soon"),
+            ("REDIS_WAIT_REPLICAS", "-1"),
+        ] {
+            let vars = [("REDIS_URL", "redis://h"), (name, value)];
+            let vars = if name == "REDIS_URL" {
+                &vars[1..]
+            } else {
+                &vars[..]
+            };
+            let err = RedisSettings::read(&Env::from_pairs(vars)).expect_err("refused");
+            assert_eq!(err.name(), name, "{err}");
+        }
     }
 
     #[tokio::test]
