@@ -591,10 +591,26 @@ fn poll(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
     }
 }
 
+/// A port nothing listens on, below the kernel's range of ephemeral ports
+/// (32768–60999 on Linux), so the local port of an outgoing connection never
+/// takes the port of a node a test stopped and starts again (as in
+/// tests/support/net.mjs).
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    const FROM: u32 = 10_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..SPAN {
+        let step = u32::try_from(NEXT.fetch_add(1, Ordering::Relaxed) % SPAN as usize).unwrap_or(0);
+        let port = u16::try_from(FROM + (seed.wrapping_add(step.wrapping_mul(7919)) % SPAN))?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port below the ephemeral range")
 }
 
 fn data_node_args(port: u16, dir: &std::path::Path) -> Vec<String> {
