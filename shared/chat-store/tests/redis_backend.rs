@@ -102,13 +102,18 @@ fn nodes() -> Nodes {
 
 behaviour_tests!(nodes());
 
+/// A command client of `redis` and a backend acting as `node-a` through it.
+async fn one_node(redis: &Redis) -> Result<(Client, RedisBackend)> {
+    let client = RedisSettings::new(&redis.url).command_client()?;
+    client.wait_for_connect().await?;
+    let backend = RedisBackend::new(client.clone(), None, "node-a");
+    Ok((client, backend))
+}
+
 #[tokio::test]
 async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
     let redis = start_redis()?;
-    let settings = RedisSettings::new(&redis.url);
-    let client = settings.command_client()?;
-    client.wait_for_connect().await?;
-    let a = RedisBackend::new(client.clone(), None, "node-a");
+    let (client, a) = one_node(&redis).await?;
     let room = RoomName::parse("General")?;
     let user = UserRef {
         id: "u".into(),
@@ -148,10 +153,7 @@ async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
 async fn reads_over_messages_stored_by_the_previous_release_count_exactly() -> Result<()> {
     use chat_store::backend::Reads;
     let redis = start_redis()?;
-    let settings = RedisSettings::new(&redis.url);
-    let client = settings.command_client()?;
-    client.wait_for_connect().await?;
-    let a = RedisBackend::new(client.clone(), None, "node-a");
+    let (client, a) = one_node(&redis).await?;
     let room = RoomName::parse("General")?;
     let history = chat_store::schema::room_keys(&room, "node-a")[3].clone();
     let mut legacy = Vec::new();
