@@ -5,7 +5,7 @@
 //! instead: `{ "error": code }`, the code one of [`ApiErrorCode`] (the web
 //! service API's codes, one enum with `as_str()` as the gateway's are).
 
-use std::error::Error as StdError;
+use chat_telemetry::cause_chain;
 
 use askama::Template;
 use axum::http::StatusCode;
@@ -104,18 +104,6 @@ impl AppError {
             tracing::warn!(status = status.as_u16(), error = %chain, "request refused");
         }
     }
-}
-
-/// `error: cause: cause`, for one log line.
-pub fn cause_chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The plain error page.

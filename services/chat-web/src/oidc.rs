@@ -34,7 +34,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::config::Config;
-use crate::error::cause_chain;
+use chat_telemetry::cause_chain;
 
 /// Shortest time between two re-discoveries caused by an unknown signing key.
 pub const REDISCOVER_MIN_INTERVAL: Duration = Duration::from_secs(30);

@@ -123,3 +123,15 @@ pub fn init_tracing(service: &'static str) -> Telemetry {
         Telemetry::default()
     }
 }
+
+/// `error: cause: cause`: an error and every error behind it, for one log line.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
