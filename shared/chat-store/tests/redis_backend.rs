@@ -120,15 +120,7 @@ async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
         name: "Ann".into(),
     };
     let text = MessageText::parse("x".into(), 2000).map_err(anyhow::Error::msg)?;
-    let first = a
-        .send(NewMessage {
-            room: &room,
-            user: &user,
-            text: &text,
-            floor: None,
-            trace: None,
-        })
-        .await?;
+    let first = behaviour::say(&a, &room, &user, "x").await?;
     client.flushall::<()>(false).await?;
     let far_future = chat_core::MessageId {
         ms: first.ms + 3_600_000,
@@ -177,16 +169,8 @@ async fn reads_over_messages_stored_by_the_previous_release_count_exactly() -> R
         id: "u".into(),
         name: "Ann".into(),
     };
-    let text = MessageText::parse("new".into(), 2000).map_err(anyhow::Error::msg)?;
     for _ in 0..2 {
-        a.send(NewMessage {
-            room: &room,
-            user: &user,
-            text: &text,
-            floor: None,
-            trace: None,
-        })
-        .await?;
+        behaviour::say(&a, &room, &user, "new").await?;
     }
     a.mark_read(&room, "bob", legacy[0]).await?;
     assert_eq!(behaviour::unread_in(&a, &room, "bob").await?, 4);

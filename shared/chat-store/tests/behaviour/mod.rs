@@ -359,7 +359,12 @@ pub(crate) async fn typing_is_throttled_per_user_across_nodes_and_never_stored(
 }
 
 /// Sends `t` as `user` in `room` through `store`.
-async fn say(store: &dyn Backend, room: &RoomName, user: &UserRef, t: &str) -> Result<MessageId> {
+pub(crate) async fn say(
+    store: &dyn Backend,
+    room: &RoomName,
+    user: &UserRef,
+    t: &str,
+) -> Result<MessageId> {
     let t = text(t)?;
     Ok(store
         .send(NewMessage {
