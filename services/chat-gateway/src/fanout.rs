@@ -100,15 +100,14 @@ async fn read_back_gap(gateway: &Gateway) {
                 }
             };
             let full = page.len() == PAGE;
-            for (id, payload) in page {
-                last = id;
+            for message in page {
+                last = message.id;
                 metrics::counter!(m::READ_BACK).increment(1);
                 // Unknown position among the room's events: never skipped.
                 let event = RoomEvent {
                     seq: u64::MAX,
                     kind: RoomEventKind::Message {
-                        id,
-                        payload,
+                        message,
                         trace: None,
                     },
                 };
@@ -143,22 +142,16 @@ async fn read_back_changes(gateway: &Gateway, room: &RoomName, last: chat_core::
                 id,
                 text,
                 edited_ts,
-            } => RoomEventKind::Edited {
+            } => RoomEventKind::Edited(MessageEdited {
                 id,
-                payload: raw(&MessageEdited {
-                    id,
-                    room: room.as_str(),
-                    text: &text,
-                    edited_ts,
-                }),
-            },
-            Change::Deleted { id, .. } => RoomEventKind::Deleted {
+                room: room.to_string(),
+                text,
+                edited_ts,
+            }),
+            Change::Deleted { id, .. } => RoomEventKind::Deleted(MessageDeleted {
                 id,
-                payload: raw(&MessageDeleted {
-                    id,
-                    room: room.as_str(),
-                }),
-            },
+                room: room.to_string(),
+            }),
         };
         let event = RoomEvent {
             seq: u64::MAX,
@@ -168,16 +161,11 @@ async fn read_back_changes(gateway: &Gateway, room: &RoomName, last: chat_core::
     }
 }
 
-fn raw<T: serde::Serialize>(value: &T) -> Box<serde_json::value::RawValue> {
-    serde_json::value::to_raw_value(value)
-        .unwrap_or_else(|_| unreachable!("plain structs always serialize"))
-}
-
 /// Delivers one room event to this replica's connections. A message is
 /// delivered inside a span that continues the sender's trace, so one trace
 /// shows every replica that delivered it.
 fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
-    let RoomEventKind::Message { id, trace, .. } = &event.kind else {
+    let RoomEventKind::Message { message, trace } = &event.kind else {
         let (_, slow) = gateway.registry.deliver(room, event);
         close_slow(gateway, slow);
         return;
@@ -186,13 +174,13 @@ fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
         "deliver message",
         otel.kind = "consumer",
         room = room.as_str(),
-        message.id = %id,
+        message.id = %message.id,
         recipients = tracing::field::Empty,
     );
     if let Some(traceparent) = trace {
         continue_trace(&span, traceparent);
     }
-    let stored_ms = id.ms;
+    let stored_ms = message.id.ms;
     let _entered = span.enter();
     let (recipients, slow) = gateway.registry.deliver(room, event);
     close_slow(gateway, slow);

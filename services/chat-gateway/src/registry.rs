@@ -20,7 +20,6 @@ use chat_core::events::{
 };
 use chat_core::{ErrorCode, MessageId, RoomList, RoomName};
 use chat_store::events::{RoomEvent, RoomEventKind};
-use serde_json::value::RawValue;
 use socketioxide::SocketError;
 use socketioxide::socket::Sid;
 
@@ -194,27 +193,27 @@ impl Registry {
         // `user typing` never goes back to the typist's own tabs.
         let mut except_user = None;
         let out = match event.kind {
-            RoomEventKind::Message { id, payload, .. } => {
+            RoomEventKind::Message { message, .. } => {
                 // Read back after a gap, or published twice: already delivered.
-                if sockets.last_id.is_some_and(|last| id <= last) {
+                if sockets.last_id.is_some_and(|last| message.id <= last) {
                     return (0, Vec::new());
                 }
-                sockets.last_id = Some(id);
-                Encoded::event(MESSAGE_RECEIVED, &payload)
+                sockets.last_id = Some(message.id);
+                Encoded::event(MESSAGE_RECEIVED, &message)
             }
-            RoomEventKind::Entered(user) => Encoded::event(USER_ENTERED, &raw(&user)),
-            RoomEventKind::Exited(user) => Encoded::event(USER_EXITED, &raw(&user)),
-            RoomEventKind::Edited { id, payload } => {
+            RoomEventKind::Entered(user) => Encoded::event(USER_ENTERED, &user),
+            RoomEventKind::Exited(user) => Encoded::event(USER_EXITED, &user),
+            RoomEventKind::Edited(edited) => {
                 // Never before its message: one this replica has not
                 // delivered yet comes, edited, when the gap is read back.
-                if sockets.last_id.is_some_and(|last| id > last) {
+                if sockets.last_id.is_some_and(|last| edited.id > last) {
                     return (0, Vec::new());
                 }
-                Encoded::event(MESSAGE_EDITED, &payload)
+                Encoded::event(MESSAGE_EDITED, &edited)
             }
-            RoomEventKind::Deleted { payload, .. } => Encoded::event(MESSAGE_DELETED, &payload),
+            RoomEventKind::Deleted(deleted) => Encoded::event(MESSAGE_DELETED, &deleted),
             RoomEventKind::Typing(user) => {
-                let out = Encoded::event(USER_TYPING, &raw(&user));
+                let out = Encoded::event(USER_TYPING, &user);
                 except_user = Some(user.id);
                 out
             }
@@ -319,9 +318,4 @@ impl Registry {
             .filter(|h| h.conn.belongs_to(sid))
             .collect()
     }
-}
-
-fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value)
-        .unwrap_or_else(|_| unreachable!("plain structs always serialize"))
 }

@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use socketioxide::SocketError;
 use socketioxide::adapter::Emitter;
 use socketioxide::extract::{AckSender, SocketRef};
@@ -100,12 +99,13 @@ pub(crate) struct Encoded(Packet, usize);
 const FRAMING: usize = 16;
 
 impl Encoded {
-    /// `event` with `payload` (already JSON), in the form socket.io clients
-    /// read: `["<event>",<payload>]`.
-    pub(crate) fn event(event: &str, payload: &RawValue) -> Self {
-        let name = serde_json::to_string(event)
-            .unwrap_or_else(|_| unreachable!("a string always serializes"));
-        let data = format!("[{name},{}]", payload.get());
+    /// `event` with `payload` (one of `chat-core`'s payload types), in the
+    /// form socket.io clients read: `["<event>",<payload>]`. This is where a
+    /// room event's wire JSON is made, once per replica.
+    pub(crate) fn event<T: serde::Serialize>(event: &str, payload: &T) -> Self {
+        // Strings, integers and structs of them, as `chat-core`'s payloads are, always serialize.
+        let data = serde_json::to_string(&(event, payload))
+            .unwrap_or_else(|_| unreachable!("a payload of chat-core always serializes"));
         let len = data.len() + FRAMING;
         Self(Packet::event("/", Value::Str(Str::from(data), None)), len)
     }
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn events_read_as_the_common_parser_writes_them() {
-        let payload = RawValue::from_string(r#"{"text":"a \"b\""}"#.into()).expect("json");
+        let payload = serde_json::json!({"text": "a \"b\""});
         let Encoded(packet, _) = Encoded::event("message received", &payload);
         let socketioxide_core::packet::PacketData::Event(Value::Str(data, None), None) =
             packet.inner

@@ -1,7 +1,6 @@
 //! The Socket.IO events of the contract: their names and payloads.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::codes::ErrorCode;
 use crate::message::{Message, MessageId};
@@ -58,8 +57,8 @@ pub struct Welcome {
     pub you: UserRef,
     /// Each user in the room once.
     pub members: Vec<UserRef>,
-    /// Recent messages, oldest first, already serialized once by the store.
-    pub history: Vec<Box<RawValue>>,
+    /// Recent messages, oldest first.
+    pub history: Vec<Message>,
     /// Whether `history` holds every message after the client's `since`.
     pub recovered: bool,
     /// Edits and deletions made after `since` to messages at or before it.
@@ -102,22 +101,35 @@ impl Welcome {
 
 /// How many of `messages`, counted from the newest (the last), fit as a
 /// JSON array in `room` more bytes than an empty one (`[]`).
-pub fn newest_within(messages: &[Box<RawValue>], room: usize) -> usize {
+pub fn newest_within(messages: &[Message], room: usize) -> usize {
     let mut used = 0;
     messages
         .iter()
         .rev()
         .take_while(|m| {
             // A comma before every element but the first.
-            used += m.get().len() + usize::from(used > 0);
+            used += json_len(m) + usize::from(used > 0);
             used <= room
         })
         .count()
 }
 
-/// The length of `value` as JSON (0 if it does not serialize).
+/// The length of `value` as JSON (0 if it does not serialize), counted
+/// without keeping the bytes.
 fn json_len<T: Serialize>(value: &T) -> usize {
-    serde_json::to_vec(value).map_or(0, |v| v.len())
+    /// Counts what is written to it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_or(0, |()| counter.0)
 }
 
 /// The length of a JSON array of elements of the given lengths.
@@ -158,25 +170,25 @@ impl Change {
 }
 
 /// The `message edited` payload.
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageEdited<'a> {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEdited {
     /// The message.
     pub id: MessageId,
     /// Its room.
-    pub room: &'a str,
+    pub room: String,
     /// Its text now.
-    pub text: &'a str,
+    pub text: String,
     /// When it was edited (ms).
     pub edited_ts: u64,
 }
 
 /// The `message deleted` payload.
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageDeleted<'a> {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDeleted {
     /// The message.
     pub id: MessageId,
     /// Its room.
-    pub room: &'a str,
+    pub room: String,
 }
 
 /// The `message edit` request payload: `{ id, text }`.
@@ -315,7 +327,7 @@ pub enum HistoryAck {
         /// Always `true`.
         ok: bool,
         /// The messages.
-        messages: Vec<Box<RawValue>>,
+        messages: Vec<Message>,
     },
     /// Refused.
     Err {
@@ -328,13 +340,13 @@ pub enum HistoryAck {
 
 impl HistoryAck {
     /// A page of messages.
-    pub fn ok(messages: Vec<Box<RawValue>>) -> Self {
+    pub fn ok(messages: Vec<Message>) -> Self {
         Self::Ok { ok: true, messages }
     }
 
     /// A page of messages of at most `max_bytes` of JSON: the newest that
     /// fit (the client pages on from the oldest it got).
-    pub fn fitted(mut messages: Vec<Box<RawValue>>, max_bytes: usize) -> Self {
+    pub fn fitted(mut messages: Vec<Message>, max_bytes: usize) -> Self {
         let bare = json_len(&Self::ok(Vec::new()));
         let kept = newest_within(&messages, max_bytes.saturating_sub(bare));
         messages.drain(..messages.len() - kept);
@@ -378,19 +390,12 @@ impl RefreshAck {
     }
 }
 
-/// Serializes a message once, for every recipient to share.
-pub fn raw_message(message: &Message) -> Box<RawValue> {
-    // A `Message` has only strings and integers: serializing cannot fail.
-    serde_json::value::to_raw_value(message)
-        .unwrap_or_else(|_| unreachable!("a Message always serializes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn message(n: usize, text_len: usize) -> Box<RawValue> {
-        raw_message(&Message {
+    fn message(n: usize, text_len: usize) -> Message {
+        Message {
             id: MessageId {
                 ms: n as u64,
                 seq: 0,
@@ -403,10 +408,10 @@ mod tests {
             text: "x".repeat(text_len),
             ts: n as u64,
             edited_ts: None,
-        })
+        }
     }
 
-    fn welcome(history: Vec<Box<RawValue>>, changes: Vec<Change>) -> Welcome {
+    fn welcome(history: Vec<Message>, changes: Vec<Change>) -> Welcome {
         Welcome {
             room: "General".into(),
             you: UserRef {
@@ -440,8 +445,7 @@ mod tests {
         assert!(size(&w) <= 100_000, "{}", size(&w));
         assert!(size(&w) > 100_000 - 8200, "as many as fit");
         assert!(!w.recovered, "a gap after since");
-        let last: Message = serde_json::from_str(w.history.last().expect("some").get()).expect("m");
-        assert_eq!(last.id.ms, 99, "the newest kept");
+        assert_eq!(w.history.last().expect("some").id.ms, 99, "the newest kept");
         let without_since =
             welcome((0..100).map(|n| message(n, 8000)).collect(), Vec::new()).fit(100_000, false);
         assert!(without_since.recovered, "no since, no gap");
@@ -471,7 +475,6 @@ mod tests {
             panic!("a page")
         };
         assert!(!messages.is_empty());
-        let last: Message = serde_json::from_str(messages[messages.len() - 1].get()).expect("m");
-        assert_eq!(last.id.ms, 99);
+        assert_eq!(messages[messages.len() - 1].id.ms, 99);
     }
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::events::Change;
-use chat_core::{MessageId, RoomName, UserRef};
-use serde_json::value::RawValue;
+use chat_core::{Message, MessageId, RoomName, UserRef};
 use tokio::sync::mpsc;
 
 use crate::error::StoreError;
@@ -92,20 +91,20 @@ pub trait History: Send + Sync {
         room: &RoomName,
         message: Option<MessageId>,
     ) -> Result<Replicated, StoreError>;
-    /// Up to `limit` messages just after `after`, oldest first, with their ids.
+    /// Up to `limit` messages just after `after`, oldest first.
     async fn history_after(
         &self,
         room: &RoomName,
         after: MessageId,
         limit: usize,
-    ) -> Result<Vec<(MessageId, Box<RawValue>)>, StoreError>;
+    ) -> Result<Vec<Message>, StoreError>;
     /// Up to `limit` messages just before `before`, oldest first.
     async fn history_before(
         &self,
         room: &RoomName,
         before: MessageId,
         limit: usize,
-    ) -> Result<Vec<Box<RawValue>>, StoreError>;
+    ) -> Result<Vec<Message>, StoreError>;
     /// Edits or deletes a message (only its author may), storing the change
     /// and publishing it in one atomic step: after the message itself, and
     /// never an edit after the deletion. Like [`History::send`], it does not

@@ -1,17 +1,22 @@
 //! The events every replica receives on a room's channel.
 //!
-//! The Lua scripts publish them as JSON: `{seq, kind, ...}`. `seq` counts the
-//! room's events, so a connection that is joining can tell which events its
-//! snapshot already holds. A message event carries the message in the
-//! contract's shape under `message`, made by the one function that makes it
-//! (`message_json` in `lua/prelude.lua`), so a replica forwards those bytes
-//! to its clients as they are:
-//! `{"seq":7,"kind":"message","id":"5-1","tp":"00-…","message":{…}}`, and
+//! The Lua scripts publish them as data, one `cjson`-encoded map each:
+//! `{seq, kind, ...}`. `seq` counts the room's events, so a connection that
+//! is joining can tell which events its snapshot already holds. A message
+//! event carries the stored message as a record whose fields are those of
+//! [`chat_core::Message`] (`message_record` in `lua/prelude.lua`), an edit or
+//! deletion the fields of [`MessageEdited`] or [`MessageDeleted`]:
+//! `{"seq":7,"kind":"message","id":"5-1","tp":"00-…","message":{…}}`,
 //! `{"seq":8,"kind":"entered","user":{"id":…,"name":…}}`.
+//!
+//! Each replica decodes an event here, once, into those `chat-core` types;
+//! the wire JSON is made from them by the gateway. The field names are the
+//! ones the previous release published, so old and new replicas read each
+//! other's events during a rolling upgrade (docs/UPGRADES.md).
 
-use chat_core::{MessageId, UserRef};
+use chat_core::events::{MessageDeleted, MessageEdited};
+use chat_core::{Message, MessageId, UserRef};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::error::StoreError;
 
@@ -25,14 +30,12 @@ pub struct RoomEvent {
 }
 
 /// What happened in a room.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RoomEventKind {
     /// A message was stored.
     Message {
-        /// Its id.
-        id: MessageId,
-        /// The `Message` payload, as JSON.
-        payload: Box<RawValue>,
+        /// The message.
+        message: Message,
         /// W3C trace context of the send, if any.
         trace: Option<String>,
     },
@@ -43,19 +46,30 @@ pub enum RoomEventKind {
     /// A user is typing (throttled by the store; never stored).
     Typing(UserRef),
     /// A message was edited.
-    Edited {
-        /// Its id.
-        id: MessageId,
-        /// The `message edited` payload, as JSON.
-        payload: Box<RawValue>,
-    },
+    Edited(MessageEdited),
     /// A message was deleted.
-    Deleted {
-        /// Its id.
-        id: MessageId,
-        /// The `message deleted` payload, as JSON.
-        payload: Box<RawValue>,
-    },
+    Deleted(MessageDeleted),
+}
+
+impl RoomEventKind {
+    /// The message an event is about, if it is about one.
+    pub fn message_id(&self) -> Option<MessageId> {
+        match self {
+            Self::Message { message, .. } => Some(message.id),
+            Self::Edited(e) => Some(e.id),
+            Self::Deleted(d) => Some(d.id),
+            Self::Entered(_) | Self::Exited(_) | Self::Typing(_) => None,
+        }
+    }
+}
+
+/// An edit's or a deletion's record: a deletion has no text.
+#[derive(Deserialize)]
+struct ChangeRecord {
+    id: MessageId,
+    room: String,
+    text: Option<String>,
+    edited_ts: Option<u64>,
 }
 
 /// The one reader of a published room event.
@@ -63,11 +77,10 @@ pub enum RoomEventKind {
 struct Envelope<'a> {
     seq: u64,
     kind: &'a str,
-    id: Option<MessageId>,
     user: Option<UserRef>,
     tp: Option<String>,
-    message: Option<Box<RawValue>>,
-    change: Option<Box<RawValue>>,
+    message: Option<Message>,
+    change: Option<ChangeRecord>,
 }
 
 impl RoomEvent {
@@ -77,77 +90,71 @@ impl RoomEvent {
         let Envelope {
             seq,
             kind,
-            id,
             user,
             tp,
             message,
             change,
         } = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
         let user = || user.ok_or_else(|| bad("an event without its user".into()));
-        let kind = match kind {
-            "message" => {
-                let (Some(id), Some(payload)) = (id, message) else {
-                    return Err(bad("a message event without its id or message".into()));
-                };
-                RoomEventKind::Message {
+        let kind = match (kind, change) {
+            ("message", _) => RoomEventKind::Message {
+                message: message
+                    .ok_or_else(|| bad("a message event without its message".into()))?,
+                trace: tp,
+            },
+            ("entered", _) => RoomEventKind::Entered(user()?),
+            ("exited", _) => RoomEventKind::Exited(user()?),
+            ("typing", _) => RoomEventKind::Typing(user()?),
+            (
+                "edited",
+                Some(ChangeRecord {
                     id,
-                    payload,
-                    trace: tp,
-                }
+                    room,
+                    text: Some(text),
+                    edited_ts: Some(edited_ts),
+                }),
+            ) => RoomEventKind::Edited(MessageEdited {
+                id,
+                room,
+                text,
+                edited_ts,
+            }),
+            ("deleted", Some(ChangeRecord { id, room, .. })) => {
+                RoomEventKind::Deleted(MessageDeleted { id, room })
             }
-            "entered" => RoomEventKind::Entered(user()?),
-            "exited" => RoomEventKind::Exited(user()?),
-            "typing" => RoomEventKind::Typing(user()?),
-            "edited" | "deleted" => {
-                let (Some(id), Some(payload)) = (id, change) else {
-                    return Err(bad("a change event without its id or change".into()));
-                };
-                if kind == "edited" {
-                    RoomEventKind::Edited { id, payload }
-                } else {
-                    RoomEventKind::Deleted { id, payload }
-                }
+            ("edited" | "deleted", _) => {
+                return Err(bad(format!("a {kind} event without its change")));
             }
-            other => return Err(bad(format!("unknown kind {other:?}"))),
+            (other, _) => return Err(bad(format!("unknown kind {other:?}"))),
         };
         Ok(Self { seq, kind })
     }
-}
-
-/// The id of a message payload (a `Message` serialized as JSON).
-pub fn message_id(payload: &RawValue) -> Result<MessageId, String> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: MessageId,
-    }
-    serde_json::from_str::<Id>(payload.get())
-        .map(|m| m.id)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Published by the previous release's scripts, which built this JSON
+    /// by string concatenation: the decoder reads it as its own.
+    const PREVIOUS_RELEASE_MESSAGE: &str = r#"{"seq":7,"kind":"message","id":"5-1","tp":"00-abc-def-01","message":{"id":"5-1","room":"General","user":{"id":"u","name":"Ann"},"text":"hi \/ <b>","ts":5}}"#;
+
     #[test]
-    fn message_events_carry_the_message_as_published() {
-        let json = r#"{"seq":7,"kind":"message","id":"5-1","tp":"00-abc-def-01","message":{"id":"5-1","room":"General","user":{"id":"u","name":"Ann"},"text":"hi \/ <b>","ts":5}}"#;
-        let event = RoomEvent::decode(json).expect("decodes");
+    fn message_events_decode_into_the_message() {
+        let event = RoomEvent::decode(PREVIOUS_RELEASE_MESSAGE).expect("decodes");
         assert_eq!(event.seq, 7);
-        let RoomEventKind::Message { id, payload, trace } = event.kind else {
+        let RoomEventKind::Message { message, trace } = event.kind else {
             panic!("not a message")
         };
-        assert_eq!(id, MessageId { ms: 5, seq: 1 });
         assert_eq!(trace.as_deref(), Some("00-abc-def-01"));
-        let value: serde_json::Value = serde_json::from_str(payload.get()).expect("json");
-        assert_eq!(
-            value,
-            serde_json::json!({"id":"5-1","room":"General","user":{"id":"u","name":"Ann"},"text":"hi / <b>","ts":5})
-        );
+        assert_eq!(message.id, MessageId { ms: 5, seq: 1 });
+        assert_eq!(message.text, "hi / <b>");
+        assert_eq!(message.user.name, "Ann");
+        assert_eq!(message.edited_ts, None);
     }
 
     #[test]
-    fn presence_events_and_garbage() {
+    fn presence_and_change_events_and_garbage() {
         let event =
             RoomEvent::decode(r#"{"seq":1,"kind":"exited","user":{"id":"u","name":"Ann"}}"#)
                 .expect("decodes");
@@ -160,8 +167,22 @@ mod tests {
             r#"{"seq":3,"kind":"deleted","id":"5-1","change":{"id":"5-1","room":"General"}}"#,
         )
         .expect("decodes");
-        assert!(matches!(event.kind, RoomEventKind::Deleted { id, .. } if id.ms == 5));
+        assert!(matches!(event.kind, RoomEventKind::Deleted(d) if d.id.ms == 5));
+        let event = RoomEvent::decode(
+            r#"{"seq":4,"kind":"edited","id":"5-1","change":{"room":"General","edited_ts":9,"id":"5-1","text":"x"}}"#,
+        )
+        .expect("decodes");
+        assert!(
+            matches!(event.kind, RoomEventKind::Edited(e) if e.text == "x" && e.edited_ts == 9)
+        );
         assert!(RoomEvent::decode(r#"{"seq":3,"kind":"edited","id":"5-1"}"#).is_err());
+        assert!(
+            RoomEvent::decode(
+                r#"{"seq":3,"kind":"edited","change":{"id":"5-1","room":"General"}}"#
+            )
+            .is_err(),
+            "an edit without its text"
+        );
         assert!(RoomEvent::decode("{}").is_err());
         assert!(
             RoomEvent::decode(r#"{"seq":1,"kind":"nope","user":{"id":"u","name":"n"}}"#).is_err()

@@ -26,8 +26,10 @@ pub struct NewMessage<'a> {
 /// `welcome.changes`.
 pub const CHANGES_KEPT: u64 = 1000;
 
-/// What became of an edit or a deletion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What became of an edit or a deletion. The edit and delete scripts return
+/// these names (`done`, `not_found`, `forbidden`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChangeOutcome {
     /// Stored and published.
     Done,

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_core::events::{Change, MessageDeleted, MessageEdited, raw_message};
+use chat_core::events::{Change, MessageDeleted, MessageEdited};
 use chat_core::{Message, MessageId, RoomName, UserRef};
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::backend::{
@@ -63,12 +62,12 @@ enum Edit {
 type Entry = (MessageId, UserRef, String);
 
 impl RoomState {
-    /// The entries that were not deleted, as Message JSON with their edits, with their ids.
+    /// The entries that were not deleted, as messages with their edits.
     fn visible<'a>(
         &self,
         room: &RoomName,
         entries: impl Iterator<Item = &'a Entry>,
-    ) -> Vec<(MessageId, Box<RawValue>)> {
+    ) -> Vec<Message> {
         entries
             .filter_map(|(id, user, text)| {
                 let (text, edited_ts) = match self.changed.get(id) {
@@ -76,15 +75,14 @@ impl RoomState {
                     Some(Edit::Text(t, at)) => (t.clone(), Some(*at)),
                     None => (text.clone(), None),
                 };
-                let message = raw_message(&Message {
+                Some(Message {
                     id: *id,
                     room: room.to_string(),
                     user: user.clone(),
                     text,
                     ts: id.ms,
                     edited_ts,
-                });
-                Some((*id, message))
+                })
             })
             .collect()
     }
@@ -196,46 +194,12 @@ impl State {
             r.seq += 1;
             r.seq
         };
-        // Decode from a shared payload so every subscriber gets its own event.
-        let payload = match &kind {
-            RoomEventKind::Message { payload, .. }
-            | RoomEventKind::Edited { payload, .. }
-            | RoomEventKind::Deleted { payload, .. } => Some(payload.get().to_owned()),
-            _ => None,
-        };
-        let copy = |p: &String| {
-            RawValue::from_string(p.clone())
-                .unwrap_or_else(|_| unreachable!("a payload made by serde is valid JSON"))
-        };
         self.subscribers.retain(|(_, tx)| !tx.is_closed());
         for (rooms, tx) in &self.subscribers {
             if !rooms.contains(room) {
                 continue;
             }
-            let kind = match (&kind, &payload) {
-                (RoomEventKind::Message { id, trace, .. }, Some(p)) => RoomEventKind::Message {
-                    id: *id,
-                    payload: copy(p),
-                    trace: trace.clone(),
-                },
-                (RoomEventKind::Edited { id, .. }, Some(p)) => RoomEventKind::Edited {
-                    id: *id,
-                    payload: copy(p),
-                },
-                (RoomEventKind::Deleted { id, .. }, Some(p)) => RoomEventKind::Deleted {
-                    id: *id,
-                    payload: copy(p),
-                },
-                (RoomEventKind::Entered(u), _) => RoomEventKind::Entered(u.clone()),
-                (RoomEventKind::Exited(u), _) => RoomEventKind::Exited(u.clone()),
-                (RoomEventKind::Typing(u), _) => RoomEventKind::Typing(u.clone()),
-                (
-                    RoomEventKind::Message { .. }
-                    | RoomEventKind::Edited { .. }
-                    | RoomEventKind::Deleted { .. },
-                    None,
-                ) => continue,
-            };
+            let kind = kind.clone();
             if tx
                 .try_send(FanoutEvent::Room(room.clone(), RoomEvent { seq, kind }))
                 .is_err()
@@ -356,11 +320,7 @@ impl Presence for MemoryBackend {
             seq: room.seq,
             members,
             recovered,
-            history: room
-                .visible(&c.room, entries.iter())
-                .into_iter()
-                .map(|(_, m)| m)
-                .collect(),
+            history: room.visible(&c.room, entries.iter()),
             changes,
         }))
     }
@@ -515,16 +475,22 @@ impl History for MemoryBackend {
                 room.max_deleted = Some(gone);
             }
         }
-        let payload = raw_message(&Message {
+        let stored = Message {
             id,
             room: message.room.to_string(),
             user: message.user.clone(),
             text: message.text.as_str().to_owned(),
             ts: id.ms,
             edited_ts: None,
-        });
+        };
         let trace = message.trace.map(str::to_owned);
-        s.publish(message.room, RoomEventKind::Message { id, payload, trace });
+        s.publish(
+            message.room,
+            RoomEventKind::Message {
+                message: stored,
+                trace,
+            },
+        );
         Ok(id)
     }
 
@@ -533,7 +499,7 @@ impl History for MemoryBackend {
         room: &RoomName,
         after: MessageId,
         limit: usize,
-    ) -> Result<Vec<(MessageId, Box<RawValue>)>, StoreError> {
+    ) -> Result<Vec<Message>, StoreError> {
         let s = self.hub.lock();
         let Some(state) = s.rooms.get(room) else {
             return Ok(Vec::new());
@@ -549,7 +515,7 @@ impl History for MemoryBackend {
         room: &RoomName,
         before: MessageId,
         limit: usize,
-    ) -> Result<Vec<Box<RawValue>>, StoreError> {
+    ) -> Result<Vec<Message>, StoreError> {
         let s = self.hub.lock();
         let Some(state) = s.rooms.get(room) else {
             return Ok(Vec::new());
@@ -557,7 +523,7 @@ impl History for MemoryBackend {
         let older = state.history.iter().filter(|(id, _, _)| *id < before);
         let page = state.visible(room, older);
         let skip = page.len().saturating_sub(limit);
-        Ok(page.into_iter().skip(skip).map(|(_, m)| m).collect())
+        Ok(page.into_iter().skip(skip).collect())
     }
 
     async fn change(&self, change: MessageChange<'_>) -> Result<ChangeOutcome, StoreError> {
@@ -576,34 +542,22 @@ impl History for MemoryBackend {
         }
         let now = now_ms();
         let (edit, kind) = match change.text {
-            Some(text) => {
-                let payload = raw_json(&MessageEdited {
+            Some(text) => (
+                Edit::Text(text.as_str().to_owned(), now),
+                RoomEventKind::Edited(MessageEdited {
                     id: change.id,
-                    room: change.room.as_str(),
-                    text: text.as_str(),
+                    room: change.room.to_string(),
+                    text: text.as_str().to_owned(),
                     edited_ts: now,
-                });
-                (
-                    Edit::Text(text.as_str().to_owned(), now),
-                    RoomEventKind::Edited {
-                        id: change.id,
-                        payload,
-                    },
-                )
-            }
-            None => {
-                let payload = raw_json(&MessageDeleted {
+                }),
+            ),
+            None => (
+                Edit::Deleted,
+                RoomEventKind::Deleted(MessageDeleted {
                     id: change.id,
-                    room: change.room.as_str(),
-                });
-                (
-                    Edit::Deleted,
-                    RoomEventKind::Deleted {
-                        id: change.id,
-                        payload,
-                    },
-                )
-            }
+                    room: change.room.to_string(),
+                }),
+            ),
         };
         room.changed.insert(change.id, edit);
         room.changes.push_back((now, change.id));
@@ -630,12 +584,6 @@ impl History for MemoryBackend {
             .map(|r| r.changes_since(since))
             .unwrap_or_default())
     }
-}
-
-/// A small payload serialized once.
-fn raw_json<T: serde::Serialize>(value: &T) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value)
-        .unwrap_or_else(|_| unreachable!("plain structs always serialize"))
 }
 
 #[async_trait]

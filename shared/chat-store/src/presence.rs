@@ -6,8 +6,8 @@
 //! exactly its own connections swept away by a survivor.
 
 use chat_core::events::Change;
-use chat_core::{MessageId, RoomName, UserRef};
-use serde_json::value::RawValue;
+use chat_core::{Message, MessageId, RoomName, UserRef};
+use serde::Deserialize;
 
 /// One live connection as presence records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub struct Snapshot {
     /// Whether `history` holds everything after `since`.
     pub recovered: bool,
     /// Messages, oldest first.
-    pub history: Vec<Box<RawValue>>,
+    pub history: Vec<Message>,
     /// With `since`: the edits and deletions made after it to messages at or before it.
     pub changes: Vec<Change>,
     /// Messages after the user's read marker (0 without one, at most 1000).
@@ -60,7 +60,7 @@ pub enum JoinOutcome {
 }
 
 /// What a heartbeat learned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Heartbeat {
     /// Whether this node's heartbeat was still there.
     pub was_alive: bool,
@@ -69,7 +69,7 @@ pub struct Heartbeat {
 }
 
 /// What a sweep did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub struct Sweep {
     /// Connections of dead nodes removed.
     pub connections_removed: u64,

@@ -178,3 +178,81 @@ async fn reads_over_messages_stored_by_the_previous_release_count_exactly() -> R
     assert_eq!(behaviour::unread_in(&a, &room, "bob").await?, 2);
     Ok(())
 }
+
+/// A rolling upgrade: the previous release's replicas read the events this
+/// release's scripts publish. They read the same field names (and forward
+/// `message` as it is), so each event is checked whole, field for field.
+#[tokio::test]
+async fn published_events_keep_the_previous_release_s_field_names() -> Result<()> {
+    use chat_core::events::Change;
+    use chat_store::history::MessageChange;
+    use serde_json::{Value, json};
+
+    let redis = start_redis()?;
+    let (_client, a) = one_node(&redis).await?;
+    let room = RoomName::parse("General")?;
+    let listener = RedisSettings::new(&redis.url).command_client()?;
+    listener.wait_for_connect().await?;
+    let mut published = listener.message_rx();
+    listener
+        .ssubscribe(chat_store::schema::room_channel(&room))
+        .await?;
+    let mut next = async || -> Result<Value> {
+        let m = tokio::time::timeout(Duration::from_secs(5), published.recv()).await??;
+        let json = m.value.as_string().context("a string event")?;
+        Ok(serde_json::from_str(&json)?)
+    };
+
+    let user = UserRef {
+        id: "u".into(),
+        name: "Ann".into(),
+    };
+    let text = MessageText::parse("hi / \"there\"".into(), 2000).map_err(anyhow::Error::msg)?;
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let id = a
+        .send(NewMessage {
+            room: &room,
+            user: &user,
+            text: &text,
+            floor: None,
+            trace: Some(tp),
+        })
+        .await?;
+    let sent = next().await?;
+    assert_eq!(
+        sent,
+        json!({"seq": sent["seq"], "kind": "message", "id": id.to_string(), "tp": tp,
+            "message": {"id": id.to_string(), "room": "General",
+                "user": {"id": "u", "name": "Ann"}, "text": "hi / \"there\"", "ts": id.ms}})
+    );
+    let edit = MessageText::parse("edited".into(), 2000).map_err(anyhow::Error::msg)?;
+    let change = |text| MessageChange {
+        room: &room,
+        id,
+        user_id: "u",
+        text,
+    };
+    a.change(change(Some(&edit))).await?;
+    let edited = next().await?;
+    let Some(Change::Edited { edited_ts, .. }) = a.changes_after(&room, id).await?.pop() else {
+        bail!("the edit is not logged")
+    };
+    assert_eq!(
+        edited,
+        json!({"seq": edited["seq"], "kind": "edited", "id": id.to_string(),
+            "change": {"id": id.to_string(), "room": "General", "text": "edited", "edited_ts": edited_ts}})
+    );
+    a.change(change(None)).await?;
+    let deleted = next().await?;
+    assert_eq!(
+        deleted,
+        json!({"seq": deleted["seq"], "kind": "deleted", "id": id.to_string(),
+            "change": {"id": id.to_string(), "room": "General"}})
+    );
+    let seqs: Vec<u64> = [&sent, &edited, &deleted]
+        .iter()
+        .map(|e| e["seq"].as_u64().context("a numeric seq"))
+        .collect::<Result<_>>()?;
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    Ok(())
+}

@@ -10,7 +10,7 @@
 --            that one hash slot.
 --   ARGV[1]: '1' on Redis Cluster, else '0'; ARGV[2..]: for KEYS[i], the ids
 --            to find, separated by spaces ('' for none).
--- Returns { this node's cluster id ('' outside a cluster), ids not found... }.
+-- Returns {node = this node's cluster id ('' outside a cluster), missing = {ids not found}} as JSON.
 redis.call('SET', KEYS[1], '1')
 
 -- Whether stream id a comes before b (ids compare as pairs of numbers).
@@ -22,15 +22,15 @@ local function before(a, b)
   return tonumber(as) < tonumber(bs)
 end
 
-local reply = { '' }
-if ARGV[1] == '1' then reply[1] = redis.call('CLUSTER', 'MYID') end
+local node, missing = '', {}
+if ARGV[1] == '1' then node = redis.call('CLUSTER', 'MYID') end
 for i = 2, #KEYS do
   for id in string.gmatch(ARGV[i], '%S+') do
     if #redis.call('XRANGE', KEYS[i], id, id) == 0 then
       -- Older than the oldest entry: trimmed away after newer messages came, so it was here.
       local oldest = redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', 1)[1]
-      if not (oldest and before(id, oldest[1])) then reply[#reply + 1] = id end
+      if not (oldest and before(id, oldest[1])) then missing[#missing + 1] = id end
     end
   end
 end
-return reply
+return cjson.encode({ node = node, missing = missing })

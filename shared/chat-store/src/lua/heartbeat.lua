@@ -1,5 +1,5 @@
 -- ARGV 4..: ttl (ms), epoch candidate.
--- Refreshes this node's heartbeat in the room and returns {was alive (0/1), epoch}:
+-- Refreshes this node's heartbeat in the room and returns {was_alive, epoch} as JSON:
 -- a changed epoch means the room's shard lost its data; a missing heartbeat
 -- under the same epoch means this node was swept from the room as dead.
 --
@@ -21,4 +21,4 @@ if not epoch then
   redis.call('SET', K_EPOCH, ARGV[5])
   epoch = ARGV[5]
 end
-return { was and 1 or 0, epoch }
+return cjson.encode({ was_alive = was, epoch = epoch })

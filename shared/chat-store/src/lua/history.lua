@@ -1,2 +1,2 @@
--- ARGV 4..: before id, limit. Returns message json, oldest first.
-return page(true, before_bound(ARGV[4]), tonumber(ARGV[5]))
+-- ARGV 4..: before id, limit. Returns the message records as JSON, oldest first.
+return cjson.encode(page(true, before_bound(ARGV[4]), tonumber(ARGV[5])))

@@ -1,21 +1,22 @@
 -- ARGV 4..: conn, user id, name, since ('' if none), history limit, silent ('1' or '0'),
--- most bytes of change texts (more: none, and not recovered).
--- Returns {'ok', seq, 'id<TAB>name<TAB>id<TAB>name...', recovered, {message json, ...},
--- {change, ...} (see `changes_since`; none without `since`), unread}:
+-- most bytes of change texts (more: none, and not recovered), most unread reported.
+-- Returns the snapshot as JSON, read by `chat-store`'s `Snapshot`: {seq,
+-- members = {id = name, ...}, recovered, history = {message record, ...},
+-- changes = {change, ...} (see `changes_since`; none without `since`), unread}:
 -- the connection is registered and the snapshot taken in one atomic step, so
 -- `seq` tells exactly which published events the snapshot already includes.
 local conn, uid, name, since = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local limit = tonumber(ARGV[8])
-local max_change_bytes = tonumber(ARGV[10] or '0')
+local max_change_bytes = tonumber(ARGV[10])
+local unread_max = tonumber(ARGV[11])
 enter(conn, uid, name, ARGV[9] == '1')
 
--- `names` holds exactly the users of `users` (set on entry, removed on exit):
--- one read gives the members as id, name, id, name, ... Ids and names hold no
--- control characters, so they travel as one tab-separated string: one reply
--- item instead of two per member.
-local members = table.concat(redis.call('HGETALL', K_NAMES), TAB)
+-- `names` holds exactly the users of `users` (set on entry, removed on exit).
+local members = {}
+local flat = redis.call('HGETALL', K_NAMES)
+for i = 1, #flat, 2 do members[flat[i]] = flat[i + 1] end
 
-local recovered = 1
+local recovered = true
 local history
 local changes = {}
 if since == '' then
@@ -24,14 +25,14 @@ else
   local complete
   changes, complete = changes_since(since, max_change_bytes)
   if not complete then
-    recovered = 0
+    recovered = false
     changes = {}
   end
   local from = after_bound(since)
   local after = from and redis.call('XRANGE', K_HISTORY, from, '+', 'COUNT', limit + 1) or {}
   local ok, info = pcall(redis.call, 'XINFO', 'STREAM', K_HISTORY)
   if #after > limit or not ok then
-    recovered = 0
+    recovered = false
   else
     local f = {}
     for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
@@ -40,7 +41,7 @@ else
     -- entry that went while older ones stay was a deleted message).
     local first = f['first-entry']
     if id_gt(f['max-deleted-entry-id'] or '0-0', since) and (not first or id_gt(first[1], since)) then
-      recovered = 0
+      recovered = false
     end
   end
   -- The change log was trimmed, and what went may be newer than `since`
@@ -52,14 +53,15 @@ else
     local first = f['first-entry']
     if tonumber(f['entries-added'] or 0) > tonumber(f['length'] or 0) and first
       and id_gt(first[1], id_parts(since) .. '-0') then
-      recovered = 0
+      recovered = false
     end
   end
-  if recovered == 1 then
-    history = entries_json(after, false)
+  if recovered then
+    history = records(after)
   else
     history = page(true, '+', limit)
   end
 end
 local seq = tonumber(redis.call('GET', K_SEQ) or '0')
-return { 'ok', seq, members, recovered, history, changes, unread_of(uid) }
+return cjson.encode({ seq = seq, members = members, recovered = recovered, history = history,
+  changes = changes, unread = unread_of(uid, unread_max) })

@@ -17,16 +17,14 @@ local K_ALIVE, K_MINE = KEYS[9], KEYS[10]
 local K_CHANGED, K_CHANGES = KEYS[11], KEYS[12]
 local K_COUNT, K_READS = KEYS[13], KEYS[14]
 
--- Most unread messages a room reports to a user.
-local UNREAD_MAX = 1000
-
--- How many messages `uid` has not read in the room: 0 without a marker.
-local function unread_of(uid)
+-- How many messages `uid` has not read in the room: 0 without a marker, at
+-- most `max` (the store's UNREAD_MAX, an argument of the scripts that count).
+local function unread_of(uid, max)
   local marker = redis.call('HGET', K_READS, uid)
   if not marker then return 0 end
   local n = tonumber(redis.call('GET', K_COUNT) or '0') - tonumber(marker)
   if n < 0 then return 0 end
-  if n > UNREAD_MAX then return UNREAD_MAX end
+  if n > max then return max end
   return n
 end
 local ROOM, CHANNEL, NODE = ARGV[1], ARGV[2], ARGV[3]
@@ -42,15 +40,15 @@ local function node_key(what, node)
   return string.sub(K_NODES, 1, -6) .. what .. ':' .. node
 end
 
--- Publishes an event whose JSON fields (without braces) are `fields`, with
--- the room's next sequence number.
-local function publish(fields)
-  local seq = redis.call('INCR', K_SEQ)
-  redis.call('SPUBLISH', CHANNEL, '{"seq":' .. seq .. ',' .. fields .. '}')
+-- Publishes `event` (a table with its `kind` and data; `chat-store`'s
+-- events.rs reads it) with the room's next sequence number.
+local function publish(event)
+  event.seq = redis.call('INCR', K_SEQ)
+  redis.call('SPUBLISH', CHANNEL, cjson.encode(event))
 end
 
 local function publish_user(kind, uid, name)
-  publish('"kind":"' .. kind .. '","user":' .. cjson.encode({ id = uid, name = name }))
+  publish({ kind = kind, user = { id = uid, name = name } })
 end
 
 -- Message ids are "<ms>-<seq>" without leading zeros: compare as numbers.
@@ -86,12 +84,12 @@ local function id_gt(a, b)
   return tonumber(as) > tonumber(bs)
 end
 
--- The contract's Message, the one place its JSON is made; `edited_ts` only
--- once it was edited.
-local function message_json(id, uid, name, text, edited_ts)
+-- A stored message as data, its fields named as `chat_core::Message`'s
+-- (which decodes it); `edited_ts` only once it was edited.
+local function message_record(id, uid, name, text, edited_ts)
   local ms = id_parts(id)
-  return cjson.encode({ id = id, room = ROOM, user = { id = uid, name = name }, text = text, ts = tonumber(ms),
-    edited_ts = edited_ts })
+  return { id = id, room = ROOM, user = { id = uid, name = name }, text = text, ts = tonumber(ms),
+    edited_ts = edited_ts }
 end
 
 -- A message's edit ({t = text, e = edited ms as a string}) or deletion
@@ -102,19 +100,17 @@ local function changed(id)
   return cjson.decode(c)
 end
 
--- Stream entries as Message JSON, edits applied, deleted messages left out.
-local function entries_json(entries, reverse)
+-- Stream entries as message records, edits applied, deleted messages left out.
+local function records(entries)
   local out = {}
-  local n = #entries
-  for i = 1, n do
-    local e = reverse and entries[n + 1 - i] or entries[i]
+  for _, e in ipairs(entries) do
     local f = {}
     for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
     local c = changed(e[1])
     if not c then
-      out[#out + 1] = message_json(e[1], f.u, f.n, f.t)
+      out[#out + 1] = message_record(e[1], f.u, f.n, f.t)
     elseif not c.d then
-      out[#out + 1] = message_json(e[1], f.u, f.n, c.t, tonumber(c.e))
+      out[#out + 1] = message_record(e[1], f.u, f.n, c.t, tonumber(c.e))
     end
   end
   return out
@@ -136,7 +132,7 @@ local function page(newest, from, limit)
       batch = redis.call('XRANGE', K_HISTORY, cursor, '+', 'COUNT', limit - #out)
     end
     if #batch == 0 then break end
-    for _, m in ipairs(entries_json(batch, false)) do out[#out + 1] = m end
+    for _, m in ipairs(records(batch)) do out[#out + 1] = m end
     cursor = '(' .. batch[#batch][1]
   end
   if newest then
@@ -148,7 +144,8 @@ end
 
 -- The edits and deletions made since `since` (stamped at or after its
 -- millisecond) to messages at or before it, each message once, as it
--- stands now: {id, 'e', text, edited ms} or {id, 'd'}. The whole log since
+-- stands now, with the fields of `chat_core::events::Change`: {id, text,
+-- edited_ts} or {id, deleted = true}. The whole log since
 -- then is read (it is capped); when their texts pass `max_bytes` (0: no
 -- bound), returns what came before and false.
 local function changes_since(since, max_bytes)
@@ -161,10 +158,10 @@ local function changes_since(since, max_bytes)
       seen[target] = true
       local c = changed(target)
       if c and c.d then
-        out[#out + 1] = { target, 'd' }
+        out[#out + 1] = { id = target, deleted = true }
         bytes = bytes + 40
       elseif c then
-        out[#out + 1] = { target, 'e', c.t, c.e }
+        out[#out + 1] = { id = target, text = c.t, edited_ts = tonumber(c.e) }
         bytes = bytes + 60 + #c.t
       end
       if max_bytes > 0 and bytes > max_bytes then return out, false end

@@ -21,7 +21,6 @@ if not id then
   id = redis.call('XADD', K_HISTORY, 'MAXLEN', '~', maxlen, '*', 'u', uid, 'n', name, 't', text, 'c', c)
 end
 redis.call('SET', K_COUNT, c)
-local trace = ''
-if tp ~= '' then trace = '"tp":' .. cjson.encode(tp) .. ',' end
-publish('"kind":"message","id":"' .. id .. '",' .. trace .. '"message":' .. message_json(id, uid, name, text))
+if tp == '' then tp = nil end
+publish({ kind = 'message', id = id, tp = tp, message = message_record(id, uid, name, text) })
 return id

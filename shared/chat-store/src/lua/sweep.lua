@@ -2,7 +2,7 @@
 -- 1. Every node whose heartbeat in this room expired: release its connections
 --    here (the script is atomic, so exactly one sweeper does it).
 -- 2. Every user whose exit grace passed with no live connection: `user exited`.
--- Returns {connections swept, users exited}.
+-- Returns {connections_removed, users_exited} as JSON (`Sweep`).
 local grace, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local swept = 0
 for _, node in ipairs(redis.call('SMEMBERS', K_NODES)) do
@@ -29,4 +29,4 @@ for _, uid in ipairs(due) do
     exited = exited + 1
   end
 end
-return { swept, exited }
+return cjson.encode({ connections_removed = swept, users_exited = exited })

@@ -3,11 +3,13 @@
 
 use async_trait::async_trait;
 use chat_core::events::Change;
-use chat_core::{MessageId, RoomName};
+use chat_core::{Message, MessageId, RoomName};
 use fred::types::Value;
-use serde_json::value::RawValue;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 
-use super::{RedisBackend, reply};
+use super::RedisBackend;
+use super::reply::{self, LuaList};
 use crate::backend::History;
 use crate::error::StoreError;
 use crate::history::{
@@ -51,20 +53,11 @@ impl History for RedisBackend {
         room: &RoomName,
         after: MessageId,
         limit: usize,
-    ) -> Result<Vec<(MessageId, Box<RawValue>)>, StoreError> {
+    ) -> Result<Vec<Message>, StoreError> {
         const OP: &str = "read history after";
         let args = vec![Value::from(after.to_string()), Value::from(limit as i64)];
         let reply = self.run(OP, &scripts::HISTORY_AFTER, room, args).await?;
-        let messages = reply::messages(OP, reply)?;
-        messages
-            .into_iter()
-            .map(|m| {
-                Ok((
-                    crate::events::message_id(&m).map_err(|e| StoreError::reply(OP, e))?,
-                    m,
-                ))
-            })
-            .collect()
+        Ok(reply::json::<LuaList<Message>>(OP, reply)?.0)
     }
 
     async fn history_before(
@@ -72,10 +65,11 @@ impl History for RedisBackend {
         room: &RoomName,
         before: MessageId,
         limit: usize,
-    ) -> Result<Vec<Box<RawValue>>, StoreError> {
+    ) -> Result<Vec<Message>, StoreError> {
         const OP: &str = "read history";
         let args = vec![Value::from(before.to_string()), Value::from(limit as i64)];
-        reply::messages(OP, self.run(OP, &scripts::HISTORY, room, args).await?)
+        let reply = self.run(OP, &scripts::HISTORY, room, args).await?;
+        Ok(reply::json::<LuaList<Message>>(OP, reply)?.0)
     }
 
     async fn change(&self, change: MessageChange<'_>) -> Result<ChangeOutcome, StoreError> {
@@ -101,12 +95,8 @@ impl History for RedisBackend {
             ),
         };
         let outcome = reply::string(op, self.run(op, script, change.room, args).await?)?;
-        match outcome.as_str() {
-            "ok" => Ok(ChangeOutcome::Done),
-            "not_found" => Ok(ChangeOutcome::NotFound),
-            "forbidden" => Ok(ChangeOutcome::Forbidden),
-            other => Err(StoreError::reply(op, format!("outcome {other:?}"))),
-        }
+        ChangeOutcome::deserialize(outcome.as_str().into_deserializer())
+            .map_err(|e: serde::de::value::Error| StoreError::reply(op, e.to_string()))
     }
 
     async fn changes_after(
@@ -116,41 +106,7 @@ impl History for RedisBackend {
     ) -> Result<Vec<Change>, StoreError> {
         const OP: &str = "read changes";
         let args = vec![Value::from(since.to_string())];
-        changes(OP, self.run(OP, &scripts::CHANGES, room, args).await?)
+        let reply = self.run(OP, &scripts::CHANGES, room, args).await?;
+        Ok(reply::json::<LuaList<Change>>(OP, reply)?.0)
     }
-}
-
-/// Reads the scripts' changes: `{id, 'e', text, edited ms}` or `{id, 'd'}` each.
-pub(crate) fn changes(operation: &'static str, value: Value) -> Result<Vec<Change>, StoreError> {
-    let bad = |detail: String| StoreError::reply(operation, detail);
-    reply::array(operation, value)?
-        .into_iter()
-        .map(|item| {
-            let mut parts = reply::array(operation, item)?.into_iter();
-            let mut next = || {
-                parts
-                    .next()
-                    .ok_or_else(|| bad("a short change".into()))
-                    .and_then(|v| reply::string(operation, v))
-            };
-            let id: MessageId = next()?
-                .parse()
-                .map_err(|e: chat_core::message::BadMessageId| bad(e.to_string()))?;
-            match next()?.as_str() {
-                "d" => Ok(Change::Deleted { id, deleted: true }),
-                "e" => {
-                    let text = next()?;
-                    let edited_ts = next()?
-                        .parse()
-                        .map_err(|e: std::num::ParseIntError| bad(e.to_string()))?;
-                    Ok(Change::Edited {
-                        id,
-                        text,
-                        edited_ts,
-                    })
-                }
-                other => Err(bad(format!("change kind {other:?}"))),
-            }
-        })
-        .collect()
 }

@@ -11,12 +11,14 @@
 //! - [`signals`]: typing, throttled and published, never stored.
 //! - [`replication`]: waiting for Redis replicas (`REDIS_WAIT_REPLICAS`) on a
 //!   client of its own.
+//! - [`reply`]: reading the scripts' replies: values, or data as JSON.
 
 mod fanout;
 mod history;
 mod presence;
 mod reads;
 mod replication;
+mod reply;
 mod revocation;
 mod signals;
 
@@ -30,7 +32,6 @@ use fred::interfaces::ClusterInterface;
 use fred::prelude::*;
 use fred::types::Value;
 use fred::types::scripts::Script;
-use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use crate::backend::Backend;
@@ -175,57 +176,6 @@ impl RedisBackend {
 }
 
 /// Reply helpers: the scripts answer nested arrays of strings and integers.
-pub(crate) mod reply {
-    use super::*;
-
-    pub(crate) fn array(operation: &'static str, value: Value) -> Result<Vec<Value>, StoreError> {
-        match value {
-            Value::Array(items) => Ok(items),
-            Value::Null => Ok(Vec::new()),
-            other => Err(StoreError::reply(
-                operation,
-                format!("expected an array, got {other:?}"),
-            )),
-        }
-    }
-
-    pub(crate) fn string(operation: &'static str, value: Value) -> Result<String, StoreError> {
-        match value {
-            // `&str` to `String` by copy: `to_string` would go through `Display`.
-            Value::String(s) => Ok(String::from(&*s)),
-            Value::Bytes(b) => String::from_utf8(b.to_vec())
-                .map_err(|e| StoreError::reply(operation, e.to_string())),
-            Value::Integer(i) => Ok(i.to_string()),
-            other => Err(StoreError::reply(
-                operation,
-                format!("expected a string, got {other:?}"),
-            )),
-        }
-    }
-
-    pub(crate) fn integer(operation: &'static str, value: Value) -> Result<i64, StoreError> {
-        match value {
-            Value::Integer(i) => Ok(i),
-            other => string(operation, other)?
-                .parse()
-                .map_err(|e: std::num::ParseIntError| StoreError::reply(operation, e.to_string())),
-        }
-    }
-
-    pub(crate) fn messages(
-        operation: &'static str,
-        value: Value,
-    ) -> Result<Vec<Box<RawValue>>, StoreError> {
-        array(operation, value)?
-            .into_iter()
-            .map(|v| {
-                let json = string(operation, v)?;
-                RawValue::from_string(json).map_err(|e| StoreError::reply(operation, e.to_string()))
-            })
-            .collect()
-    }
-}
-
 #[async_trait]
 impl Backend for RedisBackend {
     async fn ping(&self) -> Result<(), StoreError> {

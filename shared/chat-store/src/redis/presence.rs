@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use chat_core::{RoomName, UserRef};
+use chat_core::events::Change;
+use chat_core::{Message, RoomName, UserRef};
 use fred::prelude::*;
 use fred::types::Value;
+use serde::Deserialize;
 
-use super::{RedisBackend, reply};
-use crate::backend::{PerRoom, Presence, Revocations};
+use super::RedisBackend;
+use super::reply::{self, LuaList};
+use crate::backend::{PerRoom, Presence, Revocations, UNREAD_MAX};
 use crate::error::StoreError;
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot, Sweep};
 use crate::{schema, scripts};
@@ -73,32 +76,11 @@ impl Presence for RedisBackend {
             Value::from(request.history_limit as i64),
             Value::from(if silent { "1" } else { "0" }),
             Value::from(chat_core::events::REPLY_MAX_BYTES as i64),
+            Value::from(UNREAD_MAX as i64),
         ];
         let reply = self.run(OP, &scripts::JOIN, &c.room, args).await?;
-        let mut parts = reply::array(OP, reply)?.into_iter();
-        let mut next = || {
-            parts
-                .next()
-                .ok_or_else(|| StoreError::reply(OP, "short reply"))
-        };
-        let status = reply::string(OP, next()?)?;
-        if status != "ok" {
-            return Err(StoreError::reply(OP, format!("status {status:?}")));
-        }
-        let seq = reply::integer(OP, next()?)?;
-        let members = members(OP, next()?)?;
-        let recovered = reply::integer(OP, next()?)? == 1;
-        let history = reply::messages(OP, next()?)?;
-        let changes = super::history::changes(OP, next()?)?;
-        let unread = u64::try_from(reply::integer(OP, next()?)?).unwrap_or(0);
-        Ok(JoinOutcome::Joined(Snapshot {
-            seq: u64::try_from(seq).unwrap_or(0),
-            members,
-            recovered,
-            history,
-            changes,
-            unread,
-        }))
+        let snapshot: SnapshotRecord = reply::json(OP, reply)?;
+        Ok(JoinOutcome::Joined(snapshot.into()))
     }
 
     /// Releases a connection; the user's `user exited` follows after `grace`
@@ -129,13 +111,8 @@ impl Presence for RedisBackend {
         const OP: &str = "heartbeat";
         let beats = rooms.iter().map(|room| async move {
             let args = vec![Value::from(millis(ttl)), Value::from(epoch_candidate)];
-            let beat = async {
-                let reply = self.run(OP, &scripts::HEARTBEAT, room, args).await?;
-                let mut parts = reply::array(OP, reply)?.into_iter();
-                let was_alive = reply::integer(OP, parts.next().unwrap_or(Value::Null))? == 1;
-                let epoch = reply::string(OP, parts.next().unwrap_or(Value::Null))?;
-                Ok(Heartbeat { was_alive, epoch })
-            };
+            let beat =
+                async { reply::json(OP, self.run(OP, &scripts::HEARTBEAT, room, args).await?) };
             (room.clone(), beat.await)
         });
         futures_util::future::join_all(beats).await
@@ -154,14 +131,7 @@ impl Presence for RedisBackend {
                 Value::from(millis(grace)),
                 Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
             ];
-            let reply = self.run(OP, &scripts::SWEEP, room, args).await?;
-            let mut parts = reply::array(OP, reply)?.into_iter();
-            let removed = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
-            let exited = reply::integer(OP, parts.next().unwrap_or(Value::Null))?;
-            Ok::<_, StoreError>(Sweep {
-                connections_removed: u64::try_from(removed).unwrap_or(0),
-                users_exited: u64::try_from(exited).unwrap_or(0),
-            })
+            reply::json::<Sweep>(OP, self.run(OP, &scripts::SWEEP, room, args).await?)
         });
         let mut total = Sweep::default();
         let mut failed = None;
@@ -214,24 +184,33 @@ impl Presence for RedisBackend {
     }
 }
 
-/// The members of a join reply: `id<TAB>name<TAB>id<TAB>name...` (empty for none).
-fn members(operation: &'static str, value: Value) -> Result<Vec<UserRef>, StoreError> {
-    let flat = reply::string(operation, value)?;
-    if flat.is_empty() {
-        return Ok(Vec::new());
+/// The snapshot as `join.lua` returns it.
+#[derive(Deserialize)]
+struct SnapshotRecord {
+    seq: u64,
+    /// User id → name.
+    members: BTreeMap<String, String>,
+    recovered: bool,
+    history: LuaList<Message>,
+    changes: LuaList<Change>,
+    unread: u64,
+}
+
+impl From<SnapshotRecord> for Snapshot {
+    fn from(r: SnapshotRecord) -> Self {
+        Self {
+            seq: r.seq,
+            members: r
+                .members
+                .into_iter()
+                .map(|(id, name)| UserRef { id, name })
+                .collect(),
+            recovered: r.recovered,
+            history: r.history.0,
+            changes: r.changes.0,
+            unread: r.unread,
+        }
     }
-    let mut fields = flat.split('\t');
-    let mut members = Vec::new();
-    while let Some(id) = fields.next() {
-        let name = fields
-            .next()
-            .ok_or_else(|| StoreError::reply(operation, "a member without a name"))?;
-        members.push(UserRef {
-            id: id.to_owned(),
-            name: name.to_owned(),
-        });
-    }
-    Ok(members)
 }
 
 fn millis(d: std::time::Duration) -> i64 {
@@ -243,18 +222,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn members_come_from_one_tab_separated_string() {
-        let parsed = members("join room", Value::from("u1\tAnn\tu2\tBob Smith")).expect("members");
-        let ids: Vec<_> = parsed
+    fn a_snapshot_reads_from_the_script_s_json() {
+        let json = r#"{"seq":4,"members":{"u2":"Bob","u1":"Ann"},"recovered":true,"history":[{"id":"5-1","room":"General","user":{"id":"u1","name":"Ann"},"text":"hi","ts":5}],"changes":{},"unread":2}"#;
+        let snapshot: Snapshot = reply::json::<SnapshotRecord>("join room", Value::from(json))
+            .expect("decodes")
+            .into();
+        let members: Vec<_> = snapshot
+            .members
             .iter()
             .map(|m| (m.id.as_str(), m.name.as_str()))
             .collect();
-        assert_eq!(ids, [("u1", "Ann"), ("u2", "Bob Smith")]);
-        assert!(
-            members("join room", Value::from(""))
-                .expect("none")
-                .is_empty()
+        assert_eq!(members, [("u1", "Ann"), ("u2", "Bob")]);
+        assert_eq!(snapshot.history[0].text, "hi");
+        assert!(snapshot.changes.is_empty(), "cjson's empty table");
+        assert_eq!(
+            (snapshot.seq, snapshot.recovered, snapshot.unread),
+            (4, true, 2)
         );
-        assert!(members("join room", Value::from("u1\tAnn\tu2")).is_err());
     }
 }

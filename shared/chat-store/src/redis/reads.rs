@@ -20,7 +20,11 @@ impl Reads for RedisBackend {
         id: MessageId,
     ) -> Result<(), StoreError> {
         const OP: &str = "mark read";
-        let args = vec![Value::from(user_id), Value::from(id.to_string())];
+        let args = vec![
+            Value::from(user_id),
+            Value::from(id.to_string()),
+            Value::from(UNREAD_MAX as i64),
+        ];
         reply::integer(OP, self.run(OP, &scripts::READ, room, args).await?).map(|_| ())
     }
 

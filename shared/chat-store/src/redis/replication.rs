@@ -308,12 +308,12 @@ fn barrier_args(waiters: &[Waiter], clustered: bool) -> Vec<Value> {
 /// The barrier's reply: the node it ran on (`''` outside a cluster) and the
 /// ids it did not find.
 fn barrier_reply(reply: Value) -> Result<(String, Vec<String>), String> {
-    let mut items = super::reply::array(OP, reply)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|item| super::reply::string(OP, item).map_err(|e| e.to_string()));
-    let node = items
-        .next()
-        .ok_or_else(|| "an empty barrier reply".to_string())??;
-    Ok((node, items.collect::<Result<_, _>>()?))
+    /// What `barrier.lua` returns.
+    #[derive(serde::Deserialize)]
+    struct Barrier {
+        node: String,
+        missing: super::reply::LuaList<String>,
+    }
+    let barrier: Barrier = super::reply::json(OP, reply).map_err(|e| e.to_string())?;
+    Ok((barrier.node, barrier.missing.0))
 }

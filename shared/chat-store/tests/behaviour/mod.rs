@@ -202,19 +202,15 @@ pub(crate) async fn messages_are_stored_in_order_and_paged_back(nodes: &dyn Node
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
     let page = a.history_before(&room, ids[50], 10).await?;
-    let texts: Vec<String> = page
-        .iter()
-        .map(|m| serde_json::from_str::<chat_core::Message>(m.get()).map(|m| m.text))
-        .collect::<Result<_, _>>()?;
+    let texts: Vec<&str> = page.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, (40..50).map(|i| format!("m{i}")).collect::<Vec<_>>());
     let after = a.history_after(&room, ids[110], 5).await?;
     assert_eq!(
-        after.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        after.iter().map(|m| m.id).collect::<Vec<_>>(),
         ids[111..116].to_vec()
     );
-    let parsed: chat_core::Message = serde_json::from_str(after[0].1.get())?;
-    assert_eq!((parsed.id, parsed.text.as_str()), (ids[111], "m111"));
-    let first: chat_core::Message = serde_json::from_str(page[0].get())?;
+    assert_eq!(after[0].text, "m111");
+    let first = &page[0];
     assert_eq!(first.user, user);
     assert_eq!(first.room, "General");
     assert_eq!(first.ts, first.id.ms);
@@ -391,13 +387,6 @@ fn change<'a>(
     }
 }
 
-fn parsed(messages: &[Box<serde_json::value::RawValue>]) -> Result<Vec<chat_core::Message>> {
-    Ok(messages
-        .iter()
-        .map(|m| serde_json::from_str(m.get()))
-        .collect::<Result<_, _>>()?)
-}
-
 pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
     nodes: &dyn Nodes,
 ) -> Result<()> {
@@ -408,8 +397,12 @@ pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
     let bob = conn(&room, "b1", "bob").user;
     let m1 = say(a.as_ref(), &room, &ann, "helo").await?;
     let m2 = say(a.as_ref(), &room, &bob, "bob's").await?;
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Message { id, .. } if id == m1));
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Message { id, .. } if id == m2));
+    assert!(
+        matches!(next(&mut events).await?, RoomEventKind::Message { message, .. } if message.id == m1)
+    );
+    assert!(
+        matches!(next(&mut events).await?, RoomEventKind::Message { message, .. } if message.id == m2)
+    );
     let fixed = text("hello")?;
     assert_eq!(
         a.change(change(&room, m1, &bob, Some(&fixed))).await?,
@@ -428,17 +421,15 @@ pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
         a.change(change(&room, m1, &ann, Some(&fixed))).await?,
         ChangeOutcome::Done
     );
-    let RoomEventKind::Edited { id, payload } = next(&mut events).await? else {
+    let RoomEventKind::Edited(edited) = next(&mut events).await? else {
         bail!("not an edit")
     };
-    assert_eq!(id, m1);
-    let edited: serde_json::Value = serde_json::from_str(payload.get())?;
-    assert_eq!(edited["text"], "hello");
-    assert_eq!(edited["room"], "Edits");
-    assert_eq!(edited["id"], m1.to_string());
-    let edited_ts = edited["edited_ts"].as_u64().context("edited_ts")?;
+    assert_eq!(edited.id, m1);
+    assert_eq!(edited.text, "hello");
+    assert_eq!(edited.room, "Edits");
+    let edited_ts = edited.edited_ts;
     for node in [&a, &b] {
-        let page = parsed(&node.history_before(&room, far_future(), 2).await?)?;
+        let page = node.history_before(&room, far_future(), 2).await?;
         assert_eq!(page[0].text, "hello");
         assert_eq!(page[0].edited_ts, Some(edited_ts));
         assert_eq!(
@@ -452,7 +443,7 @@ pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
         b.change(change(&room, m1, &ann, None)).await?,
         ChangeOutcome::Done
     );
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Deleted { id, .. } if id == m1));
+    assert!(matches!(next(&mut events).await?, RoomEventKind::Deleted(d) if d.id == m1));
     assert_eq!(
         a.change(change(&room, m1, &ann, Some(&fixed))).await?,
         ChangeOutcome::NotFound,
@@ -464,12 +455,12 @@ pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
     );
     for node in [&a, &b] {
         // The markers of `listen` came before m1: a page of two reaches past it.
-        let page = parsed(&node.history_before(&room, far_future(), 2).await?)?;
+        let page = node.history_before(&room, far_future(), 2).await?;
         assert_eq!(page.len(), 2);
         assert_eq!(page[1].id, m2);
         assert_ne!(page[0].id, m1);
         let after = node.history_after(&room, page[0].id, 10).await?;
-        assert_eq!(after.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [m2]);
+        assert_eq!(after.iter().map(|m| m.id).collect::<Vec<_>>(), [m2]);
     }
     Ok(())
 }
@@ -504,7 +495,7 @@ pub(crate) async fn a_reconnect_with_since_gets_the_changes_it_missed(
         bail!("revoked")
     };
     assert!(s.recovered);
-    let history = parsed(&s.history)?;
+    let history = s.history.clone();
     assert_eq!(history.len(), 1);
     assert_eq!((history[0].id, history[0].text.as_str()), (m3, "3"));
     assert_eq!(s.changes.len(), 2, "{:?}", s.changes);
@@ -521,10 +512,7 @@ pub(crate) async fn a_reconnect_with_since_gets_the_changes_it_missed(
     assert_eq!(a.changes_after(&room, m2).await?, s.changes);
     let plain = join(a.as_ref(), &conn(&room, "y", "bob")).await?;
     assert!(plain.changes.is_empty(), "no since, no changes");
-    let texts: Vec<String> = parsed(&plain.history)?
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let texts: Vec<String> = plain.history.clone().into_iter().map(|m| m.text).collect();
     assert_eq!(texts, ["one!", "3"]);
     Ok(())
 }
@@ -555,7 +543,7 @@ pub(crate) async fn a_change_log_trimmed_past_since_is_not_recovered(
         bail!("revoked")
     };
     assert!(!s.recovered, "changes since may be missing");
-    let history = parsed(&s.history)?;
+    let history = s.history.clone();
     assert_eq!(
         history[0].text,
         format!("v{versions}"),
@@ -644,10 +632,7 @@ pub(crate) async fn boundary_ids_mean_nothing_newer_or_nothing_older(
     assert!(s.history.is_empty());
     assert!(a.history_before(&room, ZERO_ID, 100).await?.is_empty());
     assert!(a.history_after(&room, MAX_ID, 100).await?.is_empty());
-    assert_eq!(
-        parsed(&a.history_before(&room, MAX_ID, 100).await?)?.len(),
-        2
-    );
+    assert_eq!(a.history_before(&room, MAX_ID, 100).await?.len(), 2);
     assert!(a.changes_after(&room, MAX_ID).await?.is_empty());
     a.mark_read(&room, "bob", MAX_ID).await?;
     assert_eq!(unread_in(a.as_ref(), &room, "bob").await?, 0);
@@ -682,7 +667,7 @@ pub(crate) async fn deleting_messages_keeps_reconnects_recovered_and_reads_exact
     }
     let s = join_since(a.as_ref(), &conn(&room, "x", "bob"), ids[1]).await?;
     assert!(s.recovered, "a deletion is not a gap");
-    let texts: Vec<String> = parsed(&s.history)?.into_iter().map(|m| m.text).collect();
+    let texts: Vec<String> = s.history.clone().into_iter().map(|m| m.text).collect();
     assert_eq!(texts, ["m3"]);
     assert_eq!(
         a.change(change(&room, ids[2], &ann, None)).await?,
