@@ -541,27 +541,28 @@ struct Names {
     email: Option<String>,
 }
 
-impl Names {
-    fn from_id_token(claims: &CoreIdTokenClaims) -> Self {
-        Self {
-            name: claims
+/// The names a set of claims gives: ID token and UserInfo claims have the
+/// same accessors but no common type.
+macro_rules! names_of {
+    ($claims:expr) => {
+        Names {
+            name: $claims
                 .name()
                 .and_then(|n| n.get(None))
                 .map(|n| n.as_str().to_owned()),
-            username: claims.preferred_username().map(|u| u.as_str().to_owned()),
-            email: claims.email().map(|e| e.as_str().to_owned()),
+            username: $claims.preferred_username().map(|u| u.as_str().to_owned()),
+            email: $claims.email().map(|e| e.as_str().to_owned()),
         }
+    };
+}
+
+impl Names {
+    fn from_id_token(claims: &CoreIdTokenClaims) -> Self {
+        names_of!(claims)
     }
 
     fn from_user_info(claims: &CoreUserInfoClaims) -> Self {
-        Self {
-            name: claims
-                .name()
-                .and_then(|n| n.get(None))
-                .map(|n| n.as_str().to_owned()),
-            username: claims.preferred_username().map(|u| u.as_str().to_owned()),
-            email: claims.email().map(|e| e.as_str().to_owned()),
-        }
+        names_of!(claims)
     }
 
     fn or(self, other: Self) -> Self {

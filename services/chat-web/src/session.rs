@@ -138,6 +138,19 @@ pub async fn current_user(
     Ok(Some(user))
 }
 
+/// The request's signed-in user, if any: what both extractors below read.
+async fn signed_in<S>(parts: &mut Parts, state: &S) -> Result<Option<SessionUser>, AppError>
+where
+    S: Send + Sync,
+    Arc<Config>: FromRef<S>,
+{
+    let config = Arc::<Config>::from_ref(state);
+    let session = Session::from_request_parts(parts, state)
+        .await
+        .map_err(|_| AppError::Internal("session layer missing".into()))?;
+    current_user(&session, &config, now()).await
+}
+
 /// A signed-in user, for pages: without one the browser goes to
 /// `/login?next=<this page>`.
 #[derive(Debug)]
@@ -169,13 +182,7 @@ where
     type Rejection = PageRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let config = Arc::<Config>::from_ref(state);
-        let session = Session::from_request_parts(parts, state)
-            .await
-            .map_err(|_| {
-                PageRejection::Error(AppError::Internal("session layer missing".into()))
-            })?;
-        match current_user(&session, &config, now())
+        match signed_in(parts, state)
             .await
             .map_err(PageRejection::Error)?
         {
@@ -208,11 +215,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let config = Arc::<Config>::from_ref(state);
-        let session = Session::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::from(AppError::Internal("session layer missing".into())))?;
-        match current_user(&session, &config, now()).await? {
+        match signed_in(parts, state).await? {
             Some(user) => Ok(Self(user)),
             None => Err(ApiError::new(ApiErrorCode::LoginRequired)),
         }
