@@ -150,18 +150,26 @@ test('a user looping reconnects is refused with rate_limited, costs Redis no wor
   const filled = await Promise.all(Array.from({ length: 60 }, () => filler.send(BIG('😀'))));
   assert.ok(filled.every((ack) => ack.ok));
   const other = await cluster.join(b, { sub: 'steady', room: 'Sports' });
+  // Another user's ack p99 on this machine as it is now, before the loop: the bound below is
+  // relative to it, so that a machine busy with other work does not fail the test.
+  const ackP99 = async (n) => {
+    const latencies = [];
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      assert.equal((await other.send(`steady ${i}`)).ok, true);
+      latencies.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    latencies.sort((x, y) => x - y);
+    return latencies[Math.floor(latencies.length * 0.99)];
+  };
+  const before = await ackP99(250);
   // 20 connections looping at up to 200 handshakes a second in all (the attack made 281 joins a
   // second against the replicas of old; faster than this, the test's own client and the debug
   // build's token checks compete for this machine's cores).
   const tokens = Array.from({ length: 20 }, () => cluster.token({ sub: 'looper', room: 'Music' }));
   const loop = startReconnectLoop({ urls: [a.url, b.url], tokens, everyMs: 100 });
-  const latencies = [];
-  for (let i = 0; i < 250; i++) {
-    const t0 = performance.now();
-    assert.equal((await other.send(`steady ${i}`)).ok, true);
-    latencies.push(performance.now() - t0);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const during = await ackP99(250);
   // What the loop costs Redis now that its budget is spent: a join and a leave (two scripts) for
   // each of the few handshakes the budget lets through, nothing for the refused ones.
   await redisCli(cluster.redis.port, 'CONFIG', 'RESETSTAT');
@@ -170,9 +178,11 @@ test('a user looping reconnects is refused with rate_limited, costs Redis no wor
   const { calls } = await scriptTime(cluster.redis.port);
   const end = await loop.stop();
   const [refusedDuring, joinedDuring] = [end.refused - start.refused, end.joined - start.joined];
-  latencies.sort((x, y) => x - y);
-  const p99 = latencies[Math.floor(latencies.length * 0.99)];
-  assert.ok(p99 < 50, `another user's ack p99 ${p99.toFixed(1)} ms during the loop`);
+  // The build before the handshake budget: 62–116 ms during the loop against about 10 before it.
+  assert.ok(
+    during < Math.max(50, 3 * before),
+    `another user's ack p99 ${during.toFixed(1)} ms during the loop, ${before.toFixed(1)} ms before it`,
+  );
   assert.ok(end.refused > 0, 'the loop was refused');
   assert.equal(end.other, 0, 'refused with rate_limited only');
   assert.ok(refusedDuring > 50, `${refusedDuring} refused in a second`);
