@@ -274,8 +274,10 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
 
   cluster.command = async (cmd) => {
     // Sent to the first live primary, whose redis-cli follows -MOVED and -ASK to the node serving
-    // the key; a slot moving or a failover in progress: wait out TRYAGAIN and CLUSTERDOWN.
-    const port = (await cluster.primaries())[0].port;
+    // the key; a slot moving or a failover in progress: wait out TRYAGAIN and CLUSTERDOWN. The
+    // roles known since this harness's last change, without asking the cluster again: a test
+    // that races its commands against a client's reconnection needs them to follow each other fast.
+    const port = (live().find((n) => n.role === 'primary') ?? (await cluster.primaries())[0]).port;
     const { reply } = await until(`'${cmd}' on the cluster`, async () => {
       try {
         return { reply: await redis(port, cmd, { cluster: true }) };
