@@ -149,7 +149,13 @@ impl RedisMeter {
         let mut nodes = Vec::with_capacity(addrs.len());
         for addr in addrs {
             let reading = match connect(addr).await {
-                Ok(client) => read(&client).await.ok().map(|before| (client, before)),
+                Ok(client) => match read(&client).await {
+                    Ok(before) => Some((client, before)),
+                    Err(_) => {
+                        let _ = client.quit().await;
+                        None
+                    }
+                },
                 Err(_) => None,
             };
             nodes.push((addr.clone(), reading));
