@@ -77,7 +77,7 @@ async function logIn(account, name) {
 async function gatewayOf(user) {
   for (const g of gateways) {
     const members = await redis.command(`SMEMBERS chat:room:{General}:node:${g.node}`);
-    if (members.includes(`\t${user}`)) return g;
+    if (members.some((m) => m.includes(`\t${user}`))) return g;
   }
   return null;
 }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FAST_RATES, fileCluster } from '../support/gateway.mjs';
-import { redisCli, scriptTime } from '../support/redis.mjs';
+import { redis, scriptTime } from '../support/redis.mjs';
 import { startReconnectLoop } from '../support/reconnect_loop.mjs';
 
 const REPLY_MAX_BYTES = 512 * 1024;
@@ -172,7 +172,7 @@ test('a user looping reconnects is refused with rate_limited, costs Redis no wor
   const during = await ackP99(250);
   // What the loop costs Redis now that its budget is spent: a join and a leave (two scripts) for
   // each of the few handshakes the budget lets through, nothing for the refused ones.
-  await redisCli(cluster.redis.port, 'CONFIG', 'RESETSTAT');
+  await redis(cluster.redis.port, 'CONFIG RESETSTAT');
   const start = await loop.count();
   await new Promise((r) => setTimeout(r, 1000));
   const { calls } = await scriptTime(cluster.redis.port);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FAST_RATES, fileCluster } from '../support/gateway.mjs';
-import { redisCli, scriptTime } from '../support/redis.mjs';
+import { redis, scriptTime } from '../support/redis.mjs';
 
 const BIG = '😀'.repeat(2000); // 8,000 bytes: the largest text a member may send
 
@@ -20,7 +20,7 @@ for (let i = 0; i < 1000; i += 50) {
 
 /** Redis script time per call of `action`, run `times` times one after another. */
 async function scriptTimePer(times, action) {
-  await redisCli(cluster.redis.port, 'CONFIG', 'RESETSTAT');
+  await redis(cluster.redis.port, 'CONFIG RESETSTAT');
   for (let i = 0; i < times; i++) await action(i);
   const { usec } = await scriptTime(cluster.redis.port);
   return usec / times;

@@ -11,7 +11,7 @@ import { until } from '../support/net.mjs';
 /** Sends an inline command to every data node of the topology; resolves with the replies. */
 async function onEveryNode(redis, command) {
   if (redis.commandAll) return redis.commandAll(command);
-  if (redis.data) return Promise.all(redis.data.map((n) => redis.commandOn(n.port, command).catch(() => '')));
+  if (redis.data) return Promise.all(redis.data.map((n) => redis.commandOn(n.port, command).catch(() => 0)));
   return [await redis.command(command)];
 }
 
@@ -23,10 +23,10 @@ test('a logout published while the subscription is down still ends its connectio
   const bystander = await cluster.join(gw, { sub: 'stayer', sid: 'sess-other' });
   // Cut the replica's subscriber connections, then log the session out before it resubscribes.
   const killed = await onEveryNode(cluster.redis, 'CLIENT KILL TYPE pubsub');
-  assert.ok(killed.some((r) => /^:[1-9]/.test(r)), `subscribers cut: ${killed}`);
+  assert.ok(killed.some((r) => r > 0), `subscribers cut: ${killed}`);
   await cluster.redis.command('SET chat:revoked:sess-gap 1 EX 600');
   const heard = await cluster.redis.command('PUBLISH chat:revocations sess-gap');
-  assert.equal(heard.trim(), ':0', 'the logout was published while nobody listened');
+  assert.equal(heard, 0, 'the logout was published while nobody listened');
   const cutAt = Date.now();
   assert.deepEqual(await victim.wait('session ended', () => true, 15_000), { reason: 'token_revoked' });
   await victim.closed;
@@ -99,7 +99,7 @@ test('a logout racing handshakes leaves no connection of that session open', asy
   const late = cluster.client(gw, { token: cluster.token({ sub: 'racer-0', sid: 'sess-race' }) });
   assert.equal(await late.refused, 'token_revoked');
   // Presence was released for every one of them.
-  await until('presence empty', async () => (await cluster.redis.command('HLEN chat:room:{General}:conns')).trim() === ':0', { timeoutMs: 5000 });
+  await until('presence empty', async () => (await cluster.redis.command('HLEN chat:room:{General}:conns')) === 0, { timeoutMs: 5000 });
 });
 
 test('a key removed from the JWKS stops being trusted without a restart', async (t) => {

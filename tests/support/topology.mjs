@@ -1,19 +1,19 @@
 // Real Redis topologies for tests, on free loopback ports in temporary directories, with no
 // persistence: a single redis-server, a 6-node Redis Cluster (3 primaries, 3 replicas) and a
 // primary + replica watched by 3 sentinels. Faults are made the way they happen in production:
-// SIGKILL of a primary, a slot moved by the cluster's own resharding protocol.
+// SIGKILL of a primary, a slot moved by the cluster's own resharding protocol. Commands go through
+// redis-cli (redis.mjs). The Rust tests drive the same topologies through topology_cli.mjs.
 //
 //   const redis = await startRedisTopology(process.env.CHAT_TEST_REDIS ?? 'single');
 //   ... REDIS_URL: redis.url ...
 //   await redis.stop();
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { killedOnExit } from './children.mjs';
 import { freePort, until } from './net.mjs';
-import { startRedis } from './redis.mjs';
+import { infoFields, redis, RedisError, startRedis } from './redis.mjs';
 
 /** The topology kinds `startRedisTopology` knows. */
 export const TOPOLOGIES = ['single', 'cluster', 'sentinel'];
@@ -37,106 +37,6 @@ export async function startRedisTopology(kind = 'single', { args = [] } = {}) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A small RESP client: one connection per exchange, replies parsed so multi-line ones are whole.
-
-/** A reply that is a Redis error, e.g. `-MOVED 3999 127.0.0.1:7001`. */
-class RedisError {
-  constructor(message) {
-    this.message = message;
-  }
-}
-
-/** Parses one RESP2 reply at `i`; returns [value, next index] or undefined if `buf` is incomplete. */
-function parseReply(buf, i = 0) {
-  const eol = buf.indexOf('\r\n', i);
-  if (eol < 0) return undefined;
-  const type = String.fromCharCode(buf[i]);
-  const line = buf.toString('utf8', i + 1, eol);
-  const next = eol + 2;
-  switch (type) {
-    case '+':
-      return [line, next];
-    case '-':
-      return [new RedisError(line), next];
-    case ':':
-      return [Number(line), next];
-    case '$': {
-      const len = Number(line);
-      if (len < 0) return [null, next];
-      if (buf.length < next + len + 2) return undefined;
-      return [buf.toString('utf8', next, next + len), next + len + 2];
-    }
-    case '*': {
-      const count = Number(line);
-      if (count < 0) return [null, next];
-      const items = [];
-      let at = next;
-      for (let k = 0; k < count; k++) {
-        const item = parseReply(buf, at);
-        if (!item) return undefined;
-        items.push(item[0]);
-        at = item[1];
-      }
-      return [items, at];
-    }
-    default:
-      throw new Error(`unexpected RESP reply type '${type}'`);
-  }
-}
-
-/** A command as RESP: inline text as is (Redis splits it, quotes included), an array of arguments encoded. */
-function encode(cmd) {
-  if (typeof cmd === 'string') return Buffer.from(`${cmd}\r\n`);
-  const parts = [Buffer.from(`*${cmd.length}\r\n`)];
-  for (const arg of cmd) {
-    const b = Buffer.from(String(arg));
-    parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
-  }
-  return Buffer.concat(parts);
-}
-
-/**
- * Sends `commands` (inline strings or argument arrays) on one connection to `port` and resolves
- * with one { raw, value } per command: `raw` is the reply's text, `value` it parsed (errors are
- * `RedisError`s, not thrown).
- */
-function exchange(port, commands, timeoutMs = 5000) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
-    let buf = Buffer.alloc(0);
-    const replies = [];
-    sock.setTimeout(timeoutMs, () => sock.destroy(new Error(`redis on ${port} did not answer within ${timeoutMs} ms`)));
-    sock.on('error', reject);
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      for (;;) {
-        const parsed = parseReply(buf);
-        if (!parsed) break;
-        replies.push({ raw: buf.toString('utf8', 0, parsed[1]), value: parsed[0] });
-        buf = buf.subarray(parsed[1]);
-      }
-      if (replies.length >= commands.length) {
-        sock.end();
-        resolve(replies);
-      }
-    });
-    sock.write(Buffer.concat(commands.map(encode)));
-  });
-}
-
-/** One command to `port`; resolves with its parsed reply, throwing if it is an error. */
-async function call(port, cmd) {
-  const [{ value }] = await exchange(port, [cmd]);
-  if (value instanceof RedisError) throw new Error(`${Array.isArray(cmd) ? cmd.join(' ') : cmd} on ${port}: ${value.message}`);
-  return value;
-}
-
-/** `INFO`-style `field:value` lines as an object. */
-function fields(text) {
-  return Object.fromEntries(text.split('\r\n').filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Processes.
 
 /** Spawns `bin args` and waits until it answers PING on `port`; rejects if it exits first (port taken). */
@@ -148,7 +48,7 @@ async function spawnRedis(bin, args, port) {
   proc.exited = new Promise((r) => proc.once('exit', r));
   await until(`${bin} on ${port}`, async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) throw Object.assign(new Error(`${bin} on ${port} exited: ${output.trim().split('\n').pop()}`), { exited: true, final: true });
-    return (await call(port, 'PING')) === 'PONG';
+    return (await redis(port, 'PING')) === 'PONG';
   }, { timeoutMs: 15_000, everyMs: 20 }).catch((e) => {
     proc.kill('SIGKILL');
     throw e;
@@ -183,6 +83,9 @@ async function withRetriesOnTakenPorts(fn) {
 function wipe(dir, keep = []) {
   for (const name of fs.readdirSync(dir)) if (!keep.includes(name)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
 }
+
+/** A map reply as an object, whether it came as a RESP3 map or as a flat [field, value, …] array. */
+const asMap = (v) => (Array.isArray(v) ? Object.fromEntries(v.flatMap((x, i) => (i % 2 ? [] : [[x, v[i + 1]]]))) : v);
 
 const dataNodeArgs = (port, dir) => ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'];
 
@@ -233,9 +136,9 @@ function parseClusterNodes(text) {
  * - `kind: 'cluster'`, `url`: `redis-cluster://127.0.0.1:P1?node=127.0.0.1:P2&node=…` (fred's form)
  * - `port`: the first node's port; `nodes`: [{ port, busPort, role: 'primary'|'replica', id, proc, alive }],
  *   roles as of the last change this harness made (`refresh()` reads them again)
- * - `command(cmd)`: an inline command sent to the node serving its key (found with `COMMAND GETKEYS`;
- *   for SPUBLISH, its shard channel), following `-MOVED`/`-ASK`; resolves with the raw reply text like `startRedis`'s `command`.
- *   Keyless commands (PUBLISH, CLIENT …) go to the first live primary
+ * - `command(cmd)`: a command (see `redis` of redis.mjs for its forms and replies) sent to the first
+ *   live primary, following `-MOVED`/`-ASK` to the node serving its key (or shard channel);
+ *   keyless commands (PUBLISH, CLIENT …) run on that primary
  * - `commandOn(port, cmd)`: to that node; `commandAll(cmd)`: to every live primary, an array of replies
  * - `primaries()`: the live primaries; `ownerOf(key)`: the node serving the key's slot; `keySlot(key)`
  * - `killPrimaryOf(key)`: SIGKILLs that primary, waits until its replica is promoted and the cluster
@@ -292,7 +195,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
 
   /** Reads roles and ids from a live node's `CLUSTER NODES`. */
   const refresh = async () => {
-    const view = parseClusterNodes(await call(live()[0].port, 'CLUSTER NODES'));
+    const view = parseClusterNodes(await redis(live()[0].port, 'CLUSTER NODES'));
     for (const node of nodes) {
       node.alive = isAlive(node.proc);
       const seen = view.find((v) => v.port === node.port);
@@ -311,9 +214,9 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
   const converged = async (known = count) => {
     let agreed;
     for (const node of live()) {
-      const info = fields(await call(node.port, 'CLUSTER INFO'));
+      const info = infoFields(await redis(node.port, 'CLUSTER INFO'));
       if (info.cluster_state !== 'ok' || Number(info.cluster_slots_ok) !== 16384 || Number(info.cluster_known_nodes) !== known) return false;
-      const view = parseClusterNodes(await call(node.port, 'CLUSTER NODES'));
+      const view = parseClusterNodes(await redis(node.port, 'CLUSTER NODES'));
       if (view.some((v) => v.flags.includes('handshake') || v.flags.includes('noaddr'))) return false;
       const owners = view.filter((v) => v.flags.includes('master') && v.slots.length > 0);
       if (owners.some((o) => o.failed || !isAlive(byPort(o.port)?.proc))) return false;
@@ -322,7 +225,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
       agreed = map;
       const me = view.find((v) => v.flags.includes('myself'));
       if (me.flags.includes('slave')) {
-        const repl = fields(await call(node.port, 'INFO replication'));
+        const repl = infoFields(await redis(node.port, 'INFO replication'));
         if (repl.master_link_status !== 'up') return false;
       }
     }
@@ -360,38 +263,30 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
   /** The node serving `key`'s slot, according to a live node's slot map. */
   cluster.ownerOf = async (key) => {
     const slot = keySlot(key);
-    for (const [from, to, [, port]] of await call(live()[0].port, 'CLUSTER SLOTS')) {
+    for (const [from, to, [, port]] of await redis(live()[0].port, 'CLUSTER SLOTS')) {
       if (slot >= from && slot <= to) return byPort(Number(port));
     }
     throw new Error(`no node serves slot ${slot}`);
   };
 
-  cluster.commandOn = async (port, cmd) => (await exchange(port, [cmd]))[0].raw;
-  cluster.commandAll = async (cmd) => Promise.all((await cluster.primaries()).map((n) => cluster.commandOn(n.port, cmd)));
+  cluster.commandOn = (port, cmd) => redis(port, cmd);
+  cluster.commandAll = async (cmd) => Promise.all((await cluster.primaries()).map((n) => redis(n.port, cmd)));
 
   cluster.command = async (cmd) => {
-    const [name, first] = cmd.trim().split(/\s+/);
-    // Shard channels are not keys to COMMAND GETKEYS, but they are hashed to slots like keys.
-    const keys = /^(SPUBLISH|SSUBSCRIBE|SUNSUBSCRIBE)$/i.test(name)
-      ? [first]
-      : (await exchange(live()[0].port, [`COMMAND GETKEYS ${cmd}`]))[0].value;
-    let port = Array.isArray(keys) && keys.length > 0 ? (await cluster.ownerOf(keys[0])).port : (await cluster.primaries())[0].port;
-    let asking = false;
-    // A slot moving or a failover in progress: follow the redirects, wait out TRYAGAIN/CLUSTERDOWN.
-    return until(`'${cmd}' on the cluster`, async () => {
-      const replies = await exchange(port, asking ? ['ASKING', cmd] : [cmd]);
-      const { raw, value } = replies[replies.length - 1];
-      asking = false;
-      if (!(value instanceof RedisError)) return raw;
-      const [code, , target] = value.message.split(' ');
-      if (code === 'MOVED' || code === 'ASK') {
-        port = Number(target.split(':').pop());
-        asking = code === 'ASK';
-        return false;
+    // Sent to the first live primary, whose redis-cli follows -MOVED and -ASK to the node serving
+    // the key; a slot moving or a failover in progress: wait out TRYAGAIN and CLUSTERDOWN. The
+    // roles known since this harness's last change, without asking the cluster again: a test
+    // that races its commands against a client's reconnection needs them to follow each other fast.
+    const port = (live().find((n) => n.role === 'primary') ?? (await cluster.primaries())[0]).port;
+    const { reply } = await until(`'${cmd}' on the cluster`, async () => {
+      try {
+        return { reply: await redis(port, cmd, { cluster: true }) };
+      } catch (e) {
+        if (e instanceof RedisError && !/^(TRYAGAIN|CLUSTERDOWN) /.test(e.message)) throw Object.assign(e, { final: true });
+        throw e;
       }
-      if (code === 'TRYAGAIN' || code === 'CLUSTERDOWN') return false;
-      return raw;
     }, { timeoutMs: 15_000, everyMs: 20 });
+    return reply;
   };
 
   cluster.killPrimaryOf = async (key) => {
@@ -413,20 +308,20 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
     const to = byPort(toPort);
     if (!to || !to.alive || to.role !== 'primary') throw new Error(`${toPort} is not a live primary of this cluster`);
     if (to === from) return { slot, from, to, keys: 0 };
-    await call(to.port, ['CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id]);
-    await call(from.port, ['CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id]);
+    await redis(to.port, ['CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id]);
+    await redis(from.port, ['CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id]);
     let moved = 0;
     for (;;) {
-      const keys = await call(from.port, ['CLUSTER', 'GETKEYSINSLOT', slot, batch]);
+      const keys = await redis(from.port, ['CLUSTER', 'GETKEYSINSLOT', slot, batch]);
       if (keys.length === 0) break;
       // An empty key and the KEYS form: several keys per MIGRATE, atomically per batch.
-      await call(from.port, ['MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys]);
+      await redis(from.port, ['MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys]);
       moved += keys.length;
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
     }
     // The new owner first (it bumps its epoch), then the old one, then everybody else.
     const others = (await cluster.primaries()).filter((n) => n !== to && n !== from);
-    for (const node of [to, from, ...others]) await call(node.port, ['CLUSTER', 'SETSLOT', slot, 'NODE', to.id]);
+    for (const node of [to, from, ...others]) await redis(node.port, ['CLUSTER', 'SETSLOT', slot, 'NODE', to.id]);
     await waitConverged(`slot ${slot} to be served by ${to.port} everywhere`, nodes.length);
     if ((await cluster.ownerOf(key)) !== to) throw new Error(`slot ${slot} did not move to ${to.port}`);
     return { slot, from, to, keys: moved };
@@ -472,7 +367,7 @@ export async function startRedisCluster({ args = [], primaries = 3 } = {}) {
  * - `serviceName`, `sentinels`: [{ port, proc }], `data`: [{ port, proc }] (the two data nodes)
  * - `port`, `primaryPort()`: the current primary's port, as a sentinel reports it
  *   (`SENTINEL get-master-addr-by-name`)
- * - `command(cmd)`: an inline command to the current primary (raw reply text); `commandOn(port, cmd)`
+ * - `command(cmd)`: a command to the current primary (see `redis` of redis.mjs); `commandOn(port, cmd)`
  * - `failover()`: SIGKILLs the primary, waits until every sentinel reports the promoted replica and it
  *   answers `ROLE` as master; resolves with { killed, promoted } (ports)
  * - `revive()`: restarts killed data nodes, empty, as replicas of the current primary
@@ -491,7 +386,7 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
     const replicaOf = primaryPort ? ['--replicaof', '127.0.0.1', String(primaryPort)] : [];
     node.proc = await spawnRedis('redis-server', [...dataNodeArgs(node.port, node.dir), ...replicaOf, ...args.map(String), ...extra], node.port);
   };
-  const replicaInSync = async (port) => fields(await call(port, 'INFO replication')).master_link_status === 'up';
+  const replicaInSync = async (port) => infoFields(await redis(port, 'INFO replication')).master_link_status === 'up';
 
   const cleanUp = async () => {
     await Promise.all([...data, ...sentinels].map((n) => sigkill(n.proc)));
@@ -535,15 +430,14 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
   }
 
   const liveSentinels = () => sentinels.filter((s) => isAlive(s.proc));
-  const askedPrimary = async (port) => Number((await call(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', serviceName]))[1]);
+  const askedPrimary = async (port) => Number((await redis(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', serviceName]))[1]);
   /** True when every sentinel says the primary is `port`, healthy, with a replica and 2 other sentinels. */
   const sentinelsAgree = async (port, replicas = 1) => {
     for (const s of liveSentinels()) {
-      const pairs = await call(s.port, ['SENTINEL', 'MASTER', serviceName]);
-      const m = Object.fromEntries(pairs.flatMap((v, i) => (i % 2 ? [] : [[v, pairs[i + 1]]])));
+      const m = asMap(await redis(s.port, ['SENTINEL', 'MASTER', serviceName]));
       if (Number(m.port) !== port || m.flags !== 'master' || Number(m['num-other-sentinels']) !== liveSentinels().length - 1) return false;
-      const known = (await call(s.port, ['SENTINEL', 'REPLICAS', serviceName]))
-        .map((r) => Object.fromEntries(r.flatMap((v, i) => (i % 2 ? [] : [[v, r[i + 1]]]))))
+      const known = (await redis(s.port, ['SENTINEL', 'REPLICAS', serviceName]))
+        .map(asMap)
         .filter((r) => r.flags === 'slave' && r['master-link-status'] === 'ok');
       if (known.length < replicas) return false;
     }
@@ -567,7 +461,7 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
     url: `redis-sentinel://127.0.0.1:${sentinels[0].port}?${sentinels.slice(1).map((s) => `node=127.0.0.1:${s.port}`).join('&')}&sentinelServiceName=${serviceName}`,
   };
   setup.primaryPort = () => askedPrimary(liveSentinels()[0].port);
-  setup.commandOn = async (port, cmd) => (await exchange(port, [cmd]))[0].raw;
+  setup.commandOn = (port, cmd) => redis(port, cmd);
   setup.command = async (cmd) => setup.commandOn(await setup.primaryPort(), cmd);
 
   setup.failover = async () => {
@@ -579,7 +473,7 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
     await sigkill(killed.proc);
     await until(`the sentinels to promote ${replica.port}`, async () => {
       for (const s of liveSentinels()) if ((await askedPrimary(s.port)) !== replica.port) return false;
-      return (await call(replica.port, 'ROLE'))[0] === 'master';
+      return (await redis(replica.port, 'ROLE'))[0] === 'master';
     }, { timeoutMs: 30_000, everyMs: 100 });
     setup.port = replica.port;
     return { killed: killed.port, promoted: replica.port };
@@ -602,7 +496,7 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
       const info = await setup.commandOn(primary, 'INFO replication');
       return (info.match(/^slave\d+:.*state=online/gm) ?? []).length >= data.length - 1;
     }, { timeoutMs: 30_000, everyMs: 100 });
-    for (const node of dead) await call(node.port, ['CONFIG', 'SET', 'replica-priority', '100']);
+    for (const node of dead) await redis(node.port, ['CONFIG', 'SET', 'replica-priority', '100']);
     return dead.map((n) => n.port);
   };
 
@@ -620,14 +514,14 @@ export async function startRedisSentinel({ args = [], serviceName = 'chat' } = {
   };
   setup.resumeReplica = async () => {
     const paused = data.filter((n) => n.paused && isAlive(n.proc));
-    const written = Number(fields(await setup.command('INFO replication')).master_repl_offset);
+    const written = Number(infoFields(await setup.command('INFO replication')).master_repl_offset);
     for (const node of paused) {
       node.proc.kill('SIGCONT');
       node.paused = false;
     }
     await until('the resumed replica to catch up', async () => {
       for (const node of paused) {
-        const info = fields(await call(node.port, 'INFO replication'));
+        const info = infoFields(await redis(node.port, 'INFO replication'));
         if (info.master_link_status !== 'up' || Number(info.slave_repl_offset) < written) return false;
       }
       return true;

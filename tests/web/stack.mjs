@@ -5,6 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { freePort, until } from '../support/net.mjs';
 import { startRedisTopology } from '../support/topology.mjs';
+export { subscribe } from '../support/redis.mjs';
 import { startService } from '../support/service.mjs';
 import { generateKeyPair, tempFile } from '../support/keys.mjs';
 import { startOidcProvider, loginAtProvider } from '../support/oidc.mjs';
@@ -109,17 +110,6 @@ export function verifyWithJwks(token, jwks) {
   return { header, claims: JSON.parse(Buffer.from(p, 'base64url')) };
 }
 
-/** Subscribes to a Redis channel with a raw RESP connection; `received()` is everything read so far. */
-export async function subscribe(port, channel) {
-  const sock = net.connect(port, '127.0.0.1');
-  let data = '';
-  sock.on('data', (d) => { data += d.toString(); });
-  sock.on('error', () => {});
-  sock.write(`SUBSCRIBE ${channel}\r\n`);
-  await until(`SUBSCRIBE ${channel}`, () => data.includes('subscribe'));
-  return { received: () => data, close: () => sock.destroy() };
-}
-
 /** Headers every page must carry. */
 export function assertSecurityHeaders(assert, res, what) {
   const csp = res.headers.get('content-security-policy') ?? '';
@@ -177,14 +167,13 @@ export async function startHangingServer(port = 0) {
 
 /** The session keys in `redis` (the store keeps them under their bare 22-character ids), with their TTLs. */
 export async function sessionKeys(redis) {
-  const reply = await redis.command('KEYS *');
-  const keys = [...reply.matchAll(/^\$\d+\r\n(.*)$/gm)].map((m) => m[1]).filter((k) => /^[A-Za-z0-9_-]{22}$/.test(k));
+  const keys = (await redis.command('KEYS *')).filter((k) => /^[A-Za-z0-9_-]{22}$/.test(k));
   const ttls = [];
-  for (const key of keys) ttls.push(Number(/^:(-?\d+)/.exec(await redis.command(`TTL ${key}`))[1]));
+  for (const key of keys) ttls.push(await redis.command(['TTL', key]));
   return keys.map((key, i) => ({ key, ttl: ttls[i] }));
 }
 
 /** How many keys `redis` holds (DBSIZE). */
 export async function keyCount(redis) {
-  return Number(/^:(\d+)/.exec(await redis.command('DBSIZE'))[1]);
+  return redis.command('DBSIZE');
 }

@@ -1,13 +1,12 @@
-//! The behaviour suite against Redis, on a real `redis-server` started by
-//! the test on a free loopback port, plus what only Redis can do (lose its data).
+//! The behaviour suite against Redis, on a real `redis-server` on a free
+//! loopback port (tests/topology), plus what only Redis can do (lose its data).
 
 mod behaviour;
+mod topology;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use chat_core::{MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, History};
 use chat_store::connection::RedisSettings;
@@ -15,73 +14,9 @@ use chat_store::history::NewMessage;
 use chat_store::redis::RedisBackend;
 use fred::prelude::*;
 
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_redis() -> Result<Redis> {
-    // Another test may grab the same free port first: then our server exits and we try again.
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("redis-server must be installed (the test command installs it)")?;
-        for _ in 0..250 {
-            if child.try_wait()?.is_some() {
-                break;
-            }
-            if pong(port).is_ok() {
-                return Ok(Redis {
-                    child,
-                    url: format!("redis://127.0.0.1:{port}"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    bail!("could not start redis-server")
-}
-
-fn pong(port: u16) -> Result<()> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    stream.write_all(b"PING\r\n")?;
-    let mut buf = [0u8; 7];
-    stream.read_exact(&mut buf)?;
-    if &buf == b"+PONG\r\n" {
-        Ok(())
-    } else {
-        bail!("not redis")
-    }
-}
-
 /// A private Redis; every node gets its own clients.
 struct Nodes {
-    redis: Redis,
+    redis: topology::Topology,
 }
 
 impl behaviour::Nodes for Nodes {
@@ -96,14 +31,14 @@ impl behaviour::Nodes for Nodes {
 
 fn nodes() -> Nodes {
     Nodes {
-        redis: start_redis().unwrap_or_else(|e| panic!("{e}")),
+        redis: topology::start_single().unwrap_or_else(|e| panic!("{e}")),
     }
 }
 
 behaviour_tests!(nodes());
 
 /// A command client of `redis` and a backend acting as `node-a` through it.
-async fn one_node(redis: &Redis) -> Result<(Client, RedisBackend)> {
+async fn one_node(redis: &topology::Topology) -> Result<(Client, RedisBackend)> {
     let client = RedisSettings::new(&redis.url).command_client()?;
     client.wait_for_connect().await?;
     let backend = RedisBackend::new(client.clone(), None, "node-a");
@@ -112,7 +47,7 @@ async fn one_node(redis: &Redis) -> Result<(Client, RedisBackend)> {
 
 #[tokio::test]
 async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
-    let redis = start_redis()?;
+    let redis = topology::start_single()?;
     let (client, a) = one_node(&redis).await?;
     let room = RoomName::parse("General")?;
     let user = UserRef {
@@ -144,7 +79,7 @@ async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
 #[tokio::test]
 async fn reads_over_messages_stored_by_the_previous_release_count_exactly() -> Result<()> {
     use chat_store::backend::Reads;
-    let redis = start_redis()?;
+    let redis = topology::start_single()?;
     let (client, a) = one_node(&redis).await?;
     let room = RoomName::parse("General")?;
     let history = chat_store::schema::room_keys(&room, "node-a")[3].clone();

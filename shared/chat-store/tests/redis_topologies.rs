@@ -102,10 +102,10 @@ mod replica_wait {
             "a message the primary does not hold is not confirmed"
         );
 
-        let (mut sentinel, replica) = tokio::task::spawn_blocking(move || {
+        let mut sentinel = tokio::task::spawn_blocking(move || {
             let mut sentinel = sentinel;
-            let replica = sentinel.pause_replica()?;
-            anyhow::Ok((sentinel, replica))
+            sentinel.pause_replica()?;
+            anyhow::Ok(sentinel)
         })
         .await??;
         let second = send(&store, &room, "two").await?;
@@ -142,7 +142,7 @@ mod replica_wait {
             "the wait is bounded ({took:?})"
         );
 
-        sentinel.resume(replica)?;
+        sentinel.resume_replica()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match store.replicated(&room, Some(second)).await {

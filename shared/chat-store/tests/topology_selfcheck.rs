@@ -1,5 +1,6 @@
-//! The store tests' Redis topologies (tests/topology) start, answer `fred`, and survive the
-//! faults they make: a cluster primary SIGKILLed, a Sentinel failover.
+//! The store tests' Redis topologies (tests/topology, which drives
+//! tests/support/topology_cli.mjs) start, answer `fred`, and survive the faults they make: a
+//! cluster primary SIGKILLed, a Sentinel failover.
 
 mod topology;
 
@@ -46,8 +47,8 @@ async fn a_cluster_answers_fred_and_survives_a_primary_killed() -> Result<()> {
     let key = "chat:room:{General}:seq";
     let _: () = client.set(key, "1", None, None, false).await?;
     let owner = cluster.owner_of(key)?;
-    let synced = cluster.command_on(owner, "WAIT 1 5000")?.int()?;
-    assert_eq!(synced, 1);
+    let synced = cluster.command_on(owner, "WAIT 1 5000")?;
+    assert_eq!(synced.as_i64(), Some(1));
 
     let promoted = tokio::task::spawn_blocking(move || {
         let promoted = cluster.kill_primary_of(key)?;
@@ -74,7 +75,8 @@ async fn a_sentinel_setup_answers_fred_and_survives_a_failover() -> Result<()> {
         .set("chat:room:{General}:seq", "1", None, None, false)
         .await?;
     let primary = sentinel.primary_port()?;
-    assert_eq!(sentinel.command_on(primary, "WAIT 1 5000")?.int()?, 1);
+    let synced = sentinel.command_on(primary, "WAIT 1 5000")?;
+    assert_eq!(synced.as_i64(), Some(1));
 
     let (mut sentinel, promoted) = tokio::task::spawn_blocking(move || {
         let promoted = sentinel.failover()?;

@@ -7,16 +7,17 @@
 //! command), so a report shows how the load spread over a cluster's shards
 //! and what one message cost Redis.
 //!
-//! Nodes are read over plain RESP with a blocking socket, once at the start
-//! and once at the end of the phase (a few milliseconds each), and only on
-//! loopback.
+//! Nodes are read with a `fred` client of their own, only on loopback,
+//! once at the start and once at the end of the phase (a few milliseconds
+//! each); the client connects before the first reading, so the commands of
+//! its handshake fall outside the phase.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use fred::prelude::{Builder, Client, ClientLike, Config};
+use fred::types::InfoKind;
 use serde::{Deserialize, Serialize};
 
 use crate::procstat::{Sample, sample};
@@ -70,23 +71,17 @@ pub(crate) fn check_addr(addr: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends one inline command and reads one bulk-string reply.
-fn query(addr: &str, cmd: &str) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(format!("{cmd}\r\n").as_bytes())?;
-    let mut r = BufReader::new(s);
-    let mut head = String::new();
-    r.read_line(&mut head)?;
-    let len: usize = match head.strip_prefix('$') {
-        Some(n) => n.trim().parse().context("bad bulk length")?,
-        None => bail!("{addr} answered {cmd} with {}", head.trim()),
-    };
-    let mut body = vec![0; len + 2];
-    r.read_exact(&mut body)?;
-    body.truncate(len);
-    Ok(String::from_utf8_lossy(&body).into_owned())
+/// A client of the node at `addr`, connected; no command waits more than 2 s.
+async fn connect(addr: &str) -> anyhow::Result<Client> {
+    let mut builder = Builder::from_config(Config::from_url(&format!("redis://{addr}"))?);
+    builder.with_connection_config(|c| c.connection_timeout = Duration::from_secs(2));
+    builder.with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2));
+    let client = builder.build()?;
+    client
+        .init()
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    Ok(client)
 }
 
 fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
@@ -95,11 +90,11 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-fn read(addr: &str) -> anyhow::Result<Snapshot> {
-    let server = query(addr, "INFO server")?;
-    let repl = query(addr, "INFO replication")?;
-    let stats = query(addr, "INFO commandstats")?;
-    let cpu = query(addr, "INFO cpu")?;
+async fn read(client: &Client) -> anyhow::Result<Snapshot> {
+    let server: String = client.info(Some(InfoKind::Server)).await?;
+    let repl: String = client.info(Some(InfoKind::Replication)).await?;
+    let stats: String = client.info(Some(InfoKind::CommandStats)).await?;
+    let cpu: String = client.info(Some(InfoKind::Cpu)).await?;
     let secs = |name: &str| field(&cpu, name).and_then(|v| v.parse::<f64>().ok());
     let pid: u32 = field(&server, "process_id")
         .and_then(|p| p.parse().ok())
@@ -143,24 +138,41 @@ fn read(addr: &str) -> anyhow::Result<Snapshot> {
     })
 }
 
-/// Readings of a set of nodes at the start of a phase.
+/// Readings of a set of nodes at the start of a phase, with their clients.
 pub(crate) struct RedisMeter {
-    nodes: Vec<(String, Option<Snapshot>)>,
+    nodes: Vec<(String, Option<(Client, Snapshot)>)>,
 }
 
 impl RedisMeter {
     /// Reads every node in `addrs` (a node that does not answer is left out).
-    pub(crate) fn start(addrs: &[String]) -> Self {
-        Self {
-            nodes: addrs.iter().map(|a| (a.clone(), read(a).ok())).collect(),
+    pub(crate) async fn start(addrs: &[String]) -> Self {
+        let mut nodes = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let reading = match connect(addr).await {
+                Ok(client) => match read(&client).await {
+                    Ok(before) => Some((client, before)),
+                    Err(_) => {
+                        let _ = client.quit().await;
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            nodes.push((addr.clone(), reading));
         }
+        Self { nodes }
     }
 
     /// Reads them again: what each did since [`Self::start`], `secs` ago.
-    pub(crate) fn stop(&self, secs: f64) -> Vec<NodeUsage> {
+    pub(crate) async fn stop(self, secs: f64) -> Vec<NodeUsage> {
         let mut out = Vec::new();
-        for (addr, before) in &self.nodes {
-            let (Some(before), Ok(after)) = (before, read(addr)) else {
+        for (addr, reading) in self.nodes {
+            let Some((client, before)) = reading else {
+                continue;
+            };
+            let after = read(&client).await;
+            let _ = client.quit().await;
+            let Ok(after) = after else {
                 continue;
             };
             let mut commands = BTreeMap::new();
@@ -180,7 +192,7 @@ impl RedisMeter {
             }
             let same = before.pid == after.pid && after.pid > 0;
             out.push(NodeUsage {
-                addr: addr.clone(),
+                addr,
                 role: after.role,
                 pid: after.pid,
                 secs,

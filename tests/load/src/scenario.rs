@@ -313,9 +313,9 @@ impl Ctx<'_> {
         let idle = if a.redis_node.is_empty() || a.redis_idle_s <= 0.0 {
             Vec::new()
         } else {
-            let m = RedisMeter::start(&a.redis_node);
+            let m = RedisMeter::start(&a.redis_node).await;
             tokio::time::sleep(Duration::from_secs_f64(a.redis_idle_s)).await;
-            m.stop(a.redis_idle_s)
+            m.stop(a.redis_idle_s).await
         };
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let duration = Duration::from_secs_f64(a.duration);
@@ -323,7 +323,7 @@ impl Ctx<'_> {
         let until = t0 + duration;
         let stop_at = until + Duration::from_secs_f64(a.drain);
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
-        let redis = RedisMeter::start(&a.redis_node);
+        let redis = RedisMeter::start(&a.redis_node).await;
         let count = pop.clients.len().max(1) as f64;
         let pad = a.size;
         let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
@@ -342,7 +342,7 @@ impl Ctx<'_> {
         let measured = meter.stop();
         let typing_sent: u64 = outs.iter().map(|o| o.typing_sent).sum();
         let typing_received: u64 = outs.iter().map(|o| o.typing_received).sum();
-        let nodes = redis.stop(a.duration + a.drain);
+        let nodes = redis.stop(a.duration + a.drain).await;
         let mut r = pop.report;
         r.redis = nodes;
         r.redis_idle = idle;

@@ -100,14 +100,14 @@ impl Ctx<'_> {
         let secs = a.read_alone_s;
         let rt = hostile_runtime()?;
         let (readers, handshakes) = self.connect_readers(id, &rt).await?;
-        let rest = RedisMeter::start(&a.redis_node);
+        let rest = RedisMeter::start(&a.redis_node).await;
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-        let redis_idle = rest.stop(secs);
+        let redis_idle = rest.stop(secs).await;
         let start = Instant::now();
         let until = start + Duration::from_secs_f64(secs);
         // A read sent just before `until` has this long to be answered.
         let stop_at = until + Duration::from_millis(a.read_ack_timeout_ms);
-        let meter = RedisMeter::start(&a.redis_node);
+        let meter = RedisMeter::start(&a.redis_node).await;
         let tasks = tell(
             readers,
             Window {
@@ -120,7 +120,7 @@ impl Ctx<'_> {
         for t in tasks {
             outs.push(t.await.context("a reading task panicked")?);
         }
-        let redis = meter.stop((Instant::now() - start).as_secs_f64());
+        let redis = meter.stop((Instant::now() - start).as_secs_f64()).await;
         rt.shutdown_background();
         let mut reads = connected(handshakes);
         reads.add(outs, secs);

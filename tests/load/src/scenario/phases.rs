@@ -280,13 +280,13 @@ async fn measure_phases(
     let secs = (at[1] - at[0]).as_secs_f64();
     tokio::time::sleep_until(at[0]).await;
     let meter = Meter::start(&servers, &aux);
-    let nodes = RedisMeter::start(&redis);
+    let nodes = RedisMeter::start(&redis).await;
     tokio::time::sleep_until(at[1]).await;
-    let without = (meter.stop(), nodes.stop(secs));
+    let without = (meter.stop(), nodes.stop(secs).await);
     let meter = Meter::start(&servers, &aux);
-    let nodes = RedisMeter::start(&redis);
+    let nodes = RedisMeter::start(&redis).await;
     tokio::time::sleep_until(at[2]).await;
-    [without, (meter.stop(), nodes.stop(secs))]
+    [without, (meter.stop(), nodes.stop(secs).await)]
 }
 
 /// (servers, Redis, tool) CPU in cores over a phase of `secs`.
