@@ -119,11 +119,13 @@ async fn reads_over_messages_stored_by_the_previous_release_count_exactly() -> R
 /// `message` as it is), so each event is checked whole, field for field.
 #[tokio::test]
 async fn published_events_keep_the_previous_release_s_field_names() -> Result<()> {
+    use anyhow::{Context, bail};
     use chat_core::events::Change;
     use chat_store::history::MessageChange;
     use serde_json::{Value, json};
+    use std::time::Duration;
 
-    let redis = start_redis()?;
+    let redis = topology::start_single()?;
     let (_client, a) = one_node(&redis).await?;
     let room = RoomName::parse("General")?;
     let listener = RedisSettings::new(&redis.url).command_client()?;
