@@ -2,82 +2,18 @@
 //! the test on a free loopback port, plus what only Redis can do (lose its data).
 
 mod behaviour;
+mod redis_server;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use chat_core::{MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, History};
 use chat_store::connection::RedisSettings;
 use chat_store::history::NewMessage;
 use chat_store::redis::RedisBackend;
 use fred::prelude::*;
-
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_redis() -> Result<Redis> {
-    // Another test may grab the same free port first: then our server exits and we try again.
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("redis-server must be installed (the test command installs it)")?;
-        for _ in 0..250 {
-            if child.try_wait()?.is_some() {
-                break;
-            }
-            if pong(port).is_ok() {
-                return Ok(Redis {
-                    child,
-                    url: format!("redis://127.0.0.1:{port}"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    bail!("could not start redis-server")
-}
-
-fn pong(port: u16) -> Result<()> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    stream.write_all(b"PING\r\n")?;
-    let mut buf = [0u8; 7];
-    stream.read_exact(&mut buf)?;
-    if &buf == b"+PONG\r\n" {
-        Ok(())
-    } else {
-        bail!("not redis")
-    }
-}
+use redis_server::{Redis, start_redis};
 
 /// A private Redis; every node gets its own clients.
 struct Nodes {
