@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant, timeout_at};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::hostile::Window;
+use crate::session;
 use crate::wire::{self, Incoming, Ws};
 
 /// Frames written between two flushes.
@@ -29,14 +31,10 @@ const HISTORY_BEFORE: &str = "9999999999999-0";
 /// When and how much one abusive connection floods.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FloodPlan {
-    /// First event.
-    pub(crate) start: Instant,
-    /// No events after this.
-    pub(crate) until: Instant,
+    /// Events from its `start` until its `until`; the close at its `stop_at`.
+    pub(crate) window: Window,
     /// At most this many events (both kinds together).
     pub(crate) max_events: u64,
-    /// When the connection is closed.
-    pub(crate) stop_at: Instant,
 }
 
 /// Acks of one kind of event, by outcome.
@@ -54,6 +52,22 @@ impl AckCounts {
     /// All acks counted.
     pub(crate) fn total(&self) -> u64 {
         self.ok + self.rate_limited + self.other
+    }
+
+    /// Counts one ack, `ok` or not, its `body` telling the error; an error
+    /// other than `rate_limited` is also counted by name in `other_errors`.
+    pub(crate) fn count(&mut self, ok: bool, body: &str, other_errors: &mut BTreeMap<String, u64>) {
+        if ok {
+            self.ok += 1;
+            return;
+        }
+        let error = wire::ack_error(body);
+        if error == "rate_limited" {
+            self.rate_limited += 1;
+        } else {
+            self.other += 1;
+            *other_errors.entry(error).or_default() += 1;
+        }
     }
 
     /// Adds `o`'s counts.
@@ -190,26 +204,26 @@ async fn write(
                 Err(_) => return (0, 0, None),
             },
             Some(()) = pongs.recv() => {
-                if let Err(e) = sink.send(WsMessage::text("3")).await {
+                if let Err(e) = sink.send(wire::pong()).await {
                     return (0, 0, Some(format!("pong: {e}")));
                 }
             }
         }
     };
-    let _ = stop.send(plan.stop_at);
-    tokio::time::sleep_until(plan.start).await;
+    let _ = stop.send(plan.window.stop_at);
+    tokio::time::sleep_until(plan.window.start).await;
     let mut n: u64 = 0;
     let mut err = None;
-    'flood: while n < plan.max_events && Instant::now() < plan.until {
+    'flood: while n < plan.max_events && Instant::now() < plan.window.until {
         while pongs.try_recv().is_ok() {
-            if let Err(e) = sink.feed(WsMessage::text("3")).await {
+            if let Err(e) = sink.feed(wire::pong()).await {
                 err = Some(format!("pong: {e}"));
                 break 'flood;
             }
         }
         let end = (n + BATCH).min(plan.max_events);
         while n < end {
-            match timeout_at(plan.until, sink.feed(event(n))).await {
+            match timeout_at(plan.window.until, sink.feed(event(n))).await {
                 Ok(Ok(())) => n += 1,
                 Ok(Err(e)) => {
                     err = Some(format!("send: {e}"));
@@ -219,7 +233,7 @@ async fn write(
                 Err(_) => break 'flood,
             }
         }
-        match timeout_at(plan.until, sink.flush()).await {
+        match timeout_at(plan.window.until, sink.flush()).await {
             Ok(Ok(())) | Err(_) => {}
             Ok(Err(e)) => {
                 err = Some(format!("send: {e}"));
@@ -234,9 +248,9 @@ async fn write(
     if err.is_some() {
         return (messages, history, err);
     }
-    let _ = timeout_at(plan.stop_at, sink.flush()).await;
-    while let Ok(Some(())) = timeout_at(plan.stop_at, pongs.recv()).await {
-        if timeout_at(plan.stop_at, sink.send(WsMessage::text("3")))
+    let _ = timeout_at(plan.window.stop_at, sink.flush()).await;
+    while let Ok(Some(())) = timeout_at(plan.window.stop_at, pongs.recv()).await {
+        if timeout_at(plan.window.stop_at, sink.send(wire::pong()))
             .await
             .is_err()
         {
@@ -259,29 +273,19 @@ async fn read(
     let deadline = tokio::time::sleep(Duration::from_secs(86_400));
     tokio::pin!(deadline);
     let mut stop = Some(stop);
-    loop {
+    out.dropped = loop {
         tokio::select! {
-            () = &mut deadline => break,
-            at = wait_stop(&mut stop) => {
-                stop = None;
-                match at {
-                    Ok(at) => deadline.as_mut().reset(at),
-                    // The writer ended before any plan: so does the reader.
-                    Err(_) => break,
-                }
-            }
+            () = &mut deadline => break None,
+            at = session::once(&mut stop) => match at {
+                Ok(at) => deadline.as_mut().reset(at),
+                // The writer ended before any plan: so does the reader.
+                Err(_) => break None,
+            },
             frame = stream.next() => {
-                let text = match frame {
-                    Some(Ok(WsMessage::Text(t))) => t,
-                    Some(Ok(WsMessage::Close(_))) | None => {
-                        out.dropped = Some("closed by server".into());
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        out.dropped = Some(format!("read: {e}"));
-                        break;
-                    }
+                let text = match wire::text(frame) {
+                    Ok(Some(text)) => text,
+                    Ok(None) => continue,
+                    Err(why) => break Some(why),
                 };
                 let text = text.as_str();
                 match wire::classify(text) {
@@ -294,21 +298,7 @@ async fn read(
                         } else {
                             &mut out.history_acks
                         };
-                        if ok {
-                            counts.ok += 1;
-                        } else {
-                            let error = wire::ack_error(body);
-                            if error == "rate_limited" {
-                                counts.rate_limited += 1;
-                            } else {
-                                counts.other += 1;
-                                *out.other_errors.entry(error).or_default() += 1;
-                            }
-                        }
-                    }
-                    Incoming::Closed => {
-                        out.dropped = Some("disconnected by server".into());
-                        break;
+                        counts.count(ok, body, &mut out.other_errors);
                     }
                     Incoming::Delivery { .. } | Incoming::Typing | Incoming::Other => {
                         if let Some(reason) = wire::session_ended(text) {
@@ -318,18 +308,8 @@ async fn read(
                 }
             }
         }
-    }
+    };
     out
-}
-
-/// The writer's `stop_at` while it is still awaited; never after.
-async fn wait_stop(
-    stop: &mut Option<oneshot::Receiver<Instant>>,
-) -> Result<Instant, oneshot::error::RecvError> {
-    match stop {
-        Some(rx) => rx.await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

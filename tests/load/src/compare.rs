@@ -40,6 +40,7 @@ fn show(v: f64, unit: Unit) -> String {
     }
 }
 
+// A table, one row per metric: its rows are alike by design.
 const METRICS: &[Metric] = &[
     ("connections ok", |r| r.connections_ok as f64, Unit::Count),
     (
@@ -1012,25 +1013,14 @@ fn topologies(dir: &std::path::Path) -> anyhow::Result<String> {
 }
 
 fn node_row(n: &NodeUsage) -> String {
-    let mut top: Vec<_> = n.commands.iter().collect();
-    top.sort_by_key(|b| std::cmp::Reverse(b.1.calls));
-    let cmds: Vec<String> = top
-        .iter()
-        .take(6)
-        .map(|(k, c)| format!("{k} {}", c.calls))
-        .collect();
     let secs = n.secs.max(1e-9);
     format!(
         "| {} | {} | {:.3} | {:.3} | {} |\n",
         n.addr,
-        if n.role == "master" {
-            "primary"
-        } else {
-            "replica"
-        },
+        n.role_name(),
         n.cpu_s / secs,
         n.sys_s / secs,
-        cmds.join(", ")
+        n.top_commands()
     )
 }
 

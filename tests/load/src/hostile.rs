@@ -18,10 +18,10 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::abuser::AckCounts;
 use crate::report::{Latency, histogram};
+use crate::session;
 use crate::wire::{self, HandshakeError, Incoming, Target, Ws};
 
 /// When the hostile user acts: from `start` until `until`; its connections
@@ -118,16 +118,6 @@ impl ReadReport {
     }
 }
 
-/// The start signal while it is still awaited; never after.
-async fn wait_plan<P>(
-    plan: &mut Option<oneshot::Receiver<P>>,
-) -> Result<P, oneshot::error::RecvError> {
-    match plan {
-        Some(rx) => rx.await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Runs one reading connection: answers pings from now on; once `plan`
 /// comes, sends `read { id }` as [`ReadPace`] says from its start until its
 /// end, and closes at its `stop_at`.
@@ -149,64 +139,35 @@ pub(crate) async fn reads(
     // The ack id of the read in flight and when it went out.
     let mut waiting: Option<(u64, u64)> = None;
     let mut n: u64 = 0;
-    loop {
+    out.dropped = loop {
         tokio::select! {
             biased;
-            () = &mut stop => break,
-            w = wait_plan(&mut plan) => {
-                plan = None;
-                let Ok(w) = w else { break };
+            () = &mut stop => break None,
+            w = session::once(&mut plan) => {
+                let Ok(w) = w else { break None };
                 until = Some(w.until);
                 stop.as_mut().reset(w.stop_at);
                 next.as_mut().reset(w.start);
                 next_armed = true;
             }
             frame = ws.next() => {
-                let text = match frame {
-                    Some(Ok(WsMessage::Text(t))) => t,
-                    Some(Ok(WsMessage::Close(_))) | None => {
-                        out.dropped = Some("closed by server".into());
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        out.dropped = Some(format!("read: {e}"));
-                        break;
-                    }
+                let text = match wire::text_answering_ping(&mut ws, frame).await {
+                    Ok(Some(text)) => text,
+                    Ok(None) => continue,
+                    Err(why) => break Some(why),
                 };
-                match wire::classify(text.as_str()) {
-                    Incoming::Ping => {
-                        if let Err(e) = ws.send(WsMessage::text("3")).await {
-                            out.dropped = Some(format!("pong: {e}"));
-                            break;
-                        }
-                    }
-                    Incoming::Ack(ack, ok, body) if waiting.is_some_and(|(w, _)| w == ack) => {
-                        let sent_at = waiting.take().map_or(0, |(_, at)| at);
-                        out.ack_us
-                            .saturating_record(wire::now_us().saturating_sub(sent_at).max(1));
-                        let retry = if ok {
-                            out.acks.ok += 1;
-                            Duration::ZERO
-                        } else {
-                            let error = wire::ack_error(body);
-                            if error == "rate_limited" {
-                                out.acks.rate_limited += 1;
-                            } else {
-                                out.acks.other += 1;
-                                *out.other_errors.entry(error).or_default() += 1;
-                            }
-                            pace.retry
-                        };
-                        next.as_mut().reset(Instant::now() + retry);
-                        next_armed = true;
-                    }
-                    Incoming::Closed => {
-                        out.dropped = Some("disconnected by server".into());
-                        break;
-                    }
-                    _ => {}
-                }
+                let Incoming::Ack(ack, ok, body) = wire::classify(text.as_str()) else {
+                    continue;
+                };
+                let Some((_, sent_at)) = waiting.take_if(|(w, _)| *w == ack) else {
+                    continue;
+                };
+                out.ack_us
+                    .saturating_record(wire::now_us().saturating_sub(sent_at).max(1));
+                out.acks.count(ok, body, &mut out.other_errors);
+                let retry = if ok { Duration::ZERO } else { pace.retry };
+                next.as_mut().reset(Instant::now() + retry);
+                next_armed = true;
             }
             () = &mut give_up, if waiting.is_some() => {
                 waiting = None;
@@ -220,8 +181,7 @@ pub(crate) async fn reads(
                     continue;
                 }
                 if let Err(e) = ws.send(wire::read(n, &id)).await {
-                    out.dropped = Some(format!("send: {e}"));
-                    break;
+                    break Some(format!("send: {e}"));
                 }
                 waiting = Some((n, wire::now_us()));
                 give_up.as_mut().reset(Instant::now() + pace.ack_timeout);
@@ -229,7 +189,7 @@ pub(crate) async fn reads(
                 out.sent += 1;
             }
         }
-    }
+    };
     if waiting.is_some() {
         out.unanswered += 1;
     }

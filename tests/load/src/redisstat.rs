@@ -58,6 +58,30 @@ pub(crate) struct NodeUsage {
     pub(crate) commands: BTreeMap<String, Calls>,
 }
 
+impl NodeUsage {
+    /// `primary` or `replica`.
+    pub(crate) fn role_name(&self) -> &'static str {
+        if self.role == "master" {
+            "primary"
+        } else {
+            "replica"
+        }
+    }
+
+    /// The six commands called most, most first, with their calls:
+    /// `evalsha 120, get 40, …`.
+    pub(crate) fn top_commands(&self) -> String {
+        let mut top: Vec<(&String, &Calls)> = self.commands.iter().collect();
+        top.sort_by_key(|b| std::cmp::Reverse(b.1.calls));
+        let cmds: Vec<String> = top
+            .iter()
+            .take(6)
+            .map(|(k, c)| format!("{k} {}", c.calls))
+            .collect();
+        cmds.join(", ")
+    }
+}
+
 /// Checks `addr` is a loopback `host:port` the tool may query.
 pub(crate) fn check_addr(addr: &str) -> anyhow::Result<()> {
     let (host, port) = addr
@@ -326,26 +350,15 @@ pub(crate) fn rows(nodes: &[NodeUsage], idle: &[NodeUsage], sends: u64) -> Vec<(
         ));
     }
     for n in nodes {
-        let mut top: Vec<(&String, &Calls)> = n.commands.iter().collect();
-        top.sort_by_key(|b| std::cmp::Reverse(b.1.calls));
-        let cmds: Vec<String> = top
-            .iter()
-            .take(6)
-            .map(|(k, c)| format!("{k} {}", c.calls))
-            .collect();
         rows.push((
             format!("redis {}", n.addr),
             format!(
                 "{} pid {}: {:.3} cores ({:.3} kernel); {}",
-                if n.role == "master" {
-                    "primary"
-                } else {
-                    "replica"
-                },
+                n.role_name(),
                 n.pid,
                 cores(n.cpu_s, n.secs),
                 cores(n.sys_s, n.secs),
-                cmds.join(", ")
+                n.top_commands()
             ),
         ));
     }

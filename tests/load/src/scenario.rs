@@ -141,6 +141,14 @@ impl Ctx<'_> {
         self.prepare_for(n, room_of, |i| i)
     }
 
+    /// `--connections` clients ([`Self::prepare`]), the clients of each
+    /// replica spread over the `--rooms` rooms in turn.
+    fn prepare_connections(&self) -> anyhow::Result<Vec<Job>> {
+        let rooms = self.args.rooms.max(1);
+        let urls = self.targets.len();
+        self.prepare(self.args.connections, |i| (i / urls) % rooms)
+    }
+
     /// [`Self::prepare`], with client `i` signed in as user `user_of(i)`
     /// (`sub` = `load-<run>-<user>`), so that several clients can be one user.
     fn prepare_for<U: std::fmt::Display>(
@@ -278,6 +286,20 @@ impl Ctx<'_> {
         Ok(outs)
     }
 
+    /// [`Self::sessions`] in which every client sends on `plan`, the first
+    /// sends spread over one period by client id.
+    async fn steady_sessions(
+        clients: Vec<Client>,
+        stop_at: Instant,
+        plan: SendPlan,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let senders = clients.len();
+        Self::sessions(clients, stop_at, |c| {
+            Some(plan.spread(c.id as usize, senders))
+        })
+        .await
+    }
+
     /// Connects rooms × members and lets every member send at `rate` /s.
     async fn fanout(&self, rate: f64) -> anyhow::Result<Report> {
         self.fanout_with(rate, None).await
@@ -324,21 +346,11 @@ impl Ctx<'_> {
         let stop_at = until + Duration::from_secs_f64(a.drain);
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let redis = RedisMeter::start(&a.redis_node).await;
-        let count = pop.clients.len().max(1) as f64;
-        let pad = a.size;
-        let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
-            // Spread the first sends over one period so members do not send in lockstep.
-            let offset = period.mul_f64(f64::from(c.id) / count);
-            Some(SendPlan {
-                start: t0 + offset,
-                period,
-                until,
-                max: u64::MAX,
-                pad,
-                typing,
-            })
-        })
-        .await?;
+        let plan = SendPlan {
+            typing,
+            ..SendPlan::steady(t0, period, until, a.size)
+        };
+        let outs = Self::steady_sessions(std::mem::take(&mut pop.clients), stop_at, plan).await?;
         let measured = meter.stop();
         let typing_sent: u64 = outs.iter().map(|o| o.typing_sent).sum();
         let typing_received: u64 = outs.iter().map(|o| o.typing_received).sum();
@@ -407,8 +419,7 @@ impl Ctx<'_> {
     async fn storm(&self) -> anyhow::Result<Report> {
         let a = self.args;
         let rooms = a.rooms.max(1);
-        let urls = self.targets.len();
-        let jobs = self.prepare(a.connections, |i| (i / urls) % rooms)?;
+        let jobs = self.prepare_connections()?;
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let mut pop = self.connect(jobs).await?;
         let measured = meter.stop();
@@ -427,11 +438,11 @@ impl Ctx<'_> {
     }
 
     /// Holds `connections` open and reports server RSS growth per connection.
+    // Starts as `storm` does; what it measures, and when, is its own.
     async fn idle(&self) -> anyhow::Result<Report> {
         let a = self.args;
         let rooms = a.rooms.max(1);
-        let urls = self.targets.len();
-        let jobs = self.prepare(a.connections, |i| (i / urls) % rooms)?;
+        let jobs = self.prepare_connections()?;
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let started = Instant::now();
         let mut pop = self.connect(jobs).await?;

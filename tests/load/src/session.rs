@@ -13,7 +13,6 @@ use chat_core::MessageId;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::wire::{self, Entry, Incoming, Ws};
 
@@ -32,6 +31,29 @@ pub(crate) struct SendPlan {
     pub(crate) pad: usize,
     /// Also emit `typing` this often (from `start` until `until`), if set.
     pub(crate) typing: Option<Duration>,
+}
+
+impl SendPlan {
+    /// Sending every `period` from `start` until `until`, with no cap on the
+    /// count, `pad` bytes of padding and no `typing`.
+    pub(crate) fn steady(start: Instant, period: Duration, until: Instant, pad: usize) -> Self {
+        Self {
+            start,
+            period,
+            until,
+            max: u64::MAX,
+            pad,
+            typing: None,
+        }
+    }
+
+    /// This plan for sender `slot` of `senders`: its first send comes
+    /// `slot / senders` of a period later, so that senders spread over the
+    /// period instead of sending in lockstep.
+    pub(crate) fn spread(mut self, slot: usize, senders: usize) -> Self {
+        self.start += self.period.mul_f64(slot as f64 / senders.max(1) as f64);
+        self
+    }
 }
 
 /// What a connected client is told when the scenario starts.
@@ -137,14 +159,17 @@ fn parse_text(text: &str) -> Option<(u64, u64)> {
     Some(((sender << 32) | seq, ts))
 }
 
-/// The start signal while it is still awaited; never after.
-async fn wait_start(
-    start: &mut Option<oneshot::Receiver<Start>>,
-) -> Result<Start, oneshot::error::RecvError> {
-    match start {
-        Some(rx) => rx.await,
-        None => std::future::pending().await,
-    }
+/// The value a `select!` branch waits for once: `rx`'s, which it then
+/// takes (`rx` becomes `None`); while `rx` is `None`, never.
+pub(crate) async fn once<T>(
+    rx: &mut Option<oneshot::Receiver<T>>,
+) -> Result<T, oneshot::error::RecvError> {
+    let Some(waiting) = rx else {
+        return std::future::pending().await;
+    };
+    let value = waiting.await;
+    *rx = None;
+    value
 }
 
 async fn tick(t: &mut Option<Interval>) {
@@ -229,13 +254,12 @@ async fn drive(
     // Until the scenario starts, the stop is far away.
     let stop = tokio::time::sleep(Duration::from_secs(86_400));
     tokio::pin!(stop);
-    loop {
+    out.dropped = loop {
         tokio::select! {
             biased;
-            () = &mut stop => break,
-            told = wait_start(&mut start) => {
-                let Ok(told) = told else { break };
-                start = None;
+            () = &mut stop => break None,
+            told = once(&mut start) => {
+                let Ok(told) = told else { break None };
                 plan = told.plan;
                 ticker = plan.map(|p| {
                     let mut t = tokio::time::interval_at(p.start, p.period);
@@ -254,25 +278,12 @@ async fn drive(
                 if start.is_some() {
                     heard.fetch_add(1, Ordering::Relaxed);
                 }
-                let text = match frame {
-                    Some(Ok(WsMessage::Text(t))) => t,
-                    Some(Ok(WsMessage::Close(_))) | None => {
-                        out.dropped = Some("closed by server".into());
-                        break;
-                    }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        out.dropped = Some(format!("read: {e}"));
-                        break;
-                    }
+                let text = match wire::text_answering_ping(&mut ws, frame).await {
+                    Ok(Some(text)) => text,
+                    Ok(None) => continue,
+                    Err(why) => break Some(why),
                 };
                 match wire::classify(text.as_str()) {
-                    Incoming::Ping => {
-                        if let Err(e) = ws.send(WsMessage::text("3")).await {
-                            out.dropped = Some(format!("pong: {e}"));
-                            break;
-                        }
-                    }
                     Incoming::Delivery { id: msg, text } => {
                         let now = wire::now_us();
                         out.last_id = out.last_id.max(msg);
@@ -299,11 +310,7 @@ async fn drive(
                             out.typing_received += 1;
                         }
                     }
-                    Incoming::Closed => {
-                        out.dropped = Some("disconnected by server".into());
-                        break;
-                    }
-                    Incoming::Other => {}
+                    Incoming::Ping | Incoming::Other => {}
                 }
             }
             () = tick(&mut ticker) => {
@@ -317,8 +324,7 @@ async fn drive(
                 let key = (u64::from(id) << 32) | u64::from(seq);
                 pending.insert(next_ack, (key, wire::now_us()));
                 if let Err(e) = ws.send(wire::message_sent(next_ack, &text)).await {
-                    out.dropped = Some(format!("send: {e}"));
-                    break;
+                    break Some(format!("send: {e}"));
                 }
                 next_ack += 1;
                 out.sent += 1;
@@ -329,16 +335,12 @@ async fn drive(
                     continue;
                 }
                 if let Err(e) = ws.send(wire::typing()).await {
-                    out.dropped = Some(format!("send typing: {e}"));
-                    break;
+                    break Some(format!("send typing: {e}"));
                 }
                 out.typing_sent += 1;
             }
         }
-    }
-    if out.dropped.is_none() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-    }
+    };
     out.unacked_sent_us
         .extend(pending.into_values().map(|(_, sent_at)| sent_at));
     out
@@ -355,6 +357,21 @@ mod tests {
         assert_eq!(key, (7 << 32) | 3);
         assert!(ts <= wire::now_us());
         assert!(t.ends_with(":xxxx"));
+    }
+
+    #[test]
+    fn spread_plans_start_within_one_period_in_slot_order() {
+        let t0 = Instant::now();
+        let period = Duration::from_secs(1);
+        let plan = SendPlan::steady(t0, period, t0 + period * 10, 0);
+        let starts: Vec<Duration> = (0..4).map(|slot| plan.spread(slot, 4).start - t0).collect();
+        assert_eq!(
+            starts,
+            [0, 250, 500, 750].map(Duration::from_millis),
+            "one period shared out evenly"
+        );
+        assert_eq!(plan.spread(0, 0).start, t0, "no senders: no offset");
+        assert_eq!((plan.max, plan.typing), (u64::MAX, None));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Utf8Bytes};
 
 /// The WebSocket of one Socket.IO connection.
 pub(crate) type Ws = WebSocketStream<TcpStream>;
@@ -181,8 +181,8 @@ async fn open_inner(
             ws.send(WsMessage::text(frame))
                 .await
                 .context("send CONNECT")?;
-        } else if text == "2" {
-            ws.send(WsMessage::text("3")).await.context("pong")?;
+        } else if text == PING {
+            ws.send(pong()).await.context("pong")?;
         } else if let Some(err) = text.strip_prefix("44") {
             let message = serde_json::from_str::<serde_json::Value>(err)
                 .ok()
@@ -247,6 +247,49 @@ pub(crate) fn session_ended(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The Engine.IO ping, as a text frame's whole text.
+const PING: &str = "2";
+
+/// The Engine.IO pong, the answer to every ping.
+pub(crate) fn pong() -> WsMessage {
+    WsMessage::text("3")
+}
+
+/// The text of a frame a client read (`frame` as its stream yields it), or
+/// why its connection ended: a WebSocket close, a read error, or an
+/// Engine.IO close or Socket.IO disconnect from the server. `Ok(None)` for
+/// a frame without text (binary, WebSocket ping and pong).
+pub(crate) fn text(frame: Option<Result<WsMessage, WsError>>) -> Result<Option<Utf8Bytes>, String> {
+    match frame {
+        Some(Ok(WsMessage::Text(t))) if is_close(t.as_str()) => {
+            Err("disconnected by server".into())
+        }
+        Some(Ok(WsMessage::Text(t))) => Ok(Some(t)),
+        Some(Ok(WsMessage::Close(_))) | None => Err("closed by server".into()),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => Err(format!("read: {e}")),
+    }
+}
+
+/// [`text`] for a reader that holds the whole socket `ws`: it answers a
+/// ping there and then, and a ping's text is not returned (`Ok(None)`).
+pub(crate) async fn text_answering_ping(
+    ws: &mut Ws,
+    frame: Option<Result<WsMessage, WsError>>,
+) -> Result<Option<Utf8Bytes>, String> {
+    let text = text(frame)?;
+    if text.as_ref().is_some_and(|t| t.as_str() == PING) {
+        ws.send(pong()).await.map_err(|e| format!("pong: {e}"))?;
+        return Ok(None);
+    }
+    Ok(text)
+}
+
+/// Whether a text frame is an Engine.IO close or a Socket.IO disconnect.
+fn is_close(text: &str) -> bool {
+    text == "1" || text.starts_with("41")
+}
+
 /// What a received text frame means to the load tool.
 pub(crate) enum Incoming<'a> {
     /// Engine.IO ping: answer `3`.
@@ -262,15 +305,13 @@ pub(crate) enum Incoming<'a> {
     Ack(u64, bool, &'a str),
     /// `user typing` (someone else in the room is typing).
     Typing,
-    /// Engine.IO close or Socket.IO disconnect.
-    Closed,
     /// Anything else (`user entered`, ...).
     Other,
 }
 
 /// Classifies one text frame without building a JSON tree on the hot path.
 pub(crate) fn classify(text: &str) -> Incoming<'_> {
-    if text == "2" {
+    if text == PING {
         return Incoming::Ping;
     }
     if let Some(rest) = text.strip_prefix("42[\"message received\",") {
@@ -296,9 +337,6 @@ pub(crate) fn classify(text: &str) -> Incoming<'_> {
             return Incoming::Ack(id, body.contains("\"ok\":true"), body);
         }
         return Incoming::Other;
-    }
-    if text == "1" || text.starts_with("41") {
-        return Incoming::Closed;
     }
     Incoming::Other
 }
@@ -356,6 +394,24 @@ mod tests {
         assert!(newest_in_welcome(empty).is_none());
         assert!(Welcome::parse(empty).expect("a welcome").recovered);
         assert!(Welcome::parse(r#"42["user entered",{"id":"u","name":"n"}]"#).is_err());
+    }
+
+    #[test]
+    fn a_frame_is_text_nothing_or_the_end_of_the_connection() {
+        let read = |m: WsMessage| text(Some(Ok(m))).map(|t| t.map(|t| t.as_str().to_owned()));
+        fn ended<T>(why: &str) -> Result<T, String> {
+            Err(why.to_owned())
+        }
+        assert_eq!(read(WsMessage::text("2")), Ok(Some("2".into())));
+        assert_eq!(
+            read(WsMessage::text("42[\"x\"]")),
+            Ok(Some("42[\"x\"]".into()))
+        );
+        assert_eq!(read(WsMessage::binary(vec![1u8])), Ok(None));
+        assert_eq!(read(WsMessage::text("1")), ended("disconnected by server"));
+        assert_eq!(read(WsMessage::text("41")), ended("disconnected by server"));
+        assert_eq!(read(WsMessage::Close(None)), ended("closed by server"));
+        assert_eq!(text(None).map(|_| ()), ended("closed by server"));
     }
 
     #[test]

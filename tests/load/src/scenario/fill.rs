@@ -16,7 +16,6 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{Ctx, Job};
 use crate::report::RoomFill;
@@ -129,24 +128,20 @@ async fn fill_one(
         return (ids, errors);
     }
     while answered < n {
-        let frame = match timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(WsMessage::Text(t)))) => t,
-            Ok(Some(Ok(WsMessage::Close(_))) | None) | Err(_) => break,
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(_))) => break,
+        let Ok(frame) = timeout_at(deadline, ws.next()).await else {
+            break;
         };
-        match wire::classify(frame.as_str()) {
-            Incoming::Ping => {
-                let _ = ws.send(WsMessage::text("3")).await;
+        let frame = match wire::text_answering_ping(&mut ws, frame).await {
+            Ok(Some(text)) => text,
+            Ok(None) => continue,
+            Err(_) => break,
+        };
+        if let Incoming::Ack(_, ok, body) = wire::classify(frame.as_str()) {
+            answered += 1;
+            match wire::acked_id(body).filter(|_| ok) {
+                Some(id) => ids.push(id),
+                None => *errors.entry(wire::ack_error(body)).or_default() += 1,
             }
-            Incoming::Ack(_, ok, body) => {
-                answered += 1;
-                match wire::acked_id(body).filter(|_| ok) {
-                    Some(id) => ids.push(id),
-                    None => *errors.entry(wire::ack_error(body)).or_default() += 1,
-                }
-            }
-            _ => {}
         }
     }
     if answered < n {

@@ -22,14 +22,8 @@ impl Ctx<'_> {
         let (abusers, handshakes) = self.connect_hostile(jobs, rt.handle(), abuser::run).await?;
         let max_events = a.abuser_events;
         let run = self
-            .beside_normal_traffic(pop, Instant::now(), |w| {
-                let plan = FloodPlan {
-                    start: w.start,
-                    until: w.until,
-                    max_events,
-                    stop_at: w.stop_at,
-                };
-                tell(abusers, plan)
+            .beside_normal_traffic(pop, Instant::now(), |window| {
+                tell(abusers, FloodPlan { window, max_events })
             })
             .await
             .context("the flood")?;

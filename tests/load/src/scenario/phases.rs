@@ -199,20 +199,8 @@ impl Ctx<'_> {
             stop_at,
         });
         let period = Duration::from_secs_f64(1.0 / a.rate.max(0.001));
-        let count = pop.clients.len().max(1) as f64;
-        let pad = a.size;
-        let outs = Self::sessions(std::mem::take(&mut pop.clients), stop_at, |c| {
-            let offset = period.mul_f64(f64::from(c.id) / count);
-            Some(SendPlan {
-                start: t0 + offset,
-                period,
-                until,
-                max: u64::MAX,
-                pad,
-                typing: None,
-            })
-        })
-        .await?;
+        let plan = SendPlan::steady(t0, period, until, a.size);
+        let outs = Self::steady_sessions(std::mem::take(&mut pop.clients), stop_at, plan).await?;
         let mut hostile = Vec::with_capacity(tasks.len());
         for t in tasks {
             hostile.push(t.await.context("a hostile task panicked")?);

@@ -130,7 +130,7 @@ impl Ctx<'_> {
             "--kill-pid {pid} is also a --server-pid: measure the survivors only"
         );
         let rooms = a.rooms.max(1);
-        let jobs = self.prepare(a.connections, |i| (i / urls) % rooms)?;
+        let jobs = self.prepare_connections()?;
         // Client i is on replica i % urls: those of the first reconnect to the second.
         let mut redials: Vec<Option<Redial>> = jobs
             .iter()
@@ -261,15 +261,8 @@ impl Senders {
     /// Client `id`'s plan: senders spread their first sends over one period.
     fn plan(&self, id: u32) -> Option<SendPlan> {
         let slot = self.slot(id)?;
-        let offset = self.period.mul_f64(slot as f64 / self.slots.max(1) as f64);
-        Some(SendPlan {
-            start: self.start + offset,
-            period: self.period,
-            until: self.until,
-            max: u64::MAX,
-            pad: self.pad,
-            typing: None,
-        })
+        let plan = SendPlan::steady(self.start, self.period, self.until, self.pad);
+        Some(plan.spread(slot, self.slots))
     }
 
     /// How many of `connections` clients send.
