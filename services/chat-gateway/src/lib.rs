@@ -7,6 +7,7 @@
 //!   `TokenSettings`, `ROOMS`, `RedisSettings`; optional Redis and keys).
 //! - [`auth`]: the room-token keys (PEM file or JWKS) and verification.
 //! - [`conn`]: one connection's identity and life (pending → live → closing → gone).
+//! - [`deadline`]: one ack deadline per client event, set on arrival.
 //! - [`inbox`]: a connection's client events, one at a time in arrival order.
 //! - [`registry`]: this replica's connections per room, their limits, and local delivery.
 //! - [`sockets`]: the socketioxide adapter, and events encoded once per room.
@@ -23,6 +24,7 @@
 mod auth;
 mod config;
 mod conn;
+mod deadline;
 mod fanout;
 mod handlers;
 mod http;

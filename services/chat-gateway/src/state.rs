@@ -26,6 +26,7 @@ use tracing::field::Empty;
 use crate::auth::{TokenKeys, now_s};
 use crate::config::GatewayConfig;
 use crate::conn::{Closing, Conn, Ending, Handle, State};
+use crate::deadline::{Deadline, Late};
 use crate::inbox::Job;
 use crate::metrics_names as m;
 use crate::registry::Registry;
@@ -380,11 +381,13 @@ impl Gateway {
         }
     }
 
-    /// Handles `message sent`.
+    /// Handles `message sent`, answering by `deadline`. Whatever ends it (an
+    /// answer, or the deadline passing) is counted and recorded on its span.
     pub(crate) async fn send_message(
         &self,
         conn: &Conn,
         text: Result<String, ErrorCode>,
+        deadline: Deadline,
     ) -> SendAck {
         let span = tracing::info_span!(
             "message sent",
@@ -396,7 +399,11 @@ impl Gateway {
             trace_id = Empty,
         );
         record_trace_id(&span);
-        let ack = self.try_send(conn, text).instrument(span.clone()).await;
+        let ack = deadline
+            .within(self.try_send(conn, text))
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|Late| SendAck::err(ErrorCode::Unavailable));
         let label = match &ack {
             SendAck::Ok { id, .. } => {
                 span.record("message.id", id.to_string());
@@ -444,8 +451,8 @@ impl Gateway {
             floor: self.registry.last_id(room).max(conn.last_sent()),
             trace: traceparent.as_deref(),
         };
-        match tokio::time::timeout(self.config.ack_timeout, self.backend.send(message)).await {
-            Ok(Ok(message_id)) => {
+        match self.backend.send(message).await {
+            Ok(message_id) => {
                 conn.sent(message_id);
                 if self.config.waits_for_replicas() {
                     // Before the wait, which the ack's deadline may cut short.
@@ -453,46 +460,48 @@ impl Gateway {
                 }
                 Ok(message_id)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "message not stored");
                 Err(SendAck::err(ErrorCode::Unavailable))
             }
-            Err(_) => Err(SendAck::err(ErrorCode::Unavailable)),
         }
     }
 
     /// `{ ok: true, id }` once the Redis replicas hold message `id` (at once
     /// without `REDIS_WAIT_REPLICAS`); `unavailable` when they do not in
-    /// time. The message stays stored and delivered either way: `ok` promises
-    /// that it survives a failover, which only the replicas can.
+    /// time (the event's deadline). The message stays stored and delivered
+    /// either way: `ok` promises that it survives a failover, which only the
+    /// replicas can.
     async fn ack_when_replicated(&self, conn: &Conn, id: MessageId) -> SendAck {
-        let replicated = self.backend.replicated(&conn.record.room, Some(id));
-        match tokio::time::timeout(self.config.ack_timeout, replicated).await {
-            Ok(Ok(Replicated::Held)) => {
+        match self.backend.replicated(&conn.record.room, Some(id)).await {
+            Ok(Replicated::Held) => {
                 conn.settled(id);
                 SendAck::ok(id)
             }
-            Ok(Ok(Replicated::Lost)) => {
+            Ok(Replicated::Lost) => {
                 conn.settled(id);
                 tracing::warn!(message.id = %id, "message lost with a failed Redis primary; sent again, it is stored anew");
                 SendAck::err(ErrorCode::Unavailable)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, message.id = %id, "message stored, not confirmed by the Redis replicas");
                 SendAck::err(ErrorCode::Unavailable)
             }
-            Err(_) => SendAck::err(ErrorCode::Unavailable),
         }
     }
 
-    /// Handles `history`; the ack comes serialized, so what it adds to the
-    /// bytes waiting for the client can be counted.
+    /// Handles `history`, answering by `deadline`; the ack comes serialized,
+    /// so what it adds to the bytes waiting for the client can be counted.
     pub(crate) async fn history(
         &self,
         conn: &Conn,
         request: Result<HistoryRequest, ErrorCode>,
+        deadline: Deadline,
     ) -> Box<RawValue> {
-        let ack = self.read_history(conn, request).await;
+        let ack = deadline
+            .within(self.read_history(conn, request))
+            .await
+            .unwrap_or_else(|Late| HistoryAck::err(ErrorCode::Unavailable));
         serde_json::value::to_raw_value(&ack)
             .unwrap_or_else(|_| unreachable!("a history ack always serializes"))
     }
@@ -512,25 +521,32 @@ impl Gateway {
         let read = self
             .backend
             .history_before(&conn.record.room, request.before, request.limit);
-        match tokio::time::timeout(self.config.ack_timeout, read).await {
-            Ok(Ok(messages)) => HistoryAck::fitted(messages, self.config.reply_max_bytes()),
-            Ok(Err(e)) => {
+        match read.await {
+            Ok(messages) => HistoryAck::fitted(messages, self.config.reply_max_bytes()),
+            Err(e) => {
                 tracing::warn!(error = %e, "history not read");
                 HistoryAck::err(ErrorCode::Unavailable)
             }
-            Err(_) => HistoryAck::err(ErrorCode::Unavailable),
         }
     }
 
     /// Handles `refresh`: a new token for the same user and room moves the
     /// connection's expiry and binds it to the new token's web session.
     /// Fails closed: unless Redis confirms that neither session was logged
-    /// out, the answer is `unavailable`.
+    /// out by `deadline`, the answer is `unavailable`.
     pub(crate) async fn refresh(
         &self,
         conn: &Conn,
         token: Result<String, ErrorCode>,
+        deadline: Deadline,
     ) -> RefreshAck {
+        deadline
+            .within(self.try_refresh(conn, token))
+            .await
+            .unwrap_or_else(|Late| RefreshAck::err(ErrorCode::Unavailable))
+    }
+
+    async fn try_refresh(&self, conn: &Conn, token: Result<String, ErrorCode>) -> RefreshAck {
         let Ok(token) = token else {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         };
@@ -548,22 +564,33 @@ impl Gateway {
             .into_iter()
             .flatten()
             .collect();
-        let check = self.backend.revoked_among(&sessions);
-        match tokio::time::timeout(self.config.ack_timeout, check).await {
-            Ok(Ok(revoked)) if revoked.is_empty() => {}
-            Ok(Ok(_)) => return RefreshAck::err(ErrorCode::TokenRevoked),
-            Ok(Err(e)) => {
+        match self.backend.revoked_among(&sessions).await {
+            Ok(revoked) if revoked.is_empty() => {}
+            Ok(_) => return RefreshAck::err(ErrorCode::TokenRevoked),
+            Err(e) => {
                 tracing::warn!(error = %e, "refresh refused: revocations not readable");
                 return RefreshAck::err(ErrorCode::Unavailable);
             }
-            Err(_) => return RefreshAck::err(ErrorCode::Unavailable),
         }
         RefreshAck::ok(conn.refreshed(claims.sid, claims.exp))
     }
 
     /// Handles `message edit` (with the new text) and `message delete`
-    /// (without): only the author's, of a message still in the kept history.
+    /// (without): only the author's, of a message still in the kept history;
+    /// `unavailable` when not done by `deadline`.
     pub(crate) async fn change_message(
+        &self,
+        conn: &Conn,
+        request: Result<(MessageId, Option<String>), ErrorCode>,
+        deadline: Deadline,
+    ) -> DoneAck {
+        deadline
+            .within(self.try_change(conn, request))
+            .await
+            .unwrap_or_else(|Late| DoneAck::err(ErrorCode::Unavailable))
+    }
+
+    async fn try_change(
         &self,
         conn: &Conn,
         request: Result<(MessageId, Option<String>), ErrorCode>,
@@ -586,15 +613,14 @@ impl Gateway {
             user_id: &conn.record.user.id,
             text: text.as_ref(),
         };
-        match tokio::time::timeout(self.config.ack_timeout, self.backend.change(change)).await {
-            Ok(Ok(ChangeOutcome::Done)) => self.ack_change_when_replicated(conn).await,
-            Ok(Ok(ChangeOutcome::NotFound)) => DoneAck::err(ErrorCode::NotFound),
-            Ok(Ok(ChangeOutcome::Forbidden)) => DoneAck::err(ErrorCode::Forbidden),
-            Ok(Err(e)) => {
+        match self.backend.change(change).await {
+            Ok(ChangeOutcome::Done) => self.ack_change_when_replicated(conn).await,
+            Ok(ChangeOutcome::NotFound) => DoneAck::err(ErrorCode::NotFound),
+            Ok(ChangeOutcome::Forbidden) => DoneAck::err(ErrorCode::Forbidden),
+            Err(e) => {
                 tracing::warn!(error = %e, "change not stored");
                 DoneAck::err(ErrorCode::Unavailable)
             }
-            Err(_) => DoneAck::err(ErrorCode::Unavailable),
         }
     }
 
@@ -603,20 +629,30 @@ impl Gateway {
     /// it stays stored (an edit sent again is stored again, a deletion sent
     /// again is `not_found`).
     async fn ack_change_when_replicated(&self, conn: &Conn) -> DoneAck {
-        let replicated = self.backend.replicated(&conn.record.room, None);
-        match tokio::time::timeout(self.config.ack_timeout, replicated).await {
-            Ok(Ok(_)) => DoneAck::ok(),
-            Ok(Err(e)) => {
+        match self.backend.replicated(&conn.record.room, None).await {
+            Ok(_) => DoneAck::ok(),
+            Err(e) => {
                 tracing::warn!(error = %e, "change stored, not confirmed by the Redis replicas");
                 DoneAck::err(ErrorCode::Unavailable)
             }
-            Err(_) => DoneAck::err(ErrorCode::Unavailable),
         }
     }
 
     /// Handles `read`: moves the user's read marker in the room, for all
-    /// their devices.
-    pub(crate) async fn mark_read(&self, conn: &Conn, id: Result<MessageId, ErrorCode>) -> DoneAck {
+    /// their devices; `unavailable` when not done by `deadline`.
+    pub(crate) async fn mark_read(
+        &self,
+        conn: &Conn,
+        id: Result<MessageId, ErrorCode>,
+        deadline: Deadline,
+    ) -> DoneAck {
+        deadline
+            .within(self.try_mark_read(conn, id))
+            .await
+            .unwrap_or_else(|Late| DoneAck::err(ErrorCode::Unavailable))
+    }
+
+    async fn try_mark_read(&self, conn: &Conn, id: Result<MessageId, ErrorCode>) -> DoneAck {
         let id = match id {
             Ok(id) => id,
             Err(code) => return DoneAck::err(code),
@@ -627,20 +663,20 @@ impl Gateway {
         let mark = self
             .backend
             .mark_read(&conn.record.room, &conn.record.user.id, id);
-        match tokio::time::timeout(self.config.ack_timeout, mark).await {
-            Ok(Ok(())) => DoneAck::ok(),
-            Ok(Err(e)) => {
+        match mark.await {
+            Ok(()) => DoneAck::ok(),
+            Err(e) => {
                 tracing::warn!(error = %e, "read marker not stored");
                 DoneAck::err(ErrorCode::Unavailable)
             }
-            Err(_) => DoneAck::err(ErrorCode::Unavailable),
         }
     }
 
     /// Handles `typing`: at most one `user typing` per user per
     /// `TYPING_THROTTLE_MS` reaches the room, whichever replicas the user's
-    /// tabs are on; the rest are dropped without a word.
-    pub(crate) async fn typing(&self, conn: &Conn) {
+    /// tabs are on; the rest are dropped without a word, as is one not
+    /// published by `deadline`.
+    pub(crate) async fn typing(&self, conn: &Conn, deadline: Deadline) {
         let user = &conn.record.user;
         let room = &conn.record.room;
         if self
@@ -651,10 +687,10 @@ impl Gateway {
             return;
         }
         let publish = self.backend.typing(room, user, typing_throttle());
-        match tokio::time::timeout(self.config.ack_timeout, publish).await {
+        match deadline.within(publish).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "typing not published"),
-            Err(_) => tracing::debug!("typing not published: Redis timed out"),
+            Err(Late) => tracing::debug!("typing not published: Redis timed out"),
         }
     }
 
