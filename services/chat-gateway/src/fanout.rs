@@ -16,7 +16,7 @@ use chat_store::events::{RoomEvent, RoomEventKind};
 use chat_store::{FanoutEvent, Subscription};
 use chat_telemetry::trace_context::continue_trace;
 
-use crate::conn::Ending;
+use crate::connection::Ending;
 use crate::metrics_names as m;
 use crate::state::Gateway;
 
@@ -194,7 +194,7 @@ fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
 }
 
 /// Closes the connections a delivery found too slow to keep up.
-fn close_slow(gateway: &Gateway, slow: Vec<crate::conn::Handle>) {
+fn close_slow(gateway: &Gateway, slow: Vec<crate::connection::Connection>) {
     for handle in slow {
         tracing::info!(sid = %handle.socket.id, "slow consumer dropped");
         gateway.close(&handle, Ending::Server(ErrorCode::SlowConsumer));

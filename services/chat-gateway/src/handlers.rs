@@ -20,7 +20,7 @@ use chat_core::events::{
 use serde::Serialize;
 use socketioxide::extract::{Extension, State, TryData};
 
-use crate::conn::{Conn, Ending, Handle};
+use crate::connection::{Conn, Connection, Ending};
 use crate::deadline::Deadline;
 use crate::sockets::{Ack, Socket};
 use crate::state::{Gateway, Joined};
@@ -79,8 +79,8 @@ pub(crate) async fn on_connect(socket: Socket, State(gateway): Shared) {
         return;
     };
     let welcome = Welcome {
-        room: conn.record.room.to_string(),
-        you: conn.record.user.clone(),
+        room: conn.room.to_string(),
+        you: conn.user.clone(),
         members: snapshot.members,
         history: snapshot.history,
         recovered: snapshot.recovered,
@@ -88,7 +88,7 @@ pub(crate) async fn on_connect(socket: Socket, State(gateway): Shared) {
         unread: snapshot.unread,
     }
     .fit(gateway.config.reply_max_bytes(), since_given);
-    let handle = Handle { socket, conn };
+    let handle = Connection { socket, conn };
     match serde_json::value::to_raw_value(&welcome) {
         Ok(welcome) if handle.socket.emit(WELCOME, &welcome).is_ok() => {
             // The buffered events are counted first: they are judged by the
@@ -163,7 +163,7 @@ fn on_history(
     let busy = HistoryAck::err(ErrorCode::RateLimited);
     let (g, handle) = (
         gateway.clone(),
-        Handle {
+        Connection {
             socket,
             conn: conn.clone(),
         },
@@ -256,5 +256,5 @@ async fn on_disconnect(
 ) {
     // The socket is closed: break the socket → extensions → conn chain early.
     socket.extensions.remove::<Arc<Conn>>();
-    gateway.close(&Handle { socket, conn }, Ending::ClientLeft);
+    gateway.close(&Connection { socket, conn }, Ending::ClientLeft);
 }

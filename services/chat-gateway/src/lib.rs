@@ -6,7 +6,7 @@
 //! - [`config`]: the typed settings, read through `chat_settings::Env` (shared
 //!   `TokenSettings`, `ROOMS`, `RedisSettings`; optional Redis and keys).
 //! - [`auth`]: the room-token keys (PEM file or JWKS) and verification.
-//! - [`conn`]: one connection's identity and life (pending → live → closing → gone).
+//! - [`connection`]: one connection: its identity, rooms and life (pending → live → closing → gone).
 //! - [`deadline`]: one ack deadline per client event, set on arrival.
 //! - [`inbox`]: a connection's client events, one at a time in arrival order.
 //! - [`registry`]: this replica's connections per room, their limits, and local delivery.
@@ -23,7 +23,7 @@
 
 mod auth;
 mod config;
-mod conn;
+mod connection;
 mod deadline;
 mod fanout;
 mod handlers;

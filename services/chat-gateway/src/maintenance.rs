@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_core::{ErrorCode, RoomName};
-use chat_store::presence::Connection;
+use chat_store::presence;
 use tokio::time::Interval;
 
 use crate::auth::now_s;
-use crate::conn::{Ending, State};
+use crate::connection::{Ending, State};
 use crate::metrics_names as m;
 use crate::state::Gateway;
 
@@ -76,12 +76,12 @@ pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
 /// its data (nobody saw these users leave), with `user entered` when this
 /// replica had been swept as dead (everybody saw them leave).
 async fn restore(gateway: &Gateway, room: &RoomName, silent: bool) {
-    let records: Vec<Connection> = gateway
+    let records: Vec<presence::Connection> = gateway
         .registry
         .all()
         .iter()
-        .filter(|h| h.conn.record.room == *room)
-        .map(|h| h.conn.record.clone())
+        .filter(|c| c.conn.follows(room))
+        .map(|c| c.conn.record_in(room))
         .collect();
     match gateway.backend.restore(&records, silent).await {
         Ok(n) => {

@@ -25,7 +25,7 @@ use tower::ServiceBuilder;
 
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
-use crate::conn::Ending;
+use crate::connection::Ending;
 use crate::registry::{Limits, Registry};
 use crate::server::{Served, ServerLimits, TCP_HEADROOM, serve};
 use crate::sockets::{Adapter, Writer};

@@ -12,7 +12,7 @@ use chat_core::events::{
 use chat_core::{ErrorCode, MessageId, MessageText, UserRef};
 use chat_store::Backend;
 use chat_store::history::{ChangeOutcome, MessageChange, NewMessage, Replicated};
-use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Snapshot};
+use chat_store::presence::{self, JoinOutcome, JoinRequest, Snapshot};
 use chat_telemetry::trace_context::{current_trace_id, current_traceparent};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -25,7 +25,7 @@ use tracing::field::Empty;
 
 use crate::auth::{TokenKeys, now_s};
 use crate::config::GatewayConfig;
-use crate::conn::{Closing, Conn, Ending, Handle, State};
+use crate::connection::{Closing, Conn, Connection, Ending, State};
 use crate::deadline::{Deadline, Late};
 use crate::inbox::Job;
 use crate::metrics_names as m;
@@ -75,7 +75,7 @@ pub(crate) struct Gateway {
     draining: AtomicBool,
     redis_ok: AtomicBool,
     /// Leaves that failed while Redis was away, retried by the heartbeat.
-    failed_leaves: Arc<Mutex<Vec<Connection>>>,
+    failed_leaves: Arc<Mutex<Vec<presence::Connection>>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -152,8 +152,8 @@ impl Gateway {
             .unwrap_or_else(|e| e.as_str());
         span.record("outcome", label);
         if let Ok(joined) = &outcome {
-            span.record("room", joined.conn.record.room.as_str());
-            span.record("user.id", joined.conn.record.user.id.as_str());
+            span.record("room", joined.conn.room.as_str());
+            span.record("user.id", joined.conn.user.id.as_str());
         }
         metrics::counter!(m::HANDSHAKES, "outcome" => label).increment(1);
         outcome
@@ -186,7 +186,7 @@ impl Gateway {
             return Err(ErrorCode::RateLimited);
         }
         let since = since.and_then(|s| s.parse::<MessageId>().ok());
-        let record = Connection {
+        let record = presence::Connection {
             room,
             conn: socket.id.to_string(),
             user: UserRef {
@@ -200,7 +200,7 @@ impl Gateway {
             .then(|| socket.req_parts().extensions.get::<Wire>().cloned())
             .flatten();
         let conn = Arc::new(Conn::new(record, claims.sid, claims.exp, wire));
-        let handle = Handle {
+        let handle = Connection {
             socket: socket.clone(),
             conn: conn.clone(),
         };
@@ -208,8 +208,9 @@ impl Gateway {
         // registry, even before it is live.
         self.registry.admit(handle.clone())?;
         let session = conn.session();
+        let record = conn.record();
         let request = JoinRequest {
-            connection: &conn.record,
+            connection: &record,
             session: session.as_deref(),
             since,
             history_limit: chat_core::events::HISTORY_PAGE_MAX,
@@ -222,7 +223,7 @@ impl Gateway {
                     // Ended (revoked, drained) while the join was on its way:
                     // its release may have reached Redis first. Release again
                     // (releasing is idempotent); going live then tells the client.
-                    self.tasks.spawn(self.release(conn.record.clone()));
+                    self.tasks.spawn(self.release(record));
                 }
                 Ok(Joined {
                     conn,
@@ -232,9 +233,7 @@ impl Gateway {
             }
             Ok(Ok(JoinOutcome::Revoked)) => {
                 // Nothing was registered in Redis: only the local slot to give back.
-                if conn.begin_close(Ending::NeverConnected) != Closing::Already {
-                    self.registry.remove(&handle);
-                }
+                self.close(&handle, Ending::Refused);
                 Err(ErrorCode::TokenRevoked)
             }
             Ok(Err(e)) => {
@@ -251,12 +250,14 @@ impl Gateway {
         }
     }
 
-    /// Ends a connection, whatever ends it: it leaves the registry, its
-    /// presence is released (once, however many paths race to end it), and,
+    /// Ends a connection, whatever ends it: it leaves the registry (the only
+    /// way out of it), its presence in each room it follows is released
+    /// (once, however many paths race to end it; never for a refused
+    /// handshake, which presence never recorded), and,
     /// when the server ends a live connection, the client is told
     /// `session ended` and the socket is closed at once. A pending connection
     /// is told when its handshake would have completed ([`Gateway::go_live`]).
-    pub(crate) fn close(&self, handle: &Handle, ending: Ending) {
+    pub(crate) fn close(&self, handle: &Connection, ending: Ending) {
         let Closing::Started { was } = handle.conn.begin_close(ending) else {
             return;
         };
@@ -267,21 +268,25 @@ impl Gateway {
                 say_goodbye(handle, Some(reason));
             }
         }
-        let release = self.release(handle.conn.record.clone());
-        self.tasks.spawn(release);
+        if ending != Ending::Refused {
+            for room in handle.conn.rooms() {
+                let release = self.release(handle.conn.record_in(&room));
+                self.tasks.spawn(release);
+            }
+        }
     }
 
     /// After `welcome` was written: makes the connection live, or closes it if
     /// it was ended meanwhile (revoked, drained, too slow for its buffered
     /// events) or its token expired during the handshake.
-    pub(crate) fn go_live(&self, handle: &Handle, seq: u64) {
+    pub(crate) fn go_live(&self, handle: &Connection, seq: u64) {
         let activated = self
             .registry
-            .activate(&handle.conn.record.room, handle.socket.id, seq);
+            .activate(&handle.conn.room, handle.socket.id, seq);
         match handle.conn.go_live() {
             Err(goodbye) => say_goodbye(handle, goodbye),
             Ok(()) if !activated => {
-                // Its buffered events did not fit: forgotten by the registry already.
+                // Its buffered events did not fit.
                 self.close(handle, Ending::Server(ErrorCode::SlowConsumer));
             }
             Ok(()) if self.expired(&handle.conn, now_s()) => {
@@ -357,7 +362,7 @@ impl Gateway {
     }
 
     /// Releases a connection's presence; retried by the heartbeat if Redis is away.
-    fn release(&self, record: Connection) -> impl Future<Output = ()> + Send + 'static {
+    fn release(&self, record: presence::Connection) -> impl Future<Output = ()> + Send + 'static {
         let backend = self.backend.clone();
         let grace = self.config.exit_grace;
         let failed = self.failed_leaves.clone();
@@ -392,8 +397,8 @@ impl Gateway {
         let span = tracing::info_span!(
             "message sent",
             otel.kind = "server",
-            room = conn.record.room.as_str(),
-            user.id = conn.record.user.id.as_str(),
+            room = conn.room.as_str(),
+            user.id = conn.user.id.as_str(),
             message.id = Empty,
             outcome = Empty,
             trace_id = Empty,
@@ -440,13 +445,13 @@ impl Gateway {
 
     /// Stores and publishes a message of `conn`.
     async fn store(&self, conn: &Conn, text: &MessageText) -> Result<MessageId, SendAck> {
-        let room = &conn.record.room;
+        let room = &conn.room;
         // The trace travels with the message, so every replica that
         // delivers it joins this trace.
         let traceparent = current_traceparent();
         let message = NewMessage {
             room,
-            user: &conn.record.user,
+            user: &conn.user,
             text,
             floor: self.registry.last_id(room).max(conn.last_sent()),
             trace: traceparent.as_deref(),
@@ -473,7 +478,7 @@ impl Gateway {
     /// either way: `ok` promises that it survives a failover, which only the
     /// replicas can.
     async fn ack_when_replicated(&self, conn: &Conn, id: MessageId) -> SendAck {
-        match self.backend.replicated(&conn.record.room, Some(id)).await {
+        match self.backend.replicated(&conn.room, Some(id)).await {
             Ok(Replicated::Held) => {
                 conn.settled(id);
                 SendAck::ok(id)
@@ -520,7 +525,7 @@ impl Gateway {
         }
         let read = self
             .backend
-            .history_before(&conn.record.room, request.before, request.limit);
+            .history_before(&conn.room, request.before, request.limit);
         match read.await {
             Ok(messages) => HistoryAck::fitted(messages, self.config.reply_max_bytes()),
             Err(e) => {
@@ -557,7 +562,7 @@ impl Gateway {
             Ok(c) => c,
             Err(e) => return RefreshAck::err(e.code()),
         };
-        if claims.sub != conn.record.user.id || claims.room != conn.record.room.as_str() {
+        if claims.sub != conn.user.id || claims.room != conn.room.as_str() {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         }
         let sessions: Vec<String> = [claims.sid.clone(), conn.session().map(|s| s.to_string())]
@@ -608,9 +613,9 @@ impl Gateway {
             return DoneAck::err(ErrorCode::RateLimited);
         }
         let change = MessageChange {
-            room: &conn.record.room,
+            room: &conn.room,
             id,
-            user_id: &conn.record.user.id,
+            user_id: &conn.user.id,
             text: text.as_ref(),
         };
         match self.backend.change(change).await {
@@ -629,7 +634,7 @@ impl Gateway {
     /// it stays stored (an edit sent again is stored again, a deletion sent
     /// again is `not_found`).
     async fn ack_change_when_replicated(&self, conn: &Conn) -> DoneAck {
-        match self.backend.replicated(&conn.record.room, None).await {
+        match self.backend.replicated(&conn.room, None).await {
             Ok(_) => DoneAck::ok(),
             Err(e) => {
                 tracing::warn!(error = %e, "change stored, not confirmed by the Redis replicas");
@@ -660,9 +665,7 @@ impl Gateway {
         if over_budget(&self.reads, conn) {
             return DoneAck::err(ErrorCode::RateLimited);
         }
-        let mark = self
-            .backend
-            .mark_read(&conn.record.room, &conn.record.user.id, id);
+        let mark = self.backend.mark_read(&conn.room, &conn.user.id, id);
         match mark.await {
             Ok(()) => DoneAck::ok(),
             Err(e) => {
@@ -677,8 +680,8 @@ impl Gateway {
     /// tabs are on; the rest are dropped without a word, as is one not
     /// published by `deadline`.
     pub(crate) async fn typing(&self, conn: &Conn, deadline: Deadline) {
-        let user = &conn.record.user;
-        let room = &conn.record.room;
+        let user = &conn.user;
+        let room = &conn.room;
         if self
             .typings
             .check_key(&format!("{}\t{room}", user.id))
@@ -696,7 +699,7 @@ impl Gateway {
 
     /// Records that a reply of `bytes` the server built (`welcome`, a
     /// `history` page) was queued for a connection: see [`Wire::queued_reply`].
-    pub(crate) fn queued_reply(&self, handle: &Handle, bytes: usize) {
+    pub(crate) fn queued_reply(&self, handle: &Connection, bytes: usize) {
         if let Some(wire) = &handle.conn.wire
             && !wire.queued_reply(bytes)
         {
@@ -752,7 +755,7 @@ fn record_trace_id(span: &tracing::Span) {
 /// Tells the client why (when there is a reason) and closes the socket at
 /// once: through its TCP connection's cut switch when there is one, since a
 /// client that stopped reading may have no room left for a polite close.
-fn say_goodbye(handle: &Handle, reason: Option<ErrorCode>) {
+fn say_goodbye(handle: &Connection, reason: Option<ErrorCode>) {
     let socket = &handle.socket;
     if let Some(reason) = reason {
         let _ = socket.emit(SESSION_ENDED, &SessionEnded { reason });
@@ -778,7 +781,7 @@ fn typing_throttle() -> std::time::Duration {
 /// what it sends meanwhile would only be refused, at the cost of other
 /// users' time. A client that waits for its acks is never held.
 fn over_budget(budget: &Budget, conn: &Conn) -> bool {
-    match budget.check_key(&conn.record.user.id) {
+    match budget.check_key(&conn.user.id) {
         Ok(()) => false,
         Err(not_until) => {
             if let Some(wire) = &conn.wire
