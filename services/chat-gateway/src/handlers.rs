@@ -87,7 +87,7 @@ pub(crate) async fn on_connect(socket: Socket, State(gateway): Shared) {
         changes: snapshot.changes,
         unread: snapshot.unread,
     }
-    .fit(gateway.config.reply_max_bytes(), since_given);
+    .fit(gateway.config().reply_max_bytes(), since_given);
     let handle = Connection { socket, conn };
     match serde_json::value::to_raw_value(&welcome) {
         Ok(welcome) if handle.socket.emit(WELCOME, &welcome).is_ok() => {
@@ -127,7 +127,7 @@ where
         let _ = ack.send(&busy);
         return ready(());
     }
-    let work = work(Deadline::after(gateway.config.ack_timeout));
+    let work = work(Deadline::after(gateway.config().ack_timeout));
     gateway.submit(
         conn,
         Box::pin(async move {

@@ -11,7 +11,9 @@
 //! - [`inbox`]: a connection's client events, one at a time in arrival order.
 //! - [`registry`]: this replica's connections per room, their limits, and local delivery.
 //! - [`sockets`]: the socketioxide adapter, and events encoded once per room.
-//! - [`state`]: `Gateway`, the decisions behind each contract event.
+//! - [`state`]: `Gateway`, the decisions behind each contract event, one
+//!   submodule per reason to change (joining, closing, messages, history,
+//!   refresh, flow control).
 //! - [`handlers`]: the Socket.IO middleware and event handlers.
 //! - [`fanout`]: the Redis subscriber that feeds the registry.
 //! - [`maintenance`]: heartbeat, sweeps, token expiry, JWKS refresh.
