@@ -4,7 +4,9 @@
 //!
 //! A [`Conn`] is who the connection is (its id, user, web session and token
 //! expiry), the rooms it follows, where it stands, its [`Inbox`] of client
-//! events and its [`Wire`]. Every way a connection ends (revocation, expiry,
+//! events and its [`Wire`], with the flow control over both: not read from
+//! while too many events wait or while it pipelines past a budget, and a
+//! slow consumer once too many bytes are owed to it. Every way a connection ends (revocation, expiry,
 //! slow consumer, drain, the client leaving, a handshake never completed or
 //! refused) goes through [`Gateway::close`](crate::state::Gateway::close),
 //! which uses [`Conn::begin_close`] so that presence is released exactly once
@@ -20,13 +22,15 @@
 //! two where both are needed.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chat_core::{ErrorCode, MessageId, RoomName, UserRef};
 use chat_store::presence;
 
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, Job};
 use crate::sockets::Socket;
 use crate::wire::Wire;
 
@@ -97,7 +101,7 @@ pub(crate) struct Conn {
     /// stored and delivered, not acked ok. See [`Conn::resend_of`].
     unconfirmed: Mutex<Option<Unconfirmed>>,
     /// Its client events in flight.
-    pub(crate) inbox: Inbox,
+    inbox: Inbox,
     /// Its TCP connection, when it speaks WebSocket through this replica's own server.
     pub(crate) wire: Option<Wire>,
 }
@@ -156,6 +160,63 @@ impl Conn {
     /// How presence records it in the room its token names.
     pub(crate) fn record(&self) -> presence::Connection {
         self.record_in(&self.room)
+    }
+
+    /// Whether `max` of its client events already wait, received and not
+    /// yet answered.
+    pub(crate) fn is_saturated(&self, max: usize) -> bool {
+        self.inbox.in_flight() >= max
+    }
+
+    /// Queues a client event's `job` behind its earlier events (their order
+    /// is kept), and stops reading from the client once `max` events wait.
+    /// When no runner is active, returns one to spawn: it handles the queue
+    /// front to back, reading from the client again whenever there is room.
+    pub(crate) fn queue(
+        self: &Arc<Self>,
+        job: Job,
+        max: usize,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let start = self.inbox.push(job);
+        if self.is_saturated(max)
+            && let Some(wire) = &self.wire
+        {
+            wire.pause();
+        }
+        let conn = self.clone();
+        start.then_some(async move {
+            while let Some(job) = conn.inbox.next() {
+                if !conn.is_saturated(max)
+                    && let Some(wire) = &conn.wire
+                {
+                    wire.resume();
+                }
+                job.await;
+            }
+            if let Some(wire) = &conn.wire {
+                wire.resume();
+            }
+        })
+    }
+
+    /// Reads nothing from the client for `hold()` when more of its events
+    /// wait behind the one being refused (it pipelines past a budget); a
+    /// client that waits for its acks is never held.
+    pub(crate) fn hold_if_pipelining(&self, hold: impl FnOnce() -> Duration) {
+        if let Some(wire) = &self.wire
+            && self.inbox.in_flight() > 1
+        {
+            wire.hold_for(hold());
+        }
+    }
+
+    /// Records that a reply of `bytes` the server built (`welcome`, a
+    /// `history` page) was queued for the client: false when that makes it a
+    /// slow consumer (see [`Wire::queued_reply`]).
+    pub(crate) fn queued_reply(&self, bytes: usize) -> bool {
+        self.wire
+            .as_ref()
+            .is_none_or(|wire| wire.queued_reply(bytes))
     }
 
     fn state_lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -15,45 +15,24 @@ impl Gateway {
     /// Whether a connection already has `MAX_EVENTS_IN_FLIGHT` client events
     /// received and not yet answered.
     pub(crate) fn is_saturated(&self, conn: &Conn) -> bool {
-        conn.inbox.in_flight() >= self.config.max_events_in_flight
+        conn.is_saturated(self.config.max_events_in_flight)
     }
 
     /// Queues a client event's `job` behind the connection's earlier events
     /// (order per connection), starting the connection's runner if it is
     /// idle. A connection that reaches `MAX_EVENTS_IN_FLIGHT` is not read
     /// from until its runner has made room again.
-    pub(crate) fn submit(self: &Arc<Self>, conn: &Arc<Conn>, job: Job) {
-        let start = conn.inbox.push(job);
-        if self.is_saturated(conn)
-            && let Some(wire) = &conn.wire
-        {
-            wire.pause();
-        }
-        if start {
-            let gateway = self.clone();
-            let conn = conn.clone();
-            self.tasks.spawn(async move {
-                while let Some(job) = conn.inbox.next() {
-                    if !gateway.is_saturated(&conn)
-                        && let Some(wire) = &conn.wire
-                    {
-                        wire.resume();
-                    }
-                    job.await;
-                }
-                if let Some(wire) = &conn.wire {
-                    wire.resume();
-                }
-            });
+    pub(crate) fn submit(&self, conn: &Arc<Conn>, job: Job) {
+        if let Some(runner) = conn.queue(job, self.config.max_events_in_flight) {
+            self.tasks.spawn(runner);
         }
     }
 
     /// Records that a reply of `bytes` the server built (`welcome`, a
-    /// `history` page) was queued for a connection: see [`Wire::queued_reply`].
+    /// `history` page) was queued for a connection, closing it as a slow
+    /// consumer when the client already owed too much before it.
     pub(crate) fn queued_reply(&self, handle: &Connection, bytes: usize) {
-        if let Some(wire) = &handle.conn.wire
-            && !wire.queued_reply(bytes)
-        {
+        if !handle.conn.queued_reply(bytes) {
             self.close(handle, Ending::Server(ErrorCode::SlowConsumer));
         }
     }
@@ -68,12 +47,10 @@ pub(super) fn over_budget(budget: &Budget, conn: &Conn) -> bool {
     match budget.check_key(&conn.user.id) {
         Ok(()) => false,
         Err(not_until) => {
-            if let Some(wire) = &conn.wire
-                && conn.inbox.in_flight() > 1
-            {
+            conn.hold_if_pipelining(|| {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                wire.hold_for(spread(wait, rand::random()));
-            }
+                spread(wait, rand::random())
+            });
             true
         }
     }
