@@ -53,3 +53,26 @@ test('gateway counters follow handshakes, acks, deliveries and refusals', async 
   assert.ok(sample(afterA, 'chat_gateway_fanout_latency_seconds_count') >= 3);
   assert.ok(sample(afterA, 'chat_store_redis_command_seconds_count', { operation: 'send message' }) >= 3);
 });
+
+test('a send whose ack deadline passes while Redis is stalled is still counted, as unavailable', async (t) => {
+  // Redis stops answering (SIGSTOP) without closing its connection; the ack deadline
+  // (ACK_TIMEOUT_MS) passes long before the Redis command's own timeout would. The second
+  // send waits behind the first, so its deadline passes before its turn comes.
+  const stalled = await startCluster({
+    replicas: 1,
+    topology: 'single',
+    env: { ACK_TIMEOUT_MS: '500', REDIS_COMMAND_TIMEOUT_MS: '10000' },
+  });
+  t.after(() => stalled.stop());
+  const [g] = stalled.gateways;
+  const ann = await stalled.join(g, { sub: 'ann' });
+  const before = await scrape(g);
+  stalled.redis.proc.kill('SIGSTOP');
+  t.after(() => stalled.redis.proc.kill('SIGCONT'));
+  const acks = await Promise.all([ann.send('into a stalled Redis'), ann.send('and behind it')]);
+  assert.deepEqual(acks, [{ ok: false, error: 'unavailable' }, { ok: false, error: 'unavailable' }]);
+  const after = await scrape(g);
+  const counted = sample(after, 'chat_gateway_acks_total', { outcome: 'unavailable' })
+    - sample(before, 'chat_gateway_acks_total', { outcome: 'unavailable' });
+  assert.equal(counted, 2, 'both late acks are counted');
+});

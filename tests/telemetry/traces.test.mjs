@@ -77,3 +77,32 @@ test('a message sent through replica A to a member on replica B is one trace acr
   assert.equal(everything.includes(token), false, 'a token leaked into a span');
   assert.equal(everything.includes(token.split('.')[2]), false, 'a token signature leaked into a span');
 });
+
+test('a send whose ack deadline passes while Redis is stalled ends its span as unavailable', async (t) => {
+  // Redis stops answering (SIGSTOP) without closing its connection; the ack deadline
+  // (ACK_TIMEOUT_MS) passes long before the Redis command's own timeout would. The second
+  // send waits behind the first, so its deadline passes before its turn comes.
+  const late = await startGateway(cluster, {
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_SERVICE_NAME: 'chat-gateway',
+    OTEL_RESOURCE_ATTRIBUTES: 'service.instance.id=replica-late',
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    OTEL_TRACES_SAMPLER: 'always_on',
+    ACK_TIMEOUT_MS: '500',
+    REDIS_COMMAND_TIMEOUT_MS: '10000',
+  });
+  const sender = await cluster.join(late, { sub: 'late-sender', room: 'General' });
+  cluster.redis.proc.kill('SIGSTOP');
+  try {
+    const acks = await Promise.all([sender.send('into a stalled Redis'), sender.send('and behind it')]);
+    assert.deepEqual(acks, [{ ok: false, error: 'unavailable' }, { ok: false, error: 'unavailable' }]);
+  } finally {
+    cluster.redis.proc.kill('SIGCONT');
+  }
+  const spans = await until('both late "message sent" spans', () => {
+    const found = otlp.spans().filter((s) => s.name === 'message sent' && s.resource['service.instance.id'] === 'replica-late');
+    return found.length >= 2 ? found : null;
+  }, { timeoutMs: 10_000 });
+  assert.deepEqual(spans.map((s) => s.attrs.outcome), ['unavailable', 'unavailable']);
+});

@@ -16,7 +16,7 @@ use chat_store::events::{RoomEvent, RoomEventKind};
 use chat_store::{FanoutEvent, Subscription};
 use chat_telemetry::trace_context::continue_trace;
 
-use crate::conn::Ending;
+use crate::connection::Ending;
 use crate::metrics_names as m;
 use crate::state::Gateway;
 
@@ -29,7 +29,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
     loop {
         let event = tokio::select! {
             event = subscription.recv() => event,
-            _ = gateway.stopping.cancelled() => None,
+            _ = gateway.stopping().cancelled() => None,
         };
         let Some(event) = event else { break };
         match event {
@@ -39,10 +39,10 @@ pub(crate) async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
             }
             FanoutEvent::Resubscribed => {
                 read_back_gap(&gateway).await;
-                gateway.tasks.spawn(recheck_revocations(gateway.clone()));
+                gateway.tasks().spawn(recheck_revocations(gateway.clone()));
             }
             FanoutEvent::Revoked(sid) => {
-                for handle in gateway.registry.by_session(&sid) {
+                for handle in gateway.registry().by_session(&sid) {
                     gateway.close(&handle, Ending::Server(ErrorCode::TokenRevoked));
                 }
             }
@@ -53,7 +53,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
 /// Logouts published while the subscription was down were missed: ask Redis
 /// which live sessions were logged out, retrying until it answers.
 async fn recheck_revocations(gateway: Arc<Gateway>) {
-    while !gateway.stopping.is_cancelled() {
+    while !gateway.stopping().is_cancelled() {
         match gateway.recheck_revocations().await {
             Ok(revoked) => {
                 if revoked > 0 {
@@ -68,7 +68,7 @@ async fn recheck_revocations(gateway: Arc<Gateway>) {
                 tracing::warn!(error = %e, "revocation check after resubscribing failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(RECHECK_RETRY) => {}
-                    _ = gateway.stopping.cancelled() => {}
+                    _ = gateway.stopping().cancelled() => {}
                 }
             }
         }
@@ -81,14 +81,14 @@ async fn recheck_revocations(gateway: Arc<Gateway>) {
 /// registry, so nothing is lost, doubled or reordered.
 async fn read_back_gap(gateway: &Gateway) {
     const PAGE: usize = 100;
-    for room in gateway.config.rooms.iter() {
-        let Some(mut last) = gateway.registry.last_id(room) else {
+    for room in gateway.config().rooms.iter() {
+        let Some(mut last) = gateway.registry().last_id(room) else {
             continue;
         };
         read_back_changes(gateway, room, last).await;
         loop {
-            let page = gateway.backend.history_after(room, last, PAGE);
-            let page = match tokio::time::timeout(gateway.config.ack_timeout, page).await {
+            let page = gateway.backend().history_after(room, last, PAGE);
+            let page = match tokio::time::timeout(gateway.config().ack_timeout, page).await {
                 Ok(Ok(page)) => page,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, %room, "could not read back the gap");
@@ -124,8 +124,8 @@ async fn read_back_gap(gateway: &Gateway) {
 /// `last`, the newest this replica had delivered (newer ones are read back
 /// as they stand now). Delivering one again does no harm.
 async fn read_back_changes(gateway: &Gateway, room: &RoomName, last: chat_core::MessageId) {
-    let read = gateway.backend.changes_after(room, last);
-    let changes = match tokio::time::timeout(gateway.config.ack_timeout, read).await {
+    let read = gateway.backend().changes_after(room, last);
+    let changes = match tokio::time::timeout(gateway.config().ack_timeout, read).await {
         Ok(Ok(changes)) => changes,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, %room, "could not read back the changes");
@@ -166,7 +166,7 @@ async fn read_back_changes(gateway: &Gateway, room: &RoomName, last: chat_core::
 /// shows every replica that delivered it.
 fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
     let RoomEventKind::Message { message, trace } = &event.kind else {
-        let (_, slow) = gateway.registry.deliver(room, event);
+        let (_, slow) = gateway.registry().deliver(room, event);
         close_slow(gateway, slow);
         return;
     };
@@ -182,7 +182,7 @@ fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
     }
     let stored_ms = message.id.ms;
     let _entered = span.enter();
-    let (recipients, slow) = gateway.registry.deliver(room, event);
+    let (recipients, slow) = gateway.registry().deliver(room, event);
     close_slow(gateway, slow);
     span.record("recipients", recipients);
     metrics::counter!(m::DELIVERIES).increment(recipients as u64);
@@ -194,7 +194,7 @@ fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
 }
 
 /// Closes the connections a delivery found too slow to keep up.
-fn close_slow(gateway: &Gateway, slow: Vec<crate::conn::Handle>) {
+fn close_slow(gateway: &Gateway, slow: Vec<crate::connection::Connection>) {
     for handle in slow {
         tracing::info!(sid = %handle.socket.id, "slow consumer dropped");
         gateway.close(&handle, Ending::Server(ErrorCode::SlowConsumer));

@@ -20,7 +20,8 @@ use chat_core::events::{
 use serde::Serialize;
 use socketioxide::extract::{Extension, State, TryData};
 
-use crate::conn::{Conn, Ending, Handle};
+use crate::connection::{Conn, Connection, Ending};
+use crate::deadline::Deadline;
 use crate::sockets::{Ack, Socket};
 use crate::state::{Gateway, Joined};
 
@@ -78,16 +79,16 @@ pub(crate) async fn on_connect(socket: Socket, State(gateway): Shared) {
         return;
     };
     let welcome = Welcome {
-        room: conn.record.room.to_string(),
-        you: conn.record.user.clone(),
+        room: conn.room.to_string(),
+        you: conn.user.clone(),
         members: snapshot.members,
         history: snapshot.history,
         recovered: snapshot.recovered,
         changes: snapshot.changes,
         unread: snapshot.unread,
     }
-    .fit(gateway.config.reply_max_bytes(), since_given);
-    let handle = Handle { socket, conn };
+    .fit(gateway.config().reply_max_bytes(), since_given);
+    let handle = Connection { socket, conn };
     match serde_json::value::to_raw_value(&welcome) {
         Ok(welcome) if handle.socket.emit(WELCOME, &welcome).is_ok() => {
             // The buffered events are counted first: they are judged by the
@@ -102,46 +103,36 @@ pub(crate) async fn on_connect(socket: Socket, State(gateway): Shared) {
     }
 }
 
-/// The answers an event gets when it is not handled.
-struct Refusals<B, L> {
-    /// Too many events of the connection in flight.
-    busy: B,
-    /// Not handled within `ACK_TIMEOUT_MS` of its arrival (Redis is slow or
-    /// away, and the events before it took the time).
-    late: L,
-}
-
-/// Queues `work` behind the connection's earlier events and sends its answer
-/// as the ack, within `ACK_TIMEOUT_MS` of the event's arrival whatever waits
-/// before it; acks `busy` at once when too many events are in flight. (The
-/// check cannot race: a connection's handlers are called one at a time, and
-/// its runner only ever lowers the count.)
-fn in_order<B, L, R, W>(
+/// Queues the work an event asks for behind the connection's earlier
+/// events and sends its answer as the ack; acks `busy` at once when too many
+/// events are in flight. The event's one ack deadline is set here, on
+/// arrival, and handed to `work`, which answers within it whatever waits
+/// before it (see [`crate::deadline`]). (The check cannot race: a
+/// connection's handlers are called one at a time, and its runner only ever
+/// lowers the count.)
+fn in_order<B, R, W, F>(
     gateway: &Arc<Gateway>,
     conn: &Arc<Conn>,
     ack: Ack,
-    refusals: Refusals<B, L>,
-    work: W,
+    busy: B,
+    work: F,
 ) -> Ready<()>
 where
     B: Serialize,
-    L: Serialize + Send + 'static,
     R: Serialize + Send + 'static,
     W: Future<Output = R> + Send + 'static,
+    F: FnOnce(Deadline) -> W,
 {
     if gateway.is_saturated(conn) {
-        let _ = ack.send(&refusals.busy);
+        let _ = ack.send(&busy);
         return ready(());
     }
-    let deadline = tokio::time::Instant::now() + gateway.config.ack_timeout;
-    let late = refusals.late;
+    let work = work(Deadline::after(gateway.config().ack_timeout));
     gateway.submit(
         conn,
         Box::pin(async move {
-            let _ = match tokio::time::timeout_at(deadline, work).await {
-                Ok(reply) => ack.send(&reply),
-                Err(_) => ack.send(&late),
-            };
+            let reply = work.await;
+            let _ = ack.send(&reply);
         }),
     );
     ready(())
@@ -154,13 +145,10 @@ fn on_message_sent(
     State(gateway): Shared,
 ) -> Ready<()> {
     let text = text.map_err(|_| ErrorCode::Invalid);
-    let refusals = Refusals {
-        busy: SendAck::err(ErrorCode::RateLimited),
-        late: SendAck::err(ErrorCode::Unavailable),
-    };
+    let busy = SendAck::err(ErrorCode::RateLimited);
     let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, refusals, async move {
-        g.send_message(&c, text).await
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.send_message(&c, text, deadline).await
     })
 }
 
@@ -172,19 +160,16 @@ fn on_history(
     State(gateway): Shared,
 ) -> Ready<()> {
     let request = request.map_err(|_| ErrorCode::Invalid);
-    let refusals = Refusals {
-        busy: HistoryAck::err(ErrorCode::RateLimited),
-        late: HistoryAck::err(ErrorCode::Unavailable),
-    };
+    let busy = HistoryAck::err(ErrorCode::RateLimited);
     let (g, handle) = (
         gateway.clone(),
-        Handle {
+        Connection {
             socket,
             conn: conn.clone(),
         },
     );
-    in_order(&gateway, &conn, ack, refusals, async move {
-        let page = g.history(&handle.conn, request).await;
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        let page = g.history(&handle.conn, request, deadline).await;
         g.queued_reply(&handle, page.get().len());
         page
     })
@@ -197,13 +182,10 @@ fn on_refresh(
     State(gateway): Shared,
 ) -> Ready<()> {
     let token = token.map_err(|_| ErrorCode::TokenInvalid);
-    let refusals = Refusals {
-        busy: RefreshAck::err(ErrorCode::RateLimited),
-        late: RefreshAck::err(ErrorCode::Unavailable),
-    };
+    let busy = RefreshAck::err(ErrorCode::RateLimited);
     let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, refusals, async move {
-        g.refresh(&c, token).await
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.refresh(&c, token, deadline).await
     })
 }
 
@@ -238,13 +220,10 @@ fn change(
     ack: Ack,
     request: Result<(chat_core::MessageId, Option<String>), ErrorCode>,
 ) -> Ready<()> {
-    let refusals = Refusals {
-        busy: DoneAck::err(ErrorCode::RateLimited),
-        late: DoneAck::err(ErrorCode::Unavailable),
-    };
+    let busy = DoneAck::err(ErrorCode::RateLimited);
     let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, refusals, async move {
-        g.change_message(&c, request).await
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.change_message(&c, request, deadline).await
     })
 }
 
@@ -255,22 +234,18 @@ fn on_read(
     State(gateway): Shared,
 ) -> Ready<()> {
     let id = request.map(|r| r.id).map_err(|_| ErrorCode::Invalid);
-    let refusals = Refusals {
-        busy: DoneAck::err(ErrorCode::RateLimited),
-        late: DoneAck::err(ErrorCode::Unavailable),
-    };
+    let busy = DoneAck::err(ErrorCode::RateLimited);
     let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, refusals, async move {
-        g.mark_read(&c, id).await
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.mark_read(&c, id, deadline).await
     })
 }
 
 /// `typing` has no ack: should a client ask for one anyway, it gets `null`.
 fn on_typing(ack: Ack, Extension(conn): Extension<Arc<Conn>>, State(gateway): Shared) -> Ready<()> {
-    let refusals = Refusals { busy: (), late: () };
     let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, refusals, async move {
-        g.typing(&c).await;
+    in_order(&gateway, &conn, ack, (), move |deadline| async move {
+        g.typing(&c, deadline).await;
     })
 }
 
@@ -281,5 +256,5 @@ async fn on_disconnect(
 ) {
     // The socket is closed: break the socket → extensions → conn chain early.
     socket.extensions.remove::<Arc<Conn>>();
-    gateway.close(&Handle { socket, conn }, Ending::ClientLeft);
+    gateway.close(&Connection { socket, conn }, Ending::ClientLeft);
 }

@@ -6,11 +6,14 @@
 //! - [`config`]: the typed settings, read through `chat_settings::Env` (shared
 //!   `TokenSettings`, `ROOMS`, `RedisSettings`; optional Redis and keys).
 //! - [`auth`]: the room-token keys (PEM file or JWKS) and verification.
-//! - [`conn`]: one connection's identity and life (pending → live → closing → gone).
+//! - [`connection`]: one connection: its identity, rooms and life (pending → live → closing → gone).
+//! - [`deadline`]: one ack deadline per client event, set on arrival.
 //! - [`inbox`]: a connection's client events, one at a time in arrival order.
 //! - [`registry`]: this replica's connections per room, their limits, and local delivery.
 //! - [`sockets`]: the socketioxide adapter, and events encoded once per room.
-//! - [`state`]: `Gateway`, the decisions behind each contract event.
+//! - [`state`]: `Gateway`, the decisions behind each contract event, one
+//!   submodule per reason to change (joining, closing, messages, history,
+//!   refresh, flow control).
 //! - [`handlers`]: the Socket.IO middleware and event handlers.
 //! - [`fanout`]: the Redis subscriber that feeds the registry.
 //! - [`maintenance`]: heartbeat, sweeps, token expiry, JWKS refresh.
@@ -22,7 +25,8 @@
 
 mod auth;
 mod config;
-mod conn;
+mod connection;
+mod deadline;
 mod fanout;
 mod handlers;
 mod http;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_core::{ErrorCode, RoomName};
-use chat_store::presence::Connection;
+use chat_store::presence;
 use tokio::time::Interval;
 
 use crate::auth::now_s;
-use crate::conn::{Ending, State};
+use crate::connection::{Ending, State};
 use crate::metrics_names as m;
 use crate::state::Gateway;
 
@@ -25,7 +25,7 @@ use crate::state::Gateway;
 async fn tick(gateway: &Gateway, ticker: &mut Interval) -> bool {
     tokio::select! {
         _ = ticker.tick() => true,
-        _ = gateway.stopping.cancelled() => false,
+        _ = gateway.stopping().cancelled() => false,
     }
 }
 
@@ -33,15 +33,15 @@ async fn tick(gateway: &Gateway, ticker: &mut Interval) -> bool {
 /// a data loss, room by room (on a cluster each room's shard can lose its
 /// data, or be unreachable long enough for this replica to be swept, alone).
 pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
-    let rooms: Vec<RoomName> = gateway.config.rooms.iter().cloned().collect();
+    let rooms: Vec<RoomName> = gateway.config().rooms.iter().cloned().collect();
     let mut epochs: HashMap<RoomName, String> = HashMap::new();
-    let mut ticker = tokio::time::interval(gateway.config.heartbeat_interval);
+    let mut ticker = tokio::time::interval(gateway.config().heartbeat_interval);
     while tick(&gateway, &mut ticker).await {
         // A fresh candidate each time: after a data loss the epoch must change.
         let candidate = uuid::Uuid::new_v4().to_string();
         let beats = gateway
-            .backend
-            .heartbeat(&rooms, gateway.config.heartbeat_ttl, &candidate)
+            .backend()
+            .heartbeat(&rooms, gateway.config().heartbeat_ttl, &candidate)
             .await;
         let mut all_ok = true;
         for (room, beat) in beats {
@@ -51,7 +51,7 @@ pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
                     let lost_data = known.is_some_and(|e| *e != beat.epoch);
                     let swept = known.is_some() && !beat.was_alive && !lost_data;
                     if lost_data {
-                        gateway.registry.reset_positions(&room);
+                        gateway.registry().reset_positions(&room);
                     }
                     if lost_data || swept {
                         restore(&gateway, &room, lost_data).await;
@@ -68,7 +68,7 @@ pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
         if all_ok {
             gateway.retry_failed_leaves().await;
         }
-        metrics::gauge!(m::CONNECTIONS).set(gateway.registry.count() as f64);
+        metrics::gauge!(m::CONNECTIONS).set(gateway.registry().count() as f64);
     }
 }
 
@@ -76,14 +76,14 @@ pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
 /// its data (nobody saw these users leave), with `user entered` when this
 /// replica had been swept as dead (everybody saw them leave).
 async fn restore(gateway: &Gateway, room: &RoomName, silent: bool) {
-    let records: Vec<Connection> = gateway
-        .registry
+    let records: Vec<presence::Connection> = gateway
+        .registry()
         .all()
         .iter()
-        .filter(|h| h.conn.record.room == *room)
-        .map(|h| h.conn.record.clone())
+        .filter(|c| c.conn.follows(room))
+        .map(|c| c.conn.record_in(room))
         .collect();
-    match gateway.backend.restore(&records, silent).await {
+    match gateway.backend().restore(&records, silent).await {
         Ok(n) => {
             metrics::counter!(m::RESTORES).increment(1);
             tracing::info!(connections = n, silent, %room, "presence restored");
@@ -97,12 +97,12 @@ async fn restore(gateway: &Gateway, room: &RoomName, silent: bool) {
 /// Sweeps dead replicas and announces due exits. Every replica runs it; each
 /// dead replica and each exit is handled by exactly one of them.
 pub(crate) async fn sweep(gateway: Arc<Gateway>) {
-    let rooms: Vec<RoomName> = gateway.config.rooms.iter().cloned().collect();
-    let mut ticker = tokio::time::interval(gateway.config.sweep_interval);
+    let rooms: Vec<RoomName> = gateway.config().rooms.iter().cloned().collect();
+    let mut ticker = tokio::time::interval(gateway.config().sweep_interval);
     while tick(&gateway, &mut ticker).await {
         match gateway
-            .backend
-            .sweep(&rooms, gateway.config.exit_grace, 1000)
+            .backend()
+            .sweep(&rooms, gateway.config().exit_grace, 1000)
             .await
         {
             Ok(s) => {
@@ -120,7 +120,7 @@ pub(crate) async fn expire_tokens(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while tick(&gateway, &mut ticker).await {
         let now = now_s();
-        for handle in gateway.registry.all() {
+        for handle in gateway.registry().all() {
             if gateway.expired(&handle.conn, now) {
                 gateway.close(&handle, Ending::Server(ErrorCode::TokenExpired));
             }
@@ -136,11 +136,11 @@ pub(crate) async fn expire_tokens(gateway: Arc<Gateway>) {
 pub(crate) async fn end_stalled_handshakes(gateway: Arc<Gateway>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while tick(&gateway, &mut ticker).await {
-        let Some(admitted_before) = Instant::now().checked_sub(gateway.config.connect_timeout)
+        let Some(admitted_before) = Instant::now().checked_sub(gateway.config().connect_timeout)
         else {
             continue;
         };
-        for handle in gateway.registry.pending_since(admitted_before) {
+        for handle in gateway.registry().pending_since(admitted_before) {
             if handle.conn.state() == State::Pending {
                 tracing::info!(sid = %handle.socket.id, "handshake never completed; presence released");
                 gateway.close(&handle, Ending::NeverConnected);
@@ -152,13 +152,13 @@ pub(crate) async fn end_stalled_handshakes(gateway: Arc<Gateway>) {
 /// Fetches the JWKS again every `JWKS_REFRESH_S` (when keys come from one),
 /// so a key that chat-web stopped publishing stops being trusted.
 pub(crate) async fn refresh_keys(gateway: Arc<Gateway>) {
-    if !gateway.keys.from_jwks() {
+    if !gateway.keys().from_jwks() {
         return;
     }
-    let mut ticker = tokio::time::interval(gateway.config.jwks_refresh);
+    let mut ticker = tokio::time::interval(gateway.config().jwks_refresh);
     ticker.tick().await;
     while tick(&gateway, &mut ticker).await {
-        if let Err(e) = gateway.keys.refresh().await {
+        if let Err(e) = gateway.keys().refresh().await {
             tracing::warn!(error = %e, "scheduled JWKS refresh failed; the keys in use stay");
         }
     }

@@ -8,6 +8,11 @@
 //! snapshot does not already include are delivered. So a client never sees
 //! `message received` before `welcome`, and misses nothing in between.
 //!
+//! A connection is in the map of every room it follows, and counted once
+//! against the limits. Only [`Registry::remove`], which closing a connection
+//! calls, takes it out: a delivery that finds it too slow reports it to be
+//! closed and leaves it where it is.
+//!
 //! Each room has its own lock; no lock is held across an await.
 
 use std::collections::HashMap;
@@ -23,16 +28,16 @@ use chat_store::events::{RoomEvent, RoomEventKind};
 use socketioxide::SocketError;
 use socketioxide::socket::Sid;
 
-use crate::conn::Handle;
+use crate::connection::Connection;
 use crate::sockets::{Encoded, Writer};
 
 /// A live connection and the last room event its `welcome` already covered:
 /// an event can reach this replica after the `welcome` that includes it.
-type Live = (Handle, u64);
+type Live = (Connection, u64);
 
 /// A joining connection.
 struct Pending {
-    handle: Handle,
+    handle: Connection,
     /// When it was admitted.
     since: Instant,
     /// The room events that arrived meanwhile, with their room sequence numbers.
@@ -99,9 +104,10 @@ impl Registry {
     }
 
     /// Admits a joining connection within the limits (`server_busy`,
-    /// `too_many_connections`) and starts buffering its room's events.
-    pub(crate) fn admit(&self, handle: Handle) -> Result<(), ErrorCode> {
-        let user = &handle.conn.record.user.id;
+    /// `too_many_connections`) and starts buffering the events of the rooms
+    /// it follows.
+    pub(crate) fn admit(&self, handle: Connection) -> Result<(), ErrorCode> {
+        let user = &handle.conn.user.id;
         {
             let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
             if self.count() >= self.limits.total {
@@ -115,16 +121,22 @@ impl Registry {
             self.connections.fetch_add(1, Ordering::Relaxed);
         }
         let sid = handle.socket.id;
-        match self.room(&handle.conn.record.room) {
-            Some(mut room) => {
+        let since = Instant::now();
+        let mut placed = false;
+        for room in handle.conn.rooms() {
+            if let Some(mut sockets) = self.room(&room) {
                 let pending = Pending {
-                    handle,
-                    since: Instant::now(),
+                    handle: handle.clone(),
+                    since,
                     buffered: Vec::new(),
                 };
-                room.pending.insert(sid, pending);
+                sockets.pending.insert(sid, pending);
+                placed = true;
             }
-            None => self.forget(user),
+        }
+        if !placed {
+            // In no room of this replica: nothing would ever remove it.
+            self.forget(&handle.conn.user.id);
         }
         Ok(())
     }
@@ -141,10 +153,10 @@ impl Registry {
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Makes a pending connection live, after its `welcome` was written:
-    /// delivers the buffered events newer than the snapshot (`seq`). Returns
-    /// false if it is no longer pending, or turned out too slow to take the
-    /// buffered events (then it is forgotten: close it).
+    /// Makes a pending connection live in `room`, after its `welcome` was
+    /// written: delivers the buffered events newer than the snapshot (`seq`).
+    /// Returns false if it is no longer pending, or turned out too slow to
+    /// take the buffered events (then close it).
     pub(crate) fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
         let Some(mut sockets) = self.room(room) else {
             return false;
@@ -160,8 +172,7 @@ impl Registry {
             if event_seq > covered {
                 covered = 0;
                 if !self.write(&handle, &out) {
-                    drop(sockets);
-                    self.forget(&handle.conn.record.user.id);
+                    sockets.live.insert(sid, (handle, 0));
                     return false;
                 }
             }
@@ -170,23 +181,26 @@ impl Registry {
         true
     }
 
-    /// Forgets a connection, live or pending; true if it was there.
-    pub(crate) fn remove(&self, handle: &Handle) -> bool {
-        let room = &handle.conn.record.room;
+    /// Forgets a connection, live or pending, in every room it follows; true
+    /// if it was there. Closing a connection is the only caller.
+    pub(crate) fn remove(&self, handle: &Connection) -> bool {
         let sid = handle.socket.id;
-        let removed = self.room(room).is_some_and(|mut sockets| {
-            sockets.live.remove(&sid).is_some() || sockets.pending.remove(&sid).is_some()
-        });
+        let mut removed = false;
+        for room in handle.conn.rooms() {
+            removed |= self.room(&room).is_some_and(|mut sockets| {
+                sockets.live.remove(&sid).is_some() || sockets.pending.remove(&sid).is_some()
+            });
+        }
         if removed {
-            self.forget(&handle.conn.record.user.id);
+            self.forget(&handle.conn.user.id);
         }
         removed
     }
 
     /// Writes one event from Redis to every connection of its room. Returns
     /// how many live connections it was written to, and the connections found
-    /// too slow to keep up (already forgotten here: close them).
-    pub(crate) fn deliver(&self, room: &RoomName, event: RoomEvent) -> (usize, Vec<Handle>) {
+    /// too slow to keep up (close them).
+    pub(crate) fn deliver(&self, room: &RoomName, event: RoomEvent) -> (usize, Vec<Connection>) {
         let Some(mut sockets) = self.room(room) else {
             return (0, Vec::new());
         };
@@ -226,7 +240,7 @@ impl Registry {
             }
             // Events arrive in order: once past the snapshot, nothing more to skip.
             *covered = 0;
-            if except_user.as_deref() == Some(handle.conn.record.user.id.as_str()) {
+            if except_user.as_deref() == Some(handle.conn.user.id.as_str()) {
                 continue;
             }
             if self.write(handle, &out) {
@@ -235,24 +249,17 @@ impl Registry {
                 slow.push(handle.clone());
             }
         }
-        for handle in &slow {
-            sockets.live.remove(&handle.socket.id);
-        }
         for pending in sockets.pending.values_mut() {
-            if except_user.as_deref() != Some(pending.handle.conn.record.user.id.as_str()) {
+            if except_user.as_deref() != Some(pending.handle.conn.user.id.as_str()) {
                 pending.buffered.push((event.seq, out.clone()));
             }
-        }
-        drop(sockets);
-        for handle in &slow {
-            self.forget(&handle.conn.record.user.id);
         }
         (written, slow)
     }
 
     /// Writes `out` to one connection; false when that makes it a slow
     /// consumer (its send buffer is full, or too many bytes wait for it).
-    fn write(&self, handle: &Handle, out: &Encoded) -> bool {
+    fn write(&self, handle: &Connection, out: &Encoded) -> bool {
         match self.writer.write(handle.socket.id, out) {
             Ok(()) => handle
                 .conn
@@ -270,29 +277,35 @@ impl Registry {
         self.room(room).and_then(|s| s.last_id)
     }
 
-    /// Every connection, live or pending.
-    pub(crate) fn all(&self) -> Vec<Handle> {
-        let mut all = Vec::new();
+    /// Every connection, live or pending, once however many rooms it follows.
+    pub(crate) fn all(&self) -> Vec<Connection> {
+        let mut all = HashMap::new();
         for room in self.rooms.values() {
             let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
-            all.extend(sockets.live.values().map(|(c, _)| c.clone()));
-            all.extend(sockets.pending.values().map(|p| p.handle.clone()));
+            let live = sockets.live.iter().map(|(sid, (c, _))| (*sid, c));
+            let pending = sockets.pending.iter().map(|(sid, p)| (*sid, &p.handle));
+            for (sid, handle) in live.chain(pending) {
+                all.entry(sid).or_insert_with(|| handle.clone());
+            }
         }
-        all
+        all.into_values().collect()
     }
 
-    /// The connections admitted before `admitted_before` that are still pending.
-    pub(crate) fn pending_since(&self, admitted_before: Instant) -> Vec<Handle> {
-        let mut stalled = Vec::new();
+    /// The connections admitted before `admitted_before` that are still
+    /// pending (in some room), once each.
+    pub(crate) fn pending_since(&self, admitted_before: Instant) -> Vec<Connection> {
+        let mut stalled = HashMap::new();
         for room in self.rooms.values() {
             let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
             let old = sockets
                 .pending
-                .values()
-                .filter(|p| p.since < admitted_before);
-            stalled.extend(old.map(|p| p.handle.clone()));
+                .iter()
+                .filter(|(_, p)| p.since < admitted_before);
+            for (sid, p) in old {
+                stalled.entry(*sid).or_insert_with(|| p.handle.clone());
+            }
         }
-        stalled
+        stalled.into_values().collect()
     }
 
     /// Forgets the room's snapshot positions after Redis lost its data: its
@@ -312,7 +325,7 @@ impl Registry {
     }
 
     /// The connections (live or pending) that belong to web session `sid`.
-    pub(crate) fn by_session(&self, sid: &str) -> Vec<Handle> {
+    pub(crate) fn by_session(&self, sid: &str) -> Vec<Connection> {
         self.all()
             .into_iter()
             .filter(|h| h.conn.belongs_to(sid))

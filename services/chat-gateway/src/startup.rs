@@ -25,7 +25,7 @@ use tower::ServiceBuilder;
 
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
-use crate::conn::Ending;
+use crate::connection::Ending;
 use crate::registry::{Limits, Registry};
 use crate::server::{Served, ServerLimits, TCP_HEADROOM, serve};
 use crate::sockets::{Adapter, Writer};
@@ -59,7 +59,7 @@ impl Realtime {
     /// routing, whose extensions (the fallback route's path parameters) would
     /// stay in the request head that every connection keeps.
     pub fn mount(&self, router: Router) -> Served {
-        let origins = Arc::new(self.gateway.config.allowed_origins.clone());
+        let origins = Arc::new(self.gateway.config().allowed_origins.clone());
         Served::new(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn_with_state(
@@ -74,7 +74,7 @@ impl Realtime {
 
     /// What the HTTP server under this engine allows each client connection.
     pub fn server_limits(&self) -> ServerLimits {
-        let config = &self.gateway.config;
+        let config = &self.gateway.config();
         ServerLimits {
             connections: config.max_connections.saturating_add(TCP_HEADROOM),
             header_read_timeout: config.header_read_timeout,
@@ -91,9 +91,9 @@ impl Realtime {
     /// scheduled JWKS refresh and the return of freed memory.
     pub fn start(self) -> anyhow::Result<Running> {
         let gateway = self.gateway;
-        let rooms: Vec<_> = gateway.config.rooms.iter().cloned().collect();
+        let rooms: Vec<_> = gateway.config().rooms.iter().cloned().collect();
         let subscription = gateway
-            .backend
+            .backend()
             .subscribe(&rooms)
             .context("fan-out subscription")?;
         let background = TaskTracker::new();
@@ -126,7 +126,7 @@ impl Running {
     /// waited for, not aborted.
     pub async fn drain(self) {
         let gateway = &self.gateway;
-        let timeout = gateway.config.drain_timeout;
+        let timeout = gateway.config().drain_timeout;
         let stopped = async {
             drain(gateway).await;
             self.background.wait().await;
@@ -180,7 +180,7 @@ impl App {
             realtime,
         } = self;
         let gateway = realtime.gateway();
-        tracing::info!(addr = %listener.local_addr()?, node = gateway.backend.node(), "gateway listening");
+        tracing::info!(addr = %listener.local_addr()?, node = gateway.backend().node(), "gateway listening");
         let limits = realtime.server_limits();
         let running = realtime.start()?;
         let stop = CancellationToken::new();
@@ -199,31 +199,31 @@ impl App {
 /// left is never swept, so nothing of it may remain in Redis).
 async fn drain(gateway: &Gateway) {
     gateway.start_draining();
-    tracing::info!(connections = gateway.registry.count(), "draining");
-    gateway.stopping.cancel();
+    tracing::info!(connections = gateway.registry().count(), "draining");
+    gateway.stopping().cancel();
     // A handshake already past the draining check may still be admitted:
     // close what the registry holds until it holds nothing.
     for _ in 0..3 {
-        let handles = gateway.registry.all();
+        let handles = gateway.registry().all();
         if handles.is_empty() {
             break;
         }
         for handle in &handles {
             gateway.close(handle, Ending::Server(ErrorCode::Shutdown));
         }
-        gateway.tasks.close();
-        gateway.tasks.wait().await;
+        gateway.tasks().close();
+        gateway.tasks().wait().await;
     }
-    gateway.tasks.close();
-    gateway.tasks.wait().await;
-    let rooms: Vec<_> = gateway.config.rooms.iter().cloned().collect();
-    if let Err(e) = gateway.backend.deregister(&rooms).await {
+    gateway.tasks().close();
+    gateway.tasks().wait().await;
+    let rooms: Vec<_> = gateway.config().rooms.iter().cloned().collect();
+    if let Err(e) = gateway.backend().deregister(&rooms).await {
         tracing::warn!(error = %e, "could not deregister; the sweep will remove this node");
     }
 }
 
 fn socket_layer(gateway: &Arc<Gateway>, writer: Writer) -> SocketIoLayer<Adapter> {
-    let config = &gateway.config;
+    let config = &gateway.config();
     let (layer, io) = SocketIo::builder()
         .with_state(gateway.clone())
         .with_adapter::<Adapter>(writer)

@@ -2,25 +2,35 @@
 //! its `welcome` is out, then *live*, then *closing* once anything ends it,
 //! and *gone* when its socket is closed.
 //!
-//! A [`Conn`] is who the connection is (its presence record, web session and
-//! token expiry), where it stands, its [`Inbox`] of client events and its
-//! [`Wire`]. Every way a connection ends (revocation, expiry, slow consumer,
-//! drain, the client leaving, a handshake never completed) goes through
-//! [`Gateway::close`](crate::state::Gateway::close), which uses
-//! [`Conn::begin_close`] so that presence is released exactly once and the
-//! client is told `session ended` at most once, even when two of those race.
+//! A [`Conn`] is who the connection is (its id, user, web session and token
+//! expiry), the rooms it follows, where it stands, its [`Inbox`] of client
+//! events and its [`Wire`], with the flow control over both: not read from
+//! while too many events wait or while it pipelines past a budget, and a
+//! slow consumer once too many bytes are owed to it. Every way a connection ends (revocation, expiry,
+//! slow consumer, drain, the client leaving, a handshake never completed or
+//! refused) goes through [`Gateway::close`](crate::state::Gateway::close),
+//! which uses [`Conn::begin_close`] so that presence is released exactly once
+//! and the client is told `session ended` at most once, even when two of
+//! those race. Nothing else takes a connection out of the registry.
+//!
+//! A connection follows a set of rooms: a one-room connection (a room token)
+//! follows the room its token names from its handshake until it ends, and
+//! every client event is about that room.
 //!
 //! A `Conn` lives in its socket's extensions, so it holds no reference to the
-//! socket (that would keep a closed socket alive); [`Handle`] pairs the two
-//! where both are needed.
+//! socket (that would keep a closed socket alive); [`Connection`] pairs the
+//! two where both are needed.
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use chat_core::{ErrorCode, MessageId};
-use chat_store::presence::Connection;
+use chat_core::{ErrorCode, MessageId, RoomName, UserRef};
+use chat_store::presence;
 
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, Job};
 use crate::sockets::Socket;
 use crate::wire::Wire;
 
@@ -50,6 +60,9 @@ pub(crate) enum Ending {
     ClientLeft,
     /// The handshake passed but the connection never completed.
     NeverConnected,
+    /// The handshake was refused after the connection was admitted, before
+    /// presence recorded it: only its registry slot is given back.
+    Refused,
 }
 
 /// What [`Conn::begin_close`] decided.
@@ -68,8 +81,15 @@ pub(crate) enum Closing {
 /// One client connection of this replica.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    /// How presence records it.
-    pub(crate) record: Connection,
+    /// Its id (the Socket.IO socket id), as presence records it.
+    pub(crate) id: String,
+    /// Its user.
+    pub(crate) user: UserRef,
+    /// The room its token names, which its client events are about.
+    pub(crate) room: RoomName,
+    /// The rooms it follows, each with a presence record: today the one its
+    /// token names.
+    rooms: Mutex<BTreeSet<RoomName>>,
     session: Mutex<Option<Arc<str>>>,
     exp: AtomicU64,
     state: Mutex<State>,
@@ -81,21 +101,25 @@ pub(crate) struct Conn {
     /// stored and delivered, not acked ok. See [`Conn::resend_of`].
     unconfirmed: Mutex<Option<Unconfirmed>>,
     /// Its client events in flight.
-    pub(crate) inbox: Inbox,
+    inbox: Inbox,
     /// Its TCP connection, when it speaks WebSocket through this replica's own server.
     pub(crate) wire: Option<Wire>,
 }
 
 impl Conn {
-    /// A pending connection.
+    /// A pending connection, following the room its token names.
     pub(crate) fn new(
-        record: Connection,
+        record: presence::Connection,
         session: Option<String>,
         exp: u64,
         wire: Option<Wire>,
     ) -> Self {
+        let presence::Connection { room, conn, user } = record;
         Self {
-            record,
+            id: conn,
+            user,
+            rooms: Mutex::new(BTreeSet::from([room.clone()])),
+            room,
             session: Mutex::new(session.map(Arc::from)),
             exp: AtomicU64::new(exp),
             state: Mutex::new(State::Pending),
@@ -104,6 +128,95 @@ impl Conn {
             inbox: Inbox::default(),
             wire,
         }
+    }
+
+    /// The rooms it follows.
+    pub(crate) fn rooms(&self) -> Vec<RoomName> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether it follows `room`.
+    pub(crate) fn follows(&self, room: &RoomName) -> bool {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(room)
+    }
+
+    /// How presence records it in `room`.
+    pub(crate) fn record_in(&self, room: &RoomName) -> presence::Connection {
+        presence::Connection {
+            room: room.clone(),
+            conn: self.id.clone(),
+            user: self.user.clone(),
+        }
+    }
+
+    /// How presence records it in the room its token names.
+    pub(crate) fn record(&self) -> presence::Connection {
+        self.record_in(&self.room)
+    }
+
+    /// Whether `max` of its client events already wait, received and not
+    /// yet answered.
+    pub(crate) fn is_saturated(&self, max: usize) -> bool {
+        self.inbox.in_flight() >= max
+    }
+
+    /// Queues a client event's `job` behind its earlier events (their order
+    /// is kept), and stops reading from the client once `max` events wait.
+    /// When no runner is active, returns one to spawn: it handles the queue
+    /// front to back, reading from the client again whenever there is room.
+    pub(crate) fn queue(
+        self: &Arc<Self>,
+        job: Job,
+        max: usize,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let start = self.inbox.push(job);
+        if self.is_saturated(max)
+            && let Some(wire) = &self.wire
+        {
+            wire.pause();
+        }
+        let conn = self.clone();
+        start.then_some(async move {
+            while let Some(job) = conn.inbox.next() {
+                if !conn.is_saturated(max)
+                    && let Some(wire) = &conn.wire
+                {
+                    wire.resume();
+                }
+                job.await;
+            }
+            if let Some(wire) = &conn.wire {
+                wire.resume();
+            }
+        })
+    }
+
+    /// Reads nothing from the client for `hold()` when more of its events
+    /// wait behind the one being refused (it pipelines past a budget); a
+    /// client that waits for its acks is never held.
+    pub(crate) fn hold_if_pipelining(&self, hold: impl FnOnce() -> Duration) {
+        if let Some(wire) = &self.wire
+            && self.inbox.in_flight() > 1
+        {
+            wire.hold_for(hold());
+        }
+    }
+
+    /// Records that a reply of `bytes` the server built (`welcome`, a
+    /// `history` page) was queued for the client: false when that makes it a
+    /// slow consumer (see [`Wire::queued_reply`]).
+    pub(crate) fn queued_reply(&self, bytes: usize) -> bool {
+        self.wire
+            .as_ref()
+            .is_none_or(|wire| wire.queued_reply(bytes))
     }
 
     fn state_lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -217,9 +330,10 @@ impl Conn {
             (State::Pending, Ending::Server(code)) => State::Closing {
                 goodbye: Some(code),
             },
-            (State::Pending | State::Live, Ending::ClientLeft | Ending::NeverConnected) => {
-                State::Gone
-            }
+            (
+                State::Pending | State::Live,
+                Ending::ClientLeft | Ending::NeverConnected | Ending::Refused,
+            ) => State::Gone,
             (State::Live, Ending::Server(_)) => State::Closing { goodbye: None },
             (State::Closing { .. }, Ending::ClientLeft) => {
                 *state = State::Gone;
@@ -241,7 +355,7 @@ struct Unconfirmed {
 
 /// A connection together with its socket.
 #[derive(Debug, Clone)]
-pub(crate) struct Handle {
+pub(crate) struct Connection {
     /// The socket.
     pub(crate) socket: Socket,
     /// The connection.
@@ -251,10 +365,8 @@ pub(crate) struct Handle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_core::{RoomName, UserRef};
-
     fn conn() -> Conn {
-        let record = Connection {
+        let record = presence::Connection {
             room: RoomName::parse("General").expect("room"),
             conn: "c1".into(),
             user: UserRef {
@@ -317,5 +429,15 @@ mod tests {
         assert!(c.belongs_to("s2") && !c.belongs_to("s1"));
         assert_eq!(c.refreshed(None, 200), 200);
         assert!(!c.belongs_to("s2"));
+    }
+
+    #[test]
+    fn a_one_room_connection_follows_the_room_its_token_names() {
+        let c = conn();
+        let general = RoomName::parse("General").expect("room");
+        assert_eq!(c.rooms(), std::slice::from_ref(&general));
+        assert!(c.follows(&general));
+        assert_eq!(c.record_in(&general).conn, "c1");
+        assert_eq!(c.record(), c.record_in(&general));
     }
 }

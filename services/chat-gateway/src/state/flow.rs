@@ -1,0 +1,105 @@
+//! Flow control of a connection: its inbox runner (not read from while
+//! `MAX_EVENTS_IN_FLIGHT` events wait), the budgets that hold a pipelining
+//! client, and the replies counted against the bytes owed to it.
+
+use std::sync::Arc;
+
+use chat_core::ErrorCode;
+use governor::clock::{Clock, DefaultClock};
+
+use super::{Budget, Gateway};
+use crate::connection::{Conn, Connection, Ending};
+use crate::inbox::Job;
+
+impl Gateway {
+    /// Whether a connection already has `MAX_EVENTS_IN_FLIGHT` client events
+    /// received and not yet answered.
+    pub(crate) fn is_saturated(&self, conn: &Conn) -> bool {
+        conn.is_saturated(self.config.max_events_in_flight)
+    }
+
+    /// Queues a client event's `job` behind the connection's earlier events
+    /// (order per connection), starting the connection's runner if it is
+    /// idle. A connection that reaches `MAX_EVENTS_IN_FLIGHT` is not read
+    /// from until its runner has made room again.
+    pub(crate) fn submit(&self, conn: &Arc<Conn>, job: Job) {
+        if let Some(runner) = conn.queue(job, self.config.max_events_in_flight) {
+            self.tasks.spawn(runner);
+        }
+    }
+
+    /// Records that a reply of `bytes` the server built (`welcome`, a
+    /// `history` page) was queued for a connection, closing it as a slow
+    /// consumer when the client already owed too much before it.
+    pub(crate) fn queued_reply(&self, handle: &Connection, bytes: usize) {
+        if !handle.conn.queued_reply(bytes) {
+            self.close(handle, Ending::Server(ErrorCode::SlowConsumer));
+        }
+    }
+}
+
+/// Takes one cell of `budget` for the connection's user; when there is none,
+/// true. A connection that pipelines past its budget (more of its events
+/// wait behind this one) is then not read from until there is a cell again:
+/// what it sends meanwhile would only be refused, at the cost of other
+/// users' time. A client that waits for its acks is never held.
+pub(super) fn over_budget(budget: &Budget, conn: &Conn) -> bool {
+    match budget.check_key(&conn.user.id) {
+        Ok(()) => false,
+        Err(not_until) => {
+            conn.hold_if_pipelining(|| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                spread(wait, rand::random())
+            });
+            true
+        }
+    }
+}
+
+/// The longest a connection over a budget is not read from at a time.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The shortest hold: a budget that refills within a few milliseconds would
+/// otherwise let a pipelining connection be read from (and refused) again at once.
+const MIN_HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long to hold a connection whose budget refills in `wait`: that long
+/// stretched by the fraction `random` (0 to 1) of itself, within
+/// [`MIN_HOLD`]..[`MAX_HOLD`]. One user's connections share a budget: held for
+/// the same time they would all be read from again at the same instant, and the
+/// events each had waiting would be refused in one burst that delays everyone
+/// else's acks; spread out, those refusals come a few at a time.
+fn spread(wait: std::time::Duration, random: f64) -> std::time::Duration {
+    let wait = wait.max(MIN_HOLD);
+    wait.mul_f64(1.0 + random.clamp(0.0, 1.0)).min(MAX_HOLD)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MAX_HOLD, MIN_HOLD, spread};
+
+    #[test]
+    fn holds_are_stretched_by_up_to_their_length_within_bounds() {
+        let wait = Duration::from_millis(100);
+        assert_eq!(spread(wait, 0.0), wait);
+        assert_eq!(spread(wait, 0.5), Duration::from_millis(150));
+        assert_eq!(spread(wait, 1.0), Duration::from_millis(200));
+        assert_eq!(spread(Duration::ZERO, 0.0), MIN_HOLD);
+        assert_eq!(spread(Duration::from_millis(900), 1.0), MAX_HOLD);
+        assert_eq!(
+            spread(wait, 7.0),
+            Duration::from_millis(200),
+            "fraction clamped"
+        );
+    }
+
+    #[test]
+    fn one_users_connections_are_held_for_different_times() {
+        let wait = Duration::from_millis(100);
+        let holds: std::collections::HashSet<Duration> =
+            (0..20).map(|_| spread(wait, rand::random())).collect();
+        assert!(holds.len() > 10, "{holds:?}");
+    }
+}
