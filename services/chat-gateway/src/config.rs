@@ -80,7 +80,8 @@ pub struct GatewayConfig {
     pub jwks_refresh: Duration,
     /// `CONNECT_TIMEOUT_S`: time to send the Socket.IO CONNECT after the transport opened.
     pub connect_timeout: Duration,
-    /// `ACK_TIMEOUT_MS`: the longest a `message sent` waits for Redis before `unavailable`.
+    /// `ACK_TIMEOUT_MS`: the deadline of each client event, from its arrival (time queued behind
+    /// the connection's earlier events included): past it, the ack says `unavailable`.
     pub ack_timeout: Duration,
     /// `DRAIN_TIMEOUT_S`: the longest a SIGTERM drain takes.
     pub drain_timeout: Duration,
