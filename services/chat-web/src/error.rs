@@ -144,11 +144,9 @@ impl IntoResponse for AppError {
 pub enum ApiErrorCode {
     /// No signed-in session.
     LoginRequired,
-    /// The request is not allowed.
+    /// The request is not allowed (among others: its `Origin` is missing,
+    /// `null` or another site's, or it was not a same-origin fetch).
     Forbidden,
-    /// The request's `Origin` is missing, `null` or another site's, or it
-    /// was not a same-origin fetch.
-    CrossOrigin,
     /// No such thing here.
     NotFound,
     /// No such room in this deployment.
@@ -177,7 +175,6 @@ impl ApiErrorCode {
         match self {
             Self::LoginRequired => "login_required",
             Self::Forbidden => "forbidden",
-            Self::CrossOrigin => "cross_origin",
             Self::NotFound => "not_found",
             Self::RoomUnknown => "room_unknown",
             Self::Invalid => "invalid",
@@ -196,7 +193,7 @@ impl ApiErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::LoginRequired => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::CrossOrigin => StatusCode::FORBIDDEN,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound | Self::RoomUnknown => StatusCode::NOT_FOUND,
             Self::Invalid | Self::BadRequest | Self::BodyMustBeEmpty | Self::LoginFailed => {
                 StatusCode::BAD_REQUEST

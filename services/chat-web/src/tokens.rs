@@ -55,7 +55,7 @@ pub async fn issue(
 ) -> Result<Response, ApiError> {
     if !same_origin(&headers, &state.config.public_origin()) {
         tracing::warn!(origin = ?headers.get("origin"), "token request from another origin refused");
-        return Err(ApiError::new(ApiErrorCode::CrossOrigin));
+        return Err(ApiError::new(ApiErrorCode::Forbidden));
     }
     let ApiUser(user) = user?;
     let room = state
