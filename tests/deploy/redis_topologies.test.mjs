@@ -151,7 +151,9 @@ describe('deploy/compose/redis-cluster.yml', () => {
 
     const chat = read(path.join(secrets, 'redis-password'));
     // Replicas logged in to their primaries with the `replication` user.
-    await until('replicas in sync', () => ports.filter((p) => cli(p, 'admin', read(adminFile), 'info', 'replication').out.includes('master_link_status:up')).length === 3, { timeoutMs: 20_000 });
+    // A replica's first sync waits out the primary's diskless-sync delay; on a busy machine the
+    // cluster's own agreement on who replicates whom can take longer still.
+    await until('replicas in sync', () => ports.filter((p) => cli(p, 'admin', read(adminFile), 'info', 'replication').out.includes('master_link_status:up')).length === 3, { timeoutMs: 60_000 });
     // The services' user in cluster mode (-c follows redirects): keys in every slot, shard channels.
     for (const room of ['General', 'Sports', 'Music', 'a', 'b', 'c']) {
       assert.match(cli(ports[0], 'chat', chat, '-c', 'set', `chat:room:{${room}}:seq`, '1').out, /OK/);
