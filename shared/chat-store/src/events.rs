@@ -51,18 +51,6 @@ pub enum RoomEventKind {
     Deleted(MessageDeleted),
 }
 
-impl RoomEventKind {
-    /// The message an event is about, if it is about one.
-    pub fn message_id(&self) -> Option<MessageId> {
-        match self {
-            Self::Message { message, .. } => Some(message.id),
-            Self::Edited(e) => Some(e.id),
-            Self::Deleted(d) => Some(d.id),
-            Self::Entered(_) | Self::Exited(_) | Self::Typing(_) => None,
-        }
-    }
-}
-
 /// An edit's or a deletion's record: a deletion has no text.
 #[derive(Deserialize)]
 struct ChangeRecord {
