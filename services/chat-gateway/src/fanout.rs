@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_core::events::{Change, MessageDeleted, MessageEdited};
+use chat_core::events::{Change, MessageDeleted, MessageEdited, RoomEvent};
 use chat_core::{ErrorCode, RoomName};
-use chat_store::events::{RoomEvent, RoomEventKind};
+use chat_store::events::Published;
 use chat_store::{FanoutEvent, Subscription};
 use chat_telemetry::trace_context::continue_trace;
 
@@ -104,14 +104,11 @@ async fn read_back_gap(gateway: &Gateway) {
                 last = message.id;
                 metrics::counter!(m::READ_BACK).increment(1);
                 // Unknown position among the room's events: never skipped.
-                let event = RoomEvent {
-                    seq: u64::MAX,
-                    kind: RoomEventKind::Message {
-                        message,
-                        trace: None,
-                    },
-                };
-                deliver(gateway, room, event);
+                deliver(
+                    gateway,
+                    room,
+                    read_back(RoomEvent::MessageReceived(message)),
+                );
             }
             if !full {
                 break;
@@ -137,36 +134,42 @@ async fn read_back_changes(gateway: &Gateway, room: &RoomName, last: chat_core::
         }
     };
     for change in changes {
-        let kind = match change {
+        let event = match change {
             Change::Edited {
                 id,
                 text,
                 edited_ts,
-            } => RoomEventKind::Edited(MessageEdited {
+            } => RoomEvent::MessageEdited(MessageEdited {
                 id,
                 room: room.to_string(),
                 text,
                 edited_ts,
             }),
-            Change::Deleted { id, .. } => RoomEventKind::Deleted(MessageDeleted {
+            Change::Deleted { id, .. } => RoomEvent::MessageDeleted(MessageDeleted {
                 id,
                 room: room.to_string(),
             }),
         };
-        let event = RoomEvent {
-            seq: u64::MAX,
-            kind,
-        };
-        deliver(gateway, room, event);
+        deliver(gateway, room, read_back(event));
+    }
+}
+
+/// An event read back after a gap: its position among the room's events is
+/// unknown, so no connection's snapshot skips it.
+fn read_back(event: RoomEvent) -> Published {
+    Published {
+        seq: u64::MAX,
+        trace: None,
+        event,
     }
 }
 
 /// Delivers one room event to this replica's connections. A message is
 /// delivered inside a span that continues the sender's trace, so one trace
 /// shows every replica that delivered it.
-fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
-    let RoomEventKind::Message { message, trace } = &event.kind else {
-        let (_, slow) = gateway.registry().deliver(room, event);
+fn deliver(gateway: &Gateway, room: &RoomName, published: Published) {
+    let RoomEvent::MessageReceived(message) = &published.event else {
+        let (_, slow) = gateway.registry().deliver(room, &published);
         close_slow(gateway, slow);
         return;
     };
@@ -177,12 +180,12 @@ fn deliver(gateway: &Gateway, room: &RoomName, event: RoomEvent) {
         message.id = %message.id,
         recipients = tracing::field::Empty,
     );
-    if let Some(traceparent) = trace {
+    if let Some(traceparent) = &published.trace {
         continue_trace(&span, traceparent);
     }
     let stored_ms = message.id.ms;
     let _entered = span.enter();
-    let (recipients, slow) = gateway.registry().deliver(room, event);
+    let (recipients, slow) = gateway.registry().deliver(room, &published);
     close_slow(gateway, slow);
     span.record("recipients", recipients);
     metrics::counter!(m::DELIVERIES).increment(recipients as u64);

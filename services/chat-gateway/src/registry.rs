@@ -20,11 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use chat_core::events::{
-    MESSAGE_DELETED, MESSAGE_EDITED, MESSAGE_RECEIVED, USER_ENTERED, USER_EXITED, USER_TYPING,
-};
+use chat_core::events::RoomEvent;
 use chat_core::{ErrorCode, MessageId, RoomList, RoomName};
-use chat_store::events::{RoomEvent, RoomEventKind};
+use chat_store::events::Published;
 use socketioxide::SocketError;
 use socketioxide::socket::Sid;
 
@@ -200,47 +198,44 @@ impl Registry {
     /// Writes one event from Redis to every connection of its room. Returns
     /// how many live connections it was written to, and the connections found
     /// too slow to keep up (close them).
-    pub(crate) fn deliver(&self, room: &RoomName, event: RoomEvent) -> (usize, Vec<Connection>) {
+    pub(crate) fn deliver(
+        &self,
+        room: &RoomName,
+        published: &Published,
+    ) -> (usize, Vec<Connection>) {
         let Some(mut sockets) = self.room(room) else {
             return (0, Vec::new());
         };
         // `user typing` never goes back to the typist's own tabs.
         let mut except_user = None;
-        let out = match event.kind {
-            RoomEventKind::Message { message, .. } => {
+        match &published.event {
+            RoomEvent::MessageReceived(message) => {
                 // Read back after a gap, or published twice: already delivered.
                 if sockets.last_id.is_some_and(|last| message.id <= last) {
                     return (0, Vec::new());
                 }
                 sockets.last_id = Some(message.id);
-                Encoded::event(MESSAGE_RECEIVED, &message)
             }
-            RoomEventKind::Entered(user) => Encoded::event(USER_ENTERED, &user),
-            RoomEventKind::Exited(user) => Encoded::event(USER_EXITED, &user),
-            RoomEventKind::Edited(edited) => {
+            RoomEvent::MessageEdited(edited) => {
                 // Never before its message: one this replica has not
                 // delivered yet comes, edited, when the gap is read back.
                 if sockets.last_id.is_some_and(|last| edited.id > last) {
                     return (0, Vec::new());
                 }
-                Encoded::event(MESSAGE_EDITED, &edited)
             }
-            RoomEventKind::Deleted(deleted) => Encoded::event(MESSAGE_DELETED, &deleted),
-            RoomEventKind::Typing(user) => {
-                let out = Encoded::event(USER_TYPING, &user);
-                except_user = Some(user.id);
-                out
-            }
-        };
+            RoomEvent::UserTyping(user) => except_user = Some(user.id.as_str()),
+            _ => {}
+        }
+        let out = Encoded::room_event(&published.event);
         let mut written = 0;
         let mut slow = Vec::new();
         for (handle, covered) in sockets.live.values_mut() {
-            if event.seq <= *covered {
+            if published.seq <= *covered {
                 continue;
             }
             // Events arrive in order: once past the snapshot, nothing more to skip.
             *covered = 0;
-            if except_user.as_deref() == Some(handle.conn.user.id.as_str()) {
+            if except_user == Some(handle.conn.user.id.as_str()) {
                 continue;
             }
             if self.write(handle, &out) {
@@ -251,7 +246,7 @@ impl Registry {
         }
         for pending in sockets.pending.values_mut() {
             if except_user.as_deref() != Some(pending.handle.conn.user.id.as_str()) {
-                pending.buffered.push((event.seq, out.clone()));
+                pending.buffered.push((published.seq, out.clone()));
             }
         }
         (written, slow)

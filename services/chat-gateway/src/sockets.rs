@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use chat_core::events::RoomEvent;
 use socketioxide::SocketError;
 use socketioxide::adapter::Emitter;
 use socketioxide::extract::{AckSender, SocketRef};
@@ -99,12 +100,12 @@ pub(crate) struct Encoded(Packet, usize);
 const FRAMING: usize = 16;
 
 impl Encoded {
-    /// `event` with `payload` (one of `chat-core`'s payload types), in the
-    /// form socket.io clients read: `["<event>",<payload>]`. This is where a
-    /// room event's wire JSON is made, once per replica.
-    pub(crate) fn event<T: serde::Serialize>(event: &str, payload: &T) -> Self {
+    /// A room event in the form socket.io clients read,
+    /// `["<event>",<payload>]`. This is where a room event's wire JSON is
+    /// made, once per replica.
+    pub(crate) fn room_event(event: &RoomEvent) -> Self {
         // Strings, integers and structs of them, as `chat-core`'s payloads are, always serialize.
-        let data = serde_json::to_string(&(event, payload))
+        let data = serde_json::to_string(event)
             .unwrap_or_else(|_| unreachable!("a payload of chat-core always serializes"));
         let len = data.len() + FRAMING;
         Self(Packet::event("/", Value::Str(Str::from(data), None)), len)
@@ -122,14 +123,20 @@ mod tests {
 
     #[test]
     fn events_read_as_the_common_parser_writes_them() {
-        let payload = serde_json::json!({"text": "a \"b\""});
-        let Encoded(packet, _) = Encoded::event("message received", &payload);
+        let user = chat_core::UserRef {
+            id: "u".into(),
+            name: "a \"b\"".into(),
+        };
+        let Encoded(packet, _) = Encoded::room_event(&RoomEvent::UserEntered(user));
         let socketioxide_core::packet::PacketData::Event(Value::Str(data, None), None) =
             packet.inner
         else {
             panic!("not a plain event");
         };
-        assert_eq!(data.as_str(), r#"["message received",{"text":"a \"b\""}]"#);
+        assert_eq!(
+            data.as_str(),
+            r#"["user entered",{"id":"u","name":"a \"b\""}]"#
+        );
         assert_eq!(packet.ns.as_str(), "/");
     }
 }

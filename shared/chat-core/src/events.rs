@@ -38,6 +38,65 @@ pub const MESSAGE_EDITED: &str = "message edited";
 /// Server → client: a message was deleted.
 pub const MESSAGE_DELETED: &str = "message deleted";
 
+/// Declares [`RoomEvent`]: each event a room's members are told, with its
+/// wire name and payload type side by side, one line each.
+macro_rules! room_events {
+    ($($(#[$doc:meta])* $variant:ident($payload:ty) = $name:ident,)+) => {
+        /// Something that happened in a room, as every member is told it:
+        /// its wire name and its payload. It serializes as socket.io clients
+        /// read an event, `["<name>",<payload>]`.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum RoomEvent {
+            $($(#[$doc])* $variant($payload),)+
+        }
+
+        impl RoomEvent {
+            /// The event's name on the wire.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)+
+                }
+            }
+
+            /// The event called `name` with the payload `data` (JSON):
+            /// `None` when no room event has that name.
+            pub fn from_wire(name: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
+                match name {
+                    $($name => Some(serde_json::from_str(data).map(Self::$variant)),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl Serialize for RoomEvent {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut event = serializer.serialize_tuple(2)?;
+                event.serialize_element(self.name())?;
+                match self {
+                    $(Self::$variant(payload) => event.serialize_element(payload)?,)+
+                }
+                event.end()
+            }
+        }
+    };
+}
+
+room_events! {
+    /// A message was stored.
+    MessageReceived(Message) = MESSAGE_RECEIVED,
+    /// A user's first connection appeared.
+    UserEntered(UserRef) = USER_ENTERED,
+    /// A user's last connection is gone.
+    UserExited(UserRef) = USER_EXITED,
+    /// A user is typing (throttled; never stored).
+    UserTyping(UserRef) = USER_TYPING,
+    /// A message was edited.
+    MessageEdited(MessageEdited) = MESSAGE_EDITED,
+    /// A message was deleted.
+    MessageDeleted(MessageDeleted) = MESSAGE_DELETED,
+}
+
 /// At most one `user typing` per user per this many milliseconds reaches a room.
 pub const TYPING_THROTTLE_MS: u64 = 2000;
 
@@ -476,5 +535,27 @@ mod tests {
         };
         assert!(!messages.is_empty());
         assert_eq!(messages[messages.len() - 1].id.ms, 99);
+    }
+
+    #[test]
+    fn room_events_serialize_as_the_client_reads_them_and_read_back() {
+        let ann = UserRef {
+            id: "u".into(),
+            name: "Ann".into(),
+        };
+        let typing = RoomEvent::UserTyping(ann);
+        let wire = serde_json::to_string(&typing).expect("serializes");
+        assert_eq!(wire, r#"["user typing",{"id":"u","name":"Ann"}]"#);
+        let back = RoomEvent::from_wire(USER_TYPING, r#"{"id":"u","name":"Ann"}"#)
+            .expect("a room event")
+            .expect("its payload");
+        assert_eq!(back, typing);
+        assert!(RoomEvent::from_wire("nope", "{}").is_none());
+        assert!(
+            RoomEvent::from_wire(MESSAGE_DELETED, r#"{"id":"1-0"}"#)
+                .expect("a room event")
+                .is_err(),
+            "a payload without its room"
+        );
     }
 }

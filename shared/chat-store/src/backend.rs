@@ -11,7 +11,7 @@ use chat_core::{Message, MessageId, RoomName, UserRef};
 use tokio::sync::mpsc;
 
 use crate::error::StoreError;
-use crate::events::RoomEvent;
+use crate::events::Published;
 use crate::history::{ChangeOutcome, MessageChange, NewMessage, Replicated};
 use crate::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Sweep};
 
@@ -25,7 +25,7 @@ pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub enum FanoutEvent {
     /// An event in a room.
-    Room(RoomName, RoomEvent),
+    Room(RoomName, Published),
     /// A web session was logged out: end its connections.
     Revoked(String),
     /// The subscription was lost and is back: events published meanwhile

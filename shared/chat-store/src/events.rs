@@ -9,46 +9,30 @@
 //! `{"seq":7,"kind":"message","id":"5-1","tp":"00-…","message":{…}}`,
 //! `{"seq":8,"kind":"entered","user":{"id":…,"name":…}}`.
 //!
-//! Each replica decodes an event here, once, into those `chat-core` types;
-//! the wire JSON is made from them by the gateway. The field names are the
-//! ones the previous release published, so old and new replicas read each
-//! other's events during a rolling upgrade (docs/UPGRADES.md).
+//! Each replica decodes an event here, once, into a [`RoomEvent`] of
+//! `chat-core`; the gateway serializes that for the wire. The first
+//! release's events keep the field names it published, so old and new
+//! replicas read each other's events during a rolling upgrade
+//! (docs/UPGRADES.md). Every event added since is published as
+//! `{seq, kind: "<wire name>", data: <payload>}` and decoded by
+//! [`RoomEvent::from_wire`]: a new event needs nothing here.
 
-use chat_core::events::{MessageDeleted, MessageEdited};
+use chat_core::events::{MessageDeleted, MessageEdited, RoomEvent};
 use chat_core::{Message, MessageId, UserRef};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::error::StoreError;
 
-/// One event published to a room.
-#[derive(Debug)]
-pub struct RoomEvent {
+/// One event as published to a room's channel.
+#[derive(Debug, Clone)]
+pub struct Published {
     /// Position among the room's events.
     pub seq: u64,
+    /// W3C trace context of the request that caused it, if any.
+    pub trace: Option<String>,
     /// What happened.
-    pub kind: RoomEventKind,
-}
-
-/// What happened in a room.
-#[derive(Debug, Clone)]
-pub enum RoomEventKind {
-    /// A message was stored.
-    Message {
-        /// The message.
-        message: Message,
-        /// W3C trace context of the send, if any.
-        trace: Option<String>,
-    },
-    /// A user's first connection appeared.
-    Entered(UserRef),
-    /// A user's last connection is gone.
-    Exited(UserRef),
-    /// A user is typing (throttled by the store; never stored).
-    Typing(UserRef),
-    /// A message was edited.
-    Edited(MessageEdited),
-    /// A message was deleted.
-    Deleted(MessageDeleted),
+    pub event: RoomEvent,
 }
 
 /// An edit's or a deletion's record: a deletion has no text.
@@ -60,7 +44,9 @@ struct ChangeRecord {
     edited_ts: Option<u64>,
 }
 
-/// The one reader of a published room event.
+/// The one reader of a published room event. The kinds of the first
+/// release (`message`, `entered`, …) carry their fields beside `kind`;
+/// every later event is `{seq, kind: "<wire name>", data: <payload>}`.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     seq: u64,
@@ -69,9 +55,11 @@ struct Envelope<'a> {
     tp: Option<String>,
     message: Option<Message>,
     change: Option<ChangeRecord>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
 }
 
-impl RoomEvent {
+impl Published {
     /// Decodes an event as published by the scripts.
     pub fn decode(json: &str) -> Result<Self, StoreError> {
         let bad = |detail: String| StoreError::reply("room event", detail);
@@ -82,17 +70,16 @@ impl RoomEvent {
             tp,
             message,
             change,
+            data,
         } = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
         let user = || user.ok_or_else(|| bad("an event without its user".into()));
-        let kind = match (kind, change) {
-            ("message", _) => RoomEventKind::Message {
-                message: message
-                    .ok_or_else(|| bad("a message event without its message".into()))?,
-                trace: tp,
-            },
-            ("entered", _) => RoomEventKind::Entered(user()?),
-            ("exited", _) => RoomEventKind::Exited(user()?),
-            ("typing", _) => RoomEventKind::Typing(user()?),
+        let event = match (kind, change) {
+            ("message", _) => RoomEvent::MessageReceived(
+                message.ok_or_else(|| bad("a message event without its message".into()))?,
+            ),
+            ("entered", _) => RoomEvent::UserEntered(user()?),
+            ("exited", _) => RoomEvent::UserExited(user()?),
+            ("typing", _) => RoomEvent::UserTyping(user()?),
             (
                 "edited",
                 Some(ChangeRecord {
@@ -101,21 +88,30 @@ impl RoomEvent {
                     text: Some(text),
                     edited_ts: Some(edited_ts),
                 }),
-            ) => RoomEventKind::Edited(MessageEdited {
+            ) => RoomEvent::MessageEdited(MessageEdited {
                 id,
                 room,
                 text,
                 edited_ts,
             }),
             ("deleted", Some(ChangeRecord { id, room, .. })) => {
-                RoomEventKind::Deleted(MessageDeleted { id, room })
+                RoomEvent::MessageDeleted(MessageDeleted { id, room })
             }
             ("edited" | "deleted", _) => {
                 return Err(bad(format!("a {kind} event without its change")));
             }
-            (other, _) => return Err(bad(format!("unknown kind {other:?}"))),
+            (name, _) => {
+                let data = data.map_or("null", RawValue::get);
+                RoomEvent::from_wire(name, data)
+                    .ok_or_else(|| bad(format!("unknown kind {name:?}")))?
+                    .map_err(|e| bad(format!("{name}: {e}")))?
+            }
         };
-        Ok(Self { seq, kind })
+        Ok(Self {
+            seq,
+            trace: tp,
+            event,
+        })
     }
 }
 
@@ -129,12 +125,12 @@ mod tests {
 
     #[test]
     fn message_events_decode_into_the_message() {
-        let event = RoomEvent::decode(PREVIOUS_RELEASE_MESSAGE).expect("decodes");
+        let event = Published::decode(PREVIOUS_RELEASE_MESSAGE).expect("decodes");
         assert_eq!(event.seq, 7);
-        let RoomEventKind::Message { message, trace } = event.kind else {
+        assert_eq!(event.trace.as_deref(), Some("00-abc-def-01"));
+        let RoomEvent::MessageReceived(message) = event.event else {
             panic!("not a message")
         };
-        assert_eq!(trace.as_deref(), Some("00-abc-def-01"));
         assert_eq!(message.id, MessageId { ms: 5, seq: 1 });
         assert_eq!(message.text, "hi / <b>");
         assert_eq!(message.user.name, "Ann");
@@ -144,36 +140,46 @@ mod tests {
     #[test]
     fn presence_and_change_events_and_garbage() {
         let event =
-            RoomEvent::decode(r#"{"seq":1,"kind":"exited","user":{"id":"u","name":"Ann"}}"#)
+            Published::decode(r#"{"seq":1,"kind":"exited","user":{"id":"u","name":"Ann"}}"#)
                 .expect("decodes");
-        assert!(matches!(event.kind, RoomEventKind::Exited(u) if u.name == "Ann"));
+        assert!(matches!(event.event, RoomEvent::UserExited(u) if u.name == "Ann"));
         let event =
-            RoomEvent::decode(r#"{"seq":2,"kind":"typing","user":{"id":"u","name":"Ann"}}"#)
+            Published::decode(r#"{"seq":2,"kind":"typing","user":{"id":"u","name":"Ann"}}"#)
                 .expect("decodes");
-        assert!(matches!(event.kind, RoomEventKind::Typing(u) if u.id == "u"));
-        let event = RoomEvent::decode(
+        assert!(matches!(event.event, RoomEvent::UserTyping(u) if u.id == "u"));
+        let event = Published::decode(
             r#"{"seq":3,"kind":"deleted","id":"5-1","change":{"id":"5-1","room":"General"}}"#,
         )
         .expect("decodes");
-        assert!(matches!(event.kind, RoomEventKind::Deleted(d) if d.id.ms == 5));
-        let event = RoomEvent::decode(
+        assert!(matches!(event.event, RoomEvent::MessageDeleted(d) if d.id.ms == 5));
+        let event = Published::decode(
             r#"{"seq":4,"kind":"edited","id":"5-1","change":{"room":"General","edited_ts":9,"id":"5-1","text":"x"}}"#,
         )
         .expect("decodes");
         assert!(
-            matches!(event.kind, RoomEventKind::Edited(e) if e.text == "x" && e.edited_ts == 9)
+            matches!(event.event, RoomEvent::MessageEdited(e) if e.text == "x" && e.edited_ts == 9)
         );
-        assert!(RoomEvent::decode(r#"{"seq":3,"kind":"edited","id":"5-1"}"#).is_err());
+        assert!(Published::decode(r#"{"seq":3,"kind":"edited","id":"5-1"}"#).is_err());
         assert!(
-            RoomEvent::decode(
+            Published::decode(
                 r#"{"seq":3,"kind":"edited","change":{"id":"5-1","room":"General"}}"#
             )
             .is_err(),
             "an edit without its text"
         );
-        assert!(RoomEvent::decode("{}").is_err());
+        assert!(Published::decode("{}").is_err());
         assert!(
-            RoomEvent::decode(r#"{"seq":1,"kind":"nope","user":{"id":"u","name":"n"}}"#).is_err()
+            Published::decode(r#"{"seq":1,"kind":"nope","user":{"id":"u","name":"n"}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn later_events_are_published_under_their_wire_name() {
+        let event =
+            Published::decode(r#"{"seq":5,"kind":"user typing","data":{"id":"u","name":"Ann"}}"#)
+                .expect("decodes");
+        assert!(matches!(event.event, RoomEvent::UserTyping(u) if u.id == "u"));
+        assert!(Published::decode(r#"{"seq":5,"kind":"user typing"}"#).is_err());
+        assert!(Published::decode(r#"{"seq":5,"kind":"user typing","data":{}}"#).is_err());
     }
 }

@@ -16,7 +16,7 @@
 //! - [`scripts`]: the Lua scripts and their shared prelude.
 //! - [`presence`]: the types of joining, leaving, heartbeats and sweeps.
 //! - [`history`]: the types of storing and paging messages.
-//! - [`events`]: the room events published to every replica, and decoding them.
+//! - [`events`]: a room event as published to every replica, and decoding it.
 
 pub mod backend;
 pub mod connection;

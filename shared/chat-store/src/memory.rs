@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_core::events::{Change, MessageDeleted, MessageEdited};
+use chat_core::events::{Change, MessageDeleted, MessageEdited, RoomEvent};
 use chat_core::{Message, MessageId, RoomName, UserRef};
 use tokio::sync::mpsc;
 
@@ -19,7 +19,7 @@ use crate::backend::{
     SUBSCRIPTION_CAPACITY, Signals, Subscription, UNREAD_MAX,
 };
 use crate::error::StoreError;
-use crate::events::{RoomEvent, RoomEventKind};
+use crate::events::Published;
 use crate::history::{
     CHANGES_KEPT, ChangeOutcome, HISTORY_KEPT, MessageChange, NewMessage, Replicated,
 };
@@ -188,7 +188,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl State {
-    fn publish(&mut self, room: &RoomName, kind: RoomEventKind) {
+    fn publish(&mut self, room: &RoomName, event: RoomEvent, trace: Option<String>) {
         let seq = {
             let r = self.rooms.entry(room.clone()).or_default();
             r.seq += 1;
@@ -199,9 +199,13 @@ impl State {
             if !rooms.contains(room) {
                 continue;
             }
-            let kind = kind.clone();
+            let published = Published {
+                seq,
+                trace: trace.clone(),
+                event: event.clone(),
+            };
             if tx
-                .try_send(FanoutEvent::Room(room.clone(), RoomEvent { seq, kind }))
+                .try_send(FanoutEvent::Room(room.clone(), published))
                 .is_err()
             {
                 tracing::error!("in-memory fan-out subscriber is full or gone; event dropped");
@@ -229,7 +233,7 @@ impl State {
             .retain(|(_, r, u)| !(r == &c.room && u == &c.user.id));
         let was_leaving = self.leaving.len() != before;
         if first && !was_leaving && !silent {
-            self.publish(&c.room, RoomEventKind::Entered(c.user.clone()));
+            self.publish(&c.room, RoomEvent::UserEntered(c.user.clone()), None);
         }
     }
 
@@ -408,7 +412,11 @@ impl Presence for MemoryBackend {
             if room.users.get(&uid).copied().unwrap_or(0) <= 0 {
                 room.users.remove(&uid);
                 let name = room.names.remove(&uid).unwrap_or_else(|| uid.clone());
-                s.publish(&room_name, RoomEventKind::Exited(UserRef { id: uid, name }));
+                s.publish(
+                    &room_name,
+                    RoomEvent::UserExited(UserRef { id: uid, name }),
+                    None,
+                );
                 result.users_exited += 1;
             }
         }
@@ -484,13 +492,7 @@ impl History for MemoryBackend {
             edited_ts: None,
         };
         let trace = message.trace.map(str::to_owned);
-        s.publish(
-            message.room,
-            RoomEventKind::Message {
-                message: stored,
-                trace,
-            },
-        );
+        s.publish(message.room, RoomEvent::MessageReceived(stored), trace);
         Ok(id)
     }
 
@@ -541,10 +543,10 @@ impl History for MemoryBackend {
             return Ok(ChangeOutcome::Forbidden);
         }
         let now = now_ms();
-        let (edit, kind) = match change.text {
+        let (edit, event) = match change.text {
             Some(text) => (
                 Edit::Text(text.as_str().to_owned(), now),
-                RoomEventKind::Edited(MessageEdited {
+                RoomEvent::MessageEdited(MessageEdited {
                     id: change.id,
                     room: change.room.to_string(),
                     text: text.as_str().to_owned(),
@@ -553,7 +555,7 @@ impl History for MemoryBackend {
             ),
             None => (
                 Edit::Deleted,
-                RoomEventKind::Deleted(MessageDeleted {
+                RoomEvent::MessageDeleted(MessageDeleted {
                     id: change.id,
                     room: change.room.to_string(),
                 }),
@@ -569,7 +571,7 @@ impl History for MemoryBackend {
         if let Some((oldest, _, _)) = room.history.front().cloned() {
             room.changed.retain(|id, _| *id >= oldest);
         }
-        s.publish(change.room, kind);
+        s.publish(change.room, event, None);
         Ok(ChangeOutcome::Done)
     }
 
@@ -645,7 +647,7 @@ impl Signals for MemoryBackend {
         state
             .typing
             .insert(user.id.clone(), now.saturating_add(millis(throttle)));
-        s.publish(room, RoomEventKind::Typing(user.clone()));
+        s.publish(room, RoomEvent::UserTyping(user.clone()), None);
         Ok(true)
     }
 }

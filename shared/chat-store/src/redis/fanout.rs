@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::RedisBackend;
 use crate::backend::{Fanout, FanoutEvent, SUBSCRIPTION_CAPACITY, Subscription};
 use crate::error::StoreError;
-use crate::events::RoomEvent;
+use crate::events::Published;
 use crate::schema;
 
 /// How often a subscriber on Redis Cluster checks that each room's shard
@@ -187,7 +187,7 @@ fn decode(rooms: &[RoomName], message: &fred::types::Message) -> Option<FanoutEv
     }
     let name = schema::room_of_channel(channel)?;
     let room = rooms.iter().find(|r| r.as_str() == name)?.clone();
-    match RoomEvent::decode(&payload) {
+    match Published::decode(&payload) {
         Ok(event) => Some(FanoutEvent::Room(room, event)),
         Err(e) => {
             tracing::warn!(error = %e, "undecodable room event");

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chat_core::events::Change;
+use chat_core::events::RoomEvent;
 use chat_core::{MessageId, MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, FanoutEvent, Subscription};
-use chat_store::events::RoomEventKind;
 use chat_store::history::{ChangeOutcome, MessageChange, NewMessage};
 use chat_store::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot};
 
@@ -65,13 +65,13 @@ fn far_future() -> chat_core::MessageId {
     }
 }
 
-async fn next(events: &mut Subscription) -> Result<RoomEventKind> {
+async fn next(events: &mut Subscription) -> Result<RoomEvent> {
     loop {
         let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
             .await?
             .context("closed")?;
         if let FanoutEvent::Room(_, event) = e {
-            return Ok(event.kind);
+            return Ok(event.event);
         }
     }
 }
@@ -119,8 +119,8 @@ pub(crate) async fn two_tabs_on_two_nodes_at_once_enter_once_and_exit_once(
     let first = a.sweep(rooms, Duration::ZERO, 100).await?;
     let second = b.sweep(rooms, Duration::ZERO, 100).await?;
     assert_eq!(first.users_exited + second.users_exited, 1);
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Entered(u) if u.id == "ann"));
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Exited(u) if u.id == "ann"));
+    assert!(matches!(next(&mut events).await?, RoomEvent::UserEntered(u) if u.id == "ann"));
+    assert!(matches!(next(&mut events).await?, RoomEvent::UserExited(u) if u.id == "ann"));
     Ok(())
 }
 
@@ -147,7 +147,7 @@ pub(crate) async fn a_user_back_within_the_grace_causes_no_events(nodes: &dyn No
     })
     .await?;
     assert!(
-        matches!(next(&mut events).await?, RoomEventKind::Message { .. }),
+        matches!(next(&mut events).await?, RoomEvent::MessageReceived(_)),
         "no presence event before it"
     );
     Ok(())
@@ -317,7 +317,7 @@ pub(crate) async fn restore_is_silent_after_data_loss_and_loud_after_a_sweep(
     let other = conn(&room, "a2", "fay");
     a.restore(std::slice::from_ref(&other), false).await?;
     assert!(
-        matches!(next(&mut events).await?, RoomEventKind::Entered(u) if u.id == "fay"),
+        matches!(next(&mut events).await?, RoomEvent::UserEntered(u) if u.id == "fay"),
         "eve was silent"
     );
     Ok(())
@@ -340,15 +340,15 @@ pub(crate) async fn typing_is_throttled_per_user_across_nodes_and_never_stored(
     );
     assert!(!a.typing(&room, &ann, throttle).await?);
     assert!(b.typing(&room, &bob, throttle).await?, "per user");
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Typing(u) if u == ann));
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Typing(u) if u == bob));
+    assert!(matches!(next(&mut events).await?, RoomEvent::UserTyping(u) if u == ann));
+    assert!(matches!(next(&mut events).await?, RoomEvent::UserTyping(u) if u == bob));
     // The throttle's expiry is the thing under test: let it run out.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         b.typing(&room, &ann, throttle).await?,
         "free again after the throttle"
     );
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Typing(u) if u == ann));
+    assert!(matches!(next(&mut events).await?, RoomEvent::UserTyping(u) if u == ann));
     let after = a.history_before(&room, far_future(), 100).await?;
     assert_eq!(before.len(), after.len(), "typing is never stored");
     Ok(())
@@ -398,10 +398,10 @@ pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
     let m1 = say(a.as_ref(), &room, &ann, "helo").await?;
     let m2 = say(a.as_ref(), &room, &bob, "bob's").await?;
     assert!(
-        matches!(next(&mut events).await?, RoomEventKind::Message { message, .. } if message.id == m1)
+        matches!(next(&mut events).await?, RoomEvent::MessageReceived(message) if message.id == m1)
     );
     assert!(
-        matches!(next(&mut events).await?, RoomEventKind::Message { message, .. } if message.id == m2)
+        matches!(next(&mut events).await?, RoomEvent::MessageReceived(message) if message.id == m2)
     );
     let fixed = text("hello")?;
     assert_eq!(
@@ -421,7 +421,7 @@ pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
         a.change(change(&room, m1, &ann, Some(&fixed))).await?,
         ChangeOutcome::Done
     );
-    let RoomEventKind::Edited(edited) = next(&mut events).await? else {
+    let RoomEvent::MessageEdited(edited) = next(&mut events).await? else {
         bail!("not an edit")
     };
     assert_eq!(edited.id, m1);
@@ -443,7 +443,7 @@ pub(crate) async fn only_the_author_edits_and_deletes_and_every_node_agrees(
         b.change(change(&room, m1, &ann, None)).await?,
         ChangeOutcome::Done
     );
-    assert!(matches!(next(&mut events).await?, RoomEventKind::Deleted(d) if d.id == m1));
+    assert!(matches!(next(&mut events).await?, RoomEvent::MessageDeleted(d) if d.id == m1));
     assert_eq!(
         a.change(change(&room, m1, &ann, Some(&fixed))).await?,
         ChangeOutcome::NotFound,
