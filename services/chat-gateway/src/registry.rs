@@ -216,12 +216,12 @@ impl Registry {
                 }
                 sockets.last_id = Some(message.id);
             }
-            RoomEvent::MessageEdited(edited) => {
-                // Never before its message: one this replica has not
-                // delivered yet comes, edited, when the gap is read back.
-                if sockets.last_id.is_some_and(|last| edited.id > last) {
-                    return (0, Vec::new());
-                }
+            // Never before its message: one this replica has not delivered
+            // yet comes, edited, when the gap is read back.
+            RoomEvent::MessageEdited(edited)
+                if sockets.last_id.is_some_and(|last| edited.id > last) =>
+            {
+                return (0, Vec::new());
             }
             RoomEvent::UserTyping(user) => except_user = Some(user.id.as_str()),
             _ => {}
@@ -245,7 +245,7 @@ impl Registry {
             }
         }
         for pending in sockets.pending.values_mut() {
-            if except_user.as_deref() != Some(pending.handle.conn.user.id.as_str()) {
+            if except_user != Some(pending.handle.conn.user.id.as_str()) {
                 pending.buffered.push((published.seq, out.clone()));
             }
         }
