@@ -7,27 +7,39 @@
 //! publishing a message) is one Lua script, so replicas never race.
 //!
 //! # Layout
-//! - [`backend`]: the traits (`Presence`, `History`, `Reads`, `Signals`, `Fanout`, `Revocations`).
-//! - [`redis`]: the Redis backend, for production.
-//! - [`memory`]: the in-memory backend, for the single-process mode.
-//! - [`schema`]: key and channel names, in one place.
+//! One module per concept, each holding its trait, its types and both of
+//! its implementations (on Redis, in memory) side by side:
+//! - [`presence`]: joining, leaving, heartbeats and sweeps.
+//! - [`history`]: storing, paging, editing and deleting messages.
+//! - [`reads`]: read markers and unread counts.
+//! - [`signals`]: typing, throttled and published, never stored.
+//! - [`fanout`]: delivering room events and revocations to every replica.
+//! - [`revocations`]: logged-out web sessions.
+//!
+//! And what they share:
+//! - [`backend`]: the whole backend (`Backend`: all six, and `ping`).
+//! - [`redis`]: the Redis backend's handle, running scripts, replies, replication.
+//! - [`memory`]: the in-memory backend's handle and its state.
+//! - [`schema`]: Redis key and channel names, in one place.
+//! - [`scripts`]: the Lua scripts and their shared prelude.
+//! - [`events`]: a room event as published to every replica, and decoding it.
 //! - [`connection`]: building fred clients with reconnects and timeouts.
 //! - [`error`]: the store's error type.
-//! - [`scripts`]: the Lua scripts and their shared prelude.
-//! - [`presence`]: the types of joining, leaving, heartbeats and sweeps.
-//! - [`history`]: the types of storing and paging messages.
-//! - [`events`]: a room event as published to every replica, and decoding it.
 
 pub mod backend;
 pub mod connection;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod history;
 pub mod memory;
 pub mod presence;
+pub mod reads;
 pub mod redis;
+pub mod revocations;
 pub mod schema;
 pub mod scripts;
+pub mod signals;
 
 pub use backend::{
     Backend, Fanout, FanoutEvent, History, Presence, Reads, Revocations, Signals, Subscription,

@@ -1,26 +1,17 @@
-//! The Redis backend: presence, history, fan-out and revocations on Redis 7
-//! or newer, shared by every replica: one Redis, a primary with replicas under
-//! Sentinel, or a Redis Cluster (whatever `REDIS_URL` names; each room's keys
-//! share one hash slot, see [`crate::schema`]).
+//! The Redis backend's handle, on Redis 7 or newer, shared by every
+//! replica: one Redis, a primary with replicas under Sentinel, or a Redis
+//! Cluster (whatever `REDIS_URL` names; each room's keys share one hash
+//! slot, see [`crate::schema`]). Each concept's operations on it are in the
+//! concept's module ([`crate::presence`], [`crate::history`], …); here is
+//! what they share:
 //!
-//! - [`presence`]: joining, leaving, heartbeats and sweeps (Lua scripts).
-//! - [`history`]: storing and paging messages (Lua scripts).
-//! - [`fanout`]: the subscriber that turns channel messages into events.
-//! - [`revocation`]: logged-out web sessions.
-//! - [`reads`]: read markers and unread counts.
-//! - [`signals`]: typing, throttled and published, never stored.
+//! - [`RedisBackend`]: the clients, and running a script with its metrics.
 //! - [`replication`]: waiting for Redis replicas (`REDIS_WAIT_REPLICAS`) on a
 //!   client of its own.
 //! - [`reply`]: reading the scripts' replies: values, or data as JSON.
 
-mod fanout;
-mod history;
-mod presence;
-mod reads;
-mod replication;
-mod reply;
-mod revocation;
-mod signals;
+pub(crate) mod replication;
+pub(crate) mod reply;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +45,7 @@ pub struct RedisBackend {
     pub(crate) node: String,
     /// Waits for the replicas that must hold each write (`REDIS_WAIT_REPLICAS`),
     /// when there are any.
-    replicas: Option<Arc<ReplicaWait>>,
+    pub(crate) replicas: Option<Arc<ReplicaWait>>,
     command_timeout: Duration,
     /// On a cluster: every room's shard subscription is where its slot is.
     pub(crate) shards_ok: Arc<std::sync::atomic::AtomicBool>,

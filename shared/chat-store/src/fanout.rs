@@ -1,4 +1,7 @@
-//! [`Fanout`] on Redis: one subscriber per process listens to the rooms'
+//! Room events and revocations, delivered to every replica: [`Fanout`],
+//! what it delivers, and its two implementations.
+//!
+//! On Redis, one subscriber per process listens to the rooms'
 //! sharded channels (`SSUBSCRIBE`) and the revocations channel. After every
 //! reconnect it subscribes again and then tells its consumer
 //! (`Resubscribed`), which reads back from history what was published while
@@ -13,23 +16,52 @@
 //! changed; until it has, the subscription does not count as live.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chat_core::RoomName;
+use fred::prelude::*;
+
+use crate::error::StoreError;
+use crate::events::Published;
+use crate::memory::MemoryBackend;
+use crate::redis::RedisBackend;
+use crate::schema;
 use fred::clients::SubscriberClient;
-use fred::interfaces::{ClientLike, ClusterInterface, EventInterface, PubsubInterface};
 use fred::types::config::Server;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use super::RedisBackend;
-use crate::backend::{Fanout, FanoutEvent, SUBSCRIPTION_CAPACITY, Subscription};
-use crate::error::StoreError;
-use crate::events::Published;
-use crate::schema;
+/// How many fan-out events may wait for the consumer before the producer waits.
+pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// Something every subscriber is told.
+#[derive(Debug)]
+pub enum FanoutEvent {
+    /// An event in a room.
+    Room(RoomName, Published),
+    /// A web session was logged out: end its connections.
+    Revoked(String),
+    /// The subscription was lost and is back: events published meanwhile
+    /// were missed, and the rooms' messages since then should be read back.
+    Resubscribed,
+}
+
+/// The events of the subscribed rooms and every revocation, in publish order.
+pub type Subscription = mpsc::Receiver<FanoutEvent>;
+
+/// Delivery of room events and revocations to every replica.
+#[async_trait]
+pub trait Fanout: Send + Sync {
+    /// Starts receiving the events of `rooms` and every revocation.
+    fn subscribe(&self, rooms: &[RoomName]) -> Result<Subscription, StoreError>;
+    /// Whether the subscription is live right now.
+    fn is_subscribed(&self) -> bool;
+}
+
+// On Redis.
 
 /// How often a subscriber on Redis Cluster checks that each room's shard
 /// subscription is still where the room's hash slot is.
@@ -193,5 +225,20 @@ fn decode(rooms: &[RoomName], message: &fred::types::Message) -> Option<FanoutEv
             tracing::warn!(error = %e, "undecodable room event");
             None
         }
+    }
+}
+
+// In memory.
+
+#[async_trait]
+impl Fanout for MemoryBackend {
+    fn subscribe(&self, rooms: &[RoomName]) -> Result<Subscription, StoreError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
+        self.hub.lock().subscribers.push((rooms.to_vec(), tx));
+        Ok(rx)
+    }
+
+    fn is_subscribed(&self) -> bool {
+        true
     }
 }

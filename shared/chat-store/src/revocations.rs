@@ -1,6 +1,8 @@
-//! [`Revocations`] on Redis: a key with a TTL per logged-out session, and a
-//! message on the revocations channel, in one script; checks are one
-//! pipelined round trip however many sessions they ask about.
+//! Logged-out web sessions: [`Revocations`] and its two implementations.
+//!
+//! On Redis, a key with a TTL per logged-out session, and a message on the
+//! revocations channel, in one script; checks are one pipelined round trip
+//! however many sessions they ask about.
 
 use std::time::Duration;
 
@@ -8,10 +10,22 @@ use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::Value;
 
-use super::RedisBackend;
-use crate::backend::Revocations;
 use crate::error::StoreError;
+use crate::fanout::FanoutEvent;
+use crate::memory::{MemoryBackend, millis, now_ms};
+use crate::redis::RedisBackend;
 use crate::{schema, scripts};
+
+/// Logged-out web sessions.
+#[async_trait]
+pub trait Revocations: Send + Sync {
+    /// Marks web session `sid` as logged out for `ttl` and tells every replica.
+    async fn revoke_session(&self, sid: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Which of web sessions `sids` were logged out (in one round trip).
+    async fn revoked_among(&self, sids: &[String]) -> Result<Vec<String>, StoreError>;
+}
+
+// On Redis.
 
 #[async_trait]
 impl Revocations for RedisBackend {
@@ -52,6 +66,34 @@ impl Revocations for RedisBackend {
             .zip(found)
             .filter(|(_, revoked)| *revoked)
             .map(|(sid, _)| sid.clone())
+            .collect())
+    }
+}
+
+// In memory.
+
+#[async_trait]
+impl Revocations for MemoryBackend {
+    async fn revoke_session(&self, sid: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut s = self.hub.lock();
+        s.revoked
+            .insert(sid.to_owned(), now_ms().saturating_add(millis(ttl)));
+        s.revoked.retain(|_, until| *until > now_ms());
+        for (_, tx) in &s.subscribers {
+            if tx.try_send(FanoutEvent::Revoked(sid.to_owned())).is_err() {
+                tracing::error!("in-memory fan-out subscriber is full or gone; revocation dropped");
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoked_among(&self, sids: &[String]) -> Result<Vec<String>, StoreError> {
+        let s = self.hub.lock();
+        let now = now_ms();
+        Ok(sids
+            .iter()
+            .filter(|sid| s.revoked.get(*sid).is_some_and(|until| *until > now))
+            .cloned()
             .collect())
     }
 }
