@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use chat_core::events::{Change, MessageDeleted, MessageEdited, RoomEvent};
 use chat_core::{Message, MessageId, MessageText, RoomName, UserRef};
 use fred::types::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::error::StoreError;
-use crate::memory::{Edit, MemoryBackend, now_ms};
+use crate::memory::{MemoryBackend, now_ms};
 use crate::redis::RedisBackend;
 use crate::redis::reply::{self, LuaList};
 use serde::Deserialize;
@@ -254,6 +255,86 @@ impl History for RedisBackend {
 
 // In memory.
 
+/// A room's messages in memory.
+#[derive(Default)]
+pub(crate) struct RoomHistory {
+    /// The kept messages, oldest first.
+    pub(crate) entries: VecDeque<Entry>,
+    pub(crate) last_id: Option<MessageId>,
+    pub(crate) max_deleted: Option<MessageId>,
+    /// message id → its edit or deletion.
+    pub(crate) changed: HashMap<MessageId, Edit>,
+    /// (when, which message) of each change, oldest first, capped.
+    pub(crate) changes: VecDeque<(u64, MessageId)>,
+    /// When (ms) the newest change dropped from `changes` was made.
+    pub(crate) changes_trimmed_ms: Option<u64>,
+    /// How many messages were ever sent.
+    pub(crate) count: u64,
+}
+
+/// What became of a message after it was sent.
+#[derive(Debug, Clone)]
+pub(crate) enum Edit {
+    /// Its text now, and when it was edited (ms).
+    Text(String, u64),
+    /// Gone.
+    Deleted,
+}
+
+pub(crate) type Entry = (MessageId, UserRef, String);
+
+impl RoomHistory {
+    /// The entries that were not deleted, as messages with their edits.
+    pub(crate) fn visible<'a>(
+        &self,
+        room: &RoomName,
+        entries: impl Iterator<Item = &'a Entry>,
+    ) -> Vec<Message> {
+        entries
+            .filter_map(|(id, user, text)| {
+                let (text, edited_ts) = match self.changed.get(id) {
+                    Some(Edit::Deleted) => return None,
+                    Some(Edit::Text(t, at)) => (t.clone(), Some(*at)),
+                    None => (text.clone(), None),
+                };
+                Some(Message {
+                    id: *id,
+                    room: room.to_string(),
+                    user: user.clone(),
+                    text,
+                    ts: id.ms,
+                    edited_ts,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn is_deleted(&self, id: &MessageId) -> bool {
+        matches!(self.changed.get(id), Some(Edit::Deleted))
+    }
+
+    /// What `changes_after` answers (see [`History::changes_after`]).
+    pub(crate) fn changes_since(&self, since: MessageId) -> Vec<Change> {
+        let mut seen = HashSet::new();
+        self.changes
+            .iter()
+            .filter(|(at, target)| *at >= since.ms && *target <= since)
+            .filter(|(_, target)| seen.insert(*target))
+            .filter_map(|(_, id)| match self.changed.get(id)? {
+                Edit::Deleted => Some(Change::Deleted {
+                    id: *id,
+                    deleted: true,
+                }),
+                Edit::Text(text, at) => Some(Change::Edited {
+                    id: *id,
+                    text: text.clone(),
+                    edited_ts: *at,
+                }),
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl History for MemoryBackend {
     /// One process holds everything: there are no replicas to wait for.
@@ -269,7 +350,7 @@ impl History for MemoryBackend {
         let mut s = self.hub.lock();
         let room = s.rooms.entry(message.room.clone()).or_default();
         let now = now_ms();
-        let mut id = match room.last_id {
+        let mut id = match room.history.last_id {
             Some(last) if last.ms >= now => last.next(),
             _ => MessageId { ms: now, seq: 0 },
         };
@@ -278,13 +359,16 @@ impl History for MemoryBackend {
         {
             id = floor.next();
         }
-        room.last_id = Some(id);
-        room.count += 1;
-        room.history
-            .push_back((id, message.user.clone(), message.text.as_str().to_owned()));
-        while room.history.len() as u64 > HISTORY_KEPT {
-            if let Some((gone, _, _)) = room.history.pop_front() {
-                room.max_deleted = Some(gone);
+        room.history.last_id = Some(id);
+        room.history.count += 1;
+        room.history.entries.push_back((
+            id,
+            message.user.clone(),
+            message.text.as_str().to_owned(),
+        ));
+        while room.history.entries.len() as u64 > HISTORY_KEPT {
+            if let Some((gone, _, _)) = room.history.entries.pop_front() {
+                room.history.max_deleted = Some(gone);
             }
         }
         let stored = Message {
@@ -310,8 +394,12 @@ impl History for MemoryBackend {
         let Some(state) = s.rooms.get(room) else {
             return Ok(Vec::new());
         };
-        let newer = state.history.iter().filter(|(id, _, _)| *id > after);
-        let mut page = state.visible(room, newer);
+        let newer = state
+            .history
+            .entries
+            .iter()
+            .filter(|(id, _, _)| *id > after);
+        let mut page = state.history.visible(room, newer);
         page.truncate(limit);
         Ok(page)
     }
@@ -326,8 +414,12 @@ impl History for MemoryBackend {
         let Some(state) = s.rooms.get(room) else {
             return Ok(Vec::new());
         };
-        let older = state.history.iter().filter(|(id, _, _)| *id < before);
-        let page = state.visible(room, older);
+        let older = state
+            .history
+            .entries
+            .iter()
+            .filter(|(id, _, _)| *id < before);
+        let page = state.history.visible(room, older);
         let skip = page.len().saturating_sub(limit);
         Ok(page.into_iter().skip(skip).collect())
     }
@@ -337,10 +429,15 @@ impl History for MemoryBackend {
         let Some(room) = s.rooms.get_mut(change.room) else {
             return Ok(ChangeOutcome::NotFound);
         };
-        let Some((_, author, _)) = room.history.iter().find(|(id, _, _)| *id == change.id) else {
+        let Some((_, author, _)) = room
+            .history
+            .entries
+            .iter()
+            .find(|(id, _, _)| *id == change.id)
+        else {
             return Ok(ChangeOutcome::NotFound);
         };
-        if room.is_deleted(&change.id) {
+        if room.history.is_deleted(&change.id) {
             return Ok(ChangeOutcome::NotFound);
         }
         if author.id != change.user_id {
@@ -365,15 +462,15 @@ impl History for MemoryBackend {
                 }),
             ),
         };
-        room.changed.insert(change.id, edit);
-        room.changes.push_back((now, change.id));
-        while room.changes.len() as u64 > CHANGES_KEPT {
-            if let Some((at, _)) = room.changes.pop_front() {
-                room.changes_trimmed_ms = Some(at);
+        room.history.changed.insert(change.id, edit);
+        room.history.changes.push_back((now, change.id));
+        while room.history.changes.len() as u64 > CHANGES_KEPT {
+            if let Some((at, _)) = room.history.changes.pop_front() {
+                room.history.changes_trimmed_ms = Some(at);
             }
         }
-        if let Some((oldest, _, _)) = room.history.front().cloned() {
-            room.changed.retain(|id, _| *id >= oldest);
+        if let Some((oldest, _, _)) = room.history.entries.front().cloned() {
+            room.history.changed.retain(|id, _| *id >= oldest);
         }
         s.publish(change.room, event, None);
         Ok(ChangeOutcome::Done)
@@ -387,7 +484,7 @@ impl History for MemoryBackend {
         let s = self.hub.lock();
         Ok(s.rooms
             .get(room)
-            .map(|r| r.changes_since(since))
+            .map(|r| r.history.changes_since(since))
             .unwrap_or_default())
     }
 }

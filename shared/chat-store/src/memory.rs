@@ -5,121 +5,33 @@
 //! Several [`MemoryBackend`]s (one per node) can share a [`MemoryHub`], which
 //! is how the behaviour tests run two "replicas" against it.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chat_core::events::{Change, RoomEvent};
-use chat_core::{Message, MessageId, RoomName, UserRef};
+use chat_core::RoomName;
+use chat_core::events::RoomEvent;
 use tokio::sync::mpsc;
 
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::events::Published;
 use crate::fanout::FanoutEvent;
-use crate::presence::Connection;
-use crate::reads::UNREAD_MAX;
+use crate::history::RoomHistory;
+use crate::presence::{Connection, NodeState, RoomPresence};
+use crate::reads::RoomReads;
+use crate::signals::RoomSignals;
 
+/// One room's state, a part per concept (each defined in its module).
 #[derive(Default)]
 pub(crate) struct RoomState {
-    /// user id → live connection count (0 while leaving).
-    pub(crate) users: HashMap<String, i64>,
-    pub(crate) names: HashMap<String, String>,
-    /// connection id → user id.
-    pub(crate) conns: HashMap<String, String>,
-    pub(crate) history: VecDeque<(MessageId, UserRef, String)>,
-    pub(crate) last_id: Option<MessageId>,
-    pub(crate) max_deleted: Option<MessageId>,
+    pub(crate) presence: RoomPresence,
+    pub(crate) history: RoomHistory,
+    pub(crate) reads: RoomReads,
+    pub(crate) signals: RoomSignals,
+    /// How many events were published to the room.
     pub(crate) seq: u64,
-    /// user id → until when (ms) their next `typing` is throttled.
-    pub(crate) typing: HashMap<String, u64>,
-    /// message id → its edit or deletion.
-    pub(crate) changed: HashMap<MessageId, Edit>,
-    /// (when, which message) of each change, oldest first, capped.
-    pub(crate) changes: VecDeque<(u64, MessageId)>,
-    /// When (ms) the newest change dropped from `changes` was made.
-    pub(crate) changes_trimmed_ms: Option<u64>,
-    /// How many messages were ever sent.
-    pub(crate) count: u64,
-    /// user id → `count` at their read marker.
-    pub(crate) reads: HashMap<String, u64>,
-}
-
-/// What became of a message after it was sent.
-#[derive(Debug, Clone)]
-pub(crate) enum Edit {
-    /// Its text now, and when it was edited (ms).
-    Text(String, u64),
-    /// Gone.
-    Deleted,
-}
-
-pub(crate) type Entry = (MessageId, UserRef, String);
-
-impl RoomState {
-    /// The entries that were not deleted, as messages with their edits.
-    pub(crate) fn visible<'a>(
-        &self,
-        room: &RoomName,
-        entries: impl Iterator<Item = &'a Entry>,
-    ) -> Vec<Message> {
-        entries
-            .filter_map(|(id, user, text)| {
-                let (text, edited_ts) = match self.changed.get(id) {
-                    Some(Edit::Deleted) => return None,
-                    Some(Edit::Text(t, at)) => (t.clone(), Some(*at)),
-                    None => (text.clone(), None),
-                };
-                Some(Message {
-                    id: *id,
-                    room: room.to_string(),
-                    user: user.clone(),
-                    text,
-                    ts: id.ms,
-                    edited_ts,
-                })
-            })
-            .collect()
-    }
-
-    /// Messages after `uid`'s read marker: 0 without one, at most [`UNREAD_MAX`].
-    pub(crate) fn unread_of(&self, uid: &str) -> u64 {
-        self.reads.get(uid).map_or(0, |marker| {
-            self.count.saturating_sub(*marker).min(UNREAD_MAX)
-        })
-    }
-
-    pub(crate) fn is_deleted(&self, id: &MessageId) -> bool {
-        matches!(self.changed.get(id), Some(Edit::Deleted))
-    }
-
-    /// What `changes_after` answers (see [`History::changes_after`]).
-    pub(crate) fn changes_since(&self, since: MessageId) -> Vec<Change> {
-        let mut seen = HashSet::new();
-        self.changes
-            .iter()
-            .filter(|(at, target)| *at >= since.ms && *target <= since)
-            .filter(|(_, target)| seen.insert(*target))
-            .filter_map(|(_, id)| match self.changed.get(id)? {
-                Edit::Deleted => Some(Change::Deleted {
-                    id: *id,
-                    deleted: true,
-                }),
-                Edit::Text(text, at) => Some(Change::Edited {
-                    id: *id,
-                    text: text.clone(),
-                    edited_ts: *at,
-                }),
-            })
-            .collect()
-    }
-}
-
-#[derive(Default)]
-pub(crate) struct NodeState {
-    pub(crate) alive_until_ms: u64,
-    pub(crate) conns: HashSet<(RoomName, String, String)>,
 }
 
 #[derive(Default)]
@@ -211,12 +123,16 @@ impl State {
 
     pub(crate) fn enter(&mut self, node: &str, c: &Connection, silent: bool) {
         let room = self.rooms.entry(c.room.clone()).or_default();
-        if room.conns.contains_key(&c.conn) {
+        if room.presence.conns.contains_key(&c.conn) {
             return;
         }
-        room.conns.insert(c.conn.clone(), c.user.id.clone());
-        room.names.insert(c.user.id.clone(), c.user.name.clone());
-        let count = room.users.entry(c.user.id.clone()).or_insert(0);
+        room.presence
+            .conns
+            .insert(c.conn.clone(), c.user.id.clone());
+        room.presence
+            .names
+            .insert(c.user.id.clone(), c.user.name.clone());
+        let count = room.presence.users.entry(c.user.id.clone()).or_insert(0);
         *count += 1;
         let first = *count == 1;
         self.nodes
@@ -243,10 +159,10 @@ impl State {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return false;
         };
-        if room.conns.remove(conn).is_none() {
+        if room.presence.conns.remove(conn).is_none() {
             return false;
         }
-        let count = room.users.entry(uid.to_owned()).or_insert(0);
+        let count = room.presence.users.entry(uid.to_owned()).or_insert(0);
         *count -= 1;
         if *count <= 0 {
             *count = 0;

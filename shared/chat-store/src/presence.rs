@@ -7,6 +7,7 @@
 //! operation is one Lua script; in memory, the same decision under the
 //! hub's lock.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,14 +18,14 @@ use fred::types::Value;
 
 use crate::backend::PerRoom;
 use crate::error::StoreError;
-use crate::memory::{Entry, MemoryBackend, RoomState, millis, now_ms};
+use crate::history::Entry;
+use crate::memory::{MemoryBackend, RoomState, millis, now_ms};
 use crate::reads::UNREAD_MAX;
 use crate::redis::RedisBackend;
 use crate::redis::reply::{self, LuaList};
 use crate::revocations::Revocations;
 use crate::schema;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 crate::scripts::script!(
     JOIN,
@@ -362,6 +363,23 @@ fn redis_ms(d: Duration) -> i64 {
 
 // In memory.
 
+/// Who is in a room, in memory.
+#[derive(Default)]
+pub(crate) struct RoomPresence {
+    /// user id → live connection count (0 while leaving).
+    pub(crate) users: HashMap<String, i64>,
+    /// user id → display name.
+    pub(crate) names: HashMap<String, String>,
+    /// connection id → user id.
+    pub(crate) conns: HashMap<String, String>,
+}
+
+#[derive(Default)]
+pub(crate) struct NodeState {
+    pub(crate) alive_until_ms: u64,
+    pub(crate) conns: HashSet<(RoomName, String, String)>,
+}
+
 #[async_trait]
 impl Presence for MemoryBackend {
     fn node(&self) -> &str {
@@ -383,19 +401,26 @@ impl Presence for MemoryBackend {
         s.enter(&self.node, c, silent);
         let room = s.rooms.entry(c.room.clone()).or_default();
         let members = room
+            .presence
             .users
             .keys()
             .map(|id| UserRef {
                 id: id.clone(),
-                name: room.names.get(id).cloned().unwrap_or_else(|| id.clone()),
+                name: room
+                    .presence
+                    .names
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| id.clone()),
             })
             .collect();
         let limit = request.history_limit;
         let newest = |room: &RoomState| {
             let visible: Vec<&Entry> = room
                 .history
+                .entries
                 .iter()
-                .filter(|(id, _, _)| !room.is_deleted(id))
+                .filter(|(id, _, _)| !room.history.is_deleted(id))
                 .collect();
             let skip = visible.len().saturating_sub(limit);
             visible.into_iter().skip(skip).cloned().collect::<Vec<_>>()
@@ -405,13 +430,17 @@ impl Presence for MemoryBackend {
             Some(since) => {
                 let after: Vec<_> = room
                     .history
+                    .entries
                     .iter()
                     .filter(|(id, _, _)| *id > since)
                     .cloned()
                     .collect();
                 // A `since` beyond the newest message: nothing newer.
-                let trimmed = room.max_deleted.is_some_and(|d| d > since);
-                let changes_lost = room.changes_trimmed_ms.is_some_and(|at| at >= since.ms);
+                let trimmed = room.history.max_deleted.is_some_and(|d| d > since);
+                let changes_lost = room
+                    .history
+                    .changes_trimmed_ms
+                    .is_some_and(|at| at >= since.ms);
                 if after.len() > limit || trimmed || changes_lost {
                     (false, newest(room))
                 } else {
@@ -421,14 +450,14 @@ impl Presence for MemoryBackend {
         };
         let changes = request
             .since
-            .map(|since| room.changes_since(since))
+            .map(|since| room.history.changes_since(since))
             .unwrap_or_default();
         Ok(JoinOutcome::Joined(Snapshot {
-            unread: room.unread_of(&c.user.id),
+            unread: room.reads.unread_of(&c.user.id, room.history.count),
             seq: room.seq,
             members,
             recovered,
-            history: room.visible(&c.room, entries.iter()),
+            history: room.history.visible(&c.room, entries.iter()),
             changes,
         }))
     }
@@ -513,9 +542,13 @@ impl Presence for MemoryBackend {
             let Some(room) = s.rooms.get_mut(&room_name) else {
                 continue;
             };
-            if room.users.get(&uid).copied().unwrap_or(0) <= 0 {
-                room.users.remove(&uid);
-                let name = room.names.remove(&uid).unwrap_or_else(|| uid.clone());
+            if room.presence.users.get(&uid).copied().unwrap_or(0) <= 0 {
+                room.presence.users.remove(&uid);
+                let name = room
+                    .presence
+                    .names
+                    .remove(&uid)
+                    .unwrap_or_else(|| uid.clone());
                 s.publish(
                     &room_name,
                     RoomEvent::UserExited(UserRef { id: uid, name }),
@@ -547,7 +580,9 @@ impl Presence for MemoryBackend {
             .map(|r| {
                 (
                     r.clone(),
-                    s.rooms.get(r).map_or(0, |room| room.users.len() as u64),
+                    s.rooms
+                        .get(r)
+                        .map_or(0, |room| room.presence.users.len() as u64),
                 )
             })
             .collect())

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chat_core::{MessageId, RoomName};
 use fred::prelude::*;
 use fred::types::Value;
+use std::collections::HashMap;
 
 use crate::error::StoreError;
 use crate::memory::MemoryBackend;
@@ -102,6 +103,22 @@ impl Reads for RedisBackend {
 
 // In memory.
 
+/// A room's read markers in memory.
+#[derive(Default)]
+pub(crate) struct RoomReads {
+    /// user id → the room's message count at their read marker.
+    pub(crate) markers: HashMap<String, u64>,
+}
+
+impl RoomReads {
+    /// Messages after `uid`'s read marker: 0 without one, at most [`UNREAD_MAX`].
+    pub(crate) fn unread_of(&self, uid: &str, count: u64) -> u64 {
+        self.markers
+            .get(uid)
+            .map_or(0, |marker| count.saturating_sub(*marker).min(UNREAD_MAX))
+    }
+}
+
 #[async_trait]
 impl Reads for MemoryBackend {
     async fn mark_read(
@@ -116,11 +133,16 @@ impl Reads for MemoryBackend {
         // one: what Redis reads from that entry (`read.lua`).
         let after = state
             .history
+            .entries
             .iter()
-            .skip_while(|(m, _, _)| *m <= id || state.is_deleted(m))
+            .skip_while(|(m, _, _)| *m <= id || state.history.is_deleted(m))
             .count();
-        let marker = state.count.saturating_sub(after as u64);
-        let old = state.reads.entry(user_id.to_owned()).or_insert(marker);
+        let marker = state.history.count.saturating_sub(after as u64);
+        let old = state
+            .reads
+            .markers
+            .entry(user_id.to_owned())
+            .or_insert(marker);
         *old = (*old).max(marker);
         Ok(())
     }
@@ -136,7 +158,9 @@ impl Reads for MemoryBackend {
             .map(|r| {
                 (
                     r.clone(),
-                    s.rooms.get(r).map_or(0, |room| room.unread_of(user_id)),
+                    s.rooms
+                        .get(r)
+                        .map_or(0, |room| room.reads.unread_of(user_id, room.history.count)),
                 )
             })
             .collect())

@@ -1,6 +1,7 @@
 //! Signals published to a room but never stored: [`Signals`] and its two
 //! implementations. On Redis, one script per signal, in the room's slot.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -61,6 +62,13 @@ impl Signals for RedisBackend {
 
 // In memory.
 
+/// A room's signal throttles in memory.
+#[derive(Default)]
+pub(crate) struct RoomSignals {
+    /// user id → until when (ms) their next `typing` is throttled.
+    pub(crate) typing: HashMap<String, u64>,
+}
+
 #[async_trait]
 impl Signals for MemoryBackend {
     async fn typing(
@@ -72,11 +80,12 @@ impl Signals for MemoryBackend {
         let mut s = self.hub.lock();
         let now = now_ms();
         let state = s.rooms.entry(room.clone()).or_default();
-        state.typing.retain(|_, until| *until > now);
-        if state.typing.contains_key(&user.id) {
+        state.signals.typing.retain(|_, until| *until > now);
+        if state.signals.typing.contains_key(&user.id) {
             return Ok(false);
         }
         state
+            .signals
             .typing
             .insert(user.id.clone(), now.saturating_add(millis(throttle)));
         s.publish(room, RoomEvent::UserTyping(user.clone()), None);
