@@ -1,31 +1,18 @@
-//! The Socket.IO glue: the handshake middleware and one small handler per
-//! client event, each delegating to [`Gateway`].
-//!
-//! Event handlers do not await: socketioxide calls them one at a time, in
-//! the order the connection's events arrive, and each only queues its work in
-//! the connection's inbox (see [`crate::inbox`]), so one connection's events
-//! are handled, acked and delivered in send order. At `MAX_EVENTS_IN_FLIGHT`
-//! the connection is not read from until there is room again; an event that
-//! was read anyway is refused at once with `rate_limited`.
+//! A connection's beginning and end at the Socket.IO edge: the handshake
+//! middleware, the connect handler that sends `welcome`, and the disconnect
+//! handler. Each client event's handler lives beside its decision, in the
+//! [`state`](crate::state) module of its reason; the middleware starts
+//! listening for them all ([`crate::state::listen`]).
 
-use std::future::{Future, Ready, ready};
 use std::sync::{Arc, Mutex};
 
 use chat_core::ErrorCode;
-use chat_core::events::{
-    ConnectAuth, DeleteRequest, DoneAck, EditRequest, HISTORY, HistoryAck, HistoryRequest,
-    MESSAGE_DELETE, MESSAGE_EDIT, MESSAGE_SENT, READ, REFRESH, ReadRequest, RefreshAck, SendAck,
-    TYPING, WELCOME, Welcome,
-};
-use serde::Serialize;
+use chat_core::events::{ConnectAuth, WELCOME, Welcome};
 use socketioxide::extract::{Extension, State, TryData};
 
 use crate::connection::{Conn, Connection, Ending};
-use crate::deadline::Deadline;
-use crate::sockets::{Ack, Socket};
-use crate::state::{Gateway, Joined};
-
-type Shared = State<Arc<Gateway>>;
+use crate::sockets::Socket;
+use crate::state::{Joined, Shared};
 
 /// The result of the handshake, handed from the middleware to the connect
 /// handler through the socket's extensions (which need `Clone`).
@@ -52,13 +39,7 @@ pub(crate) async fn authenticate(
     socket
         .extensions
         .insert(Handshake(Arc::new(Mutex::new(Some(joined)))));
-    socket.on(MESSAGE_SENT, on_message_sent);
-    socket.on(HISTORY, on_history);
-    socket.on(REFRESH, on_refresh);
-    socket.on(TYPING, on_typing);
-    socket.on(MESSAGE_EDIT, on_message_edit);
-    socket.on(MESSAGE_DELETE, on_message_delete);
-    socket.on(READ, on_read);
+    crate::state::listen(&socket);
     socket.on_disconnect(on_disconnect);
     Ok(())
 }
@@ -101,152 +82,6 @@ pub(crate) async fn on_connect(socket: Socket, State(gateway): Shared) {
             gateway.close(&handle, Ending::ClientLeft);
         }
     }
-}
-
-/// Queues the work an event asks for behind the connection's earlier
-/// events and sends its answer as the ack; acks `busy` at once when too many
-/// events are in flight. The event's one ack deadline is set here, on
-/// arrival, and handed to `work`, which answers within it whatever waits
-/// before it (see [`crate::deadline`]). (The check cannot race: a
-/// connection's handlers are called one at a time, and its runner only ever
-/// lowers the count.)
-fn in_order<B, R, W, F>(
-    gateway: &Arc<Gateway>,
-    conn: &Arc<Conn>,
-    ack: Ack,
-    busy: B,
-    work: F,
-) -> Ready<()>
-where
-    B: Serialize,
-    R: Serialize + Send + 'static,
-    W: Future<Output = R> + Send + 'static,
-    F: FnOnce(Deadline) -> W,
-{
-    if gateway.is_saturated(conn) {
-        let _ = ack.send(&busy);
-        return ready(());
-    }
-    let work = work(Deadline::after(gateway.config().ack_timeout));
-    gateway.submit(
-        conn,
-        Box::pin(async move {
-            let reply = work.await;
-            let _ = ack.send(&reply);
-        }),
-    );
-    ready(())
-}
-
-fn on_message_sent(
-    TryData(text): TryData<String>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let text = text.map_err(|_| ErrorCode::Invalid);
-    let busy = SendAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.send_message(&c, text, deadline).await
-    })
-}
-
-fn on_history(
-    socket: Socket,
-    TryData(request): TryData<HistoryRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let request = request.map_err(|_| ErrorCode::Invalid);
-    let busy = HistoryAck::err(ErrorCode::RateLimited);
-    let (g, handle) = (
-        gateway.clone(),
-        Connection {
-            socket,
-            conn: conn.clone(),
-        },
-    );
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        let page = g.history(&handle.conn, request, deadline).await;
-        g.queued_reply(&handle, page.get().len());
-        page
-    })
-}
-
-fn on_refresh(
-    TryData(token): TryData<String>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let token = token.map_err(|_| ErrorCode::TokenInvalid);
-    let busy = RefreshAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.refresh(&c, token, deadline).await
-    })
-}
-
-fn on_message_edit(
-    TryData(request): TryData<EditRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let request = request
-        .map(|r| (r.id, Some(r.text)))
-        .map_err(|_| ErrorCode::Invalid);
-    change(gateway, conn, ack, request)
-}
-
-fn on_message_delete(
-    TryData(request): TryData<DeleteRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let request = request
-        .map(|r| (r.id, None))
-        .map_err(|_| ErrorCode::Invalid);
-    change(gateway, conn, ack, request)
-}
-
-/// Queues an edit (with its text) or a deletion (without).
-fn change(
-    gateway: Arc<Gateway>,
-    conn: Arc<Conn>,
-    ack: Ack,
-    request: Result<(chat_core::MessageId, Option<String>), ErrorCode>,
-) -> Ready<()> {
-    let busy = DoneAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.change_message(&c, request, deadline).await
-    })
-}
-
-fn on_read(
-    TryData(request): TryData<ReadRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let id = request.map(|r| r.id).map_err(|_| ErrorCode::Invalid);
-    let busy = DoneAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.mark_read(&c, id, deadline).await
-    })
-}
-
-/// `typing` has no ack: should a client ask for one anyway, it gets `null`.
-fn on_typing(ack: Ack, Extension(conn): Extension<Arc<Conn>>, State(gateway): Shared) -> Ready<()> {
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, (), move |deadline| async move {
-        g.typing(&c, deadline).await;
-    })
 }
 
 async fn on_disconnect(

@@ -11,10 +11,10 @@
 //! - [`inbox`]: a connection's client events, one at a time in arrival order.
 //! - [`registry`]: this replica's connections per room, their limits, and local delivery.
 //! - [`sockets`]: the socketioxide adapter, and events encoded once per room.
-//! - [`state`]: `Gateway`, the decisions behind each contract event, one
+//! - [`state`]: `Gateway`, and each client event's handler and decision, one
 //!   submodule per reason to change (joining, closing, messages, history,
 //!   refresh, flow control).
-//! - [`handlers`]: the Socket.IO middleware and event handlers.
+//! - [`handlers`]: a connection's handshake, `welcome` and disconnect.
 //! - [`fanout`]: the Redis subscriber that feeds the registry.
 //! - [`maintenance`]: heartbeat, sweeps, token expiry, JWKS refresh.
 //! - [`http`]: health, readiness, metrics and the `Origin` check.

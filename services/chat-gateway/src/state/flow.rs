@@ -7,9 +7,13 @@ use std::sync::Arc;
 use chat_core::ErrorCode;
 use governor::clock::{Clock, DefaultClock};
 
-use super::{Budget, Gateway};
+use super::{Budget, BudgetClass, Gateway};
 use crate::connection::{Conn, Connection, Ending};
+use crate::deadline::Deadline;
 use crate::inbox::Job;
+use crate::sockets::Ack;
+use serde::Serialize;
+use std::future::{Future, Ready, ready};
 
 impl Gateway {
     /// Whether a connection already has `MAX_EVENTS_IN_FLIGHT` client events
@@ -38,13 +42,61 @@ impl Gateway {
     }
 }
 
-/// Takes one cell of `budget` for the connection's user; when there is none,
-/// true. A connection that pipelines past its budget (more of its events
-/// wait behind this one) is then not read from until there is a cell again:
-/// what it sends meanwhile would only be refused, at the cost of other
-/// users' time. A client that waits for its acks is never held.
-pub(super) fn over_budget(budget: &Budget, conn: &Conn) -> bool {
-    match budget.check_key(&conn.user.id) {
+impl Gateway {
+    /// Takes one cell of the connection's user's budget for `event`, of
+    /// `class`; when there is none, true. A connection that pipelines past
+    /// its budget (more of its events wait behind this one) is then not read
+    /// from until there is a cell again: what it sends meanwhile would only
+    /// be refused, at the cost of other users' time. A client that waits for
+    /// its acks is never held.
+    pub(super) fn over_budget(&self, class: BudgetClass, event: &'static str, conn: &Conn) -> bool {
+        let budget = match class {
+            BudgetClass::Writes => &self.writes,
+            BudgetClass::Events => &self.events,
+        };
+        over_budget(budget, (event, conn.user.id.clone()), conn)
+    }
+}
+
+/// Queues the work an event asks for behind the connection's earlier
+/// events and sends its answer as the ack; acks `busy` at once when too many
+/// events are in flight. The event's one ack deadline is set here, on
+/// arrival, and handed to `work`, which answers within it whatever waits
+/// before it (see [`crate::deadline`]). (The check cannot race: a
+/// connection's handlers are called one at a time, and its runner only ever
+/// lowers the count.)
+pub(super) fn in_order<B, R, W, F>(
+    gateway: &Arc<Gateway>,
+    conn: &Arc<Conn>,
+    ack: Ack,
+    busy: B,
+    work: F,
+) -> Ready<()>
+where
+    B: Serialize,
+    R: Serialize + Send + 'static,
+    W: Future<Output = R> + Send + 'static,
+    F: FnOnce(Deadline) -> W,
+{
+    if gateway.is_saturated(conn) {
+        let _ = ack.send(&busy);
+        return ready(());
+    }
+    let work = work(Deadline::after(gateway.config().ack_timeout));
+    gateway.submit(
+        conn,
+        Box::pin(async move {
+            let reply = work.await;
+            let _ = ack.send(&reply);
+        }),
+    );
+    ready(())
+}
+
+/// Takes one cell of `budget` under `key`, holding a pipelining connection
+/// when there is none (see [`Gateway::over_budget`]).
+fn over_budget(budget: &Budget, key: (&'static str, String), conn: &Conn) -> bool {
+    match budget.check_key(&key) {
         Ok(()) => false,
         Err(not_until) => {
             conn.hold_if_pipelining(|| {

@@ -1,13 +1,19 @@
 //! History: `history` pages, fitted to the reply bound.
 
 use chat_core::ErrorCode;
-use chat_core::events::{HistoryAck, HistoryRequest};
+use chat_core::events::{HISTORY, HistoryAck, HistoryRequest};
 use serde_json::value::RawValue;
 
-use super::Gateway;
-use super::flow::over_budget;
+use super::Shared;
+use super::flow::in_order;
+use super::{BudgetClass, Gateway};
 use crate::connection::Conn;
+use crate::connection::Connection;
 use crate::deadline::{Deadline, Late};
+use crate::sockets::{Ack, Socket};
+use socketioxide::extract::{Extension, State, TryData};
+use std::future::Ready;
+use std::sync::Arc;
 
 impl Gateway {
     /// Handles `history`, answering by `deadline`; the ack comes serialized,
@@ -35,7 +41,7 @@ impl Gateway {
             Ok(r) if (1..=chat_core::events::HISTORY_PAGE_MAX).contains(&r.limit) => r,
             _ => return HistoryAck::err(ErrorCode::Invalid),
         };
-        if over_budget(&self.history_reads, conn) {
+        if self.over_budget(BudgetClass::Events, HISTORY, conn) {
             return HistoryAck::err(ErrorCode::RateLimited);
         }
         let read = self
@@ -49,4 +55,32 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Listens for `history` on a new connection.
+pub(super) fn listen(socket: &Socket) {
+    socket.on(HISTORY, on_history);
+}
+
+fn on_history(
+    socket: Socket,
+    TryData(request): TryData<HistoryRequest>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let request = request.map_err(|_| ErrorCode::Invalid);
+    let busy = HistoryAck::err(ErrorCode::RateLimited);
+    let (g, handle) = (
+        gateway.clone(),
+        Connection {
+            socket,
+            conn: conn.clone(),
+        },
+    );
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        let page = g.history(&handle.conn, request, deadline).await;
+        g.queued_reply(&handle, page.get().len());
+        page
+    })
 }

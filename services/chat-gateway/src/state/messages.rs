@@ -1,18 +1,24 @@
 //! Messages: `message sent` (with the resend check and the wait for Redis
 //! replicas), `message edit` and `message delete`, `read` and `typing`.
 
-use chat_core::events::{DoneAck, SendAck};
+use chat_core::events::{DoneAck, MESSAGE_EDIT, MESSAGE_SENT, READ, SendAck};
 use chat_core::{ErrorCode, MessageId, MessageText};
 use chat_store::history::{ChangeOutcome, MessageChange, NewMessage, Replicated};
 use chat_telemetry::trace_context::current_traceparent;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::flow::over_budget;
-use super::{Gateway, record_trace_id, typing_throttle};
+use super::Shared;
+use super::flow::in_order;
+use super::{BudgetClass, Gateway, record_trace_id, typing_throttle};
 use crate::connection::Conn;
 use crate::deadline::{Deadline, Late};
 use crate::metrics_names as m;
+use crate::sockets::{Ack, Socket};
+use chat_core::events::{DeleteRequest, EditRequest, MESSAGE_DELETE, ReadRequest, TYPING};
+use socketioxide::extract::{Extension, State, TryData};
+use std::future::Ready;
+use std::sync::Arc;
 
 impl Gateway {
     /// Handles `message sent`, answering by `deadline`. Whatever ends it (an
@@ -55,7 +61,7 @@ impl Gateway {
             Ok(text) => text,
             Err(code) => return SendAck::err(code),
         };
-        if over_budget(&self.sends, conn) {
+        if self.over_budget(BudgetClass::Writes, MESSAGE_SENT, conn) {
             return SendAck::err(ErrorCode::RateLimited);
         }
         // A message whose replicas did not confirm it in time was stored and
@@ -153,7 +159,7 @@ impl Gateway {
             Some(Ok(text)) => Some(text),
             None => None,
         };
-        if over_budget(&self.edits, conn) {
+        if self.over_budget(BudgetClass::Writes, MESSAGE_EDIT, conn) {
             return DoneAck::err(ErrorCode::RateLimited);
         }
         let change = MessageChange {
@@ -206,7 +212,7 @@ impl Gateway {
             Ok(id) => id,
             Err(code) => return DoneAck::err(code),
         };
-        if over_budget(&self.reads, conn) {
+        if self.over_budget(BudgetClass::Writes, READ, conn) {
             return DoneAck::err(ErrorCode::RateLimited);
         }
         let mark = self.backend.mark_read(&conn.room, &conn.user.id, id);
@@ -240,4 +246,87 @@ impl Gateway {
             Err(Late) => tracing::debug!("typing not published: Redis timed out"),
         }
     }
+}
+
+/// Listens for this module's client events on a new connection.
+pub(super) fn listen(socket: &Socket) {
+    socket.on(MESSAGE_SENT, on_message_sent);
+    socket.on(MESSAGE_EDIT, on_message_edit);
+    socket.on(MESSAGE_DELETE, on_message_delete);
+    socket.on(READ, on_read);
+    socket.on(TYPING, on_typing);
+}
+
+fn on_message_sent(
+    TryData(text): TryData<String>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let text = text.map_err(|_| ErrorCode::Invalid);
+    let busy = SendAck::err(ErrorCode::RateLimited);
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.send_message(&c, text, deadline).await
+    })
+}
+
+fn on_message_edit(
+    TryData(request): TryData<EditRequest>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let request = request
+        .map(|r| (r.id, Some(r.text)))
+        .map_err(|_| ErrorCode::Invalid);
+    change(gateway, conn, ack, request)
+}
+
+fn on_message_delete(
+    TryData(request): TryData<DeleteRequest>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let request = request
+        .map(|r| (r.id, None))
+        .map_err(|_| ErrorCode::Invalid);
+    change(gateway, conn, ack, request)
+}
+
+/// Queues an edit (with its text) or a deletion (without).
+fn change(
+    gateway: Arc<Gateway>,
+    conn: Arc<Conn>,
+    ack: Ack,
+    request: Result<(chat_core::MessageId, Option<String>), ErrorCode>,
+) -> Ready<()> {
+    let busy = DoneAck::err(ErrorCode::RateLimited);
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.change_message(&c, request, deadline).await
+    })
+}
+
+fn on_read(
+    TryData(request): TryData<ReadRequest>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let id = request.map(|r| r.id).map_err(|_| ErrorCode::Invalid);
+    let busy = DoneAck::err(ErrorCode::RateLimited);
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.mark_read(&c, id, deadline).await
+    })
+}
+
+/// `typing` has no ack: should a client ask for one anyway, it gets `null`.
+fn on_typing(ack: Ack, Extension(conn): Extension<Arc<Conn>>, State(gateway): Shared) -> Ready<()> {
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, (), move |deadline| async move {
+        g.typing(&c, deadline).await;
+    })
 }

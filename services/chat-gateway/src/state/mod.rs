@@ -1,6 +1,15 @@
-//! `Gateway`: the state every handler shares, and the decisions behind each
-//! contract event, one module per reason to change. The Socket.IO glue lives
-//! in `handlers`; these modules know no extractors.
+//! `Gateway`: the state every handler shares, and each client event of the
+//! contract, one module per reason to change. A client event's module holds
+//! both its handler (what socketioxide calls, reading the event) and the
+//! decision behind it, and starts listening for it in its `listen`.
+//!
+//! Event handlers do not await: socketioxide calls them one at a time, in
+//! the order the connection's events arrive, and each only queues its work in
+//! the connection's inbox (`flow::in_order`, see [`crate::inbox`]), so one
+//! connection's events are handled, acked and delivered in send order. At
+//! `MAX_EVENTS_IN_FLIGHT` the connection is not read from until there is
+//! room again; an event that was read anyway is refused at once with
+//! `rate_limited`.
 //!
 //! - `joining`: the handshake, and a connection going live after `welcome`.
 //! - `closing`: ending a connection, whatever ends it, and releasing its presence.
@@ -26,6 +35,7 @@ use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
 use crate::connection::Conn;
 use crate::registry::Registry;
+use crate::sockets::Socket;
 
 mod closing;
 mod flow;
@@ -33,6 +43,16 @@ mod history;
 mod joining;
 mod messages;
 mod refresh;
+
+/// The gateway, as a handler extracts it.
+pub(crate) type Shared = socketioxide::extract::State<Arc<Gateway>>;
+
+/// Listens for every client event of the contract on a new connection.
+pub(crate) fn listen(socket: &Socket) {
+    messages::listen(socket);
+    history::listen(socket);
+    refresh::listen(socket);
+}
 
 /// What a successful handshake leaves for the connect handler.
 #[derive(Debug)]
@@ -45,8 +65,18 @@ pub(crate) struct Joined {
     pub(crate) since_given: bool,
 }
 
-/// A per-user budget of one kind of client event.
-type Budget = DefaultKeyedRateLimiter<String>;
+/// A per-user budget of client events, keyed by the event's name and the
+/// user: each event has a budget of its own, of its class's size.
+type Budget = DefaultKeyedRateLimiter<(&'static str, String)>;
+
+/// Which budget a client event draws on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BudgetClass {
+    /// What writes to a room (`RATE_PER_SECOND`, `RATE_BURST`).
+    Writes,
+    /// Everything else (`EVENT_RATE_PER_SECOND`, `EVENT_RATE_BURST`).
+    Events,
+}
 
 /// The shared state of one gateway replica.
 pub(crate) struct Gateway {
@@ -63,16 +93,15 @@ pub(crate) struct Gateway {
     tasks: TaskTracker,
     /// Cancelled when the replica starts to stop: background loops end.
     stopping: CancellationToken,
-    sends: Budget,
-    history_reads: Budget,
-    refreshes: Budget,
-    edits: Budget,
-    reads: Budget,
+    /// Writes to a room, per event and user.
+    writes: Budget,
+    /// Other client events, per event and user.
+    events: Budget,
     /// Keyed by user and room: spares Redis most keystrokes (the store's
     /// throttle decides across replicas).
-    typings: Budget,
+    typings: DefaultKeyedRateLimiter<String>,
     /// Handshakes: a reconnect loop is refused before it costs Redis a join.
-    handshakes: Budget,
+    handshakes: DefaultKeyedRateLimiter<String>,
     draining: AtomicBool,
     redis_ok: AtomicBool,
     /// Leaves that failed while Redis was away, retried by the heartbeat.
@@ -95,19 +124,18 @@ impl Gateway {
         backend: Arc<dyn Backend>,
         registry: Registry,
     ) -> Self {
-        let budget = |per_second, burst| {
-            RateLimiter::keyed(Quota::per_second(nonzero(per_second)).allow_burst(nonzero(burst)))
-        };
+        let quota =
+            |per_second, burst| Quota::per_second(nonzero(per_second)).allow_burst(nonzero(burst));
         Self {
-            sends: budget(config.rate_per_second, config.rate_burst),
-            history_reads: budget(config.event_rate_per_second, config.event_rate_burst),
-            edits: budget(config.rate_per_second, config.rate_burst),
-            reads: budget(config.rate_per_second, config.rate_burst),
-            refreshes: budget(config.event_rate_per_second, config.event_rate_burst),
-            handshakes: budget(
+            writes: RateLimiter::keyed(quota(config.rate_per_second, config.rate_burst)),
+            events: RateLimiter::keyed(quota(
+                config.event_rate_per_second,
+                config.event_rate_burst,
+            )),
+            handshakes: RateLimiter::keyed(quota(
                 config.handshake_rate_per_second,
                 config.handshake_rate_burst,
-            ),
+            )),
             typings: RateLimiter::keyed(
                 Quota::with_period(typing_throttle() / 2)
                     .unwrap_or_else(|| Quota::per_second(nonzero(1))),
@@ -154,17 +182,10 @@ impl Gateway {
 
     /// Forgets rate-limiter entries of users who went quiet.
     pub(crate) fn trim_rate_limiter(&self) {
-        for budget in [
-            &self.sends,
-            &self.history_reads,
-            &self.refreshes,
-            &self.edits,
-            &self.reads,
-            &self.typings,
-            &self.handshakes,
-        ] {
-            budget.retain_recent();
-        }
+        self.writes.retain_recent();
+        self.events.retain_recent();
+        self.typings.retain_recent();
+        self.handshakes.retain_recent();
     }
 
     /// Settings.

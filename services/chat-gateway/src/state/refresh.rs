@@ -1,13 +1,18 @@
 //! Refresh: a new token for a live connection, checked against revocations.
 
 use chat_core::ErrorCode;
-use chat_core::events::RefreshAck;
+use chat_core::events::{REFRESH, RefreshAck};
 
-use super::Gateway;
-use super::flow::over_budget;
+use super::Shared;
+use super::flow::in_order;
+use super::{BudgetClass, Gateway};
 use crate::auth::now_s;
 use crate::connection::Conn;
 use crate::deadline::{Deadline, Late};
+use crate::sockets::{Ack, Socket};
+use socketioxide::extract::{Extension, State, TryData};
+use std::future::Ready;
+use std::sync::Arc;
 
 impl Gateway {
     /// Handles `refresh`: a new token for the same user and room moves the
@@ -30,7 +35,7 @@ impl Gateway {
         let Ok(token) = token else {
             return RefreshAck::err(ErrorCode::TokenInvalid);
         };
-        if over_budget(&self.refreshes, conn) {
+        if self.over_budget(BudgetClass::Events, REFRESH, conn) {
             return RefreshAck::err(ErrorCode::RateLimited);
         }
         let claims = match self.keys.verify(&token, now_s()).await {
@@ -54,4 +59,23 @@ impl Gateway {
         }
         RefreshAck::ok(conn.refreshed(claims.sid, claims.exp))
     }
+}
+
+/// Listens for `refresh` on a new connection.
+pub(super) fn listen(socket: &Socket) {
+    socket.on(REFRESH, on_refresh);
+}
+
+fn on_refresh(
+    TryData(token): TryData<String>,
+    ack: Ack,
+    Extension(conn): Extension<Arc<Conn>>,
+    State(gateway): Shared,
+) -> Ready<()> {
+    let token = token.map_err(|_| ErrorCode::TokenInvalid);
+    let busy = RefreshAck::err(ErrorCode::RateLimited);
+    let (g, c) = (gateway.clone(), conn.clone());
+    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
+        g.refresh(&c, token, deadline).await
+    })
 }
