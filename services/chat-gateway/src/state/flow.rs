@@ -2,18 +2,20 @@
 //! `MAX_EVENTS_IN_FLIGHT` events wait), the budgets that hold a pipelining
 //! client, and the replies counted against the bytes owed to it.
 
+use std::future::{Future, Ready, ready};
 use std::sync::Arc;
 
 use chat_core::ErrorCode;
 use governor::clock::{Clock, DefaultClock};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use socketioxide::extract::{Extension, State, TryData};
 
-use super::{Budget, BudgetClass, Gateway};
+use super::{Budget, BudgetClass, Gateway, Shared};
 use crate::connection::{Conn, Connection, Ending};
 use crate::deadline::Deadline;
 use crate::inbox::Job;
-use crate::sockets::Ack;
-use serde::Serialize;
-use std::future::{Future, Ready, ready};
+use crate::sockets::{Ack, Socket};
 
 impl Gateway {
     /// Whether a connection already has `MAX_EVENTS_IN_FLIGHT` client events
@@ -58,39 +60,50 @@ impl Gateway {
     }
 }
 
-/// Queues the work an event asks for behind the connection's earlier
-/// events and sends its answer as the ack; acks `busy` at once when too many
-/// events are in flight. The event's one ack deadline is set here, on
-/// arrival, and handed to `work`, which answers within it whatever waits
-/// before it (see [`crate::deadline`]). (The check cannot race: a
-/// connection's handlers are called one at a time, and its runner only ever
-/// lowers the count.)
-pub(super) fn in_order<B, R, W, F>(
-    gateway: &Arc<Gateway>,
-    conn: &Arc<Conn>,
-    ack: Ack,
+/// The handler of a client event whose payload reads as `T`, for
+/// socketioxide to call: every client event comes in here. It queues `work`
+/// behind the connection's earlier events and sends its answer as the ack;
+/// it acks `busy` at once when too many events are in flight. The event's
+/// one ack deadline is set here, on arrival, and handed to `work`, which
+/// answers within it whatever waits before it (see [`crate::deadline`]).
+/// `work` gets the payload, or `None` when it does not read as `T`. (The
+/// check cannot race: a connection's handlers are called one at a time, and
+/// its runner only ever lowers the count.)
+pub(super) fn in_order<T, B, R, W, F>(
     busy: B,
     work: F,
-) -> Ready<()>
+) -> impl FnOnce(Socket, TryData<T>, Ack, Extension<Arc<Conn>>, Shared) -> Ready<()>
++ Clone
++ Send
++ Sync
++ 'static
 where
-    B: Serialize,
+    T: DeserializeOwned + Send + Sync + 'static,
+    B: Serialize + Clone + Send + Sync + 'static,
     R: Serialize + Send + 'static,
     W: Future<Output = R> + Send + 'static,
-    F: FnOnce(Deadline) -> W,
+    F: FnOnce(Arc<Gateway>, Connection, Option<T>, Deadline) -> W + Clone + Send + Sync + 'static,
 {
-    if gateway.is_saturated(conn) {
-        let _ = ack.send(&busy);
-        return ready(());
+    move |socket, TryData(payload), ack, Extension(conn), State(gateway)| {
+        if gateway.is_saturated(&conn) {
+            let _ = ack.send(&busy);
+            return ready(());
+        }
+        let deadline = Deadline::after(gateway.config().ack_timeout);
+        let handle = Connection {
+            socket,
+            conn: conn.clone(),
+        };
+        let work = work(gateway.clone(), handle, payload.ok(), deadline);
+        gateway.submit(
+            &conn,
+            Box::pin(async move {
+                let reply = work.await;
+                let _ = ack.send(&reply);
+            }),
+        );
+        ready(())
     }
-    let work = work(Deadline::after(gateway.config().ack_timeout));
-    gateway.submit(
-        conn,
-        Box::pin(async move {
-            let reply = work.await;
-            let _ = ack.send(&reply);
-        }),
-    );
-    ready(())
 }
 
 /// Takes one cell of `budget` under `key`, holding a pipelining connection

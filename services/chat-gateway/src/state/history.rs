@@ -1,19 +1,16 @@
 //! History: `history` pages, fitted to the reply bound.
 
+use std::sync::Arc;
+
 use chat_core::ErrorCode;
 use chat_core::events::{HISTORY, HistoryAck, HistoryRequest};
 use serde_json::value::RawValue;
 
-use super::Shared;
 use super::flow::in_order;
 use super::{BudgetClass, Gateway};
-use crate::connection::Conn;
-use crate::connection::Connection;
+use crate::connection::{Conn, Connection};
 use crate::deadline::{Deadline, Late};
-use crate::sockets::{Ack, Socket};
-use socketioxide::extract::{Extension, State, TryData};
-use std::future::Ready;
-use std::sync::Arc;
+use crate::sockets::Socket;
 
 impl Gateway {
     /// Handles `history`, answering by `deadline`; the ack comes serialized,
@@ -59,28 +56,21 @@ impl Gateway {
 
 /// Listens for `history` on a new connection.
 pub(super) fn listen(socket: &Socket) {
-    socket.on(HISTORY, on_history);
+    socket.on(
+        HISTORY,
+        in_order(HistoryAck::err(ErrorCode::RateLimited), on_history),
+    );
 }
 
-fn on_history(
-    socket: Socket,
-    TryData(request): TryData<HistoryRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let request = request.map_err(|_| ErrorCode::Invalid);
-    let busy = HistoryAck::err(ErrorCode::RateLimited);
-    let (g, handle) = (
-        gateway.clone(),
-        Connection {
-            socket,
-            conn: conn.clone(),
-        },
-    );
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        let page = g.history(&handle.conn, request, deadline).await;
-        g.queued_reply(&handle, page.get().len());
-        page
-    })
+async fn on_history(
+    g: Arc<Gateway>,
+    c: Connection,
+    request: Option<HistoryRequest>,
+    deadline: Deadline,
+) -> Box<RawValue> {
+    let page = g
+        .history(&c.conn, request.ok_or(ErrorCode::Invalid), deadline)
+        .await;
+    g.queued_reply(&c, page.get().len());
+    page
 }

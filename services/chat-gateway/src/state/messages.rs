@@ -1,24 +1,25 @@
 //! Messages: `message sent` (with the resend check and the wait for Redis
 //! replicas), `message edit` and `message delete`, `read` and `typing`.
 
-use chat_core::events::{DoneAck, MESSAGE_EDIT, MESSAGE_SENT, READ, SendAck};
+use std::sync::Arc;
+
+use chat_core::events::{
+    DeleteRequest, DoneAck, EditRequest, MESSAGE_DELETE, MESSAGE_EDIT, MESSAGE_SENT, READ,
+    ReadRequest, SendAck, TYPING,
+};
 use chat_core::{ErrorCode, MessageId, MessageText};
 use chat_store::history::{ChangeOutcome, MessageChange, NewMessage, Replicated};
 use chat_telemetry::trace_context::current_traceparent;
+use serde::de::IgnoredAny;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::Shared;
 use super::flow::in_order;
 use super::{BudgetClass, Gateway, record_trace_id, typing_throttle};
-use crate::connection::Conn;
+use crate::connection::{Conn, Connection};
 use crate::deadline::{Deadline, Late};
 use crate::metrics_names as m;
-use crate::sockets::{Ack, Socket};
-use chat_core::events::{DeleteRequest, EditRequest, MESSAGE_DELETE, ReadRequest, TYPING};
-use socketioxide::extract::{Extension, State, TryData};
-use std::future::Ready;
-use std::sync::Arc;
+use crate::sockets::Socket;
 
 impl Gateway {
     /// Handles `message sent`, answering by `deadline`. Whatever ends it (an
@@ -250,83 +251,61 @@ impl Gateway {
 
 /// Listens for this module's client events on a new connection.
 pub(super) fn listen(socket: &Socket) {
-    socket.on(MESSAGE_SENT, on_message_sent);
-    socket.on(MESSAGE_EDIT, on_message_edit);
-    socket.on(MESSAGE_DELETE, on_message_delete);
-    socket.on(READ, on_read);
-    socket.on(TYPING, on_typing);
-}
-
-fn on_message_sent(
-    TryData(text): TryData<String>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let text = text.map_err(|_| ErrorCode::Invalid);
-    let busy = SendAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.send_message(&c, text, deadline).await
-    })
-}
-
-fn on_message_edit(
-    TryData(request): TryData<EditRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let request = request
-        .map(|r| (r.id, Some(r.text)))
-        .map_err(|_| ErrorCode::Invalid);
-    change(gateway, conn, ack, request)
-}
-
-fn on_message_delete(
-    TryData(request): TryData<DeleteRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let request = request
-        .map(|r| (r.id, None))
-        .map_err(|_| ErrorCode::Invalid);
-    change(gateway, conn, ack, request)
-}
-
-/// Queues an edit (with its text) or a deletion (without).
-fn change(
-    gateway: Arc<Gateway>,
-    conn: Arc<Conn>,
-    ack: Ack,
-    request: Result<(chat_core::MessageId, Option<String>), ErrorCode>,
-) -> Ready<()> {
     let busy = DoneAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.change_message(&c, request, deadline).await
-    })
+    socket.on(
+        MESSAGE_SENT,
+        in_order(SendAck::err(ErrorCode::RateLimited), on_message_sent),
+    );
+    socket.on(MESSAGE_EDIT, in_order(busy.clone(), on_message_edit));
+    socket.on(MESSAGE_DELETE, in_order(busy.clone(), on_message_delete));
+    socket.on(READ, in_order(busy, on_read));
+    socket.on(TYPING, in_order((), on_typing));
 }
 
-fn on_read(
-    TryData(request): TryData<ReadRequest>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let id = request.map(|r| r.id).map_err(|_| ErrorCode::Invalid);
-    let busy = DoneAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.mark_read(&c, id, deadline).await
-    })
+async fn on_message_sent(
+    g: Arc<Gateway>,
+    c: Connection,
+    text: Option<String>,
+    deadline: Deadline,
+) -> SendAck {
+    g.send_message(&c.conn, text.ok_or(ErrorCode::Invalid), deadline)
+        .await
 }
 
-/// `typing` has no ack: should a client ask for one anyway, it gets `null`.
-fn on_typing(ack: Ack, Extension(conn): Extension<Arc<Conn>>, State(gateway): Shared) -> Ready<()> {
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, (), move |deadline| async move {
-        g.typing(&c, deadline).await;
-    })
+async fn on_message_edit(
+    g: Arc<Gateway>,
+    c: Connection,
+    request: Option<EditRequest>,
+    deadline: Deadline,
+) -> DoneAck {
+    let request = request.map(|r| (r.id, Some(r.text)));
+    g.change_message(&c.conn, request.ok_or(ErrorCode::Invalid), deadline)
+        .await
+}
+
+async fn on_message_delete(
+    g: Arc<Gateway>,
+    c: Connection,
+    request: Option<DeleteRequest>,
+    deadline: Deadline,
+) -> DoneAck {
+    let request = request.map(|r| (r.id, None));
+    g.change_message(&c.conn, request.ok_or(ErrorCode::Invalid), deadline)
+        .await
+}
+
+async fn on_read(
+    g: Arc<Gateway>,
+    c: Connection,
+    request: Option<ReadRequest>,
+    deadline: Deadline,
+) -> DoneAck {
+    let id = request.map(|r| r.id).ok_or(ErrorCode::Invalid);
+    g.mark_read(&c.conn, id, deadline).await
+}
+
+/// `typing` has no payload and no ack: should a client ask for one anyway,
+/// it gets `null`.
+async fn on_typing(g: Arc<Gateway>, c: Connection, _: Option<IgnoredAny>, deadline: Deadline) {
+    g.typing(&c.conn, deadline).await;
 }

@@ -1,18 +1,16 @@
 //! Refresh: a new token for a live connection, checked against revocations.
 
+use std::sync::Arc;
+
 use chat_core::ErrorCode;
 use chat_core::events::{REFRESH, RefreshAck};
 
-use super::Shared;
 use super::flow::in_order;
 use super::{BudgetClass, Gateway};
 use crate::auth::now_s;
-use crate::connection::Conn;
+use crate::connection::{Conn, Connection};
 use crate::deadline::{Deadline, Late};
-use crate::sockets::{Ack, Socket};
-use socketioxide::extract::{Extension, State, TryData};
-use std::future::Ready;
-use std::sync::Arc;
+use crate::sockets::Socket;
 
 impl Gateway {
     /// Handles `refresh`: a new token for the same user and room moves the
@@ -63,19 +61,18 @@ impl Gateway {
 
 /// Listens for `refresh` on a new connection.
 pub(super) fn listen(socket: &Socket) {
-    socket.on(REFRESH, on_refresh);
+    socket.on(
+        REFRESH,
+        in_order(RefreshAck::err(ErrorCode::RateLimited), on_refresh),
+    );
 }
 
-fn on_refresh(
-    TryData(token): TryData<String>,
-    ack: Ack,
-    Extension(conn): Extension<Arc<Conn>>,
-    State(gateway): Shared,
-) -> Ready<()> {
-    let token = token.map_err(|_| ErrorCode::TokenInvalid);
-    let busy = RefreshAck::err(ErrorCode::RateLimited);
-    let (g, c) = (gateway.clone(), conn.clone());
-    in_order(&gateway, &conn, ack, busy, move |deadline| async move {
-        g.refresh(&c, token, deadline).await
-    })
+async fn on_refresh(
+    g: Arc<Gateway>,
+    c: Connection,
+    token: Option<String>,
+    deadline: Deadline,
+) -> RefreshAck {
+    g.refresh(&c.conn, token.ok_or(ErrorCode::TokenInvalid), deadline)
+        .await
 }
