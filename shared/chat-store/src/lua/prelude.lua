@@ -41,7 +41,10 @@ local function node_key(what, node)
 end
 
 -- Publishes `event` (a table with its `kind` and data; `chat-store`'s
--- events.rs reads it) with the room's next sequence number.
+-- events.rs reads it) with the room's next sequence number. The first
+-- release's kinds ('message', 'entered', ...) carry their fields beside
+-- `kind`; every event added since is { kind = '<wire name>', data = <payload> },
+-- its payload being the `chat-core` type of that `RoomEvent`.
 local function publish(event)
   event.seq = redis.call('INCR', K_SEQ)
   redis.call('SPUBLISH', CHANNEL, cjson.encode(event))
