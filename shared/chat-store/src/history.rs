@@ -18,36 +18,20 @@ use crate::redis::reply::{self, LuaList};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
-crate::scripts::script!(
-    SEND,
-    "lua/send.lua",
-    "Store a message and publish it, atomically."
-);
-crate::scripts::script!(
-    HISTORY,
-    "lua/history.lua",
-    "A page of messages before an id."
-);
-crate::scripts::script!(
-    HISTORY_AFTER,
-    "lua/history_after.lua",
-    "A page of messages after an id."
-);
-crate::scripts::script!(
-    EDIT,
-    "lua/edit.lua",
-    "Edit a message (author only) and publish the edit, atomically."
-);
-crate::scripts::script!(
-    DELETE,
-    "lua/delete.lua",
-    "Delete a message (author only) and publish the deletion, atomically."
-);
-crate::scripts::script!(
-    CHANGES,
-    "lua/changes.lua",
-    "The edits and deletions since an id, of messages up to it."
-);
+crate::scripts::script! {
+    /// Store a message and publish it, atomically.
+    SEND = "lua/send.lua";
+    /// A page of messages before an id.
+    HISTORY = "lua/history.lua";
+    /// A page of messages after an id.
+    HISTORY_AFTER = "lua/history_after.lua";
+    /// Edit a message (author only) and publish the edit, atomically.
+    EDIT = "lua/edit.lua";
+    /// Delete a message (author only) and publish the deletion, atomically.
+    DELETE = "lua/delete.lua";
+    /// The edits and deletions since an id, of messages up to it.
+    CHANGES = "lua/changes.lua";
+}
 
 /// How many messages each room keeps at least (approximate trimming keeps a few more).
 pub const HISTORY_KEPT: u64 = 1000;

@@ -96,6 +96,18 @@ pub(crate) fn millis(d: Duration) -> u64 {
 }
 
 impl State {
+    /// `count` of each of `rooms` (0 for a room never seen).
+    pub(crate) fn count_per_room(
+        &self,
+        rooms: &[RoomName],
+        count: impl Fn(&RoomState) -> u64,
+    ) -> Vec<(RoomName, u64)> {
+        rooms
+            .iter()
+            .map(|r| (r.clone(), self.rooms.get(r).map_or(0, &count)))
+            .collect()
+    }
+
     pub(crate) fn publish(&mut self, room: &RoomName, event: RoomEvent, trace: Option<String>) {
         let seq = {
             let r = self.rooms.entry(room.clone()).or_default();

@@ -27,32 +27,20 @@ use crate::revocations::Revocations;
 use crate::schema;
 use serde::Deserialize;
 
-crate::scripts::script!(
-    JOIN,
-    "lua/join.lua",
-    "Register a connection and snapshot members and history."
-);
-crate::scripts::script!(
-    LEAVE,
-    "lua/leave.lua",
-    "Release a connection; schedule `user exited` after the grace."
-);
-crate::scripts::script!(
-    HEARTBEAT,
-    "lua/heartbeat.lua",
-    "Refresh a node's heartbeat and read the data epoch."
-);
-crate::scripts::script!(
-    SWEEP,
-    "lua/sweep.lua",
-    "Sweep dead nodes and announce users whose exit grace passed."
-);
-crate::scripts::script!(
-    RESTORE,
-    "lua/restore.lua",
-    "Register again the connections Redis lost."
-);
-crate::scripts::script!(DEREGISTER, "lua/deregister.lua", "Remove a draining node.");
+crate::scripts::script! {
+    /// Register a connection and snapshot members and history.
+    JOIN = "lua/join.lua";
+    /// Release a connection; schedule `user exited` after the grace.
+    LEAVE = "lua/leave.lua";
+    /// Refresh a node's heartbeat and read the data epoch.
+    HEARTBEAT = "lua/heartbeat.lua";
+    /// Sweep dead nodes and announce users whose exit grace passed.
+    SWEEP = "lua/sweep.lua";
+    /// Register again the connections Redis lost.
+    RESTORE = "lua/restore.lua";
+    /// Remove a draining node.
+    DEREGISTER = "lua/deregister.lua";
+}
 
 /// One live connection as presence records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -574,18 +562,10 @@ impl Presence for MemoryBackend {
     }
 
     async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError> {
-        let s = self.hub.lock();
-        Ok(rooms
-            .iter()
-            .map(|r| {
-                (
-                    r.clone(),
-                    s.rooms
-                        .get(r)
-                        .map_or(0, |room| room.presence.users.len() as u64),
-                )
-            })
-            .collect())
+        Ok(self
+            .hub
+            .lock()
+            .count_per_room(rooms, |room| room.presence.users.len() as u64))
     }
 }
 

@@ -15,11 +15,10 @@ use crate::redis::RedisBackend;
 use crate::redis::reply;
 use crate::schema;
 
-crate::scripts::script!(
-    READ,
-    "lua/read.lua",
-    "Move a user's read marker forward; answer their unread count."
-);
+crate::scripts::script! {
+    /// Move a user's read marker forward; answer their unread count.
+    READ = "lua/read.lua";
+}
 
 /// Most unread messages reported for one room.
 pub const UNREAD_MAX: u64 = 1000;
@@ -152,17 +151,8 @@ impl Reads for MemoryBackend {
         rooms: &[RoomName],
         user_id: &str,
     ) -> Result<Vec<(RoomName, u64)>, StoreError> {
-        let s = self.hub.lock();
-        Ok(rooms
-            .iter()
-            .map(|r| {
-                (
-                    r.clone(),
-                    s.rooms
-                        .get(r)
-                        .map_or(0, |room| room.reads.unread_of(user_id, room.history.count)),
-                )
-            })
-            .collect())
+        Ok(self.hub.lock().count_per_room(rooms, |room| {
+            room.reads.unread_of(user_id, room.history.count)
+        }))
     }
 }

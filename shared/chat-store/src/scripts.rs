@@ -9,18 +9,20 @@ use std::sync::LazyLock;
 
 use fred::types::scripts::Script;
 
-/// Declares a room script, `lua/prelude.lua` followed by `$file`: each
-/// concept module declares the scripts it runs.
+/// Declares room scripts, each `lua/prelude.lua` followed by its file:
+/// each concept module declares the scripts it runs.
 macro_rules! script {
-    ($name:ident, $file:literal, $doc:literal) => {
-        #[doc = $doc]
-        static $name: std::sync::LazyLock<fred::types::scripts::Script> =
-            std::sync::LazyLock::new(|| {
-                fred::types::scripts::Script::from_lua(concat!(
-                    include_str!("lua/prelude.lua"),
-                    include_str!($file)
-                ))
-            });
+    ($($(#[$doc:meta])* $name:ident = $file:literal;)+) => {
+        $(
+            $(#[$doc])*
+            static $name: std::sync::LazyLock<fred::types::scripts::Script> =
+                std::sync::LazyLock::new(|| {
+                    fred::types::scripts::Script::from_lua(concat!(
+                        include_str!("lua/prelude.lua"),
+                        include_str!($file)
+                    ))
+                });
+        )+
     };
 }
 pub(crate) use script;

@@ -15,11 +15,10 @@ use crate::redis::RedisBackend;
 use crate::redis::reply;
 use crate::schema;
 
-crate::scripts::script!(
-    TYPING,
-    "lua/typing.lua",
-    "Publish `typing` unless the user's throttle key is set (SET NX PX)."
-);
+crate::scripts::script! {
+    /// Publish `typing` unless the user's throttle key is set (SET NX PX).
+    TYPING = "lua/typing.lua";
+}
 
 /// Signals that are published to the room but never stored.
 #[async_trait]
