@@ -100,6 +100,9 @@ room_events! {
 /// At most one `user typing` per user per this many milliseconds reaches a room.
 pub const TYPING_THROTTLE_MS: u64 = 2000;
 
+/// Most unread messages reported for one room (`welcome.unread`).
+pub const UNREAD_MAX: u64 = 1000;
+
 /// Most messages `welcome` or one `history` page carries.
 pub const HISTORY_PAGE_MAX: usize = 100;
 

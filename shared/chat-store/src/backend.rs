@@ -10,10 +10,13 @@ use async_trait::async_trait;
 use chat_core::RoomName;
 
 use crate::error::StoreError;
-pub use crate::fanout::{Fanout, FanoutEvent, SUBSCRIPTION_CAPACITY, Subscription};
+pub use crate::events::{FanoutEvent, SUBSCRIPTION_CAPACITY, Subscription};
+pub use crate::fanout::Fanout;
 pub use crate::history::History;
+use crate::memory::MemoryBackend;
 pub use crate::presence::Presence;
 pub use crate::reads::{Reads, UNREAD_MAX};
+use crate::redis::RedisBackend;
 pub use crate::revocations::Revocations;
 pub use crate::signals::Signals;
 
@@ -25,4 +28,19 @@ pub type PerRoom<T> = Vec<(RoomName, Result<T, StoreError>)>;
 pub trait Backend: Presence + History + Reads + Signals + Fanout + Revocations + Debug {
     /// Whether the store answers right now.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Reply helpers: the scripts answer nested arrays of strings and integers.
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn ping(&self) -> Result<(), StoreError> {
+        crate::connection::ping(&self.client).await
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -158,7 +158,7 @@ fn keep_connected<C: ClientLike + Clone + 'static>(client: &C) {
                     tracing::error!(%error, "Redis connection task failed; starting it again");
                 }
             }
-            metrics::counter!(crate::redis::RECONNECTS).increment(1);
+            metrics::counter!(crate::metrics_names::RECONNECTS).increment(1);
             tokio::time::sleep(RESTART_DELAY).await;
         }
     });
@@ -167,7 +167,7 @@ fn keep_connected<C: ClientLike + Clone + 'static>(client: &C) {
 fn count_reconnects(client: &impl EventInterface) {
     client.on_reconnect(|server| async move {
         tracing::info!(%server, "reconnected to Redis");
-        metrics::counter!(crate::redis::RECONNECTS).increment(1);
+        metrics::counter!(crate::metrics_names::RECONNECTS).increment(1);
         Ok(())
     });
 }

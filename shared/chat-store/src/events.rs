@@ -18,9 +18,10 @@
 //! [`RoomEvent::from_wire`]: a new event needs nothing here.
 
 use chat_core::events::{MessageDeleted, MessageEdited, RoomEvent};
-use chat_core::{Message, MessageId, UserRef};
+use chat_core::{Message, MessageId, RoomName, UserRef};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 
@@ -114,6 +115,24 @@ impl Published {
         })
     }
 }
+
+/// How many fan-out events may wait for the consumer before the producer waits.
+pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// Something every subscriber is told.
+#[derive(Debug)]
+pub enum FanoutEvent {
+    /// An event in a room.
+    Room(RoomName, Published),
+    /// A web session was logged out: end its connections.
+    Revoked(String),
+    /// The subscription was lost and is back: events published meanwhile
+    /// were missed, and the rooms' messages since then should be read back.
+    Resubscribed,
+}
+
+/// The events of the subscribed rooms and every revocation, in publish order.
+pub type Subscription = mpsc::Receiver<FanoutEvent>;
 
 #[cfg(test)]
 mod tests {

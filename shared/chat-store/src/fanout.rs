@@ -23,7 +23,7 @@ use chat_core::RoomName;
 use fred::prelude::*;
 
 use crate::error::StoreError;
-use crate::events::Published;
+use crate::events::{FanoutEvent, Published, SUBSCRIPTION_CAPACITY, Subscription};
 use crate::memory::MemoryBackend;
 use crate::redis::RedisBackend;
 use crate::schema;
@@ -33,24 +33,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
-
-/// How many fan-out events may wait for the consumer before the producer waits.
-pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
-
-/// Something every subscriber is told.
-#[derive(Debug)]
-pub enum FanoutEvent {
-    /// An event in a room.
-    Room(RoomName, Published),
-    /// A web session was logged out: end its connections.
-    Revoked(String),
-    /// The subscription was lost and is back: events published meanwhile
-    /// were missed, and the rooms' messages since then should be read back.
-    Resubscribed,
-}
-
-/// The events of the subscribed rooms and every revocation, in publish order.
-pub type Subscription = mpsc::Receiver<FanoutEvent>;
 
 /// Delivery of room events and revocations to every replica.
 #[async_trait]

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use chat_core::events::{Change, MessageDeleted, MessageEdited, RoomEvent};
 use chat_core::{Message, MessageId, MessageText, RoomName, UserRef};
 use fred::types::Value;
-use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::error::StoreError;
-use crate::memory::{MemoryBackend, now_ms};
+use crate::memory::{Edit, MemoryBackend, now_ms};
 use crate::redis::RedisBackend;
+pub use crate::redis::replication::Replicated;
 use crate::redis::reply::{self, LuaList};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
@@ -80,19 +80,6 @@ pub struct MessageChange<'a> {
     pub user_id: &'a str,
     /// The new text, or `None` to delete.
     pub text: Option<&'a MessageText>,
-}
-
-/// What waiting for the Redis replicas found (see
-/// [`History::replicated`](crate::backend::History::replicated)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replicated {
-    /// As many replicas as the deployment asks for (`REDIS_WAIT_REPLICAS`)
-    /// hold everything written to the room so far, or it asks for none.
-    Held,
-    /// The message is not on the room's primary any more: it was lost with a
-    /// primary that failed before any replica received it. Sending it again
-    /// stores it anew.
-    Lost,
 }
 
 /// Each room's messages.
@@ -238,86 +225,6 @@ impl History for RedisBackend {
 }
 
 // In memory.
-
-/// A room's messages in memory.
-#[derive(Default)]
-pub(crate) struct RoomHistory {
-    /// The kept messages, oldest first.
-    pub(crate) entries: VecDeque<Entry>,
-    pub(crate) last_id: Option<MessageId>,
-    pub(crate) max_deleted: Option<MessageId>,
-    /// message id → its edit or deletion.
-    pub(crate) changed: HashMap<MessageId, Edit>,
-    /// (when, which message) of each change, oldest first, capped.
-    pub(crate) changes: VecDeque<(u64, MessageId)>,
-    /// When (ms) the newest change dropped from `changes` was made.
-    pub(crate) changes_trimmed_ms: Option<u64>,
-    /// How many messages were ever sent.
-    pub(crate) count: u64,
-}
-
-/// What became of a message after it was sent.
-#[derive(Debug, Clone)]
-pub(crate) enum Edit {
-    /// Its text now, and when it was edited (ms).
-    Text(String, u64),
-    /// Gone.
-    Deleted,
-}
-
-pub(crate) type Entry = (MessageId, UserRef, String);
-
-impl RoomHistory {
-    /// The entries that were not deleted, as messages with their edits.
-    pub(crate) fn visible<'a>(
-        &self,
-        room: &RoomName,
-        entries: impl Iterator<Item = &'a Entry>,
-    ) -> Vec<Message> {
-        entries
-            .filter_map(|(id, user, text)| {
-                let (text, edited_ts) = match self.changed.get(id) {
-                    Some(Edit::Deleted) => return None,
-                    Some(Edit::Text(t, at)) => (t.clone(), Some(*at)),
-                    None => (text.clone(), None),
-                };
-                Some(Message {
-                    id: *id,
-                    room: room.to_string(),
-                    user: user.clone(),
-                    text,
-                    ts: id.ms,
-                    edited_ts,
-                })
-            })
-            .collect()
-    }
-
-    pub(crate) fn is_deleted(&self, id: &MessageId) -> bool {
-        matches!(self.changed.get(id), Some(Edit::Deleted))
-    }
-
-    /// What `changes_after` answers (see [`History::changes_after`]).
-    pub(crate) fn changes_since(&self, since: MessageId) -> Vec<Change> {
-        let mut seen = HashSet::new();
-        self.changes
-            .iter()
-            .filter(|(at, target)| *at >= since.ms && *target <= since)
-            .filter(|(_, target)| seen.insert(*target))
-            .filter_map(|(_, id)| match self.changed.get(id)? {
-                Edit::Deleted => Some(Change::Deleted {
-                    id: *id,
-                    deleted: true,
-                }),
-                Edit::Text(text, at) => Some(Change::Edited {
-                    id: *id,
-                    text: text.clone(),
-                    edited_ts: *at,
-                }),
-            })
-            .collect()
-    }
-}
 
 #[async_trait]
 impl History for MemoryBackend {

@@ -7,8 +7,8 @@
 //! publishing a message) is one Lua script, so replicas never race.
 //!
 //! # Layout
-//! One module per concept, each holding its trait, its types and both of
-//! its implementations (on Redis, in memory) side by side:
+//! One module per concept, each holding its trait, its types, its scripts
+//! and both of its implementations (on Redis, in memory) side by side:
 //! - [`presence`]: joining, leaving, heartbeats and sweeps.
 //! - [`history`]: storing, paging, editing and deleting messages.
 //! - [`reads`]: read markers and unread counts.
@@ -19,10 +19,12 @@
 //! And what they share:
 //! - [`backend`]: the whole backend (`Backend`: all six, and `ping`).
 //! - [`redis`]: the Redis backend's handle, running scripts, replies, replication.
-//! - [`memory`]: the in-memory backend's handle and its state.
+//! - [`memory`]: the in-memory backend's handle and its state (a part per concept).
 //! - [`schema`]: Redis key and channel names, in one place.
 //! - [`scripts`]: the Lua scripts and their shared prelude.
-//! - [`events`]: a room event as published to every replica, and decoding it.
+//! - [`events`]: a room event as published to every replica, decoding it, and
+//!   what a subscription hands on.
+//! - [`metrics_names`]: the store's metric names.
 //! - [`connection`]: building fred clients with reconnects and timeouts.
 //! - [`error`]: the store's error type.
 
@@ -33,6 +35,7 @@ pub mod events;
 pub mod fanout;
 pub mod history;
 pub mod memory;
+pub mod metrics_names;
 pub mod presence;
 pub mod reads;
 pub mod redis;

@@ -4,24 +4,142 @@
 //!
 //! Several [`MemoryBackend`]s (one per node) can share a [`MemoryHub`], which
 //! is how the behaviour tests run two "replicas" against it.
+//!
+//! This module is the in-memory backend's data, as [`crate::schema`] is the
+//! Redis backend's: a room's state has a part per concept (`RoomPresence`,
+//! `RoomHistory`, …). Each concept's operations on it are in the concept's
+//! module.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chat_core::RoomName;
-use chat_core::events::RoomEvent;
+use chat_core::events::{Change, RoomEvent, UNREAD_MAX};
+use chat_core::{Message, MessageId, RoomName, UserRef};
 use tokio::sync::mpsc;
 
-use crate::backend::Backend;
-use crate::error::StoreError;
+use crate::events::FanoutEvent;
 use crate::events::Published;
-use crate::fanout::FanoutEvent;
-use crate::history::RoomHistory;
-use crate::presence::{Connection, NodeState, RoomPresence};
-use crate::reads::RoomReads;
-use crate::signals::RoomSignals;
+
+/// Who is in a room, in memory.
+#[derive(Default)]
+pub(crate) struct RoomPresence {
+    /// user id → live connection count (0 while leaving).
+    pub(crate) users: HashMap<String, i64>,
+    /// user id → display name.
+    pub(crate) names: HashMap<String, String>,
+    /// connection id → user id.
+    pub(crate) conns: HashMap<String, String>,
+}
+
+#[derive(Default)]
+pub(crate) struct NodeState {
+    pub(crate) alive_until_ms: u64,
+    pub(crate) conns: HashSet<(RoomName, String, String)>,
+}
+
+/// A room's messages in memory.
+#[derive(Default)]
+pub(crate) struct RoomHistory {
+    /// The kept messages, oldest first.
+    pub(crate) entries: VecDeque<Entry>,
+    pub(crate) last_id: Option<MessageId>,
+    pub(crate) max_deleted: Option<MessageId>,
+    /// message id → its edit or deletion.
+    pub(crate) changed: HashMap<MessageId, Edit>,
+    /// (when, which message) of each change, oldest first, capped.
+    pub(crate) changes: VecDeque<(u64, MessageId)>,
+    /// When (ms) the newest change dropped from `changes` was made.
+    pub(crate) changes_trimmed_ms: Option<u64>,
+    /// How many messages were ever sent.
+    pub(crate) count: u64,
+}
+
+/// What became of a message after it was sent.
+#[derive(Debug, Clone)]
+pub(crate) enum Edit {
+    /// Its text now, and when it was edited (ms).
+    Text(String, u64),
+    /// Gone.
+    Deleted,
+}
+
+pub(crate) type Entry = (MessageId, UserRef, String);
+
+impl RoomHistory {
+    /// The entries that were not deleted, as messages with their edits.
+    pub(crate) fn visible<'a>(
+        &self,
+        room: &RoomName,
+        entries: impl Iterator<Item = &'a Entry>,
+    ) -> Vec<Message> {
+        entries
+            .filter_map(|(id, user, text)| {
+                let (text, edited_ts) = match self.changed.get(id) {
+                    Some(Edit::Deleted) => return None,
+                    Some(Edit::Text(t, at)) => (t.clone(), Some(*at)),
+                    None => (text.clone(), None),
+                };
+                Some(Message {
+                    id: *id,
+                    room: room.to_string(),
+                    user: user.clone(),
+                    text,
+                    ts: id.ms,
+                    edited_ts,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn is_deleted(&self, id: &MessageId) -> bool {
+        matches!(self.changed.get(id), Some(Edit::Deleted))
+    }
+
+    /// What `changes_after` answers (see [`History::changes_after`]).
+    pub(crate) fn changes_since(&self, since: MessageId) -> Vec<Change> {
+        let mut seen = HashSet::new();
+        self.changes
+            .iter()
+            .filter(|(at, target)| *at >= since.ms && *target <= since)
+            .filter(|(_, target)| seen.insert(*target))
+            .filter_map(|(_, id)| match self.changed.get(id)? {
+                Edit::Deleted => Some(Change::Deleted {
+                    id: *id,
+                    deleted: true,
+                }),
+                Edit::Text(text, at) => Some(Change::Edited {
+                    id: *id,
+                    text: text.clone(),
+                    edited_ts: *at,
+                }),
+            })
+            .collect()
+    }
+}
+
+/// A room's read markers in memory.
+#[derive(Default)]
+pub(crate) struct RoomReads {
+    /// user id → the room's message count at their read marker.
+    pub(crate) markers: HashMap<String, u64>,
+}
+
+impl RoomReads {
+    /// Messages after `uid`'s read marker: 0 without one, at most [`UNREAD_MAX`].
+    pub(crate) fn unread_of(&self, uid: &str, count: u64) -> u64 {
+        self.markers
+            .get(uid)
+            .map_or(0, |marker| count.saturating_sub(*marker).min(UNREAD_MAX))
+    }
+}
+
+/// A room's signal throttles in memory.
+#[derive(Default)]
+pub(crate) struct RoomSignals {
+    /// user id → until when (ms) their next `typing` is throttled.
+    pub(crate) typing: HashMap<String, u64>,
+}
 
 /// One room's state, a part per concept (each defined in its module).
 #[derive(Default)]
@@ -131,66 +249,5 @@ impl State {
                 tracing::error!("in-memory fan-out subscriber is full or gone; event dropped");
             }
         }
-    }
-
-    pub(crate) fn enter(&mut self, node: &str, c: &Connection, silent: bool) {
-        let room = self.rooms.entry(c.room.clone()).or_default();
-        if room.presence.conns.contains_key(&c.conn) {
-            return;
-        }
-        room.presence
-            .conns
-            .insert(c.conn.clone(), c.user.id.clone());
-        room.presence
-            .names
-            .insert(c.user.id.clone(), c.user.name.clone());
-        let count = room.presence.users.entry(c.user.id.clone()).or_insert(0);
-        *count += 1;
-        let first = *count == 1;
-        self.nodes
-            .entry(node.to_owned())
-            .or_default()
-            .conns
-            .insert((c.room.clone(), c.conn.clone(), c.user.id.clone()));
-        let before = self.leaving.len();
-        self.leaving
-            .retain(|(_, r, u)| !(r == &c.room && u == &c.user.id));
-        let was_leaving = self.leaving.len() != before;
-        if first && !was_leaving && !silent {
-            self.publish(&c.room, RoomEvent::UserEntered(c.user.clone()), None);
-        }
-    }
-
-    pub(crate) fn release(
-        &mut self,
-        room_name: &RoomName,
-        conn: &str,
-        uid: &str,
-        grace_ms: u64,
-    ) -> bool {
-        let Some(room) = self.rooms.get_mut(room_name) else {
-            return false;
-        };
-        if room.presence.conns.remove(conn).is_none() {
-            return false;
-        }
-        let count = room.presence.users.entry(uid.to_owned()).or_insert(0);
-        *count -= 1;
-        if *count <= 0 {
-            *count = 0;
-            self.leaving.insert((
-                now_ms().saturating_add(grace_ms),
-                room_name.clone(),
-                uid.to_owned(),
-            ));
-        }
-        true
-    }
-}
-
-#[async_trait]
-impl Backend for MemoryBackend {
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
     }
 }

@@ -7,7 +7,7 @@
 //! operation is one Lua script; in memory, the same decision under the
 //! hub's lock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,13 +18,12 @@ use fred::types::Value;
 
 use crate::backend::PerRoom;
 use crate::error::StoreError;
-use crate::history::Entry;
-use crate::memory::{MemoryBackend, RoomState, millis, now_ms};
-use crate::reads::UNREAD_MAX;
+use crate::memory::{Entry, MemoryBackend, RoomState, State, millis, now_ms};
 use crate::redis::RedisBackend;
 use crate::redis::reply::{self, LuaList};
 use crate::revocations::Revocations;
 use crate::schema;
+use chat_core::events::UNREAD_MAX;
 use serde::Deserialize;
 
 crate::scripts::script! {
@@ -351,21 +350,60 @@ fn redis_ms(d: Duration) -> i64 {
 
 // In memory.
 
-/// Who is in a room, in memory.
-#[derive(Default)]
-pub(crate) struct RoomPresence {
-    /// user id → live connection count (0 while leaving).
-    pub(crate) users: HashMap<String, i64>,
-    /// user id → display name.
-    pub(crate) names: HashMap<String, String>,
-    /// connection id → user id.
-    pub(crate) conns: HashMap<String, String>,
-}
+impl State {
+    pub(crate) fn enter(&mut self, node: &str, c: &Connection, silent: bool) {
+        let room = self.rooms.entry(c.room.clone()).or_default();
+        if room.presence.conns.contains_key(&c.conn) {
+            return;
+        }
+        room.presence
+            .conns
+            .insert(c.conn.clone(), c.user.id.clone());
+        room.presence
+            .names
+            .insert(c.user.id.clone(), c.user.name.clone());
+        let count = room.presence.users.entry(c.user.id.clone()).or_insert(0);
+        *count += 1;
+        let first = *count == 1;
+        self.nodes
+            .entry(node.to_owned())
+            .or_default()
+            .conns
+            .insert((c.room.clone(), c.conn.clone(), c.user.id.clone()));
+        let before = self.leaving.len();
+        self.leaving
+            .retain(|(_, r, u)| !(r == &c.room && u == &c.user.id));
+        let was_leaving = self.leaving.len() != before;
+        if first && !was_leaving && !silent {
+            self.publish(&c.room, RoomEvent::UserEntered(c.user.clone()), None);
+        }
+    }
 
-#[derive(Default)]
-pub(crate) struct NodeState {
-    pub(crate) alive_until_ms: u64,
-    pub(crate) conns: HashSet<(RoomName, String, String)>,
+    pub(crate) fn release(
+        &mut self,
+        room_name: &RoomName,
+        conn: &str,
+        uid: &str,
+        grace_ms: u64,
+    ) -> bool {
+        let Some(room) = self.rooms.get_mut(room_name) else {
+            return false;
+        };
+        if room.presence.conns.remove(conn).is_none() {
+            return false;
+        }
+        let count = room.presence.users.entry(uid.to_owned()).or_insert(0);
+        *count -= 1;
+        if *count <= 0 {
+            *count = 0;
+            self.leaving.insert((
+                now_ms().saturating_add(grace_ms),
+                room_name.clone(),
+                uid.to_owned(),
+            ));
+        }
+        true
+    }
 }
 
 #[async_trait]

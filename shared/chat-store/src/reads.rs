@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use chat_core::{MessageId, RoomName};
 use fred::prelude::*;
 use fred::types::Value;
-use std::collections::HashMap;
 
 use crate::error::StoreError;
 use crate::memory::MemoryBackend;
@@ -20,8 +19,7 @@ crate::scripts::script! {
     READ = "lua/read.lua";
 }
 
-/// Most unread messages reported for one room.
-pub const UNREAD_MAX: u64 = 1000;
+pub use chat_core::events::UNREAD_MAX;
 
 /// Each user's read marker per room, shared by all their devices.
 #[async_trait]
@@ -101,22 +99,6 @@ impl Reads for RedisBackend {
 }
 
 // In memory.
-
-/// A room's read markers in memory.
-#[derive(Default)]
-pub(crate) struct RoomReads {
-    /// user id → the room's message count at their read marker.
-    pub(crate) markers: HashMap<String, u64>,
-}
-
-impl RoomReads {
-    /// Messages after `uid`'s read marker: 0 without one, at most [`UNREAD_MAX`].
-    pub(crate) fn unread_of(&self, uid: &str, count: u64) -> u64 {
-        self.markers
-            .get(uid)
-            .map_or(0, |marker| count.saturating_sub(*marker).min(UNREAD_MAX))
-    }
-}
 
 #[async_trait]
 impl Reads for MemoryBackend {

@@ -11,7 +11,7 @@ use fred::prelude::*;
 use fred::types::Value;
 
 use crate::error::StoreError;
-use crate::fanout::FanoutEvent;
+use crate::events::FanoutEvent;
 use crate::memory::{MemoryBackend, millis, now_ms};
 use crate::redis::RedisBackend;
 use crate::{schema, scripts};

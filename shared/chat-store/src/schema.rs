@@ -19,12 +19,15 @@
 //! | `chat:room:{R}:changes` | stream | which message (`i`) was edited or deleted when (the entry id), capped |
 //! | `chat:room:{R}:count` | string | how many messages were ever sent to the room |
 //! | `chat:room:{R}:reads` | hash | user id → the room's `count` at their read marker |
-//! | `chat:room:{R}:typing:{user}` | string | set for 2 s after a user's `user typing` was published (the throttle) |
 //! | `chat:room:{R}:epoch` | string | a random value set once; its change means the room's shard lost its data |
 //! | `chat:room:{R}:synced` | string | written before each `WAIT` for the room's slot (`REDIS_WAIT_REPLICAS`), so that the `WAIT` covers every write made before it |
 //! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
 //!
 //! (`{node}` above is a placeholder, not a hash tag: only `{R}` is in braces.)
+//!
+//! A key that one concept's script alone uses is named in that concept's
+//! module, with its row, built by [`room_key`] so that it shares the room's
+//! slot: `chat:room:{R}:typing:{user}` in [`crate::signals`].
 //!
 //! Channels: `chat:room:{R}:events` carries a room's events (see
 //! [`crate::events`]) over sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`), so on a
@@ -45,6 +48,11 @@ pub const REVOCATIONS_CHANNEL: &str = "chat:revocations";
 /// The start of every key of `room`: `chat:room:{R}:`.
 fn room_base(room: &RoomName) -> String {
     format!("{PREFIX}room:{{{room}}}:")
+}
+
+/// `room`'s key called `name`, `chat:room:{R}:<name>`: in the room's hash slot.
+pub fn room_key(room: &RoomName, name: &str) -> String {
+    format!("{}{name}", room_base(room))
 }
 
 /// Hash of user id → live connection count in `room`.
@@ -106,11 +114,6 @@ pub fn room_history(room: &RoomName) -> String {
     format!("{}history", room_base(room))
 }
 
-/// The typing throttle of user `uid` in `room` (in the room's slot).
-pub fn room_typing(room: &RoomName, uid: &str) -> String {
-    format!("{}typing:{uid}", room_base(room))
-}
-
 /// The marker of a logged-out web session.
 pub fn revoked(sid: &str) -> String {
     format!("{PREFIX}revoked:{sid}")
@@ -136,7 +139,7 @@ mod tests {
         let slot = fred::util::redis_keyslot(room_channel(&room).as_bytes());
         let mut keys = room_keys(&room, "n1");
         assert_eq!(keys.len(), 14);
-        keys.push(room_typing(&room, "user{with}braces"));
+        keys.push(room_key(&room, "typing:user{with}braces"));
         keys.push(room_synced(&room));
         keys.push(room_history(&room));
         for key in keys {

@@ -1,7 +1,6 @@
 //! Signals published to a room but never stored: [`Signals`] and its two
 //! implementations. On Redis, one script per signal, in the room's slot.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +13,12 @@ use crate::memory::{MemoryBackend, millis, now_ms};
 use crate::redis::RedisBackend;
 use crate::redis::reply;
 use crate::schema;
+
+/// `chat:room:{R}:typing:{user}` (a string): set for the throttle's time
+/// after the user's `user typing` was published.
+fn typing_key(room: &RoomName, uid: &str) -> String {
+    schema::room_key(room, &format!("typing:{uid}"))
+}
 
 crate::scripts::script! {
     /// Publish `typing` unless the user's throttle key is set (SET NX PX).
@@ -48,7 +53,7 @@ impl Signals for RedisBackend {
         let throttle_ms = i64::try_from(throttle.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
-        let keys = vec![schema::room_typing(room, &user.id)];
+        let keys = vec![typing_key(room, &user.id)];
         let args = vec![
             Value::from(user.id.as_str()),
             Value::from(user.name.as_str()),
@@ -60,13 +65,6 @@ impl Signals for RedisBackend {
 }
 
 // In memory.
-
-/// A room's signal throttles in memory.
-#[derive(Default)]
-pub(crate) struct RoomSignals {
-    /// user id → until when (ms) their next `typing` is throttled.
-    pub(crate) typing: HashMap<String, u64>,
-}
 
 #[async_trait]
 impl Signals for MemoryBackend {

@@ -16,7 +16,6 @@ pub(crate) mod reply;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chat_core::RoomName;
 use fred::clients::SubscriberClient;
 use fred::interfaces::ClusterInterface;
@@ -25,16 +24,10 @@ use fred::types::Value;
 use fred::types::scripts::Script;
 use tracing::Instrument;
 
-use crate::backend::Backend;
 use crate::connection::RedisSettings;
 use crate::error::StoreError;
 use crate::schema;
 use replication::ReplicaWait;
-
-/// Seconds each Redis script took, by `operation` and `outcome`.
-pub const COMMAND_SECONDS: &str = "chat_store_redis_command_seconds";
-/// Reconnections of this process's Redis clients.
-pub const RECONNECTS: &str = "chat_store_redis_reconnects_total";
 
 /// A service's handle on Redis, acting for one node id (a gateway replica,
 /// or the web service).
@@ -160,16 +153,8 @@ impl RedisBackend {
             .await
             .map_err(StoreError::redis(operation));
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::histogram!(COMMAND_SECONDS, "operation" => operation, "outcome" => outcome)
+        metrics::histogram!(crate::metrics_names::COMMAND_SECONDS, "operation" => operation, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
         result
-    }
-}
-
-/// Reply helpers: the scripts answer nested arrays of strings and integers.
-#[async_trait]
-impl Backend for RedisBackend {
-    async fn ping(&self) -> Result<(), StoreError> {
-        crate::connection::ping(&self.client).await
     }
 }

@@ -39,8 +39,20 @@ use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio::sync::oneshot;
 
 use crate::error::StoreError;
-use crate::history::Replicated;
 use crate::{schema, scripts};
+
+/// What waiting for the Redis replicas found (see
+/// [`History::replicated`](crate::history::History::replicated)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicated {
+    /// As many replicas as the deployment asks for (`REDIS_WAIT_REPLICAS`)
+    /// hold everything written to the room so far, or it asks for none.
+    Held,
+    /// The message is not on the room's primary any more: it was lost with a
+    /// primary that failed before any replica received it. Sending it again
+    /// stores it anew.
+    Lost,
+}
 
 /// The operation label of a round in `chat_store_redis_command_seconds`.
 const OP: &str = "wait for replicas";
@@ -176,7 +188,7 @@ impl ReplicaWait {
         }
         let outcome = self.barriers_then_wait(primary, &slots).await;
         let label = if outcome.is_ok() { "ok" } else { "error" };
-        metrics::histogram!(super::COMMAND_SECONDS, "operation" => OP, "outcome" => label)
+        metrics::histogram!(crate::metrics_names::COMMAND_SECONDS, "operation" => OP, "outcome" => label)
             .record(started.elapsed().as_secs_f64());
         match outcome {
             Err(why) => {
