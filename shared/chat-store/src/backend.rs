@@ -30,7 +30,6 @@ pub trait Backend: Presence + History + Reads + Signals + Fanout + Revocations +
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Reply helpers: the scripts answer nested arrays of strings and integers.
 #[async_trait]
 impl Backend for RedisBackend {
     async fn ping(&self) -> Result<(), StoreError> {
