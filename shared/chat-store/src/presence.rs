@@ -15,6 +15,7 @@ use chat_core::events::{Change, RoomEvent};
 use chat_core::{Message, MessageId, RoomName, UserRef};
 use fred::prelude::*;
 use fred::types::Value;
+use futures_util::{StreamExt, stream};
 
 use crate::backend::PerRoom;
 use crate::error::StoreError;
@@ -148,6 +149,13 @@ pub trait Presence: Send + Sync {
 
 // On Redis.
 
+/// How many of a replica's per-room background scripts (heartbeats, sweeps)
+/// it has Redis run at once. All of a tick's at once held Redis for
+/// milliseconds every tick (two hundred rooms: about 8 ms), and the sends
+/// queued behind them made the fan-out's p99 (docs/BENCHMARKS.md); a few at
+/// a time, a send waits behind at most these.
+const BACKGROUND_IN_FLIGHT: usize = 8;
+
 /// How many users are in each of `rooms` (a user leaving within the exit
 /// grace still counts). Read by the web service's dashboard.
 async fn member_counts(
@@ -233,7 +241,7 @@ impl Presence for RedisBackend {
             .map(|_| ())
     }
 
-    /// Refreshes this node's heartbeat in every room, concurrently.
+    /// Refreshes this node's heartbeat in every room, a few at a time.
     async fn heartbeat(
         &self,
         rooms: &[RoomName],
@@ -241,15 +249,22 @@ impl Presence for RedisBackend {
         epoch_candidate: &str,
     ) -> PerRoom<Heartbeat> {
         const OP: &str = "heartbeat";
-        let beats = rooms.iter().map(|room| async move {
-            let args = vec![Value::from(redis_ms(ttl)), Value::from(epoch_candidate)];
-            let beat = async { reply::json(OP, self.run(OP, &HEARTBEAT, room, args).await?) };
-            (room.clone(), beat.await)
-        });
-        futures_util::future::join_all(beats).await
+        let beats: Vec<_> = rooms
+            .iter()
+            .map(|room| async move {
+                let args = vec![Value::from(redis_ms(ttl)), Value::from(epoch_candidate)];
+                let beat = async { reply::json(OP, self.run(OP, &HEARTBEAT, room, args).await?) };
+                (room.clone(), beat.await)
+            })
+            .collect();
+        stream::iter(beats)
+            .buffered(BACKGROUND_IN_FLIGHT)
+            .collect()
+            .await
     }
 
-    /// Sweeps dead nodes out of every room and announces due exits, concurrently.
+    /// Sweeps dead nodes out of every room and announces due exits, a few
+    /// rooms at a time.
     async fn sweep(
         &self,
         rooms: &[RoomName],
@@ -257,16 +272,23 @@ impl Presence for RedisBackend {
         max_exits: u64,
     ) -> Result<Sweep, StoreError> {
         const OP: &str = "sweep";
-        let sweeps = rooms.iter().map(|room| async move {
-            let args = vec![
-                Value::from(redis_ms(grace)),
-                Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
-            ];
-            reply::json::<Sweep>(OP, self.run(OP, &SWEEP, room, args).await?)
-        });
+        let sweeps: Vec<_> = rooms
+            .iter()
+            .map(|room| async move {
+                let args = vec![
+                    Value::from(redis_ms(grace)),
+                    Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
+                ];
+                reply::json::<Sweep>(OP, self.run(OP, &SWEEP, room, args).await?)
+            })
+            .collect();
         let mut total = Sweep::default();
         let mut failed = None;
-        for result in futures_util::future::join_all(sweeps).await {
+        let results: Vec<_> = stream::iter(sweeps)
+            .buffered(BACKGROUND_IN_FLIGHT)
+            .collect()
+            .await;
+        for result in results {
             match result {
                 Ok(s) => {
                     total.connections_removed += s.connections_removed;
