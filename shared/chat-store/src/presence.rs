@@ -15,7 +15,7 @@ use chat_core::events::{Change, RoomEvent};
 use chat_core::{Message, MessageId, RoomName, UserRef};
 use fred::prelude::*;
 use fred::types::Value;
-use futures_util::{StreamExt, stream};
+use futures_util::future::join_all;
 
 use crate::backend::PerRoom;
 use crate::error::StoreError;
@@ -150,7 +150,7 @@ pub trait Presence: Send + Sync {
 // On Redis.
 
 /// How many of a replica's per-room background scripts (heartbeats, sweeps)
-/// it has Redis run at once. All of a tick's at once held Redis for
+/// it has Redis run at once (and holds the futures of). All of a tick's at once held Redis for
 /// milliseconds every tick (two hundred rooms: about 8 ms), and the sends
 /// queued behind them made the fan-out's p99 (docs/BENCHMARKS.md); a few at
 /// a time, a send waits behind at most these.
@@ -249,18 +249,16 @@ impl Presence for RedisBackend {
         epoch_candidate: &str,
     ) -> PerRoom<Heartbeat> {
         const OP: &str = "heartbeat";
-        let beats: Vec<_> = rooms
-            .iter()
-            .map(|room| async move {
+        let mut beats = Vec::with_capacity(rooms.len());
+        for some in rooms.chunks(BACKGROUND_IN_FLIGHT) {
+            let some = some.iter().map(|room| async move {
                 let args = vec![Value::from(redis_ms(ttl)), Value::from(epoch_candidate)];
                 let beat = async { reply::json(OP, self.run(OP, &HEARTBEAT, room, args).await?) };
                 (room.clone(), beat.await)
-            })
-            .collect();
-        stream::iter(beats)
-            .buffered(BACKGROUND_IN_FLIGHT)
-            .collect()
-            .await
+            });
+            beats.extend(join_all(some).await);
+        }
+        beats
     }
 
     /// Sweeps dead nodes out of every room and announces due exits, a few
@@ -272,22 +270,19 @@ impl Presence for RedisBackend {
         max_exits: u64,
     ) -> Result<Sweep, StoreError> {
         const OP: &str = "sweep";
-        let sweeps: Vec<_> = rooms
-            .iter()
-            .map(|room| async move {
+        let mut results = Vec::with_capacity(rooms.len());
+        for some in rooms.chunks(BACKGROUND_IN_FLIGHT) {
+            let some = some.iter().map(|room| async move {
                 let args = vec![
                     Value::from(redis_ms(grace)),
                     Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
                 ];
                 reply::json::<Sweep>(OP, self.run(OP, &SWEEP, room, args).await?)
-            })
-            .collect();
+            });
+            results.extend(join_all(some).await);
+        }
         let mut total = Sweep::default();
         let mut failed = None;
-        let results: Vec<_> = stream::iter(sweeps)
-            .buffered(BACKGROUND_IN_FLIGHT)
-            .collect()
-            .await;
         for result in results {
             match result {
                 Ok(s) => {
