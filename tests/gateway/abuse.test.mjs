@@ -113,6 +113,27 @@ test('history and refresh have per-user budgets of their own and answer rate_lim
   assert.equal((await other.ask('history', page)).ok, true);
 });
 
+test('message sent, message edit and read each have a per-user budget of the write rate, apart from each other', async (t) => {
+  const cluster = await startCluster({ replicas: 1, env: { RATE_LIMIT_BURST: '3', RATE_LIMIT_PER_SECOND: '1' } });
+  t.after(() => cluster.stop());
+  const [gw] = cluster.gateways;
+  const writer = await cluster.join(gw, { sub: 'writer' });
+  const sends = [];
+  for (let i = 0; i < 5; i++) sends.push(await writer.send(`line ${i}`));
+  assert.ok(sends.slice(0, 3).every((a) => a.ok), JSON.stringify(sends));
+  assert.ok(sends.some((a) => a.error === 'rate_limited'), `past the burst: ${JSON.stringify(sends)}`);
+  const { id } = sends[0];
+  // Its sends ran out; its edits and reads have budgets of their own.
+  const edits = [];
+  for (let i = 0; i < 5; i++) edits.push(await writer.ask('message edit', { id, text: `edit ${i}` }));
+  assert.ok(edits.slice(0, 3).every((a) => a.ok), JSON.stringify(edits));
+  assert.ok(edits.some((a) => a.error === 'rate_limited'), `past the burst: ${JSON.stringify(edits)}`);
+  const reads = [];
+  for (let i = 0; i < 5; i++) reads.push(await writer.ask('read', { id }));
+  assert.ok(reads.slice(0, 3).every((a) => a.ok), JSON.stringify(reads));
+  assert.ok(reads.some((a) => a.error === 'rate_limited'), `past the burst: ${JSON.stringify(reads)}`);
+});
+
 test("a history flood from one user does not delay another user's acks", async (t) => {
   // Sends are not what is budgeted here; history keeps its default budget.
   const cluster = await startCluster({ replicas: 1, env: FAST_RATES });

@@ -15,7 +15,7 @@ pub use crate::fanout::Fanout;
 pub use crate::history::History;
 use crate::memory::MemoryBackend;
 pub use crate::presence::Presence;
-pub use crate::reads::{Reads, UNREAD_MAX};
+pub use crate::reads::Reads;
 use crate::redis::RedisBackend;
 pub use crate::revocations::Revocations;
 pub use crate::signals::Signals;

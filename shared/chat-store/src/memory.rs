@@ -141,7 +141,7 @@ pub(crate) struct RoomSignals {
     pub(crate) typing: HashMap<String, u64>,
 }
 
-/// One room's state, a part per concept (each defined in its module).
+/// One room's state, a part per concept (each defined above).
 #[derive(Default)]
 pub(crate) struct RoomState {
     pub(crate) presence: RoomPresence,

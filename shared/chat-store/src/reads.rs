@@ -19,7 +19,7 @@ crate::scripts::script! {
     READ = "lua/read.lua";
 }
 
-pub use chat_core::events::UNREAD_MAX;
+use chat_core::events::UNREAD_MAX;
 
 /// Each user's read marker per room, shared by all their devices.
 #[async_trait]

@@ -6,15 +6,18 @@
 
 use std::time::Duration;
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::Value;
+use fred::types::scripts::Script;
 
 use crate::error::StoreError;
 use crate::events::FanoutEvent;
 use crate::memory::{MemoryBackend, millis, now_ms};
 use crate::redis::RedisBackend;
-use crate::{schema, scripts};
+use crate::schema;
 
 /// Logged-out web sessions.
 #[async_trait]
@@ -27,12 +30,16 @@ pub trait Revocations: Send + Sync {
 
 // On Redis.
 
+/// Mark a web session as logged out and publish its `sid`, in one step.
+static REVOKE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("lua/revoke.lua")));
+
 #[async_trait]
 impl Revocations for RedisBackend {
     async fn revoke_session(&self, sid: &str, ttl: Duration) -> Result<(), StoreError> {
         let ttl_s = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let args: Vec<Value> = vec![ttl_s.into(), schema::REVOCATIONS_CHANNEL.into(), sid.into()];
-        scripts::REVOKE
+        REVOKE
             .evalsha_with_reload::<(), _, _>(&self.client, schema::revoked(sid), args)
             .await
             .map_err(StoreError::redis("revoke session"))

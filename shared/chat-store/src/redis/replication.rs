@@ -39,7 +39,7 @@ use fred::types::{ClusterHash, CustomCommand, Value};
 use tokio::sync::oneshot;
 
 use crate::error::StoreError;
-use crate::{schema, scripts};
+use crate::schema;
 
 /// What waiting for the Redis replicas found (see
 /// [`History::replicated`](crate::history::History::replicated)).
@@ -293,6 +293,11 @@ fn slot_of(room: &RoomName) -> u16 {
     fred::util::redis_keyslot(schema::room_channel(room).as_bytes())
 }
 
+/// Write a barrier in a hash slot before a `WAIT` on the same connection,
+/// and find which messages to confirm are missing (`lua/barrier.lua`); sent
+/// with `EVAL`, in one pipeline with the `WAIT`.
+const BARRIER: &str = include_str!("../lua/barrier.lua");
+
 /// `EVAL`'s arguments for one slot's barrier: the script, the slot's barrier
 /// key and each waiting room's history, then the ids to find in each.
 fn barrier_args(waiters: &[Waiter], clustered: bool) -> Vec<Value> {
@@ -302,7 +307,7 @@ fn barrier_args(waiters: &[Waiter], clustered: bool) -> Vec<Value> {
         ids.extend(waiter.message.map(|id| id.to_string()));
     }
     let mut args = Vec::with_capacity(3 + 2 * rooms.len());
-    args.push(Value::from(scripts::BARRIER));
+    args.push(Value::from(BARRIER));
     args.push(Value::from(rooms.len() as i64 + 1));
     if let Some(first) = rooms.keys().next() {
         args.push(Value::from(schema::room_synced(first)));
