@@ -21,6 +21,10 @@
 //! | `chat:room:{R}:reads` | hash | user id → the room's `count` at their read marker |
 //! | `chat:room:{R}:epoch` | string | a random value set once; its change means the room's shard lost its data |
 //! | `chat:room:{R}:synced` | string | written before each `WAIT` for the room's slot (`REDIS_WAIT_REPLICAS`), so that the `WAIT` covers every write made before it |
+//! | `chat:room:{R}:meta` | hash | a made room's settings (see the rooms module); absent for a configured room never changed |
+//! | `chat:room:{R}:members` | hash | user id → role (`owner`, `moderator`, `member`) |
+//! | `chat:room:{R}:mutes` | hash | user id → muted until (ms) |
+//! | `chat:room:{R}:removed` | hash | user id → when they last lost access to the room (ms): older tokens are refused |
 //! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
 //!
 //! (`{node}` above is a placeholder, not a hash tag: only `{R}` is in braces.)
@@ -89,6 +93,10 @@ pub fn room_keys(room: &RoomName, node: &str) -> Vec<String> {
         format!("{base}changes"),
         format!("{base}count"),
         format!("{base}reads"),
+        format!("{base}meta"),
+        format!("{base}members"),
+        format!("{base}mutes"),
+        format!("{base}removed"),
     ])
     .collect()
 }
@@ -138,7 +146,7 @@ mod tests {
         let room = RoomName::parse("General").expect("room");
         let slot = fred::util::redis_keyslot(room_channel(&room).as_bytes());
         let mut keys = room_keys(&room, "n1");
-        assert_eq!(keys.len(), 14);
+        assert_eq!(keys.len(), 18);
         keys.push(room_key(&room, "typing:user{with}braces"));
         keys.push(room_synced(&room));
         keys.push(room_history(&room));

@@ -6,7 +6,10 @@
 --         11 changed (message id -> its edit or deletion), 12 changes (a
 --         stream: which message was changed when), 13 count (messages ever
 --         sent), 14 reads (user id -> count at their read marker),
---         then the script's own keys (also in the room's slot), from 15.
+--         15 meta (the room's settings: a hash), 16 members (user id ->
+--         role), 17 mutes (user id -> muted until, ms), 18 removed (user id
+--         -> when they last lost access, ms),
+--         then the script's own keys (also in the room's slot), from 19.
 --   ARGV: 1 room name, 2 the room's (sharded) channel, 3 the node acting,
 --         then the script's own arguments.
 -- Only the sweep also reads other nodes' heartbeats and connections, whose
@@ -16,6 +19,7 @@ local K_SEQ, K_LEAVING, K_NODES, K_EPOCH = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_ALIVE, K_MINE = KEYS[9], KEYS[10]
 local K_CHANGED, K_CHANGES = KEYS[11], KEYS[12]
 local K_COUNT, K_READS = KEYS[13], KEYS[14]
+local K_META, K_MEMBERS, K_MUTES, K_REMOVED = KEYS[15], KEYS[16], KEYS[17], KEYS[18]
 
 -- How many messages `uid` has not read in the room: 0 without a marker, at
 -- most `max` (the store's UNREAD_MAX, an argument of the scripts that count).
