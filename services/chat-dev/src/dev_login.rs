@@ -81,8 +81,9 @@ pub async fn sign_in(
         return e.into_response();
     }
     let sub = format!("dev:{}", name.as_str());
-    match session::sign_in(&session, &sub, name.as_str(), String::new()).await {
-        Ok(_) => {
+    match session::sign_in(&session, &sub, name.as_str(), String::new(), Vec::new()).await {
+        Ok(user) => {
+            chat_web::access::signed_in(&state, &user).await;
             tracing::warn!(%sub, "signed in through the development sign-in");
             Redirect::to(&next).into_response()
         }

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use chat_core::{ErrorCode, MessageId, RoomName, UserRef};
 use chat_store::presence;
+use chat_store::rooms::Standing;
 
 use crate::inbox::{Inbox, Job};
 use crate::sockets::Socket;
@@ -91,6 +92,13 @@ pub(crate) struct Conn {
     more_rooms: Mutex<Vec<RoomName>>,
     session: Mutex<Option<Arc<str>>>,
     exp: AtomicU64,
+    /// When its newest token was issued (ms): access to the room lost at or
+    /// after it ends the connection and refuses its messages.
+    issued_ms: AtomicU64,
+    /// Whether its user is an administrator (acts as owner outside direct rooms).
+    admin: bool,
+    /// Whether its room is configured (`ROOMS`), so exists without settings.
+    configured: bool,
     state: Mutex<State>,
     /// The id of the last message it sent: its next one must be greater, even
     /// when Redis has lost it or a lagging replica was promoted.
@@ -122,11 +130,32 @@ impl Conn {
             room,
             session: Mutex::new(session.map(Arc::from)),
             exp: AtomicU64::new(exp),
+            issued_ms: AtomicU64::new(0),
+            admin: false,
+            configured: false,
             state: Mutex::new(State::Pending),
             last_sent: Mutex::new(None),
             unconfirmed: Mutex::new(None),
             inbox: Inbox::default(),
             wire,
+        }
+    }
+
+    /// The same connection, standing as `standing` says (its token's issue
+    /// time, administrator, a configured room).
+    pub(crate) fn with_standing(mut self, standing: Standing) -> Self {
+        self.issued_ms = AtomicU64::new(standing.issued_ms);
+        self.admin = standing.admin;
+        self.configured = standing.configured;
+        self
+    }
+
+    /// Where it stands, which the store checks its rights against.
+    pub(crate) fn standing(&self) -> Standing {
+        Standing {
+            issued_ms: self.issued_ms.load(Ordering::Relaxed),
+            admin: self.admin,
+            configured: self.configured,
         }
     }
 
@@ -250,8 +279,9 @@ impl Conn {
 
     /// A good `refresh`: the connection now belongs to `session` and lives until
     /// `exp` (never earlier than before). Returns the expiry in force.
-    pub(crate) fn refreshed(&self, session: Option<String>, exp: u64) -> u64 {
+    pub(crate) fn refreshed(&self, session: Option<String>, exp: u64, issued_ms: u64) -> u64 {
         *self.session.lock().unwrap_or_else(|e| e.into_inner()) = session.map(Arc::from);
+        self.issued_ms.fetch_max(issued_ms, Ordering::Relaxed);
         self.exp.fetch_max(exp, Ordering::Relaxed).max(exp)
     }
 
@@ -426,9 +456,9 @@ mod tests {
     fn a_refresh_moves_the_session_and_never_shortens_the_expiry() {
         let c = conn();
         assert!(c.belongs_to("s1"));
-        assert_eq!(c.refreshed(Some("s2".into()), 50), 100);
+        assert_eq!(c.refreshed(Some("s2".into()), 50, 1_000), 100);
         assert!(c.belongs_to("s2") && !c.belongs_to("s1"));
-        assert_eq!(c.refreshed(None, 200), 200);
+        assert_eq!(c.refreshed(None, 200, 500), 200);
         assert!(!c.belongs_to("s2"));
     }
 

@@ -41,6 +41,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
                 read_back_gap(&gateway).await;
                 gateway.tasks().spawn(recheck_revocations(gateway.clone()));
             }
+            FanoutEvent::AccessLost(room, lost) => gateway.access_lost(&room, &lost),
             FanoutEvent::Revoked(sid) => {
                 for handle in gateway.registry().by_session(&sid) {
                     gateway.close(&handle, Ending::Server(ErrorCode::TokenRevoked));
@@ -50,16 +51,22 @@ pub(crate) async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
     }
 }
 
-/// Logouts published while the subscription was down were missed: ask Redis
-/// which live sessions were logged out, retrying until it answers.
+/// Logouts and losses of access published while the subscription was down
+/// were missed: ask Redis which live sessions were logged out and who lost
+/// access to their rooms, retrying until it answers.
 async fn recheck_revocations(gateway: Arc<Gateway>) {
     while !gateway.stopping().is_cancelled() {
-        match gateway.recheck_revocations().await {
-            Ok(revoked) => {
-                if revoked > 0 {
+        let rechecked = async {
+            let revoked = gateway.recheck_revocations().await?;
+            Ok::<_, chat_store::StoreError>((revoked, gateway.recheck_access().await?))
+        };
+        match rechecked.await {
+            Ok((revoked, removed)) => {
+                if revoked + removed > 0 {
                     tracing::info!(
                         sessions = revoked,
-                        "logouts missed while unsubscribed; connections ended"
+                        removed,
+                        "logouts or losses of access missed while unsubscribed; connections ended"
                     );
                 }
                 return;

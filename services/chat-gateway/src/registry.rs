@@ -286,6 +286,15 @@ impl Registry {
         all.into_values().collect()
     }
 
+    /// The connections (live or pending) in `room`.
+    pub(crate) fn in_room(&self, room: &RoomName) -> Vec<Connection> {
+        self.room(room).map_or_else(Vec::new, |sockets| {
+            let live = sockets.live.values().map(|(c, _)| c.clone());
+            let pending = sockets.pending.values().map(|p| p.handle.clone());
+            live.chain(pending).collect()
+        })
+    }
+
     /// The connections admitted before `admitted_before` that are still
     /// pending (in some room), once each.
     pub(crate) fn pending_since(&self, admitted_before: Instant) -> Vec<Connection> {

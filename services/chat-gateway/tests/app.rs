@@ -124,6 +124,7 @@ fn claims(room: &str, exp: u64) -> RoomClaims {
         exp,
         jti: format!("jti-{exp}-{room}"),
         sid: None,
+        admin: false,
     }
 }
 

@@ -68,6 +68,12 @@ pub struct Config {
     /// `WEB_MAX_CONNECTIONS`: open TCP connections at most; past it a new
     /// connection is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// `OIDC_GROUPS_CLAIM`: the ID token / userinfo claim that lists the
+    /// user's groups.
+    pub groups_claim: String,
+    /// `ADMIN_GROUPS`: groups whose members act as owner in every public and
+    /// private room.
+    pub admin_groups: Vec<String>,
 }
 
 /// The identity provider: `OIDC_ISSUER` with its client.
@@ -156,6 +162,11 @@ impl std::fmt::Debug for Config {
 const RATE_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 
 impl Config {
+    /// Whether someone in `groups` is an administrator (`ADMIN_GROUPS`).
+    pub fn is_admin(&self, groups: &[String]) -> bool {
+        self.admin_groups.iter().any(|g| groups.contains(g))
+    }
+
     /// The standalone service's settings: the identity provider, Redis and
     /// the signing key file are required.
     pub fn read(env: &Env<'_>) -> Result<Self, SettingError> {
@@ -212,6 +223,20 @@ impl Config {
             },
             header_read_timeout: env.seconds("HTTP_HEADER_TIMEOUT_S", 10, 1..=300)?,
             max_connections: env.number("WEB_MAX_CONNECTIONS", 4096, RATE_RANGE)? as usize,
+            groups_claim: env
+                .get("OIDC_GROUPS_CLAIM")
+                .filter(|c| !c.trim().is_empty())
+                .unwrap_or_else(|| "groups".into()),
+            admin_groups: env
+                .get("ADMIN_GROUPS")
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 

@@ -28,6 +28,7 @@
 //! - [`error`]: `AppError`, the one error page, and `ApiError`, the JSON
 //!   routes' `{ "error": code }` with its code enum.
 
+pub mod access;
 pub mod client_addr;
 pub mod config;
 pub mod error;
@@ -38,10 +39,13 @@ pub mod labels;
 pub mod login;
 pub mod login_cookie;
 pub mod logout;
+pub mod members_api;
 pub mod metrics_names;
 pub mod oidc;
 pub mod pages;
+pub mod people_api;
 pub mod rate_limit;
+pub mod rooms_api;
 pub mod session;
 pub mod startup;
 pub mod state;

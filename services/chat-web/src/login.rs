@@ -184,8 +184,10 @@ async fn complete(
         identity.sub.as_str(),
         identity.name.as_str(),
         identity.id_token,
+        identity.groups,
     )
     .await?;
+    crate::access::signed_in(state, &user).await;
     Ok((pending.next, user))
 }
 

@@ -171,6 +171,9 @@ pub struct Identity {
     pub name: DisplayName,
     /// The raw ID token, kept for `id_token_hint` at logout.
     pub id_token: String,
+    /// The user's groups (`OIDC_GROUPS_CLAIM`, from the ID token or else
+    /// userinfo); none when the provider sends no such claim.
+    pub groups: Vec<String>,
 }
 
 struct Discovered {
@@ -187,6 +190,7 @@ pub struct IdentityProvider {
     client_secret: ClientSecret,
     redirect: RedirectUrl,
     scopes: Vec<String>,
+    groups_claim: String,
     cached: RwLock<Option<Discovered>>,
     discovering: tokio::sync::Mutex<()>,
 }
@@ -220,6 +224,7 @@ impl IdentityProvider {
             redirect: RedirectUrl::new(config.redirect_uri())
                 .map_err(|e| format!("PUBLIC_URL is invalid: {e}"))?,
             scopes: oidc.scopes.clone(),
+            groups_claim: config.groups_claim.clone(),
             cached: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
         })
@@ -428,11 +433,45 @@ impl IdentityProvider {
             .username
             .or(names.email)
             .unwrap_or_else(|| sub.as_str().to_owned());
+        let id_token = id_token.to_string();
+        // The ID token was verified above: its payload's claims are the
+        // provider's word. Where it lists no groups, userinfo may.
+        let mut groups = groups_in(&token_payload(&id_token), &self.groups_claim);
+        if groups.is_none()
+            && let Some(endpoint) = metadata.userinfo_endpoint()
+        {
+            let info = self.raw_user_info(endpoint.url().clone(), response.access_token());
+            match tokio::time::timeout_at(deadline, info).await {
+                Ok(Ok(info)) => groups = groups_in(&info, &self.groups_claim),
+                Ok(Err(e)) => tracing::warn!(error = %e, "userinfo for groups failed"),
+                Err(_) => tracing::warn!("userinfo for groups: no answer in time"),
+            }
+        }
         Ok(Identity {
             name: DisplayName::sanitize(&raw, &fallback),
             sub,
-            id_token: id_token.to_string(),
+            id_token,
+            groups: groups.unwrap_or_default(),
         })
+    }
+
+    /// Userinfo's claims as JSON.
+    async fn raw_user_info(
+        &self,
+        endpoint: url::Url,
+        token: &openidconnect::AccessToken,
+    ) -> Result<serde_json::Value, String> {
+        let response = self
+            .http
+            .get(endpoint)
+            .bearer_auth(token.secret())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| cause_chain(&e))?
+            .error_for_status()
+            .map_err(|e| cause_chain(&e))?;
+        response.json().await.map_err(|e| cause_chain(&e))
     }
 
     async fn user_info(
@@ -571,5 +610,55 @@ impl Names {
             username: self.username.or(other.username),
             email: self.email.or(other.email),
         }
+    }
+}
+
+/// The claims of a (verified) JWT, as JSON; `null` when it cannot be read.
+fn token_payload(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    jwt.split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The groups `claim` lists in `claims`: a list of strings, or one string.
+/// `None` when the claim is absent.
+fn groups_in(claims: &serde_json::Value, claim: &str) -> Option<Vec<String>> {
+    let groups = match claims.get(claim)? {
+        serde_json::Value::String(one) => vec![one.clone()],
+        serde_json::Value::Array(many) => many
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_owned))
+            .collect(),
+        _ => return None,
+    };
+    Some(groups)
+}
+
+#[cfg(test)]
+mod groups_tests {
+    use super::*;
+
+    #[test]
+    fn groups_come_as_a_list_or_one_string_and_only_from_their_claim() {
+        let claims = serde_json::json!({ "groups": ["eng", 3, "ops"], "team": "design" });
+        assert_eq!(
+            groups_in(&claims, "groups"),
+            Some(vec!["eng".into(), "ops".into()])
+        );
+        assert_eq!(groups_in(&claims, "team"), Some(vec!["design".into()]));
+        assert_eq!(groups_in(&claims, "roles"), None);
+        use base64::Engine as _;
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"groups":["a"]}"#);
+        let read = token_payload(&format!("h.{payload}.s"));
+        assert_eq!(groups_in(&read, "groups"), Some(vec!["a".into()]));
+        assert_eq!(token_payload("garbage"), serde_json::Value::Null);
     }
 }

@@ -1,5 +1,6 @@
 //! The HTML pages, rendered with askama from `templates/`: home, dashboard
-//! (rooms with live member and unread counts, and the JSON it polls) and the room page, plus the 404 page.
+//! (your rooms with live member and unread counts; the JSON it polls is
+//! [`crate::rooms_api`]'s) and the room page, plus the 404 page.
 //!
 //! The development sign-in form of the single-process run is rendered here
 //! too ([`dev_sign_in_page`]), since askama is this crate's alone; only
@@ -7,14 +8,15 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::header::{CACHE_CONTROL, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chat_core::RoomName;
 use tower_sessions::Session;
 
-use crate::error::{ApiError, AppError};
+use crate::access::{Caller, seen};
+use crate::error::{ApiErrorCode, AppError};
 use crate::html::HtmlTemplate;
-use crate::session::{self, ApiUser, PageUser, SessionUser};
+use crate::rooms_api::{self, RoomEntry, my_rooms};
+use crate::session::{self, PageUser, SessionUser};
 use crate::state::AppState;
 
 /// What every page shows of the signed-in user: the name and the logout form's CSRF token.
@@ -46,12 +48,34 @@ pub struct HomePage {
 /// One room as the dashboard shows it to the signed-in user.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoomSummary {
-    /// The room.
+    /// The room's id.
     pub room: String,
+    /// Its display name (a direct room: the other people's names).
+    pub name: String,
+    /// Its topic.
+    pub topic: String,
+    /// `public`, `private` or `direct`.
+    pub kind: String,
+    /// The user's role in it, if any.
+    pub role: Option<String>,
     /// How many people are in it.
     pub members: u64,
     /// How many of its messages came after this user's read marker.
     pub unread: u64,
+}
+
+impl From<RoomEntry> for RoomSummary {
+    fn from(e: RoomEntry) -> Self {
+        Self {
+            room: e.room,
+            name: e.name,
+            topic: e.topic,
+            kind: e.kind.as_str().to_owned(),
+            role: e.role.map(|r| r.as_str().to_owned()),
+            members: e.members,
+            unread: e.unread,
+        }
+    }
 }
 
 /// `GET /dashboard`.
@@ -70,8 +94,12 @@ pub struct DashboardPage {
 pub struct RoomPage {
     /// The signed-in user.
     pub user: Option<Viewer>,
-    /// The room.
+    /// The room's id.
     pub room: String,
+    /// Its display name (a direct room: the other people's names).
+    pub name: String,
+    /// `public`, `private` or `direct`.
+    pub kind: String,
     /// The user's own id, so the page can mark their messages.
     pub me: String,
 }
@@ -96,65 +124,50 @@ pub async fn dashboard(
     State(state): State<AppState>,
     PageUser(user): PageUser,
 ) -> Result<Response, AppError> {
-    let rooms = summaries(&state, &user.sub).await?;
+    let caller = Caller {
+        admin: state.config.is_admin(&user.groups),
+        user,
+    };
+    let rooms = my_rooms(&state, &caller)
+        .await
+        .map_err(|_| AppError::Internal("the rooms could not be read".into()))?;
     Ok(HtmlTemplate(DashboardPage {
-        user: Some(Viewer::from(&user)),
-        rooms,
+        user: Some(Viewer::from(&caller.user)),
+        rooms: rooms.into_iter().map(RoomSummary::from).collect(),
     })
     .into_response())
 }
 
-/// Each room's member count and `sub`'s unread count: a few reads per
-/// room, never a scan of the history.
-async fn summaries(state: &AppState, sub: &str) -> Result<Vec<RoomSummary>, AppError> {
-    let rooms = state.rooms();
-    let (members, unread) = tokio::try_join!(
-        state.store.member_counts(&rooms),
-        state.store.unread_counts(&rooms, sub)
-    )?;
-    Ok(members
-        .into_iter()
-        .zip(unread)
-        .map(|((room, members), (_, unread))| RoomSummary {
-            room: room.as_str().to_owned(),
-            members,
-            unread,
-        })
-        .collect())
-}
-
-/// `GET /api/rooms`: `{ rooms: [{ room, members, unread }] }` for the
-/// signed-in user, which the dashboard polls to stay live.
-pub async fn room_summaries(
-    State(state): State<AppState>,
-    user: Result<ApiUser, ApiError>,
-) -> Result<Response, ApiError> {
-    let ApiUser(user) = user?;
-    let rooms = summaries(&state, &user.sub).await?;
-    let mut response = axum::Json(serde_json::json!({ "rooms": rooms })).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
-}
-
-/// `GET /chat/{room}`: 404 for a room this deployment does not have.
+/// `GET /chat/{room}`: 404 for a room that does not exist or that the user
+/// may not see (its existence never leaks).
 pub async fn room(
     State(state): State<AppState>,
     Path(room): Path<String>,
     user: Result<PageUser, session::PageRejection>,
 ) -> Result<Response, Response> {
-    let room: RoomName = state
-        .config
-        .rooms
-        .find(&room)
-        .cloned()
-        .ok_or_else(|| AppError::NotFound.into_response())?;
+    let not_found = || AppError::NotFound.into_response();
+    RoomName::parse(&room).map_err(|_| not_found())?;
     let PageUser(user) = user.map_err(IntoResponse::into_response)?;
+    let caller = Caller {
+        admin: state.config.is_admin(&user.groups),
+        user,
+    };
+    let seen = match seen(&state, &caller, &room).await {
+        Ok(seen) => seen,
+        Err(e) if e.code() == ApiErrorCode::Unavailable => {
+            return Err(AppError::Internal("the room could not be read".into()).into_response());
+        }
+        Err(_) => return Err(not_found()),
+    };
+    let entry = rooms_api::my_name(&state, &caller, &seen.info)
+        .await
+        .map_err(|_| not_found())?;
     Ok(HtmlTemplate(RoomPage {
-        user: Some(Viewer::from(&user)),
-        room: room.as_str().to_owned(),
-        me: user.sub.clone(),
+        user: Some(Viewer::from(&caller.user)),
+        room: seen.info.id.to_string(),
+        name: entry,
+        kind: seen.info.kind.as_str().to_owned(),
+        me: caller.user.sub.clone(),
     })
     .into_response())
 }

@@ -69,6 +69,10 @@ pub struct SessionUser {
     pub last_seen: u64,
     /// The ID token, for `id_token_hint` at logout.
     pub id_token: String,
+    /// The identity provider's groups at sign-in (`OIDC_GROUPS_CLAIM`);
+    /// none in a session signed in before groups were read.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// Signs `sub` in on `session` under a fresh session id (no fixation: any
@@ -78,6 +82,7 @@ pub async fn sign_in(
     sub: &str,
     name: &str,
     id_token: String,
+    groups: Vec<String>,
 ) -> Result<SessionUser, AppError> {
     session.cycle_id().await?;
     let now = now();
@@ -89,6 +94,7 @@ pub async fn sign_in(
         login_at: now,
         last_seen: now,
         id_token,
+        groups,
     };
     session.insert(USER_KEY, &user).await?;
     session.save().await?;

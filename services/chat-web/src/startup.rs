@@ -210,7 +210,7 @@ where
     let with_session = Router::new()
         .route("/", get(pages::home))
         .route("/dashboard", get(pages::dashboard))
-        .route("/api/rooms", get(pages::room_summaries))
+        .merge(room_api(&state))
         .route("/chat/{room}", get(pages::room))
         .route(
             "/api/rooms/{room}/token",
@@ -244,4 +244,52 @@ where
                 .on_response(record_status),
         );
     Ok(headers::with_security_headers(routes, csp))
+}
+
+/// The rooms API (contract v2.0): changes share the token endpoint's
+/// per-client budget; reads (which dashboards poll) do not.
+fn room_api(state: &AppState) -> Router<AppState> {
+    use crate::{members_api, people_api, rooms_api};
+    use axum::routing::{delete, patch, put};
+    let limited = || middleware::from_fn_with_state(state.limits.clone(), rate_limit::limit_tokens);
+    Router::new()
+        .route(
+            "/api/rooms",
+            get(rooms_api::list).merge(post(rooms_api::create).layer(limited())),
+        )
+        .route("/api/rooms/directory", get(rooms_api::directory))
+        .route(
+            "/api/rooms/direct",
+            post(rooms_api::direct).layer(limited()),
+        )
+        .route(
+            "/api/rooms/{room}",
+            get(rooms_api::get).merge(
+                patch(rooms_api::update)
+                    .delete(rooms_api::delete)
+                    .layer(limited()),
+            ),
+        )
+        .route(
+            "/api/rooms/{room}/join",
+            post(rooms_api::join).layer(limited()),
+        )
+        .route(
+            "/api/rooms/{room}/leave",
+            post(rooms_api::leave).layer(limited()),
+        )
+        .route(
+            "/api/rooms/{room}/members/{user}",
+            put(members_api::put)
+                .merge(delete(members_api::remove))
+                .layer(limited()),
+        )
+        .route(
+            "/api/rooms/{room}/mutes/{user}",
+            put(members_api::mute)
+                .merge(delete(members_api::unmute))
+                .layer(limited()),
+        )
+        .route("/api/rooms/{room}/audit", get(members_api::audit))
+        .route("/api/users", get(people_api::find))
 }

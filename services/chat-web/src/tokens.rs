@@ -15,6 +15,7 @@ use chat_core::RoomClaims;
 use chat_core::keys;
 use serde::Serialize;
 
+use crate::access::{self, Caller};
 use crate::error::{ApiError, ApiErrorCode};
 use crate::metrics_names;
 use crate::session::{self, ApiUser};
@@ -58,11 +59,19 @@ pub async fn issue(
         return Err(ApiError::new(ApiErrorCode::Forbidden));
     }
     let ApiUser(user) = user?;
-    let room = state
-        .config
-        .rooms
-        .find(&room)
-        .ok_or(ApiError::new(ApiErrorCode::RoomUnknown))?;
+    let caller = Caller {
+        admin: state.config.is_admin(&user.groups),
+        user,
+    };
+    // Only for a room the user may read; 404 for any other, whether it
+    // exists or not.
+    let seen = access::seen(&state, &caller, &room)
+        .await
+        .map_err(|e| match e.code() {
+            ApiErrorCode::NotFound => ApiError::new(ApiErrorCode::RoomUnknown),
+            _ => e,
+        })?;
+    let Caller { user, admin } = caller;
     if !body_is_empty_object(&body) {
         return Err(ApiError::new(ApiErrorCode::BodyMustBeEmpty));
     }
@@ -73,11 +82,12 @@ pub async fn issue(
         aud: state.config.token.audience.clone(),
         sub: user.sub.clone(),
         name: user.name.clone(),
-        room: room.as_str().to_owned(),
+        room: seen.info.id.to_string(),
         iat: now,
         exp,
         jti: uuid::Uuid::new_v4().to_string(),
         sid: Some(user.sid.clone()),
+        admin: admin && seen.info.kind != chat_core::access::RoomKind::Direct,
     };
     let token = state.signer.mint(&claims).map_err(|e| {
         tracing::error!(error = %e, "could not mint a room token");

@@ -31,4 +31,8 @@ pub struct RoomClaims {
     /// Opaque id of the web session that minted the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// (v2.0 extension) Set when the user is an administrator
+    /// (`ADMIN_GROUPS`), who acts as owner in every public and private room.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }

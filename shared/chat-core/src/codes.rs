@@ -34,12 +34,17 @@ pub enum ErrorCode {
     Unavailable,
     /// No such message in the kept history (or it was deleted).
     NotFound,
-    /// Only the author may do that to the message.
+    /// The user may not do that (not the author, no such role, muted, an
+    /// announcement room).
     Forbidden,
     /// The replica is shutting down; reconnect elsewhere.
     Shutdown,
     /// The client reads too slowly and was disconnected.
     SlowConsumer,
+    /// The user may no longer read the room (removed, left, lost a group).
+    Removed,
+    /// The room was deleted.
+    RoomClosed,
 }
 
 impl ErrorCode {
@@ -62,6 +67,8 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::Shutdown => "shutdown",
             Self::SlowConsumer => "slow_consumer",
+            Self::Removed => "removed",
+            Self::RoomClosed => "room_closed",
         }
     }
 }

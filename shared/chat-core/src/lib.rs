@@ -15,6 +15,7 @@
 //!   thumbprint as `kid`, and the JWKS document as served.
 //! - [`token`]: minting and verifying room tokens.
 
+pub mod access;
 pub mod claims;
 pub mod codes;
 pub mod events;

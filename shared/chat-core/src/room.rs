@@ -8,6 +8,10 @@ use thiserror::Error;
 /// Longest room name accepted, in characters.
 pub const MAX_ROOM_NAME_LEN: usize = 64;
 
+/// Room ids that name pages and routes of their own (`/api/rooms/directory`,
+/// `/api/rooms/direct`): never a room's id.
+pub const RESERVED: [&str; 2] = ["directory", "direct"];
+
 /// A room name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
 ///
 /// The narrow alphabet keeps names safe inside Redis keys, URLs and log
@@ -28,6 +32,9 @@ pub enum RoomError {
     /// The same room is named twice.
     #[error("room {0:?} is listed twice")]
     Duplicate(String),
+    #[error("room name {0:?} is reserved")]
+    /// A name that routes use for pages of their own.
+    Reserved(String),
 }
 
 impl RoomName {
@@ -83,6 +90,9 @@ impl RoomList {
         let mut rooms: Vec<RoomName> = Vec::new();
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let room = RoomName::parse(part)?;
+            if RESERVED.contains(&part) {
+                return Err(RoomError::Reserved(part.to_owned()));
+            }
             if rooms.contains(&room) {
                 return Err(RoomError::Duplicate(part.to_owned()));
             }
@@ -137,6 +147,11 @@ mod tests {
             Err(RoomError::Duplicate("A".into()))
         );
         assert_eq!(RoomList::parse(" , "), Err(RoomError::Empty));
+        assert_eq!(
+            RoomList::parse("General,directory"),
+            Err(RoomError::Reserved("directory".into()))
+        );
+        assert!(RoomList::parse("direct").is_err());
         assert_eq!(RoomList::default().iter().count(), 3);
     }
 }

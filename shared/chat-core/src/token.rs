@@ -260,6 +260,7 @@ mod tests {
             exp: NOW + 300,
             jti: "j1".into(),
             sid: Some("s1".into()),
+            admin: false,
         }
     }
 

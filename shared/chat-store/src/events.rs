@@ -116,6 +116,44 @@ impl Published {
     }
 }
 
+/// Why someone's connections to a room end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLoss {
+    /// Removed, left, or lost the group that let them in.
+    Removed,
+    /// The room was deleted.
+    RoomClosed,
+}
+
+/// Someone lost access to a room: every replica ends their connections to it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AccessLost {
+    /// Whose connections end (`None`: everyone's, the room was deleted).
+    pub user: Option<String>,
+    /// Why.
+    pub reason: AccessLoss,
+}
+
+/// The kind of a published [`AccessLost`] (never sent to clients).
+const ACCESS_LOST: &str = "access_lost";
+
+/// Decodes what a room's channel carried: a room event, or a loss of access.
+pub fn decode_room_event(room: RoomName, json: &str) -> Result<FanoutEvent, StoreError> {
+    #[derive(Deserialize)]
+    struct Kind<'a> {
+        kind: &'a str,
+    }
+    let kind: Kind<'_> =
+        serde_json::from_str(json).map_err(|e| StoreError::reply("room event", e.to_string()))?;
+    if kind.kind == ACCESS_LOST {
+        let lost: AccessLost = serde_json::from_str(json)
+            .map_err(|e| StoreError::reply("access lost", e.to_string()))?;
+        return Ok(FanoutEvent::AccessLost(room, lost));
+    }
+    Ok(FanoutEvent::Room(room, Published::decode(json)?))
+}
+
 /// How many fan-out events may wait for the consumer before the producer waits.
 pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
 
@@ -126,6 +164,8 @@ pub enum FanoutEvent {
     Room(RoomName, Published),
     /// A web session was logged out: end its connections.
     Revoked(String),
+    /// Someone lost access to a room: end their connections to it.
+    AccessLost(RoomName, AccessLost),
     /// The subscription was lost and is back: events published meanwhile
     /// were missed, and the rooms' messages since then should be read back.
     Resubscribed,
@@ -199,6 +239,30 @@ mod tests {
                 .expect("decodes");
         assert!(matches!(event.event, RoomEvent::UserTyping(u) if u.id == "u"));
         assert!(Published::decode(r#"{"seq":5,"kind":"user typing"}"#).is_err());
+        let room = RoomName::parse("R").expect("room");
+        let lost = decode_room_event(
+            room.clone(),
+            r#"{"seq":6,"kind":"access_lost","user":"u","reason":"removed"}"#,
+        );
+        assert!(matches!(
+            lost,
+            Ok(FanoutEvent::AccessLost(_, AccessLost { user: Some(u), reason: AccessLoss::Removed })) if u == "u"
+        ));
+        // cjson leaves a nil user out: everyone's connections end.
+        let closed = decode_room_event(
+            room,
+            r#"{"seq":7,"kind":"access_lost","reason":"room_closed"}"#,
+        );
+        assert!(matches!(
+            closed,
+            Ok(FanoutEvent::AccessLost(
+                _,
+                AccessLost {
+                    user: None,
+                    reason: AccessLoss::RoomClosed
+                }
+            ))
+        ));
         assert!(Published::decode(r#"{"seq":5,"kind":"user typing","data":{}}"#).is_err());
     }
 }

@@ -23,7 +23,7 @@ use chat_core::RoomName;
 use fred::prelude::*;
 
 use crate::error::StoreError;
-use crate::events::{FanoutEvent, Published, SUBSCRIPTION_CAPACITY, Subscription};
+use crate::events::{FanoutEvent, SUBSCRIPTION_CAPACITY, Subscription, decode_room_event};
 use crate::memory::MemoryBackend;
 use crate::redis::RedisBackend;
 use crate::schema;
@@ -201,8 +201,8 @@ fn decode(rooms: &[RoomName], message: &fred::types::Message) -> Option<FanoutEv
     }
     let name = schema::room_of_channel(channel)?;
     let room = rooms.iter().find(|r| r.as_str() == name)?.clone();
-    match Published::decode(&payload) {
-        Ok(event) => Some(FanoutEvent::Room(room, event)),
+    match decode_room_event(room, &payload) {
+        Ok(event) => Some(event),
         Err(e) => {
             tracing::warn!(error = %e, "undecodable room event");
             None

@@ -15,6 +15,7 @@ use crate::memory::{Edit, MemoryBackend, now_ms};
 use crate::redis::RedisBackend;
 pub use crate::redis::replication::Replicated;
 use crate::redis::reply::{self, LuaList};
+use crate::rooms::Standing;
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
@@ -50,6 +51,29 @@ pub struct NewMessage<'a> {
     pub floor: Option<MessageId>,
     /// W3C trace context to carry to every replica.
     pub trace: Option<&'a str>,
+    /// Where the sender stands (their token, administrator, a configured room).
+    pub standing: Standing,
+}
+
+/// What became of a message sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Posted {
+    /// Stored and published, with its id.
+    Stored(MessageId),
+    /// The sender may not post in the room (muted, an announcement room, no
+    /// longer allowed in): nothing was stored.
+    Forbidden,
+}
+
+impl Posted {
+    /// The stored message's id, if it was stored.
+    pub fn id(self) -> Option<MessageId> {
+        match self {
+            Self::Stored(id) => Some(id),
+            Self::Forbidden => None,
+        }
+    }
 }
 
 /// How many changes (edits, deletions) each room logs at least, for
@@ -76,10 +100,12 @@ pub struct MessageChange<'a> {
     pub room: &'a RoomName,
     /// The message.
     pub id: MessageId,
-    /// The user asking (only the author may).
+    /// The user asking (the author; to delete, also a moderator).
     pub user_id: &'a str,
     /// The new text, or `None` to delete.
     pub text: Option<&'a MessageText>,
+    /// Where the user stands (their token, administrator, a configured room).
+    pub standing: Standing,
 }
 
 /// Each room's messages.
@@ -88,7 +114,9 @@ pub trait History: Send + Sync {
     /// Stores a message and publishes it to every subscriber in one atomic step.
     /// It is not yet known to be held by any Redis replica: where the
     /// deployment asks for that, [`History::replicated`] says when it is.
-    async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError>;
+    /// Refused (`Posted::Forbidden`) where the sender may not post, decided
+    /// in the same step.
+    async fn send(&self, message: NewMessage<'_>) -> Result<Posted, StoreError>;
     /// Waits until as many Redis replicas as the deployment asks for
     /// (`REDIS_WAIT_REPLICAS`) hold everything written to `room` so far, and
     /// `message` (when given) among it; answers at once when it asks for none.
@@ -114,7 +142,8 @@ pub trait History: Send + Sync {
         before: MessageId,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError>;
-    /// Edits or deletes a message (only its author may), storing the change
+    /// Edits (its author) or deletes (its author, or the room's owners and
+    /// moderators) a message, storing the change
     /// and publishing it in one atomic step: after the message itself, and
     /// never an edit after the deletion. Like [`History::send`], it does not
     /// wait for Redis replicas.
@@ -133,9 +162,9 @@ pub trait History: Send + Sync {
 #[async_trait]
 impl History for RedisBackend {
     /// Stores a message and publishes it to every replica in one atomic step.
-    async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError> {
+    async fn send(&self, message: NewMessage<'_>) -> Result<Posted, StoreError> {
         const OP: &str = "send message";
-        let args = vec![
+        let mut args = vec![
             Value::from(message.user.id.as_str()),
             Value::from(message.user.name.as_str()),
             Value::from(message.text.as_str()),
@@ -143,11 +172,15 @@ impl History for RedisBackend {
             Value::from(HISTORY_KEPT as i64),
             Value::from(message.trace.unwrap_or_default()),
         ];
+        args.extend(message.standing.args());
         let id = reply::string(OP, self.run(OP, &SEND, message.room, args).await?)?;
+        if id == "forbidden" {
+            return Ok(Posted::Forbidden);
+        }
         let id = id
             .parse()
             .map_err(|e: chat_core::message::BadMessageId| StoreError::reply(OP, e.to_string()))?;
-        Ok(id)
+        Ok(Posted::Stored(id))
     }
 
     async fn replicated(
@@ -195,7 +228,10 @@ impl History for RedisBackend {
                     Value::from(change.user_id),
                     Value::from(text.as_str()),
                     Value::from(CHANGES_KEPT as i64),
-                ],
+                ]
+                .into_iter()
+                .chain(change.standing.args())
+                .collect(),
             ),
             None => (
                 "delete message",
@@ -204,7 +240,10 @@ impl History for RedisBackend {
                     Value::from(change.id.to_string()),
                     Value::from(change.user_id),
                     Value::from(CHANGES_KEPT as i64),
-                ],
+                ]
+                .into_iter()
+                .chain(change.standing.args())
+                .collect(),
             ),
         };
         let outcome = reply::string(op, self.run(op, script, change.room, args).await?)?;
@@ -237,9 +276,12 @@ impl History for MemoryBackend {
         Ok(Replicated::Held)
     }
 
-    async fn send(&self, message: NewMessage<'_>) -> Result<MessageId, StoreError> {
+    async fn send(&self, message: NewMessage<'_>) -> Result<Posted, StoreError> {
         let mut s = self.hub.lock();
         let room = s.rooms.entry(message.room.clone()).or_default();
+        if !room.data.may_post(&message.user.id, message.standing) {
+            return Ok(Posted::Forbidden);
+        }
         let now = now_ms();
         let mut id = match room.history.last_id {
             Some(last) if last.ms >= now => last.next(),
@@ -272,7 +314,7 @@ impl History for MemoryBackend {
         };
         let trace = message.trace.map(str::to_owned);
         s.publish(message.room, RoomEvent::MessageReceived(stored), trace);
-        Ok(id)
+        Ok(Posted::Stored(id))
     }
 
     async fn history_after(
@@ -331,8 +373,25 @@ impl History for MemoryBackend {
         if room.history.is_deleted(&change.id) {
             return Ok(ChangeOutcome::NotFound);
         }
-        if author.id != change.user_id {
+        let allowed = match change.text {
+            Some(_) => {
+                author.id == change.user_id && room.data.may_post(change.user_id, change.standing)
+            }
+            None => room
+                .data
+                .may_delete(change.user_id, &author.id, change.standing),
+        };
+        if !allowed {
             return Ok(ChangeOutcome::Forbidden);
+        }
+        if change.text.is_none() && author.id != change.user_id {
+            let (author, id) = (author.id.clone(), change.id.to_string());
+            room.data.record(
+                change.user_id,
+                "message_deleted",
+                Some(&author),
+                serde_json::json!({ "id": id }),
+            );
         }
         let now = now_ms();
         let (edit, event) = match change.text {

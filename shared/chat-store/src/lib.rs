@@ -15,6 +15,9 @@
 //! - [`signals`]: typing, throttled and published, never stored.
 //! - [`fanout`]: delivering room events and revocations to every replica.
 //! - [`revocations`]: logged-out web sessions.
+//! - [`rooms`]: rooms as data: settings, members, roles, mutes, audit.
+//! - [`directory`]: finding rooms and people (lists, the directory, direct
+//!   conversations, who signed in), derived from rooms.
 //!
 //! And what they share:
 //! - [`backend`]: the whole backend (`Backend`: all six, and `ping`).
@@ -30,6 +33,7 @@
 
 pub mod backend;
 pub mod connection;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod fanout;
@@ -40,12 +44,14 @@ pub mod presence;
 pub mod reads;
 pub mod redis;
 pub mod revocations;
+pub mod rooms;
 pub mod schema;
 pub mod scripts;
 pub mod signals;
 
 pub use backend::{
-    Backend, Fanout, FanoutEvent, History, Presence, Reads, Revocations, Signals, Subscription,
+    Backend, Directory, Fanout, FanoutEvent, History, Presence, Reads, Revocations, Rooms, Signals,
+    Subscription,
 };
 pub use error::StoreError;
 pub use memory::{MemoryBackend, MemoryHub};

@@ -148,6 +148,8 @@ pub(crate) struct RoomState {
     pub(crate) history: RoomHistory,
     pub(crate) reads: RoomReads,
     pub(crate) signals: RoomSignals,
+    /// Its settings, members, mutes and audit (rooms as data).
+    pub(crate) data: crate::rooms::RoomData,
     /// How many events were published to the room.
     pub(crate) seq: u64,
 }
@@ -162,6 +164,8 @@ pub(crate) struct State {
     /// sid → until ms.
     pub(crate) revoked: HashMap<String, u64>,
     pub(crate) subscribers: Vec<(Vec<RoomName>, mpsc::Sender<FanoutEvent>)>,
+    /// What is derived from rooms for finding them.
+    pub(crate) directory: crate::directory::DirectoryState,
 }
 
 /// The shared state of every [`MemoryBackend`] made from it.
@@ -247,6 +251,36 @@ impl State {
                 .is_err()
             {
                 tracing::error!("in-memory fan-out subscriber is full or gone; event dropped");
+            }
+        }
+    }
+}
+
+impl State {
+    /// Tells every subscriber of `room` that `user` (or everyone) lost access to it.
+    pub(crate) fn publish_access_lost(
+        &mut self,
+        room: &RoomName,
+        user: Option<String>,
+        reason: crate::events::AccessLoss,
+    ) {
+        self.rooms.entry(room.clone()).or_default().seq += 1;
+        self.subscribers.retain(|(_, tx)| !tx.is_closed());
+        for (rooms, tx) in &self.subscribers {
+            if !rooms.contains(room) {
+                continue;
+            }
+            let lost = crate::events::AccessLost {
+                user: user.clone(),
+                reason,
+            };
+            if tx
+                .try_send(FanoutEvent::AccessLost(room.clone(), lost))
+                .is_err()
+            {
+                tracing::error!(
+                    "in-memory fan-out subscriber is full or gone; access loss dropped"
+                );
             }
         }
     }

@@ -23,6 +23,7 @@ use crate::memory::{Entry, MemoryBackend, RoomState, State, millis, now_ms};
 use crate::redis::RedisBackend;
 use crate::redis::reply::{self, LuaList};
 use crate::revocations::Revocations;
+use crate::rooms::Standing;
 use crate::schema;
 use chat_core::events::UNREAD_MAX;
 use serde::Deserialize;
@@ -64,6 +65,8 @@ pub struct JoinRequest<'a> {
     pub since: Option<MessageId>,
     /// Most history messages to return.
     pub history_limit: usize,
+    /// Where the user stands (their token, administrator, a configured room).
+    pub standing: Standing,
 }
 
 /// What a connection sees when it joins: taken atomically with its entry.
@@ -88,8 +91,11 @@ pub struct Snapshot {
 pub enum JoinOutcome {
     /// Registered; here is the room as it stands.
     Joined(Snapshot),
-    /// The web session was logged out: nothing was registered.
+    /// The web session was logged out, or the user may not read the room
+    /// (removed after the token was issued, not a member): nothing was registered.
     Revoked,
+    /// No such room (never made, or deleted): nothing was registered.
+    Unknown,
 }
 
 /// What a heartbeat learned.
@@ -208,7 +214,7 @@ impl Presence for RedisBackend {
             return Ok(JoinOutcome::Revoked);
         }
         let c = request.connection;
-        let args = vec![
+        let mut args = vec![
             Value::from(c.conn.as_str()),
             Value::from(c.user.id.as_str()),
             Value::from(c.user.name.as_str()),
@@ -218,7 +224,13 @@ impl Presence for RedisBackend {
             Value::from(chat_core::events::REPLY_MAX_BYTES as i64),
             Value::from(UNREAD_MAX as i64),
         ];
+        args.extend(request.standing.args());
         let reply = self.run(OP, &JOIN, &c.room, args).await?;
+        match reply.as_str().as_deref() {
+            Some("revoked") => return Ok(JoinOutcome::Revoked),
+            Some("room_unknown") => return Ok(JoinOutcome::Unknown),
+            _ => {}
+        }
         let snapshot: SnapshotRecord = reply::json(OP, reply)?;
         Ok(JoinOutcome::Joined(snapshot.into()))
     }
@@ -441,6 +453,15 @@ impl Presence for MemoryBackend {
             return Ok(JoinOutcome::Revoked);
         }
         let c = request.connection;
+        let refused = s.rooms.get(&c.room).map_or_else(
+            || (!request.standing.configured).then_some(crate::rooms::Refused::Unknown),
+            |r| r.data.read_refusal(&c.user.id, request.standing),
+        );
+        match refused {
+            Some(crate::rooms::Refused::Unknown) => return Ok(JoinOutcome::Unknown),
+            Some(crate::rooms::Refused::Revoked) => return Ok(JoinOutcome::Revoked),
+            None => {}
+        }
         s.enter(&self.node, c, silent);
         let room = s.rooms.entry(c.room.clone()).or_default();
         let members = room

@@ -25,6 +25,7 @@
 //! | `chat:room:{R}:members` | hash | user id → role (`owner`, `moderator`, `member`) |
 //! | `chat:room:{R}:mutes` | hash | user id → muted until (ms) |
 //! | `chat:room:{R}:removed` | hash | user id → when they last lost access to the room (ms): older tokens are refused |
+//! | `chat:room:{R}:audit` | stream | who changed what in the room: `a` actor, `x` action, `t` target, `d` detail (JSON), capped |
 //! | `chat:revoked:<sid>` | string | a logged-out web session, with a TTL |
 //!
 //! (`{node}` above is a placeholder, not a hash tag: only `{R}` is in braces.)
@@ -97,6 +98,7 @@ pub fn room_keys(room: &RoomName, node: &str) -> Vec<String> {
         format!("{base}members"),
         format!("{base}mutes"),
         format!("{base}removed"),
+        format!("{base}audit"),
     ])
     .collect()
 }
@@ -146,7 +148,7 @@ mod tests {
         let room = RoomName::parse("General").expect("room");
         let slot = fred::util::redis_keyslot(room_channel(&room).as_bytes());
         let mut keys = room_keys(&room, "n1");
-        assert_eq!(keys.len(), 18);
+        assert_eq!(keys.len(), 19);
         keys.push(room_key(&room, "typing:user{with}braces"));
         keys.push(room_synced(&room));
         keys.push(room_history(&room));

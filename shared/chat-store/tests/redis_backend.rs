@@ -6,12 +6,13 @@ mod topology;
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use chat_core::{MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, History};
 use chat_store::connection::RedisSettings;
 use chat_store::history::NewMessage;
 use chat_store::redis::RedisBackend;
+use chat_store::rooms::Standing;
 use fred::prelude::*;
 
 /// A private Redis; every node gets its own clients.
@@ -68,8 +69,14 @@ async fn ids_keep_increasing_after_redis_loses_the_stream() -> Result<()> {
             text: &text,
             floor: Some(far_future),
             trace: None,
+            standing: Standing {
+                configured: true,
+                ..Standing::default()
+            },
         })
-        .await?;
+        .await?
+        .id()
+        .context("the message was refused")?;
     assert_eq!(id, far_future.next());
     Ok(())
 }
@@ -153,8 +160,14 @@ async fn published_events_keep_the_previous_release_s_field_names() -> Result<()
             text: &text,
             floor: None,
             trace: Some(tp),
+            standing: Standing {
+                configured: true,
+                ..Standing::default()
+            },
         })
-        .await?;
+        .await?
+        .id()
+        .context("the message was refused")?;
     let sent = next().await?;
     assert_eq!(
         sent,
@@ -168,6 +181,10 @@ async fn published_events_keep_the_previous_release_s_field_names() -> Result<()
         id,
         user_id: "u",
         text,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     a.change(change(Some(&edit))).await?;
     let edited = next().await?;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chat_store::backend::Backend;
 use chat_store::connection::RedisSettings;
 use chat_store::redis::RedisBackend;
+use chat_store::rooms::Standing;
 
 /// Nodes of the store on one topology; each node gets its own clients.
 struct Nodes {
@@ -75,8 +76,16 @@ mod replica_wait {
             text: &text,
             floor: None,
             trace: None,
+            standing: Standing {
+                configured: true,
+                ..Standing::default()
+            },
         };
-        Ok(store.send(message).await?)
+        store
+            .send(message)
+            .await?
+            .id()
+            .context("the message was refused")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

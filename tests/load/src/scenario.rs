@@ -176,6 +176,7 @@ impl Ctx<'_> {
                 exp: now + 300,
                 jti: format!("{run_tag}-{i}"),
                 sid: None,
+                admin: false,
             };
             let token = self.signer.mint(&claims).context("minting a room token")?;
             let src = IpAddr::V4(Ipv4Addr::new(

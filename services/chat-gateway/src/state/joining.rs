@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use chat_core::{ErrorCode, MessageId, UserRef};
+use chat_core::{ErrorCode, MessageId, RoomName, UserRef};
 use chat_store::presence::{self, JoinOutcome, JoinRequest};
+use chat_store::rooms::Standing;
 use socketioxide::TransportType;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -71,12 +72,14 @@ impl Gateway {
             tracing::info!(code = %e.code(), reason = %e, "handshake refused");
             e.code()
         })?;
-        let room = self
-            .config
-            .rooms
-            .find(&claims.room)
-            .cloned()
-            .ok_or(ErrorCode::RoomUnknown)?;
+        // Any room that exists: a configured one, or one whose settings the
+        // join below finds (it refuses the others, registering nothing).
+        let room = RoomName::parse(&claims.room).map_err(|_| ErrorCode::RoomUnknown)?;
+        let standing = Standing {
+            issued_ms: claims.iat.saturating_mul(1000),
+            admin: claims.admin,
+            configured: self.config.rooms.find(&claims.room).is_some(),
+        };
         if self.handshakes.check_key(&claims.sub).is_err() {
             return Err(ErrorCode::RateLimited);
         }
@@ -94,7 +97,8 @@ impl Gateway {
         let wire = (socket.transport_type() == TransportType::Websocket)
             .then(|| socket.req_parts().extensions.get::<Wire>().cloned())
             .flatten();
-        let conn = Arc::new(Conn::new(record, claims.sid, claims.exp, wire));
+        let conn =
+            Arc::new(Conn::new(record, claims.sid, claims.exp, wire).with_standing(standing));
         let handle = Connection {
             socket: socket.clone(),
             conn: conn.clone(),
@@ -109,6 +113,7 @@ impl Gateway {
             session: session.as_deref(),
             since,
             history_limit: chat_core::events::HISTORY_PAGE_MAX,
+            standing,
         };
         let outcome =
             tokio::time::timeout(self.config.ack_timeout, self.backend.join(request, false)).await;
@@ -130,6 +135,10 @@ impl Gateway {
                 // Nothing was registered in Redis: only the local slot to give back.
                 self.close(&handle, Ending::Refused);
                 Err(ErrorCode::TokenRevoked)
+            }
+            Ok(Ok(JoinOutcome::Unknown)) => {
+                self.close(&handle, Ending::Refused);
+                Err(ErrorCode::RoomUnknown)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "handshake could not join: Redis unavailable");

@@ -8,7 +8,7 @@ use chat_core::events::{
     ReadRequest, SendAck, TYPING,
 };
 use chat_core::{ErrorCode, MessageId, MessageText};
-use chat_store::history::{ChangeOutcome, MessageChange, NewMessage, Replicated};
+use chat_store::history::{ChangeOutcome, MessageChange, NewMessage, Posted, Replicated};
 use chat_telemetry::trace_context::current_traceparent;
 use serde::de::IgnoredAny;
 use tracing::Instrument;
@@ -91,9 +91,11 @@ impl Gateway {
             text,
             floor: self.registry.last_id(room).max(conn.last_sent()),
             trace: traceparent.as_deref(),
+            standing: conn.standing(),
         };
         match self.backend.send(message).await {
-            Ok(message_id) => {
+            Ok(Posted::Forbidden) => Err(SendAck::err(ErrorCode::Forbidden)),
+            Ok(Posted::Stored(message_id)) => {
                 conn.sent(message_id);
                 if self.config.waits_for_replicas() {
                     // Before the wait, which the ack's deadline may cut short.
@@ -132,7 +134,8 @@ impl Gateway {
     }
 
     /// Handles `message edit` (with the new text) and `message delete`
-    /// (without): only the author's, of a message still in the kept history;
+    /// (without): the author's (a deletion also by the room's owners and
+    /// moderators), of a message still in the kept history;
     /// `unavailable` when not done by `deadline`.
     pub(crate) async fn change_message(
         &self,
@@ -168,6 +171,7 @@ impl Gateway {
             id,
             user_id: &conn.user.id,
             text: text.as_ref(),
+            standing: conn.standing(),
         };
         match self.backend.change(change).await {
             Ok(ChangeOutcome::Done) => self.ack_change_when_replicated(conn).await,

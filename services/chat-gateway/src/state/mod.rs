@@ -37,6 +37,7 @@ use crate::connection::Conn;
 use crate::registry::Registry;
 use crate::sockets::Socket;
 
+mod access;
 mod closing;
 mod flow;
 mod history;

@@ -55,7 +55,7 @@ impl Gateway {
                 return RefreshAck::err(ErrorCode::Unavailable);
             }
         }
-        RefreshAck::ok(conn.refreshed(claims.sid, claims.exp))
+        RefreshAck::ok(conn.refreshed(claims.sid, claims.exp, claims.iat.saturating_mul(1000)))
     }
 }
 

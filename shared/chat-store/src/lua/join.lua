@@ -1,5 +1,9 @@
 -- ARGV 4..: conn, user id, name, since ('' if none), history limit, silent ('1' or '0'),
--- most bytes of change texts (more: none, and not recovered), most unread reported.
+-- most bytes of change texts (more: none, and not recovered), most unread reported,
+-- when the token was issued (ms), admin ('1'/'0'), configured ('1'/'0').
+-- Refuses, registering nothing, a room that does not exist ('room_unknown')
+-- and a user who may not read it ('revoked': removed after the token was
+-- issued, or not a member of a room for members only).
 -- Returns the snapshot as JSON, read by `chat-store`'s `Snapshot`: {seq,
 -- members = {id = name, ...}, recovered, history = {message record, ...},
 -- changes = {change, ...} (see `changes_since`; none without `since`), unread}:
@@ -9,6 +13,8 @@ local conn, uid, name, since = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local limit = tonumber(ARGV[8])
 local max_change_bytes = tonumber(ARGV[10])
 local unread_max = tonumber(ARGV[11])
+local refused = read_refusal(uid, tonumber(ARGV[12]), ARGV[13] == '1', ARGV[14] == '1')
+if refused then return refused end
 enter(conn, uid, name, ARGV[9] == '1')
 
 -- `names` holds exactly the users of `users` (set on entry, removed on exit).

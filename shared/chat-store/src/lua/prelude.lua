@@ -8,8 +8,9 @@
 --         sent), 14 reads (user id -> count at their read marker),
 --         15 meta (the room's settings: a hash), 16 members (user id ->
 --         role), 17 mutes (user id -> muted until, ms), 18 removed (user id
---         -> when they last lost access, ms),
---         then the script's own keys (also in the room's slot), from 19.
+--         -> when they last lost access, ms), 19 audit (a capped stream of
+--         who changed what),
+--         then the script's own keys (also in the room's slot), from 20.
 --   ARGV: 1 room name, 2 the room's (sharded) channel, 3 the node acting,
 --         then the script's own arguments.
 -- Only the sweep also reads other nodes' heartbeats and connections, whose
@@ -20,6 +21,7 @@ local K_ALIVE, K_MINE = KEYS[9], KEYS[10]
 local K_CHANGED, K_CHANGES = KEYS[11], KEYS[12]
 local K_COUNT, K_READS = KEYS[13], KEYS[14]
 local K_META, K_MEMBERS, K_MUTES, K_REMOVED = KEYS[15], KEYS[16], KEYS[17], KEYS[18]
+local K_AUDIT = KEYS[19]
 
 -- How many messages `uid` has not read in the room: 0 without a marker, at
 -- most `max` (the store's UNREAD_MAX, an argument of the scripts that count).
@@ -223,4 +225,75 @@ local function release(conn, uid, grace_ms)
     redis.call('ZADD', K_LEAVING, now_ms() + grace_ms, uid)
   end
   return 1
+end
+
+-- Rooms as data (`chat-store`'s rooms module; the same rules as
+-- `chat_core::access`). A room exists when it is configured (the caller
+-- says so: configured rooms need no settings) or has settings.
+local function room_exists(configured)
+  return configured or redis.call('EXISTS', K_META) == 1
+end
+
+-- The room's kind: configured rooms never changed have no settings and are public.
+local function room_kind()
+  return redis.call('HGET', K_META, 'kind') or 'public'
+end
+
+-- `uid`'s role ('owner', 'moderator', 'member') or false.
+local function role_of(uid)
+  return redis.call('HGET', K_MEMBERS, uid)
+end
+
+local function moderates(role)
+  return role == 'owner' or role == 'moderator'
+end
+
+-- Whether `uid` lost access to the room at or after `issued_ms` (when their
+-- token was issued): such a token is refused.
+local function lost_access(uid, issued_ms)
+  local at = redis.call('HGET', K_REMOVED, uid)
+  return at and tonumber(at) >= issued_ms
+end
+
+-- Why `uid` (holding a token issued at `issued_ms`; `admin` acts as owner
+-- outside direct rooms) may not read the room, or nil: 'room_unknown' (no
+-- such room) or 'revoked' (lost access, or not a member of a room for
+-- members only).
+local function read_refusal(uid, issued_ms, admin, configured)
+  if not room_exists(configured) then return 'room_unknown' end
+  if lost_access(uid, issued_ms) then return 'revoked' end
+  local kind = room_kind()
+  if kind ~= 'public' and not role_of(uid) and not (admin and kind ~= 'direct') then
+    return 'revoked'
+  end
+  return nil
+end
+
+-- The role `uid` acts with: an administrator acts as owner outside direct rooms.
+local function acting_role(uid, admin)
+  if admin and room_kind() ~= 'direct' then return 'owner' end
+  return role_of(uid)
+end
+
+-- Whether `uid` may post now: may read, not muted, and a moderator where
+-- only moderators post.
+local function may_post(uid, issued_ms, admin, configured)
+  if read_refusal(uid, issued_ms, admin, configured) then return false end
+  local until_ms = redis.call('HGET', K_MUTES, uid)
+  if until_ms and tonumber(until_ms) > now_ms() then return false end
+  local posting = redis.call('HGET', K_META, 'posting') or 'everyone'
+  return posting == 'everyone' or moderates(acting_role(uid, admin))
+end
+
+-- Records who changed what in the room (`chat-store`'s `AuditEntry`);
+-- `detail` is a JSON object as a string.
+local function audit(actor, action, target, detail)
+  redis.call('XADD', K_AUDIT, 'MAXLEN', '~', 10000, '*', 'a', actor, 'x', action,
+    't', target or '', 'd', detail or '{}')
+end
+
+-- Tells every replica that `uid` (or everyone, when nil) lost access to the
+-- room: their connections to it end ('removed' or 'room_closed').
+local function publish_access_lost(uid, reason)
+  publish({ kind = 'access_lost', user = uid, reason = reason })
 end

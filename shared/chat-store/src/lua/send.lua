@@ -1,7 +1,11 @@
--- ARGV 4..: user id, name, text, floor id ('' if none), max length, trace context ('' if none).
+-- ARGV 4..: user id, name, text, floor id ('' if none), max length, trace context ('' if none),
+-- when the sender's token was issued (ms), admin ('1'/'0'), configured ('1'/'0').
 -- Stores the message and publishes it in one atomic step, so every replica
--- receives a room's messages in id order. Returns the id.
+-- receives a room's messages in id order. Returns the id, or 'forbidden'
+-- when the sender may not post (checked here, where roles, mutes and the
+-- room's posting rule are stored, so every replica holds to them at once).
 local uid, name, text, floor, maxlen, tp = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+if not may_post(uid, tonumber(ARGV[10]), ARGV[11] == '1', ARGV[12] == '1') then return 'forbidden' end
 local id
 -- Each entry carries the room's message count at it (`c`), so a read marker
 -- is found from one entry (`read.lua`).

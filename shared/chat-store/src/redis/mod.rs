@@ -116,7 +116,7 @@ impl RedisBackend {
     }
 
     /// [`RedisBackend::run`] with the script's own keys (each in `room`'s
-    /// slot) declared after the room's, from `KEYS[11]`.
+    /// slot) declared after the room's, from `KEYS[20]`.
     pub(crate) async fn run_with_keys(
         &self,
         operation: &'static str,

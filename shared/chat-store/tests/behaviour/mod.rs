@@ -2,6 +2,9 @@
 //! makes nodes sharing one store, so the Redis and in-memory backends cannot
 //! drift apart.
 
+mod rooms;
+pub(crate) use rooms::*;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use chat_core::{MessageId, MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, FanoutEvent, Subscription};
 use chat_store::history::{ChangeOutcome, MessageChange, NewMessage};
 use chat_store::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot};
+use chat_store::rooms::Standing;
 
 /// Makes nodes that share one store.
 pub(crate) trait Nodes {
@@ -36,10 +40,15 @@ async fn join(store: &dyn Backend, c: &Connection) -> Result<Snapshot> {
         session: None,
         since: None,
         history_limit: 100,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     match store.join(request, false).await? {
         JoinOutcome::Joined(s) => Ok(s),
         JoinOutcome::Revoked => bail!("unexpectedly revoked"),
+        JoinOutcome::Unknown => bail!("unexpectedly unknown"),
     }
 }
 
@@ -91,8 +100,14 @@ async fn listen(store: &dyn Backend, room: &RoomName) -> Result<Subscription> {
                 text: &text("ready")?,
                 floor: None,
                 trace: None,
+                standing: Standing {
+                    configured: true,
+                    ..Standing::default()
+                },
             })
-            .await?;
+            .await?
+            .id()
+            .context("the message was refused")?;
         if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
             while let Ok(Some(_)) =
                 tokio::time::timeout(Duration::from_millis(50), events.recv()).await
@@ -144,8 +159,14 @@ pub(crate) async fn a_user_back_within_the_grace_causes_no_events(nodes: &dyn No
         text: &text("after")?,
         floor: None,
         trace: None,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     })
-    .await?;
+    .await?
+    .id()
+    .context("the message was refused")?;
     assert!(
         matches!(next(&mut events).await?, RoomEvent::MessageReceived(_)),
         "no presence event before it"
@@ -196,8 +217,14 @@ pub(crate) async fn messages_are_stored_in_order_and_paged_back(nodes: &dyn Node
                 text: &t,
                 floor: None,
                 trace: None,
+                standing: Standing {
+                    configured: true,
+                    ..Standing::default()
+                },
             })
-            .await?,
+            .await?
+            .id()
+            .context("the message was refused")?,
         );
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
@@ -221,6 +248,10 @@ pub(crate) async fn messages_are_stored_in_order_and_paged_back(nodes: &dyn Node
         session: None,
         since: Some(ids[110]),
         history_limit: 100,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     let JoinOutcome::Joined(s) = a.join(since, false).await? else {
         bail!("revoked")
@@ -233,6 +264,10 @@ pub(crate) async fn messages_are_stored_in_order_and_paged_back(nodes: &dyn Node
         session: None,
         since: Some(ids[5]),
         history_limit: 100,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     let JoinOutcome::Joined(s) = a.join(old, false).await? else {
         bail!("revoked")
@@ -261,8 +296,14 @@ pub(crate) async fn a_floor_keeps_ids_increasing(nodes: &dyn Nodes) -> Result<()
             text: &t,
             floor: Some(far_future),
             trace: None,
+            standing: Standing {
+                configured: true,
+                ..Standing::default()
+            },
         })
-        .await?;
+        .await?
+        .id()
+        .context("the message was refused")?;
     assert_eq!(id, far_future.next());
     Ok(())
 }
@@ -291,6 +332,10 @@ pub(crate) async fn a_revoked_session_cannot_join_and_subscribers_hear_of_it(
         session: Some("sess-1"),
         since: None,
         history_limit: 100,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     assert!(matches!(
         a.join(request, false).await?,
@@ -362,15 +407,21 @@ pub(crate) async fn say(
     t: &str,
 ) -> Result<MessageId> {
     let t = text(t)?;
-    Ok(store
+    store
         .send(NewMessage {
             room,
             user,
             text: &t,
             floor: None,
             trace: None,
+            standing: Standing {
+                configured: true,
+                ..Standing::default()
+            },
         })
-        .await?)
+        .await?
+        .id()
+        .context("the message was refused")
 }
 
 fn change<'a>(
@@ -384,6 +435,10 @@ fn change<'a>(
         id,
         user_id: &user.id,
         text,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     }
 }
 
@@ -490,6 +545,10 @@ pub(crate) async fn a_reconnect_with_since_gets_the_changes_it_missed(
         session: None,
         since: Some(m2),
         history_limit: 100,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     let JoinOutcome::Joined(s) = a.join(request, false).await? else {
         bail!("revoked")
@@ -538,6 +597,10 @@ pub(crate) async fn a_change_log_trimmed_past_since_is_not_recovered(
         session: None,
         since: Some(m1),
         history_limit: 100,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     let JoinOutcome::Joined(s) = a.join(request, false).await? else {
         bail!("revoked")
@@ -597,10 +660,15 @@ async fn join_since(store: &dyn Backend, c: &Connection, since: MessageId) -> Re
         session: None,
         since: Some(since),
         history_limit: 100,
+        standing: Standing {
+            configured: true,
+            ..Standing::default()
+        },
     };
     match store.join(request, false).await? {
         JoinOutcome::Joined(s) => Ok(s),
         JoinOutcome::Revoked => bail!("unexpectedly revoked"),
+        JoinOutcome::Unknown => bail!("unexpectedly unknown"),
     }
 }
 
@@ -737,6 +805,10 @@ macro_rules! behaviour_tests {
             boundary_ids_mean_nothing_newer_or_nothing_older,
             deleting_messages_keeps_reconnects_recovered_and_reads_exact,
             a_reconnect_gets_every_change_since_or_is_not_recovered,
+            private_rooms_admit_members_only_and_removal_refuses_older_tokens,
+            roles_posting_and_mutes_hold_where_messages_are_stored,
+            deleting_a_room_closes_it_for_everyone,
+            people_lists_and_direct_rooms_are_found_again,
         );
     };
     (@each $harness:expr; $($name:ident),* $(,)?) => {
