@@ -1,8 +1,10 @@
 // The room page: fetches a room token from the web service, connects to the gateway with the
 // vendored socket.io client, and shows members, entries, exits, history and messages, who is
 // typing, edits and deletions, links, where you left off, mentions and the unread count in the
-// title of a hidden tab. Everything from the network is shown with textContent and DOM
-// APIs, never as HTML.
+// title of a hidden tab; the room's members with their roles and, for its owners and
+// moderators, adding, removing, muting and promoting people, deleting anyone's message, and (owners)
+// the room's name, topic, announcement setting and deletion. Everything from the network is shown
+// with textContent and DOM APIs, never as HTML.
 (function () {
   'use strict';
 
@@ -11,6 +13,8 @@
 
   const room = root.dataset.room;
   const me = root.dataset.me;
+  const kind = root.dataset.kind || 'public';
+  let roomName = root.dataset.name || room;
   const statusEl = document.getElementById('status');
   const membersEl = document.getElementById('members');
   const memberCountEl = document.getElementById('member-count');
@@ -22,7 +26,7 @@
   const sendError = document.getElementById('send-error');
   const typingEl = document.getElementById('typing');
   const notifyButton = document.getElementById('notify');
-  const baseTitle = document.title;
+  let baseTitle = document.title;
 
   const ERRORS = {
     invalid: 'That message could not be sent.',
@@ -35,6 +39,8 @@
     not_found: 'That message is no longer there.',
     forbidden: 'You can only change your own messages.',
   };
+  // A send refused as `forbidden`: an announcement room or a mute (the ack does not say which).
+  const SEND_ERRORS = { ...ERRORS, forbidden: 'You can\'t post in this room right now.' };
   const GROUP_MS = 5 * 60 * 1000; // one author's messages within this are grouped
   const TYPING_SHOWN_MS = 5000; // "is typing" lasts this long after the last signal
   const TYPING_EVERY_MS = 1000; // we signal our own typing at most this often
@@ -60,7 +66,7 @@
   function setStatus(text, state) {
     statusEl.textContent = text;
     statusEl.dataset.state = state;
-    const online = state === 'connected';
+    const online = state === 'connected' && !ended;
     input.disabled = !online;
     sendButton.disabled = !online;
   }
@@ -76,7 +82,11 @@
       window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
       throw new Error('login required');
     }
-    if (!res.ok) throw new Error(`token request failed (${res.status})`);
+    if (!res.ok) {
+      const e = new Error(`token request failed (${res.status})`);
+      e.status = res.status;
+      throw e;
+    }
     const body = await res.json();
     tokenExp = body.exp;
     return body;
@@ -154,6 +164,42 @@
     }
   }
 
+  // Edit and Delete on one's own messages; Delete on everyone's for the room's moderators.
+  function setActions(li, m) {
+    const own = Boolean(m.user && m.user.id === me);
+    const want = !ended && (own || canModerate());
+    let actions = li.querySelector('.actions');
+    if (!want) {
+      if (actions) actions.remove();
+      return;
+    }
+    if (actions) return;
+    actions = document.createElement('div');
+    actions.className = 'actions';
+    if (own) {
+      const edit = document.createElement('button');
+      edit.type = 'button';
+      edit.className = 'button button-quiet edit';
+      edit.textContent = 'Edit';
+      edit.setAttribute('aria-label', 'Edit this message');
+      edit.addEventListener('click', () => startEdit(m.id));
+      actions.append(edit);
+    }
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'button button-quiet delete';
+    del.textContent = 'Delete';
+    del.setAttribute('aria-label', own ? 'Delete this message' : `Delete this message by ${(m.user && m.user.name) || 'someone'}`);
+    del.addEventListener('click', () => deleteMessage(m.id));
+    actions.append(del);
+    const text = li.querySelector('.text');
+    text.after(actions);
+  }
+
+  function refreshActions() {
+    for (const { m, li } of shown.values()) setActions(li, m);
+  }
+
   function messageItem(m) {
     const li = document.createElement('li');
     li.className = m.user && m.user.id === me ? 'message mine' : 'message';
@@ -172,24 +218,7 @@
     const text = document.createElement('p');
     text.className = 'text';
     li.append(meta, text);
-    if (m.user && m.user.id === me) {
-      const actions = document.createElement('div');
-      actions.className = 'actions';
-      const edit = document.createElement('button');
-      edit.type = 'button';
-      edit.className = 'button button-quiet edit';
-      edit.textContent = 'Edit';
-      edit.setAttribute('aria-label', 'Edit this message');
-      edit.addEventListener('click', () => startEdit(m.id));
-      const del = document.createElement('button');
-      del.type = 'button';
-      del.className = 'button button-quiet delete';
-      del.textContent = 'Delete';
-      del.setAttribute('aria-label', 'Delete this message');
-      del.addEventListener('click', () => deleteMessage(m.id));
-      actions.append(edit, del);
-      li.append(actions);
-    }
+    setActions(li, m);
     setText(li, m);
     return li;
   }
@@ -264,7 +293,7 @@
     if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
     if (!document.hidden && document.hasFocus()) return;
     try {
-      new Notification(`${m.user.name} mentioned you in ${room}`, { body: m.text, tag: m.id });
+      new Notification(`${m.user.name} mentioned you in ${roomName}`, { body: m.text, tag: m.id });
     } catch {
       // Some browsers allow notifications only from a service worker: the highlight remains.
     }
@@ -443,6 +472,511 @@
     relayout();
   }
 
+  // --- the room: its members, roles and settings ---------------------------
+
+  const MANAGE_ERRORS = {
+    invalid: 'That was not accepted. Check what you typed.',
+    forbidden: 'You are not allowed to do that in this room.',
+    not_found: 'That is no longer there. The list has been refreshed.',
+    conflict: 'The room needs at least one owner: make someone else an owner first.',
+    rate_limited: 'Too many changes at once. Wait a moment and try again.',
+    unavailable: 'The chat is having trouble. Try again in a moment.',
+    network: 'No answer from the server. Check your connection and try again.',
+  };
+  const ROLE_RANK = { owner: 0, moderator: 1, member: 2 };
+  const DETAILS_EVERY_MS = 15000;
+  const LOST_GRACE_MS = 3000; // a removal's own `session ended` says it best: wait for it this long
+  const MUTE_MS = 60 * 60 * 1000;
+
+  const $ = (id) => document.getElementById(id);
+  const roomNameEl = $('room-name');
+  const topicEl = $('room-topic');
+  const postingBadge = $('room-posting');
+  const postingHint = $('posting-hint');
+  const roomNotice = $('room-notice');
+  const joinButton = $('join-room');
+  const leaveButton = $('leave-room');
+  const settingsLink = $('settings-link');
+  const backLink = $('back-to-rooms');
+  const peoplePanel = $('people-panel');
+  const peopleEl = $('people');
+  const peopleCountEl = $('people-count');
+  const peopleError = $('people-error');
+  const addForm = $('add-member');
+  const addSearch = $('add-member-search');
+  const addResults = $('add-member-results');
+  const addFound = $('add-member-found');
+  const settingsPanel = $('room-settings');
+  const settingsForm = $('settings-form');
+  const settingsName = $('settings-name');
+  const settingsTopic = $('settings-topic');
+  const settingsAnnounce = $('settings-announce');
+  const settingsSave = $('settings-save');
+  const settingsError = $('settings-error');
+  const deleteButton = $('delete-room');
+  const deleteConfirm = $('delete-confirm');
+  const deleteQuestion = $('delete-question');
+  const deleteYes = $('delete-yes');
+  const deleteNo = $('delete-no');
+  const deleteError = $('delete-error');
+
+  let role = null; // the signed-in user's role here: 'owner', 'moderator', 'member' or null
+  let posting = 'everyone';
+  let topic = '';
+  let people = []; // [{ id, name, role }]
+  const mutedUntil = new Map(); // user id -> ms, as far as this page knows
+  let detailsTimer = null;
+  let lostTimer = null;
+  let settingsDirty = false;
+  let leaving = false;
+  let loadingDetails = null;
+
+  class ApiFailure extends Error {
+    constructor(code, status) {
+      super(code);
+      this.code = code;
+      this.status = status;
+    }
+  }
+
+  // A same-origin JSON call to the room API with the session cookie; rejects with the
+  // contract's error code. A 401 sends the browser to the sign-in unless told otherwise.
+  async function api(method, path, body, { redirectOn401 = true } = {}) {
+    const init = { method, credentials: 'same-origin', headers: { accept: 'application/json' } };
+    if (body !== undefined) {
+      init.headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch {
+      throw new ApiFailure('network', 0);
+    }
+    if (res.status === 401) {
+      if (redirectOn401) window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+      throw new ApiFailure('login_required', 401);
+    }
+    let data = null;
+    try {
+      data = await res.json();
+    } catch {
+      data = null;
+    }
+    if (!res.ok) throw new ApiFailure((data && typeof data.error === 'string' && data.error) || 'unavailable', res.status);
+    return data;
+  }
+
+  const roomPath = (rest = '') => `/api/rooms/${encodeURIComponent(room)}${rest}`;
+  const explain = (e, overrides = {}) => overrides[e.code] || MANAGE_ERRORS[e.code] || MANAGE_ERRORS.unavailable;
+
+  function canModerate() {
+    return kind !== 'direct' && (role === 'owner' || role === 'moderator');
+  }
+
+  function isOwner() {
+    return kind !== 'direct' && role === 'owner';
+  }
+
+  function say(text) {
+    roomNotice.textContent = text;
+  }
+
+  function setName(name) {
+    if (!name || name === roomName) return;
+    roomName = name;
+    roomNameEl.textContent = name;
+    baseTitle = `${name} · Chat`;
+    updateTitle();
+  }
+
+  function applyDetails(d) {
+    if (!d || ended) return;
+    role = typeof d.role === 'string' ? d.role : null;
+    posting = d.posting === 'moderators' ? 'moderators' : 'everyone';
+    if (typeof d.name === 'string') setName(d.name);
+    topic = typeof d.topic === 'string' ? d.topic : '';
+    topicEl.textContent = topic;
+    people = Array.isArray(d.people) ? d.people.filter((p) => p && typeof p.id === 'string') : [];
+    for (const p of people) {
+      if (typeof p.muted_until === 'number') mutedUntil.set(p.id, p.muted_until);
+    }
+    renderRoomState();
+  }
+
+  // Everything that depends on the role, the posting rule and the people.
+  function renderRoomState() {
+    const announce = posting === 'moderators';
+    postingBadge.hidden = !announce;
+    const quiet = announce && !canModerate();
+    postingHint.hidden = !quiet;
+    input.setAttribute('aria-describedby', quiet ? 'send-hint posting-hint send-error' : 'send-hint send-error');
+    joinButton.hidden = ended || kind !== 'public' || role !== null;
+    leaveButton.hidden = ended || role === null;
+    settingsLink.hidden = ended || !isOwner();
+    settingsPanel.hidden = ended || !isOwner();
+    if (isOwner() && !settingsDirty) {
+      settingsName.value = roomName;
+      settingsTopic.value = topic;
+      settingsAnnounce.checked = announce;
+    }
+    addForm.hidden = ended || !canModerate();
+    renderPeople();
+    refreshActions();
+  }
+
+  function timeOf(ms) {
+    return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  // What the signed-in user may do to `p`: owners anything to anyone but themselves; moderators
+  // remove and mute members.
+  function actionsFor(p) {
+    if (p.id === me || ended) return [];
+    const list = [];
+    const muted = (mutedUntil.get(p.id) || 0) > Date.now();
+    if (isOwner()) {
+      for (const r of ['owner', 'moderator', 'member']) {
+        if (p.role !== r) list.push({ key: `role-${r}`, text: r === 'owner' ? 'Make owner' : r === 'moderator' ? 'Make moderator' : 'Make member', run: () => setRole(p, r) });
+      }
+    }
+    if (isOwner() || (role === 'moderator' && kind !== 'direct' && p.role === 'member')) {
+      if (p.role !== 'owner' || isOwner()) {
+        list.push(muted
+          ? { key: 'unmute', text: 'Unmute', run: () => unmute(p) }
+          : { key: 'mute', text: 'Mute for an hour', run: () => mute(p) });
+        list.push({ key: 'remove', text: 'Remove from room', run: () => removeMember(p) });
+      }
+    }
+    return list;
+  }
+
+  function renderPeople() {
+    const focused = document.activeElement;
+    const hadFocus = Boolean(focused) && peopleEl.contains(focused);
+    // Mute and Unmute take each other's place: the keyboard follows.
+    const SWAP = { mute: 'unmute', unmute: 'mute' };
+    const focusKey = hadFocus ? SWAP[focused.dataset.key] || focused.dataset.key : undefined;
+    const focusUser = hadFocus ? focused.dataset.user : undefined;
+    const open = new Set([...peopleEl.querySelectorAll('details[open]')].map((d) => d.dataset.user));
+    peopleEl.replaceChildren();
+    const sorted = [...people].sort((a, b) => (ROLE_RANK[a.role] ?? 3) - (ROLE_RANK[b.role] ?? 3) || String(a.name).localeCompare(String(b.name)));
+    let refocus = null;
+    for (const p of sorted) {
+      const li = document.createElement('li');
+      li.className = 'person';
+      li.dataset.user = p.id;
+      const name = document.createElement('span');
+      name.className = 'person-name';
+      name.textContent = p.id === me ? `${p.name} (you)` : p.name;
+      const badge = document.createElement('span');
+      badge.className = 'person-role';
+      badge.textContent = p.role || 'member';
+      li.append(name, ' ', badge);
+      const until = mutedUntil.get(p.id) || 0;
+      if (until > Date.now()) {
+        const m = document.createElement('span');
+        m.className = 'person-muted';
+        m.textContent = `muted until ${timeOf(until)}`;
+        li.append(' ', m);
+      }
+      const actions = actionsFor(p);
+      if (actions.length > 0) {
+        const details = document.createElement('details');
+        details.className = 'manage';
+        details.dataset.user = p.id;
+        if (open.has(p.id)) details.open = true;
+        const summary = document.createElement('summary');
+        summary.dataset.key = 'manage';
+        summary.dataset.user = p.id;
+        summary.append('Manage');
+        const who = document.createElement('span');
+        who.className = 'visually-hidden';
+        who.textContent = ` ${p.name}`;
+        summary.append(who);
+        details.append(summary);
+        const box = document.createElement('div');
+        box.className = 'manage-actions';
+        for (const a of actions) {
+          const b = document.createElement('button');
+          b.type = 'button';
+          b.className = `button button-quiet ${a.key}`;
+          b.dataset.key = a.key;
+          b.dataset.user = p.id;
+          b.textContent = a.text;
+          b.setAttribute('aria-label', `${a.text}: ${p.name}`);
+          b.addEventListener('click', () => a.run());
+          box.append(b);
+          if (focusUser === p.id && focusKey === a.key) refocus = b;
+        }
+        details.append(box);
+        li.append(details);
+        if (focusUser === p.id && !refocus) refocus = summary;
+      }
+      peopleEl.append(li);
+    }
+    peopleCountEl.textContent = `(${people.length})`;
+    peoplePanel.hidden = ended || (people.length === 0 && !canModerate());
+    // Keep the keyboard where it was: the same button, else that person's menu, else the list.
+    if (refocus) refocus.focus();
+    else if (hadFocus) $('people-heading').focus();
+  }
+
+  async function loadDetails() {
+    if (ended) return;
+    if (loadingDetails) return loadingDetails;
+    loadingDetails = (async () => {
+      try {
+        const d = await api('GET', roomPath(), undefined, { redirectOn401: false });
+        clearTimeout(lostTimer);
+        lostTimer = null;
+        applyDetails(d);
+      } catch (e) {
+        if (e.status === 404 || e.status === 403) lostAccessSoon();
+      } finally {
+        loadingDetails = null;
+      }
+    })();
+    return loadingDetails;
+  }
+
+  function scheduleDetails() {
+    clearTimeout(detailsTimer);
+    if (ended || document.hidden) return;
+    detailsTimer = setTimeout(async () => {
+      await loadDetails();
+      scheduleDetails();
+    }, DETAILS_EVERY_MS);
+  }
+
+  // The room is gone or closed to us: say so, stop the connection and every retry.
+  function endRoom(text) {
+    if (ended && statusEl.dataset.state === 'ended') return;
+    ended = true;
+    clearTimeout(retryTimer);
+    clearTimeout(refreshTimer);
+    clearTimeout(detailsTimer);
+    clearTimeout(lostTimer);
+    if (editing) stopEdit();
+    if (socket) socket.disconnect();
+    setStatus(text, 'ended');
+    typers.clear();
+    renderTyping();
+    members.clear();
+    renderMembers();
+    backLink.hidden = false;
+    deleteConfirm.hidden = true;
+    renderRoomState();
+  }
+
+  function lostAccessSoon() {
+    if (ended || lostTimer) return;
+    lostTimer = setTimeout(() => {
+      lostTimer = null;
+      endRoom(`${roomName} is no longer open to you: you were removed from it, or it was deleted.`);
+    }, LOST_GRACE_MS);
+  }
+
+  async function act(promise, done) {
+    peopleError.textContent = '';
+    try {
+      await promise;
+      if (done) say(done);
+    } catch (e) {
+      peopleError.textContent = explain(e);
+    }
+    await loadDetails();
+  }
+
+  function setRole(p, r) {
+    const text = r === 'owner' ? `${p.name} is now an owner.` : r === 'moderator' ? `${p.name} is now a moderator.` : `${p.name} is now a member.`;
+    return act(api('PUT', roomPath(`/members/${encodeURIComponent(p.id)}`), { role: r }), text);
+  }
+
+  function removeMember(p) {
+    return act(api('DELETE', roomPath(`/members/${encodeURIComponent(p.id)}`)), `${p.name} was removed from the room.`);
+  }
+
+  async function mute(p) {
+    const until = Date.now() + MUTE_MS;
+    peopleError.textContent = '';
+    try {
+      await api('PUT', roomPath(`/mutes/${encodeURIComponent(p.id)}`), { until });
+      mutedUntil.set(p.id, until);
+      say(`${p.name} is muted until ${timeOf(until)}.`);
+    } catch (e) {
+      peopleError.textContent = explain(e);
+    }
+    renderPeople();
+  }
+
+  async function unmute(p) {
+    peopleError.textContent = '';
+    try {
+      await api('DELETE', roomPath(`/mutes/${encodeURIComponent(p.id)}`));
+      mutedUntil.delete(p.id);
+      say(`${p.name} may post again.`);
+    } catch (e) {
+      peopleError.textContent = explain(e);
+    }
+    renderPeople();
+  }
+
+  // Adding a member: people found by the start of their name, each a button.
+  let addTimer = null;
+  let addSeq = 0;
+
+  async function searchPeople() {
+    const seq = ++addSeq;
+    const q = addSearch.value.trim();
+    if (q === '') {
+      addResults.replaceChildren();
+      addFound.textContent = '';
+      return;
+    }
+    try {
+      const data = await api('GET', `/api/users?q=${encodeURIComponent(q)}`);
+      if (seq !== addSeq) return;
+      const inRoom = new Set(people.map((p) => p.id));
+      const found = ((data && data.users) || []).filter((u) => u && typeof u.id === 'string' && !inRoom.has(u.id));
+      addResults.replaceChildren(...found.map((u) => {
+        const li = document.createElement('li');
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'button button-quiet pick';
+        b.dataset.user = u.id;
+        b.textContent = u.name;
+        b.setAttribute('aria-label', `Add ${u.name} to the room`);
+        b.addEventListener('click', () => addMember(u));
+        li.append(b);
+        return li;
+      }));
+      addFound.textContent = found.length === 0 ? `Nobody to add named “${q}”.` : `${found.length} ${found.length === 1 ? 'person' : 'people'} found.`;
+    } catch (e) {
+      if (seq === addSeq) peopleError.textContent = explain(e);
+    }
+  }
+
+  async function addMember(u) {
+    peopleError.textContent = '';
+    try {
+      await api('PUT', roomPath(`/members/${encodeURIComponent(u.id)}`), {});
+      say(`${u.name} was added to the room.`);
+      addSearch.value = '';
+      addResults.replaceChildren();
+      addFound.textContent = '';
+    } catch (e) {
+      peopleError.textContent = explain(e, { invalid: `${u.name} cannot be added (they must have signed in before).`, forbidden: `You may not add ${u.name} to this room.` });
+    }
+    addSearch.focus();
+    await loadDetails();
+  }
+
+  addSearch.addEventListener('input', () => {
+    clearTimeout(addTimer);
+    addTimer = setTimeout(searchPeople, 250);
+  });
+  addForm.addEventListener('submit', (e) => {
+    // Enter picks the only match, or else searches at once.
+    e.preventDefault();
+    const buttons = [...addResults.querySelectorAll('button.pick')];
+    if (buttons.length === 1) buttons[0].click();
+    else {
+      clearTimeout(addTimer);
+      searchPeople();
+    }
+  });
+
+  // Settings (owners).
+  for (const field of [settingsName, settingsTopic, settingsAnnounce]) {
+    field.addEventListener('input', () => { settingsDirty = true; });
+    field.addEventListener('change', () => { settingsDirty = true; });
+  }
+
+  settingsForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    settingsError.textContent = '';
+    const change = {};
+    const name = settingsName.value.trim();
+    const newTopic = settingsTopic.value.trim();
+    const newPosting = settingsAnnounce.checked ? 'moderators' : 'everyone';
+    if (name === '') {
+      settingsError.textContent = 'The room needs a name.';
+      settingsName.focus();
+      return;
+    }
+    if (name !== roomName) change.name = name;
+    if (newTopic !== topic) change.topic = newTopic;
+    if (newPosting !== posting) change.posting = newPosting;
+    if (Object.keys(change).length === 0) {
+      settingsDirty = false;
+      say('Nothing to change.');
+      return;
+    }
+    settingsSave.disabled = true;
+    try {
+      await api('PATCH', roomPath(), change);
+      settingsDirty = false;
+      say('Settings saved.');
+      await loadDetails();
+    } catch (err) {
+      settingsError.textContent = explain(err, { invalid: 'Check the name (1 to 80 characters) and the topic (at most 250).' });
+    } finally {
+      settingsSave.disabled = false;
+    }
+  });
+
+  deleteButton.addEventListener('click', () => {
+    deleteError.textContent = '';
+    deleteQuestion.textContent = `Delete ${roomName} and all its messages for everyone?`;
+    deleteConfirm.hidden = false;
+    deleteQuestion.focus();
+  });
+  deleteNo.addEventListener('click', () => {
+    deleteConfirm.hidden = true;
+    deleteButton.focus();
+  });
+  deleteYes.addEventListener('click', async () => {
+    deleteError.textContent = '';
+    deleteYes.disabled = true;
+    try {
+      await api('DELETE', roomPath());
+      endRoom('This room was deleted.');
+      window.location.assign('/dashboard');
+    } catch (err) {
+      deleteYes.disabled = false;
+      deleteError.textContent = explain(err);
+    }
+  });
+
+  joinButton.addEventListener('click', async () => {
+    joinButton.disabled = true;
+    try {
+      await api('POST', roomPath('/join'), {});
+      say(`You joined ${roomName}.`);
+      await loadDetails();
+      leaveButton.focus();
+    } catch (err) {
+      say(explain(err));
+    } finally {
+      joinButton.disabled = false;
+    }
+  });
+
+  leaveButton.addEventListener('click', async () => {
+    leaveButton.disabled = true;
+    leaving = true;
+    try {
+      await api('POST', roomPath('/leave'), {});
+      endRoom(`You left ${roomName}.`);
+      window.location.assign('/dashboard');
+    } catch (err) {
+      leaving = false;
+      leaveButton.disabled = false;
+      say(explain(err, { conflict: 'You are the last owner: make someone else an owner before you leave.' }));
+    }
+  });
+
   // --- connection --------------------------------------------------------
 
   let socket = null;
@@ -496,11 +1030,22 @@
           give(t);
           return;
         }
-        fetchToken().then((b) => give(b.token), () => give(''));
+        fetchToken().then((b) => give(b.token), (e) => {
+          // The room is gone or closed to us: no token will come, so stop trying.
+          if (e && (e.status === 404 || e.status === 403)) {
+            endRoom(`${roomName} is no longer open to you: you were removed from it, or it was deleted.`);
+            return;
+          }
+          give('');
+        });
       },
     });
 
     socket.on('connect', () => {
+      if (ended) {
+        socket.disconnect();
+        return;
+      }
       retryDelay = 1000;
       setStatus('Connected', 'connected');
     });
@@ -533,6 +1078,7 @@
       // Earlier messages exist only if the welcome's history was a full page.
       olderButton.hidden = !oldestId || history.length < 100;
       scheduleRefresh();
+      loadDetails();
     });
 
     socket.on('user entered', (u) => {
@@ -540,6 +1086,8 @@
       members.set(u.id, u.name);
       renderMembers();
       notice(`${u.name} entered the room.`);
+      // Someone not yet listed among the members may have just been added or joined.
+      if (!people.some((p) => p.id === u.id)) loadDetails();
     });
 
     socket.on('user exited', (u) => {
@@ -556,7 +1104,11 @@
 
     socket.on('session ended', (e) => {
       const reason = e && e.reason;
-      if (reason === 'token_revoked') {
+      if (reason === 'removed') {
+        endRoom(leaving ? `You left ${roomName}.` : `You were removed from ${roomName}.`);
+      } else if (reason === 'room_closed') {
+        endRoom('This room was deleted.');
+      } else if (reason === 'token_revoked') {
         ended = true;
         setStatus('You were signed out. Log in again to keep chatting.', 'ended');
       } else if (reason === 'shutdown') {
@@ -580,15 +1132,22 @@
     });
 
     socket.on('connect_error', (err) => {
+      if (ended) return;
       const code = err && err.message;
       if (code === 'token_revoked') {
         ended = true;
         setStatus('You were signed out. Log in again to keep chatting.', 'ended');
+        // A token refused because this user lost the room, not their session: say that instead.
+        api('GET', roomPath(), undefined, { redirectOn401: false }).catch((e) => {
+          if (e.status === 404 || e.status === 403) {
+            ended = false;
+            endRoom(`${roomName} is no longer open to you: you were removed from it, or it was deleted.`);
+          }
+        });
         return;
       }
       if (code === 'room_unknown') {
-        ended = true;
-        setStatus('This room does not exist on the chat server.', 'error');
+        endRoom('This room was deleted, or it does not exist.');
         return;
       }
       // Refusals from the server are not retried by socket.io; transport errors are.
@@ -621,7 +1180,7 @@
         input.value = '';
         input.focus();
       } else {
-        sendError.textContent = ERRORS[ack && ack.error] || ERRORS.invalid;
+        sendError.textContent = SEND_ERRORS[ack && ack.error] || SEND_ERRORS.invalid;
       }
     });
   }
@@ -654,10 +1213,14 @@
   messagesEl.addEventListener('scroll', markRead);
 
   document.addEventListener('visibilitychange', () => {
-    if (document.hidden) return;
+    if (document.hidden) {
+      clearTimeout(detailsTimer);
+      return;
+    }
     hiddenCount = 0;
     updateTitle();
     markRead();
+    if (!ended) loadDetails().then(scheduleDetails);
   });
 
   if (notifyButton && typeof Notification !== 'undefined' && Notification.permission === 'default') {
@@ -687,5 +1250,6 @@
   });
 
   setStatus('Connecting…', 'connecting');
+  loadDetails().then(scheduleDetails);
   start();
 })();

@@ -14,7 +14,9 @@ import { providerConfiguration } from '../../deploy/dev-idp/configuration.mjs';
  * Starts a provider. Options:
  * - `publicUrl`: the web service's PUBLIC_URL (redirect URIs are built from it);
  * - `clients`: extra clients, each `{ client_id, client_secret }` (same redirect URIs);
- * - `accounts`: `{ [id]: { name, preferred_username, email } }`;
+ * - `accounts`: `{ [id]: { name, preferred_username, email, groups } }`; `groups` (optional, a list
+ *   of strings) is issued as the `groups` claim with the profile scope's claims (userinfo, or
+ *   the ID token too with `claimsInIdToken`); an account without it gets no `groups` claim;
  * - `claimsInIdToken`: put the profile claims in the ID token too (default: userinfo only,
  *   as a conforming provider does when an access token is issued).
  * Returns { issuer, port, clientId, clientSecret, provider, stop(), start() }.
@@ -30,7 +32,7 @@ export async function startOidcProvider({
 } = {}) {
   const port = fixedPort ?? (await freePort());
   const issuer = `http://127.0.0.1:${port}`;
-  const provider = new Provider(issuer, providerConfiguration({
+  const configuration = providerConfiguration({
     webPublicUrl: publicUrl,
     clients: [{ id: clientId, secret: clientSecret }, ...clients.map((c) => ({ id: c.client_id, secret: c.client_secret }))],
     profileOf: (id) => {
@@ -39,12 +41,16 @@ export async function startOidcProvider({
         name: profile.name ?? `User ${id}`,
         preferred_username: profile.preferred_username ?? id,
         email: profile.email ?? `${id}@example.test`,
+        ...(Array.isArray(profile.groups) ? { groups: [...profile.groups] } : {}),
       };
     },
     keyId: `test-${port}`,
     claimsInIdToken,
     sessionHours: 1,
-  }));
+  });
+  // The groups claim rides with the profile scope, which chat-web asks for by default.
+  configuration.claims = { ...configuration.claims, profile: [...configuration.claims.profile, 'groups'] };
+  const provider = new Provider(issuer, configuration);
   // Quiet: errors the tests provoke on purpose are expected.
   provider.on('server_error', (_ctx, err) => {
     if (process.env.CHAT_TEST_LOGS) console.error('[oidc-provider]', err);

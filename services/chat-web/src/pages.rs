@@ -146,8 +146,25 @@ pub async fn room(
     user: Result<PageUser, session::PageRejection>,
 ) -> Result<Response, Response> {
     let not_found = || AppError::NotFound.into_response();
-    RoomName::parse(&room).map_err(|_| not_found())?;
-    let PageUser(user) = user.map_err(IntoResponse::into_response)?;
+    let id = RoomName::parse(&room).map_err(|_| not_found())?;
+    let PageUser(user) = match user {
+        Ok(user) => user,
+        // Signed out: to sign in for a room that exists, else not found.
+        Err(to_sign_in) => {
+            let configured = state.config.rooms.find(id.as_str()).is_some();
+            let made = state
+                .store
+                .rooms_info(std::slice::from_ref(&id))
+                .await
+                .map(|infos| infos.into_iter().flatten().next().is_some())
+                .unwrap_or(true);
+            return Err(if configured || made {
+                to_sign_in.into_response()
+            } else {
+                not_found()
+            });
+        }
+    };
     let caller = Caller {
         admin: state.config.is_admin(&user.groups),
         user,
