@@ -282,8 +282,10 @@ test('a removal missed while a replica\'s subscription was down still ends the c
   const alice = await connect('alice', room, 0);
   await Promise.all([dave.client.welcome, alice.client.welcome]);
   // Cut the subscriptions, and record the removal as the store does, without the news.
-  const killed = await stack.redis.command('CLIENT KILL TYPE pubsub');
-  assert.ok(killed > 0);
+  const killed = stack.redis.commandAll
+    ? (await stack.redis.commandAll('CLIENT KILL TYPE pubsub')).reduce((a, b) => a + Number(b), 0)
+    : await stack.redis.command('CLIENT KILL TYPE pubsub');
+  assert.ok(killed > 0, `subscribers cut: ${killed}`);
   await stack.redis.command(`HDEL chat:room:{${room}}:members dave`);
   await stack.redis.command(`HSET chat:room:{${room}}:removed dave ${Date.now()}`);
   const cutAt = Date.now();
