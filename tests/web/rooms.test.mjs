@@ -184,6 +184,39 @@ test('groups bind rooms, and administrators act as owner everywhere but direct r
   assert.equal((await api('carol', 'GET', `/api/rooms/${direct}`)).status, 404, 'not in direct conversations');
 });
 
+test('a user who lost a group loses its rooms at their next sign-in: list, token and open connections', async () => {
+  const eng = await create('alice', { name: 'Eng lounge', kind: 'public', groups: ['eng'] });
+  const secret = await create('alice', { name: 'Eng secret', kind: 'private', groups: ['eng'] });
+  assert.equal((await api('alice', 'PUT', `/api/rooms/${secret.room}/members/dave`, {})).status, 204);
+  assert.equal((await api('dave', 'POST', `/api/rooms/${eng.room}/join`)).status, 200);
+  const lounge = await connect('dave', eng.room, 0);
+  const hidden = await connect('dave', secret.room, 1);
+  await Promise.all([lounge.client.welcome, hidden.client.welcome]);
+  // The provider drops dave from eng; he signs in again (another tab).
+  ACCOUNTS.dave.groups = [];
+  try {
+    const signedInAt = Date.now();
+    const again = new CookieJar();
+    await login(again, stack.base, 'dave');
+    for (const { client } of [lounge, hidden]) {
+      assert.deepEqual(await client.wait('session ended', () => true, 2000), { reason: 'removed' });
+    }
+    assert.ok(Date.now() - signedInAt < 5000);
+    jars.dave = again;
+    const rooms = (await listed('dave')).map((r) => r.room);
+    assert.ok(!rooms.includes(eng.room) && !rooms.includes(secret.room));
+    assert.equal((await fetchToken(jars.dave, stack.base, eng.room)).status, 404);
+    assert.equal((await fetchToken(jars.dave, stack.base, secret.room)).status, 404);
+    const old = connectClient(gateways[0].url, { token: lounge.token });
+    clients.push(old);
+    assert.equal(await old.refused, 'token_revoked');
+  } finally {
+    ACCOUNTS.dave.groups = ['eng'];
+    jars.dave = new CookieJar();
+    await login(jars.dave, stack.base, 'dave');
+  }
+});
+
 test('each role has its rights and its refusals; announcement rooms and mutes refuse where the message is stored', async () => {
   const room = (await create('alice', { name: 'Design', kind: 'private' })).room;
   for (const who of ['bob', 'dave', 'erin']) {
