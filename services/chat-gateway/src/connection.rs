@@ -168,16 +168,6 @@ impl Conn {
             .collect()
     }
 
-    /// Whether it follows `room`.
-    pub(crate) fn follows(&self, room: &RoomName) -> bool {
-        *room == self.room
-            || self
-                .more_rooms
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(room)
-    }
-
     /// How presence records it in `room`.
     pub(crate) fn record_in(&self, room: &RoomName) -> presence::Connection {
         presence::Connection {
@@ -467,7 +457,6 @@ mod tests {
         let c = conn();
         let general = RoomName::parse("General").expect("room");
         assert_eq!(c.rooms(), std::slice::from_ref(&general));
-        assert!(c.follows(&general));
         assert_eq!(c.record_in(&general).conn, "c1");
         assert_eq!(c.record(), c.record_in(&general));
     }

@@ -3,9 +3,11 @@
 //! registry.
 //!
 //! Pub/sub is at most once: while the subscription is down, events are lost.
-//! So after every resubscription the replica reads each room's missed
-//! messages back from history and asks Redis which of its connections' web
-//! sessions were logged out meanwhile.
+//! So after every resubscription the replica reads back from history the
+//! messages it missed in each room it holds connections in, asks Redis which
+//! of its connections' web sessions were logged out meanwhile, and has the
+//! heartbeat check that Redis still holds its presence (a Redis that
+//! restarted empty dropped the subscription too).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,7 @@ pub(crate) async fn run(gateway: Arc<Gateway>, mut subscription: Subscription) {
                 deliver(&gateway, &room, event);
             }
             FanoutEvent::Resubscribed => {
+                gateway.request_presence_check();
                 read_back_gap(&gateway).await;
                 gateway.tasks().spawn(recheck_revocations(gateway.clone()));
             }
@@ -88,10 +91,11 @@ async fn recheck_revocations(gateway: Arc<Gateway>) {
 /// registry, so nothing is lost, doubled or reordered.
 async fn read_back_gap(gateway: &Gateway) {
     const PAGE: usize = 100;
-    for room in gateway.config().rooms.iter() {
-        let Some(mut last) = gateway.registry().last_id(room) else {
+    for (room, last) in gateway.registry().rooms() {
+        let Some(mut last) = last else {
             continue;
         };
+        let room = &room;
         read_back_changes(gateway, room, last).await;
         loop {
             let page = gateway.backend().history_after(room, last, PAGE);

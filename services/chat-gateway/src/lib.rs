@@ -10,13 +10,15 @@
 //! - [`deadline`]: one ack deadline per client event, set on arrival.
 //! - [`inbox`]: a connection's client events, one at a time in arrival order.
 //! - [`registry`]: this replica's connections per room, their limits, and local delivery.
+//! - [`following`]: the rooms this replica follows (subscribed, listed in Redis) while it holds them.
+//! - [`exits`]: the `user exited` this replica owes, announced when due.
 //! - [`sockets`]: the socketioxide adapter, and events encoded once per room.
 //! - [`state`]: `Gateway`, and each client event's handler and decision, one
 //!   submodule per reason to change (joining, closing, messages, history,
 //!   refresh, flow control).
 //! - [`handlers`]: a connection's handshake, `welcome` and disconnect.
 //! - [`fanout`]: the Redis subscriber that feeds the registry.
-//! - [`maintenance`]: heartbeat, sweeps, token expiry, JWKS refresh.
+//! - [`maintenance`]: heartbeat, sweeps of dead replicas, due exits, token expiry, JWKS refresh.
 //! - [`http`]: health, readiness, metrics and the `Origin` check.
 //! - [`server`]: the HTTP/1.1 server: timeouts, connection cap, upgrades.
 //! - [`wire`]: a client's TCP connection: bytes owed to it, and a cut switch.
@@ -27,7 +29,9 @@ mod auth;
 mod config;
 mod connection;
 mod deadline;
+mod exits;
 mod fanout;
+mod following;
 mod handlers;
 mod http;
 mod inbox;

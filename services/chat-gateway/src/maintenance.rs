@@ -1,10 +1,17 @@
 //! The background work that keeps presence true:
-//! - the heartbeat, which also notices that Redis lost its data (or that this
-//!   replica was swept as dead) and registers the live connections again;
-//! - the sweep of dead replicas and of users whose exit grace has passed;
+//! - the heartbeat: this replica's one liveness signal, whatever the number
+//!   of its rooms; it also notices that Redis lost its data (or that this
+//!   replica was taken as dead) and registers the live connections again,
+//!   and, after a resubscription, checks room by room that Redis still holds
+//!   them;
+//! - the sweep of dead replicas (only the rooms each one listed) and the
+//!   announcement of the exits this replica owes;
 //! - the token-expiry check of live connections;
 //! - the end of handshakes that never completed;
 //! - the scheduled re-fetch of the JWKS, so a removed key stops being trusted.
+//!
+//! Also, while replicas of the release before may run (docs/UPGRADES.md),
+//! its per-room heartbeat and sweep in the configured rooms.
 //!
 //! Each runs until the replica starts to stop (`Gateway::stopping`).
 
@@ -13,13 +20,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_core::{ErrorCode, RoomName};
-use chat_store::presence;
+use chat_store::presence::{self, Liveness, Restore};
+use futures_util::future::join_all;
 use tokio::time::Interval;
 
 use crate::auth::now_s;
 use crate::connection::{Ending, State};
 use crate::metrics_names as m;
 use crate::state::Gateway;
+
+/// How many rooms' scripts the replica has Redis run at once when it
+/// registers its connections again, or announces exits.
+const ROOMS_AT_ONCE: usize = 8;
+
+/// Most `user exited` one room announces at a time.
+const EXITS_AT_ONCE: u64 = 1000;
 
 /// Waits for the next tick; false once the replica is stopping.
 async fn tick(gateway: &Gateway, ticker: &mut Interval) -> bool {
@@ -29,89 +44,259 @@ async fn tick(gateway: &Gateway, ticker: &mut Interval) -> bool {
     }
 }
 
-/// Refreshes this replica's heartbeat in every room and heals presence after
-/// a data loss, room by room (on a cluster each room's shard can lose its
-/// data, or be unreachable long enough for this replica to be swept, alone).
+/// Renews this replica's liveness, and heals its presence when Redis lost
+/// it: everywhere after a heartbeat finds no trace of the replica (Redis
+/// restarted empty), under a new node id after it was taken as dead, and
+/// room by room after a resubscription (on a cluster, one shard can lose
+/// its data alone: its subscriber connection drops too).
 pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
-    let rooms: Vec<RoomName> = gateway.config().rooms.iter().cloned().collect();
+    let configured: Vec<RoomName> = gateway.config().rooms.iter().cloned().collect();
     let mut epochs: HashMap<RoomName, String> = HashMap::new();
+    let mut beaten = false;
+    // Presence to register again, once Redis answers.
+    let mut heal: Option<Heal> = None;
     let mut ticker = tokio::time::interval(gateway.config().heartbeat_interval);
-    while tick(&gateway, &mut ticker).await {
-        // A fresh candidate each time: after a data loss the epoch must change.
-        let candidate = uuid::Uuid::new_v4().to_string();
-        let beats = gateway
-            .backend()
-            .heartbeat(&rooms, gateway.config().heartbeat_ttl, &candidate)
-            .await;
-        let mut all_ok = true;
-        for (room, beat) in beats {
-            match beat {
-                Ok(beat) => {
-                    let known = epochs.get(&room);
-                    let lost_data = known.is_some_and(|e| *e != beat.epoch);
-                    let swept = known.is_some() && !beat.was_alive && !lost_data;
-                    if lost_data {
-                        gateway.registry().reset_positions(&room);
-                    }
-                    if lost_data || swept {
-                        restore(&gateway, &room, lost_data).await;
-                    }
-                    epochs.insert(room, beat.epoch);
-                }
-                Err(e) => {
-                    all_ok = false;
-                    tracing::warn!(error = %e, %room, "heartbeat failed");
-                }
-            }
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = gateway.presence_check_requested() => {}
+            _ = gateway.stopping().cancelled() => break,
         }
-        gateway.set_redis_ok(all_ok);
-        if all_ok {
+        let node_ok = match gateway
+            .backend()
+            .heartbeat(gateway.config().heartbeat_ttl)
+            .await
+        {
+            Ok(beat) => {
+                match beat.liveness {
+                    Liveness::Alive => {}
+                    Liveness::New if beaten => {
+                        tracing::warn!(
+                            "Redis holds no trace of this replica: it lost its data; presence is registered again"
+                        );
+                        heal = Some(Heal::Lost);
+                    }
+                    Liveness::New => {}
+                    Liveness::Replaced { previous } => heal = Some(Heal::Replaced(previous)),
+                }
+                beaten = true;
+                gateway.set_registered();
+                let holding = gateway.following().rooms();
+                if beat.rooms_tracked.is_some_and(|n| n < holding.len() as u64) && heal.is_none() {
+                    tracing::warn!("Redis lost this replica's list of rooms; listing them again");
+                    heal = Some(Heal::Untracked);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                false
+            }
+        };
+        if node_ok && let Some(how) = heal.take() {
+            heal = how.run(&gateway).await.err();
+        }
+        let configured_ok = heartbeat_configured(&gateway, &configured, &mut epochs).await;
+        if node_ok && gateway.take_presence_check() && !check_presence(&gateway).await {
+            gateway.request_presence_check();
+        }
+        gateway.set_redis_ok(node_ok && configured_ok);
+        if node_ok {
             gateway.retry_failed_leaves().await;
         }
         metrics::gauge!(m::CONNECTIONS).set(gateway.registry().count() as f64);
     }
 }
 
-/// Registers the room's live connections again: silently when Redis lost
-/// its data (nobody saw these users leave), with `user entered` when this
-/// replica had been swept as dead (everybody saw them leave).
-async fn restore(gateway: &Gateway, room: &RoomName, silent: bool) {
-    let records: Vec<presence::Connection> = gateway
-        .registry()
-        .all()
-        .iter()
-        .filter(|c| c.conn.follows(room))
-        .map(|c| c.conn.record_in(room))
-        .collect();
-    match gateway.backend().restore(&records, silent).await {
-        Ok(n) => {
-            metrics::counter!(m::RESTORES).increment(1);
-            tracing::info!(connections = n, silent, %room, "presence restored");
+/// What the heartbeat found lost, to register again.
+enum Heal {
+    /// Redis lost this replica's presence (and its data): silently.
+    Lost,
+    /// This replica was taken as dead: under its new id, taking over what
+    /// the previous one holds.
+    Replaced(String),
+    /// Only its list of rooms.
+    Untracked,
+}
+
+impl Heal {
+    /// Lists every room held again, and registers the connections again;
+    /// gives itself back when something failed (to try again).
+    async fn run(self, gateway: &Gateway) -> Result<(), Self> {
+        if let Err(e) = gateway.backend().track(&gateway.following().rooms()).await {
+            tracing::warn!(error = %e, "could not list this replica's rooms again; retried");
+            return Err(self);
         }
-        Err(e) => {
-            tracing::warn!(error = %e, %room, "presence restore failed; retried at the next heartbeat")
+        let how = match &self {
+            Self::Untracked => return Ok(()),
+            Self::Lost => Restore::Silently,
+            Self::Replaced(previous) => Restore::TakingOver(previous),
+        };
+        if restore_every_room(gateway, how).await {
+            Ok(())
+        } else {
+            Err(self)
         }
     }
 }
 
-/// Sweeps dead replicas and announces due exits. Every replica runs it; each
-/// dead replica and each exit is handled by exactly one of them.
+/// After a resubscription: registers again, silently, the connections Redis
+/// no longer holds (it restarted empty, or the room's shard did). True when
+/// every room answered.
+async fn check_presence(gateway: &Gateway) -> bool {
+    restore_every_room(gateway, Restore::Silently).await
+}
+
+/// Registers again every room's connections, a few rooms at a time. True
+/// when every room answered.
+async fn restore_every_room(gateway: &Gateway, how: Restore<'_>) -> bool {
+    let rooms: Vec<RoomName> = gateway
+        .registry()
+        .rooms()
+        .into_iter()
+        .map(|(room, _)| room)
+        .collect();
+    let mut all_ok = true;
+    for some in rooms.chunks(ROOMS_AT_ONCE) {
+        let done = join_all(some.iter().map(|room| restore(gateway, room, how))).await;
+        all_ok &= done.into_iter().all(|ok| ok);
+    }
+    all_ok
+}
+
+/// Registers the room's live connections again: silently when Redis lost
+/// its data (nobody saw these users leave; the room's event counter starts
+/// again), with `user entered` when this replica had been swept as dead
+/// (everybody saw them leave). True when Redis answered.
+async fn restore(gateway: &Gateway, room: &RoomName, how: Restore<'_>) -> bool {
+    let records: Vec<presence::Connection> = gateway
+        .registry()
+        .in_room(room)
+        .iter()
+        .map(|c| c.conn.record_in(room))
+        .collect();
+    match gateway.backend().restore(room, &records, how).await {
+        Ok(n) => {
+            if n > 0 {
+                if how == Restore::Silently {
+                    gateway.registry().reset_positions(room);
+                }
+                metrics::counter!(m::RESTORES).increment(1);
+                tracing::info!(connections = n, ?how, %room, "presence restored");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %room, "presence restore failed; retried at the next heartbeat");
+            false
+        }
+    }
+}
+
+/// The release before's heartbeat in each configured room, and what it
+/// learns: a room whose data epoch changed lost its data; a room this
+/// replica's heartbeat is gone from swept it as dead. True when every room
+/// answered.
+async fn heartbeat_configured(
+    gateway: &Gateway,
+    rooms: &[RoomName],
+    epochs: &mut HashMap<RoomName, String>,
+) -> bool {
+    // A fresh candidate each time: after a data loss the epoch must change.
+    let candidate = uuid::Uuid::new_v4().to_string();
+    let beats = gateway
+        .backend()
+        .legacy_heartbeat(rooms, gateway.config().heartbeat_ttl, &candidate)
+        .await;
+    let mut all_ok = true;
+    for (room, beat) in beats {
+        match beat {
+            Ok(beat) => {
+                let known = epochs.get(&room);
+                let lost_data = known.is_some_and(|e| *e != beat.epoch);
+                let swept = known.is_some() && !beat.was_alive && !lost_data;
+                if lost_data || swept {
+                    let how = if lost_data {
+                        Restore::Silently
+                    } else {
+                        Restore::Announced
+                    };
+                    restore(gateway, &room, how).await;
+                }
+                epochs.insert(room, beat.epoch);
+            }
+            Err(e) => {
+                all_ok = false;
+                tracing::warn!(error = %e, %room, "heartbeat failed");
+            }
+        }
+    }
+    all_ok
+}
+
+/// Sweeps dead replicas, and announces the exits this replica owes. Every
+/// replica runs it; each dead replica and each exit is handled once.
 pub(crate) async fn sweep(gateway: Arc<Gateway>) {
-    let rooms: Vec<RoomName> = gateway.config().rooms.iter().cloned().collect();
+    let configured: Vec<RoomName> = gateway.config().rooms.iter().cloned().collect();
+    let grace = gateway.config().exit_grace;
     let mut ticker = tokio::time::interval(gateway.config().sweep_interval);
     while tick(&gateway, &mut ticker).await {
+        match gateway.backend().sweep_dead(grace).await {
+            Ok(swept) => {
+                if swept.nodes > 0 {
+                    tracing::info!(
+                        nodes = swept.nodes,
+                        rooms = swept.rooms,
+                        connections = swept.connections_removed,
+                        "dead replicas swept"
+                    );
+                }
+                metrics::counter!(m::SWEEP_CONNECTIONS).increment(swept.connections_removed);
+                for (room, at) in swept.exits {
+                    gateway.exits().owe(gateway.following(), &room, at).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "sweep failed"),
+        }
         match gateway
             .backend()
-            .sweep(&rooms, gateway.config().exit_grace, 1000)
+            .legacy_sweep(&configured, grace, EXITS_AT_ONCE)
             .await
         {
             Ok(s) => {
                 metrics::counter!(m::SWEEP_CONNECTIONS).increment(s.connections_removed);
                 metrics::counter!(m::SWEEP_EXITS).increment(s.users_exited);
             }
-            Err(e) => tracing::debug!(error = %e, "sweep failed"),
+            Err(e) => tracing::debug!(error = %e, "sweep of the configured rooms failed"),
         }
+        announce_exits(&gateway).await;
         gateway.trim_rate_limiter();
+    }
+}
+
+/// Announces the exits due in the rooms this replica owes exits in, a few
+/// rooms at a time; lets go of a room once none is left to come.
+async fn announce_exits(gateway: &Gateway) {
+    let due = gateway.exits().due_now();
+    for some in due.chunks(ROOMS_AT_ONCE) {
+        let announced = join_all(some.iter().map(|room| async move {
+            (
+                room,
+                gateway.backend().announce_exits(room, EXITS_AT_ONCE).await,
+            )
+        }))
+        .await;
+        for (room, result) in announced {
+            match result {
+                Ok(exits) => {
+                    metrics::counter!(m::SWEEP_EXITS).increment(exits.users_exited);
+                    if gateway.exits().announced(room, exits.next) {
+                        gateway.following().release(room).await;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, %room, "announcing exits failed; retried"),
+            }
+        }
     }
 }
 

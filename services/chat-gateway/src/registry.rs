@@ -13,15 +13,19 @@
 //! calls, takes it out: a delivery that finds it too slow reports it to be
 //! closed and leaves it where it is.
 //!
-//! Each room has its own lock; no lock is held across an await.
+//! The map of rooms holds a room from the first connection admitted to it
+//! until the last one is removed, and no longer: a room nobody on this
+//! replica is in costs it nothing. Each room has its own lock, taken after
+//! the map's (admitting and removing take both, in that order; delivering
+//! takes the map's only to find the room); no lock is held across an await.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use chat_core::events::RoomEvent;
-use chat_core::{ErrorCode, MessageId, RoomList, RoomName};
+use chat_core::{ErrorCode, MessageId, RoomName};
 use chat_store::events::Published;
 use socketioxide::SocketError;
 use socketioxide::socket::Sid;
@@ -58,9 +62,18 @@ pub(crate) struct Limits {
     pub(crate) per_user: usize,
 }
 
-/// All rooms of this replica.
+impl RoomSockets {
+    fn is_empty(&self) -> bool {
+        self.live.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// A room's connections, behind the room's own lock.
+type Room = Arc<Mutex<RoomSockets>>;
+
+/// The rooms this replica holds connections in.
 pub(crate) struct Registry {
-    rooms: HashMap<RoomName, Mutex<RoomSockets>>,
+    rooms: Mutex<HashMap<RoomName, Room>>,
     /// Live and pending connections, kept beside the maps so reading it takes no lock.
     connections: AtomicUsize,
     /// Live and pending connections per user id.
@@ -78,15 +91,11 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A registry for `rooms`, admitting connections within `limits`, whose
+    /// An empty registry, admitting connections within `limits`, whose
     /// events `writer` writes.
-    pub(crate) fn new(rooms: &RoomList, limits: Limits, writer: Writer) -> Self {
-        let rooms = rooms
-            .iter()
-            .map(|r| (r.clone(), Mutex::default()))
-            .collect();
+    pub(crate) fn new(limits: Limits, writer: Writer) -> Self {
         Self {
-            rooms,
+            rooms: Mutex::default(),
             connections: AtomicUsize::new(0),
             per_user: Mutex::default(),
             limits,
@@ -94,11 +103,19 @@ impl Registry {
         }
     }
 
-    fn room(&self, room: &RoomName) -> Option<MutexGuard<'_, RoomSockets>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<RoomName, Room>> {
         // A poisoned lock only means a panic elsewhere; the map is still consistent.
-        self.rooms
-            .get(room)
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The room, if this replica holds connections in it.
+    fn room(&self, room: &RoomName) -> Option<Room> {
+        self.map().get(room).cloned()
+    }
+
+    /// Every room this replica holds connections in.
+    fn every_room(&self) -> Vec<Room> {
+        self.map().values().cloned().collect()
     }
 
     /// Admits a joining connection within the limits (`server_busy`,
@@ -120,21 +137,16 @@ impl Registry {
         }
         let sid = handle.socket.id;
         let since = Instant::now();
-        let mut placed = false;
+        let mut rooms = self.map();
         for room in handle.conn.rooms() {
-            if let Some(mut sockets) = self.room(&room) {
-                let pending = Pending {
-                    handle: handle.clone(),
-                    since,
-                    buffered: Vec::new(),
-                };
-                sockets.pending.insert(sid, pending);
-                placed = true;
-            }
-        }
-        if !placed {
-            // In no room of this replica: nothing would ever remove it.
-            self.forget(&handle.conn.user.id);
+            let pending = Pending {
+                handle: handle.clone(),
+                since,
+                buffered: Vec::new(),
+            };
+            lock(rooms.entry(room).or_default())
+                .pending
+                .insert(sid, pending);
         }
         Ok(())
     }
@@ -156,9 +168,10 @@ impl Registry {
     /// Returns false if it is no longer pending, or turned out too slow to
     /// take the buffered events (then close it).
     pub(crate) fn activate(&self, room: &RoomName, sid: Sid, seq: u64) -> bool {
-        let Some(mut sockets) = self.room(room) else {
+        let Some(room) = self.room(room) else {
             return false;
         };
+        let mut sockets = lock(&room);
         let Some(Pending {
             handle, buffered, ..
         }) = sockets.pending.remove(&sid)
@@ -176,6 +189,10 @@ impl Registry {
             }
         }
         sockets.live.insert(sid, (handle, covered));
+        if sockets.pending.is_empty() {
+            // Gives back what the pending map grew to: a small room keeps none.
+            sockets.pending = HashMap::new();
+        }
         true
     }
 
@@ -184,11 +201,20 @@ impl Registry {
     pub(crate) fn remove(&self, handle: &Connection) -> bool {
         let sid = handle.socket.id;
         let mut removed = false;
-        for room in handle.conn.rooms() {
-            removed |= self.room(&room).is_some_and(|mut sockets| {
-                sockets.live.remove(&sid).is_some() || sockets.pending.remove(&sid).is_some()
-            });
+        let mut rooms = self.map();
+        for name in handle.conn.rooms() {
+            let Some(room) = rooms.get(&name) else {
+                continue;
+            };
+            let mut sockets = lock(room);
+            removed |=
+                sockets.live.remove(&sid).is_some() || sockets.pending.remove(&sid).is_some();
+            if sockets.is_empty() {
+                drop(sockets);
+                rooms.remove(&name);
+            }
         }
+        drop(rooms);
         if removed {
             self.forget(&handle.conn.user.id);
         }
@@ -203,9 +229,10 @@ impl Registry {
         room: &RoomName,
         published: &Published,
     ) -> (usize, Vec<Connection>) {
-        let Some(mut sockets) = self.room(room) else {
+        let Some(room) = self.room(room) else {
             return (0, Vec::new());
         };
+        let mut sockets = lock(&room);
         // `user typing` never goes back to the typist's own tabs.
         let mut except_user = None;
         match &published.event {
@@ -269,14 +296,42 @@ impl Registry {
 
     /// The newest message id this replica has seen in `room`.
     pub(crate) fn last_id(&self, room: &RoomName) -> Option<MessageId> {
-        self.room(room).and_then(|s| s.last_id)
+        self.room(room).and_then(|room| lock(&room).last_id)
+    }
+
+    /// The rooms this replica holds connections in, each with the newest
+    /// message id it delivered there, if any.
+    pub(crate) fn rooms(&self) -> Vec<(RoomName, Option<MessageId>)> {
+        let rooms: Vec<(RoomName, Room)> = self
+            .map()
+            .iter()
+            .map(|(name, room)| (name.clone(), room.clone()))
+            .collect();
+        rooms
+            .into_iter()
+            .map(|(name, room)| {
+                let last = lock(&room).last_id;
+                (name, last)
+            })
+            .collect()
+    }
+
+    /// The connections, live or pending, in `room`.
+    pub(crate) fn in_room(&self, room: &RoomName) -> Vec<Connection> {
+        let Some(room) = self.room(room) else {
+            return Vec::new();
+        };
+        let sockets = lock(&room);
+        let live = sockets.live.values().map(|(c, _)| c.clone());
+        live.chain(sockets.pending.values().map(|p| p.handle.clone()))
+            .collect()
     }
 
     /// Every connection, live or pending, once however many rooms it follows.
     pub(crate) fn all(&self) -> Vec<Connection> {
         let mut all = HashMap::new();
-        for room in self.rooms.values() {
-            let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
+        for room in self.every_room() {
+            let sockets = lock(&room);
             let live = sockets.live.iter().map(|(sid, (c, _))| (*sid, c));
             let pending = sockets.pending.iter().map(|(sid, p)| (*sid, &p.handle));
             for (sid, handle) in live.chain(pending) {
@@ -286,21 +341,12 @@ impl Registry {
         all.into_values().collect()
     }
 
-    /// The connections (live or pending) in `room`.
-    pub(crate) fn in_room(&self, room: &RoomName) -> Vec<Connection> {
-        self.room(room).map_or_else(Vec::new, |sockets| {
-            let live = sockets.live.values().map(|(c, _)| c.clone());
-            let pending = sockets.pending.values().map(|p| p.handle.clone());
-            live.chain(pending).collect()
-        })
-    }
-
     /// The connections admitted before `admitted_before` that are still
     /// pending (in some room), once each.
     pub(crate) fn pending_since(&self, admitted_before: Instant) -> Vec<Connection> {
         let mut stalled = HashMap::new();
-        for room in self.rooms.values() {
-            let sockets = room.lock().unwrap_or_else(|e| e.into_inner());
+        for room in self.every_room() {
+            let sockets = lock(&room);
             let old = sockets
                 .pending
                 .iter()
@@ -315,8 +361,8 @@ impl Registry {
     /// Forgets the room's snapshot positions after Redis lost its data: its
     /// event counter starts again from zero.
     pub(crate) fn reset_positions(&self, room: &RoomName) {
-        if let Some(mut sockets) = self.room(room) {
-            sockets
+        if let Some(room) = self.room(room) {
+            lock(&room)
                 .live
                 .values_mut()
                 .for_each(|(_, covered)| *covered = 0);
@@ -335,4 +381,10 @@ impl Registry {
             .filter(|h| h.conn.belongs_to(sid))
             .collect()
     }
+}
+
+/// A room's lock. A poisoned lock only means a panic elsewhere; the maps are
+/// still consistent.
+fn lock(room: &Room) -> MutexGuard<'_, RoomSockets> {
+    room.lock().unwrap_or_else(|e| e.into_inner())
 }

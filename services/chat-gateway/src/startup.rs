@@ -46,7 +46,7 @@ impl Realtime {
             total: config.max_connections,
             per_user: config.max_connections_per_user,
         };
-        let registry = Registry::new(&config.rooms, limits, writer.clone());
+        let registry = Registry::new(limits, writer.clone());
         let gateway = Arc::new(Gateway::new(config, keys, backend, registry));
         let layer = socket_layer(&gateway, writer);
         Self { gateway, layer }
@@ -87,14 +87,14 @@ impl Realtime {
         self.gateway.clone()
     }
 
-    /// Starts the subscription, heartbeat, sweeps, token expiry, the
-    /// scheduled JWKS refresh and the return of freed memory.
+    /// Starts the subscription (to the revocations; rooms are followed as
+    /// connections arrive), heartbeat, sweeps, token expiry, the scheduled
+    /// JWKS refresh and the return of freed memory.
     pub fn start(self) -> anyhow::Result<Running> {
         let gateway = self.gateway;
-        let rooms: Vec<_> = gateway.config().rooms.iter().cloned().collect();
         let subscription = gateway
             .backend()
-            .subscribe(&rooms)
+            .subscribe()
             .context("fan-out subscription")?;
         let background = TaskTracker::new();
         background.spawn(fanout::run(gateway.clone(), subscription));
@@ -195,8 +195,9 @@ impl App {
 }
 
 /// Ends every connection with `shutdown`, stops the loops, waits for the
-/// presence releases, and only then leaves the registry of nodes (a node that
-/// left is never swept, so nothing of it may remain in Redis).
+/// presence releases, and only then leaves: its liveness lapses at once, so a
+/// survivor takes it and announces the exits it owed (the rooms where they
+/// are to come stay on its list).
 async fn drain(gateway: &Gateway) {
     gateway.start_draining();
     tracing::info!(connections = gateway.registry().count(), "draining");
@@ -216,8 +217,8 @@ async fn drain(gateway: &Gateway) {
     }
     gateway.tasks().close();
     gateway.tasks().wait().await;
-    let rooms: Vec<_> = gateway.config().rooms.iter().cloned().collect();
-    if let Err(e) = gateway.backend().deregister(&rooms).await {
+    let configured: Vec<_> = gateway.config().rooms.iter().cloned().collect();
+    if let Err(e) = gateway.backend().deregister(&configured).await {
         tracing::warn!(error = %e, "could not deregister; the sweep will remove this node");
     }
 }

@@ -9,7 +9,7 @@
 //! # Layout
 //! One module per concept, each holding its trait, its types, its scripts
 //! and both of its implementations (on Redis, in memory) side by side:
-//! - [`presence`]: joining, leaving, heartbeats and sweeps.
+//! - [`presence`]: joining, leaving, replicas' liveness, sweeps of dead ones, exits.
 //! - [`history`]: storing, paging, editing and deleting messages.
 //! - [`reads`]: read markers and unread counts.
 //! - [`signals`]: typing, throttled and published, never stored.
@@ -29,6 +29,8 @@
 //!   what a subscription hands on.
 //! - [`metrics_names`]: the store's metric names.
 //! - [`connection`]: building fred clients with reconnects and timeouts.
+//! - `node_id`: the id of the replica a handle acts for (a new one after it
+//!   was taken as dead while alive).
 //! - [`error`]: the store's error type.
 
 pub mod backend;
@@ -40,6 +42,7 @@ pub mod fanout;
 pub mod history;
 pub mod memory;
 pub mod metrics_names;
+mod node_id;
 pub mod presence;
 pub mod reads;
 pub mod redis;

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::events::FanoutEvent;
 use crate::events::Published;
+use crate::node_id::NodeId;
 
 /// Who is in a room, in memory.
 #[derive(Default)]
@@ -32,10 +33,15 @@ pub(crate) struct RoomPresence {
     pub(crate) conns: HashMap<String, String>,
 }
 
+/// A node (replica) as the in-memory store knows it.
 #[derive(Default)]
 pub(crate) struct NodeState {
+    /// Until when (ms) it is alive; 0 before its first heartbeat.
     pub(crate) alive_until_ms: u64,
+    /// (room, connection id, user id) of its connections.
     pub(crate) conns: HashSet<(RoomName, String, String)>,
+    /// The rooms it tracks: where it has, or recently had, connections or exits to announce.
+    pub(crate) rooms: BTreeSet<RoomName>,
 }
 
 /// A room's messages in memory.
@@ -160,13 +166,18 @@ pub(crate) struct State {
     /// (due ms, room, user id).
     pub(crate) leaving: BTreeSet<(u64, RoomName, String)>,
     pub(crate) nodes: HashMap<String, NodeState>,
-    pub(crate) epoch: Option<String>,
+    /// Nodes swept as dead, by when (ms).
+    pub(crate) swept: HashMap<String, u64>,
     /// sid → until ms.
     pub(crate) revoked: HashMap<String, u64>,
-    pub(crate) subscribers: Vec<(Vec<RoomName>, mpsc::Sender<FanoutEvent>)>,
+    /// Each subscription: the rooms its handle follows, and where its events go.
+    pub(crate) subscribers: Vec<(Followed, mpsc::Sender<FanoutEvent>)>,
     /// What is derived from rooms for finding them.
     pub(crate) directory: crate::directory::DirectoryState,
 }
+
+/// The rooms a handle follows, shared with its subscriptions.
+pub(crate) type Followed = Arc<Mutex<HashSet<RoomName>>>;
 
 /// The shared state of every [`MemoryBackend`] made from it.
 #[derive(Default)]
@@ -190,7 +201,8 @@ impl MemoryHub {
     pub fn backend(self: &Arc<Self>, node: impl Into<String>) -> MemoryBackend {
         MemoryBackend {
             hub: self.clone(),
-            node: node.into(),
+            node: NodeId::new(node),
+            followed: Followed::default(),
         }
     }
 
@@ -203,7 +215,9 @@ impl MemoryHub {
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
     pub(crate) hub: Arc<MemoryHub>,
-    pub(crate) node: String,
+    pub(crate) node: NodeId,
+    /// The rooms whose events its subscriptions receive.
+    pub(crate) followed: Followed,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -237,8 +251,12 @@ impl State {
             r.seq
         };
         self.subscribers.retain(|(_, tx)| !tx.is_closed());
-        for (rooms, tx) in &self.subscribers {
-            if !rooms.contains(room) {
+        for (followed, tx) in &self.subscribers {
+            if !followed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(room)
+            {
                 continue;
             }
             let published = Published {
@@ -266,8 +284,12 @@ impl State {
     ) {
         self.rooms.entry(room.clone()).or_default().seq += 1;
         self.subscribers.retain(|(_, tx)| !tx.is_closed());
-        for (rooms, tx) in &self.subscribers {
-            if !rooms.contains(room) {
+        for (followed, tx) in &self.subscribers {
+            if !followed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(room)
+            {
                 continue;
             }
             let lost = crate::events::AccessLost {

@@ -4,10 +4,25 @@
 //! Presence is kept per connection so that a user with two tabs on two
 //! replicas is one member, and a replica that dies without a word can have
 //! exactly its own connections swept away by a survivor. On Redis each
-//! operation is one Lua script; in memory, the same decision under the
-//! hub's lock.
+//! decision is one Lua script in the room's hash slot; in memory, the same
+//! decision under the hub's lock.
+//!
+//! What a replica does in the background costs nothing per room it does not
+//! hold a connection in, and does not grow with the rooms it does
+//! ([`liveness`]): one liveness key per replica, renewed by its heartbeat; the
+//! rooms it has connections in, or exits to announce, listed under its id
+//! ([`Presence::track`]), so that whoever finds it dead sweeps those rooms
+//! only ([`Presence::sweep_dead`]), each with a script told which node died;
+//! and a `user exited` announced by a replica that holds the room when it is
+//! due ([`Presence::announce_exits`]), never found by scanning rooms. The
+//! per-room heartbeats and sweeps of the release before go on in the
+//! configured rooms only, while its replicas may run ([`legacy`],
+//! docs/UPGRADES.md).
 
-use std::collections::BTreeMap;
+mod legacy;
+mod liveness;
+
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +30,6 @@ use chat_core::events::{Change, RoomEvent};
 use chat_core::{Message, MessageId, RoomName, UserRef};
 use fred::prelude::*;
 use fred::types::Value;
-use futures_util::future::join_all;
 
 use crate::backend::PerRoom;
 use crate::error::StoreError;
@@ -28,18 +42,24 @@ use crate::schema;
 use chat_core::events::UNREAD_MAX;
 use serde::Deserialize;
 
+pub use legacy::{RoomHeartbeat, Sweep};
+
 crate::scripts::script! {
     /// Register a connection and snapshot members and history.
     JOIN = "lua/join.lua";
     /// Release a connection; schedule `user exited` after the grace.
     LEAVE = "lua/leave.lua";
-    /// Refresh a node's heartbeat and read the data epoch.
-    HEARTBEAT = "lua/heartbeat.lua";
-    /// Sweep dead nodes and announce users whose exit grace passed.
-    SWEEP = "lua/sweep.lua";
-    /// Register again the connections Redis lost.
+    /// Register again the connections Redis lost, or take over a replaced id's.
     RESTORE = "lua/restore.lua";
-    /// Remove a draining node.
+    /// Announce the room's due exits.
+    EXITS = "lua/exits.lua";
+    /// Release a dead node's connections in the room.
+    SWEEP_NODE = "lua/sweep_node.lua";
+    /// The release before's per-room heartbeat (configured rooms).
+    HEARTBEAT = "lua/heartbeat.lua";
+    /// The release before's per-room sweep (configured rooms).
+    SWEEP = "lua/sweep.lua";
+    /// Remove a draining node from a configured room's heartbeats.
     DEREGISTER = "lua/deregister.lua";
 }
 
@@ -98,69 +118,158 @@ pub enum JoinOutcome {
     Unknown,
 }
 
-/// What a heartbeat learned.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Heartbeat {
-    /// Whether this node's heartbeat was still there.
-    pub was_alive: bool,
-    /// The data epoch; it changes when Redis loses its data.
-    pub epoch: String,
+/// What a node's heartbeat learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    /// What the node's liveness was before it.
+    pub liveness: Liveness,
+    /// How many rooms the node has tracked ([`Presence::track`]), if the
+    /// store said: fewer than it holds means the store lost them (track them
+    /// again).
+    pub rooms_tracked: Option<u64>,
 }
 
-/// What a sweep did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub struct Sweep {
-    /// Connections of dead nodes removed.
+/// A node's liveness as its heartbeat found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// Alive: on time, or late with no sweeper on it yet.
+    Alive,
+    /// No trace of it: its first heartbeat, or the store lost the liveness
+    /// keys (and likely more: its presence, silently).
+    New,
+    /// A sweeper took it as dead while it was alive. The handle now acts as a
+    /// new node (registered, alive) and should register its connections again
+    /// under that id, taking over what `previous` still holds
+    /// ([`Restore::TakingOver`]).
+    Replaced {
+        /// The id it had.
+        previous: String,
+    },
+}
+
+/// What a sweep of dead nodes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadSweep {
+    /// Dead nodes swept (each by exactly one sweeper).
+    pub nodes: u64,
+    /// Rooms swept: those the dead nodes tracked, and no other.
+    pub rooms: u64,
+    /// Connections of dead nodes released.
     pub connections_removed: u64,
+    /// The swept rooms where a `user exited` is to come, with when the first
+    /// is due (ms since the epoch): the sweeper now tracks them, and announces
+    /// them ([`Presence::announce_exits`]).
+    pub exits: Vec<(RoomName, u64)>,
+}
+
+/// What announcing a room's due exits did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct Exits {
     /// Users announced as exited.
     pub users_exited: u64,
+    /// When the room's next exit is due (ms since the epoch), if any is.
+    #[serde(rename = "next_exit", deserialize_with = "zero_is_none")]
+    pub next: Option<u64>,
+}
+
+/// How connections are registered again ([`Presence::restore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore<'a> {
+    /// The store lost them: nobody saw these users leave, nobody is told.
+    Silently,
+    /// This node was swept from the room: everybody saw these users leave,
+    /// and is told they are back.
+    Announced,
+    /// This node carries on under a new id after it was taken as dead
+    /// ([`Liveness::Replaced`]): what the old id still holds in the room
+    /// becomes the new one's, and users swept meanwhile are announced.
+    TakingOver(&'a str),
 }
 
 /// Who is in which room. Each multi-step decision is atomic.
 #[async_trait]
 pub trait Presence: Send + Sync {
-    /// The node (replica) this handle acts for.
-    fn node(&self) -> &str;
+    /// The node (replica) this handle acts for now: a node taken as dead
+    /// while alive carries on under a new id ([`Liveness::Replaced`]).
+    fn node(&self) -> String;
     /// Registers a connection and returns the room's snapshot, atomically;
-    /// `silent` suppresses `user entered`.
+    /// `silent` suppresses `user entered`. Track the room first.
     async fn join(&self, request: JoinRequest<'_>, silent: bool)
     -> Result<JoinOutcome, StoreError>;
-    /// Releases a connection; the user's `user exited` follows after `grace`
-    /// unless another of their connections appears first.
-    async fn leave(&self, connection: &Connection, grace: Duration) -> Result<(), StoreError>;
-    /// Refreshes this node's heartbeat in each of `rooms` for `ttl` and reads
-    /// each room's data epoch (per room: on a cluster, each room's shard can
-    /// fail or lose its data on its own).
-    async fn heartbeat(
+    /// Releases a connection. When it was its user's last in the room, their
+    /// `user exited` is due after `grace` unless another of their connections
+    /// appears first: returns when (ms since the epoch). Whoever holds the
+    /// room then announces it ([`Presence::announce_exits`]); keep the room
+    /// tracked until then.
+    async fn leave(
+        &self,
+        connection: &Connection,
+        grace: Duration,
+    ) -> Result<Option<u64>, StoreError>;
+    /// Lists `rooms` among this node's: where it has, or is about to have,
+    /// connections or exits to announce. A sweeper that finds the node dead
+    /// sweeps these rooms, and no other: track a room before joining it.
+    async fn track(&self, rooms: &[RoomName]) -> Result<(), StoreError>;
+    /// Takes `room` off this node's list, once it has no connection there
+    /// and no exit to announce.
+    async fn untrack(&self, room: &RoomName) -> Result<(), StoreError>;
+    /// Renews this node's liveness for `ttl`: the one signal a node sends,
+    /// whatever the number of its rooms.
+    async fn heartbeat(&self, ttl: Duration) -> Result<Beat, StoreError>;
+    /// Takes the nodes whose liveness lapsed (each by exactly one sweeper,
+    /// never this node itself) and releases their connections, with `grace`,
+    /// in the rooms they tracked: one script per room, told which node died.
+    async fn sweep_dead(&self, grace: Duration) -> Result<DeadSweep, StoreError>;
+    /// Announces in `room` at most `max` of the `user exited` that are due
+    /// (each once, whoever announces), and says when the next one is.
+    async fn announce_exits(&self, room: &RoomName, max: u64) -> Result<Exits, StoreError>;
+    /// Registers `connections` (all in `room`) again: those already
+    /// registered stay as they are. Returns how many were registered anew.
+    async fn restore(
+        &self,
+        room: &RoomName,
+        connections: &[Connection],
+        how: Restore<'_>,
+    ) -> Result<u64, StoreError>;
+    /// A draining node, whose connections were released, leaves: the
+    /// configured rooms' heartbeats of the release before, and its liveness,
+    /// so that a survivor takes it at once and announces the exits it was
+    /// to announce.
+    async fn deregister(&self, configured: &[RoomName]) -> Result<(), StoreError>;
+    /// How many users are in each room (users within their exit grace count).
+    async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError>;
+    /// The release before's heartbeat in each of the configured `rooms`
+    /// (docs/UPGRADES.md), read by its sweeps; also reads each room's data
+    /// epoch. Nothing in memory.
+    async fn legacy_heartbeat(
         &self,
         rooms: &[RoomName],
         ttl: Duration,
         epoch_candidate: &str,
-    ) -> PerRoom<Heartbeat>;
-    /// Sweeps dead nodes out of `rooms` and announces users whose exit grace
-    /// has passed. Fails if any room could not be swept (the others were).
-    async fn sweep(
+    ) -> PerRoom<RoomHeartbeat>;
+    /// The release before's sweep of the configured `rooms`: sweeps the
+    /// nodes whose heartbeat in a room lapsed, announces due exits. Nothing
+    /// in memory.
+    async fn legacy_sweep(
         &self,
         rooms: &[RoomName],
         grace: Duration,
         max_exits: u64,
     ) -> Result<Sweep, StoreError>;
-    /// Registers again connections the store lost; `silent` when nobody saw them leave.
-    async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError>;
-    /// Removes this node from `rooms` (after its connections left).
-    async fn deregister(&self, rooms: &[RoomName]) -> Result<(), StoreError>;
-    /// How many users are in each room (users within their exit grace count).
-    async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError>;
 }
 
 // On Redis.
 
-/// How many of a replica's per-room background scripts (heartbeats, sweeps)
-/// it has Redis run at once (and holds the futures of). All of a tick's at once held Redis for
-/// milliseconds every tick (two hundred rooms: about 8 ms), and the sends
-/// queued behind them made the fan-out's p99 (docs/BENCHMARKS.md); a few at
-/// a time, a send waits behind at most these.
-const BACKGROUND_IN_FLIGHT: usize = 8;
+/// How many of a replica's per-room background scripts (sweeps of a dead
+/// node's rooms, restores, the configured rooms' heartbeats) it has Redis
+/// run at once (and holds the futures of). All at once held Redis for
+/// milliseconds (two hundred rooms: about 8 ms), and the sends queued behind
+/// them made the fan-out's p99 (docs/BENCHMARKS.md); a few at a time, a send
+/// waits behind at most these.
+pub(crate) const BACKGROUND_IN_FLIGHT: usize = 8;
+
+/// How many connections one restore script registers at most.
+const RESTORE_CHUNK: usize = 500;
 
 /// How many users are in each of `rooms` (a user leaving within the exit
 /// grace still counts). Read by the web service's dashboard.
@@ -190,8 +299,8 @@ async fn member_counts(
 
 #[async_trait]
 impl Presence for RedisBackend {
-    fn node(&self) -> &str {
-        &self.node
+    fn node(&self) -> String {
+        self.node.current().to_string()
     }
 
     async fn member_counts(&self, rooms: &[RoomName]) -> Result<Vec<(RoomName, u64)>, StoreError> {
@@ -235,112 +344,108 @@ impl Presence for RedisBackend {
         Ok(JoinOutcome::Joined(snapshot.into()))
     }
 
-    /// Releases a connection; the user's `user exited` follows after `grace`
-    /// unless another of their connections appears first.
     async fn leave(
         &self,
         connection: &Connection,
-        grace: std::time::Duration,
-    ) -> Result<(), StoreError> {
+        grace: Duration,
+    ) -> Result<Option<u64>, StoreError> {
         const OP: &str = "leave room";
         let args = vec![
             Value::from(connection.conn.as_str()),
             Value::from(connection.user.id.as_str()),
             Value::from(redis_ms(grace)),
         ];
-        self.run(OP, &LEAVE, &connection.room, args)
-            .await
-            .map(|_| ())
+        let due = reply::integer(OP, self.run(OP, &LEAVE, &connection.room, args).await?)?;
+        Ok(u64::try_from(due).ok().filter(|due| *due > 0))
     }
 
-    /// Refreshes this node's heartbeat in every room, a few at a time.
-    async fn heartbeat(
+    async fn track(&self, rooms: &[RoomName]) -> Result<(), StoreError> {
+        liveness::track(self, rooms).await
+    }
+
+    async fn untrack(&self, room: &RoomName) -> Result<(), StoreError> {
+        liveness::untrack(self, room).await
+    }
+
+    async fn heartbeat(&self, ttl: Duration) -> Result<Beat, StoreError> {
+        liveness::heartbeat(self, ttl).await
+    }
+
+    async fn sweep_dead(&self, grace: Duration) -> Result<DeadSweep, StoreError> {
+        liveness::sweep_dead(self, grace).await
+    }
+
+    async fn announce_exits(&self, room: &RoomName, max: u64) -> Result<Exits, StoreError> {
+        const OP: &str = "announce exits";
+        let args = vec![Value::from(i64::try_from(max).unwrap_or(i64::MAX))];
+        reply::json(OP, self.run(OP, &EXITS, room, args).await?)
+    }
+
+    /// Registers again connections that Redis lost, or that were registered
+    /// under this replica's previous id. At most 500 connections a script.
+    async fn restore(
         &self,
-        rooms: &[RoomName],
-        ttl: std::time::Duration,
-        epoch_candidate: &str,
-    ) -> PerRoom<Heartbeat> {
-        const OP: &str = "heartbeat";
-        let mut beats = Vec::with_capacity(rooms.len());
-        for some in rooms.chunks(BACKGROUND_IN_FLIGHT) {
-            let some = some.iter().map(|room| async move {
-                let args = vec![Value::from(redis_ms(ttl)), Value::from(epoch_candidate)];
-                let beat = async { reply::json(OP, self.run(OP, &HEARTBEAT, room, args).await?) };
-                (room.clone(), beat.await)
-            });
-            beats.extend(join_all(some).await);
-        }
-        beats
-    }
-
-    /// Sweeps dead nodes out of every room and announces due exits, a few
-    /// rooms at a time.
-    async fn sweep(
-        &self,
-        rooms: &[RoomName],
-        grace: std::time::Duration,
-        max_exits: u64,
-    ) -> Result<Sweep, StoreError> {
-        const OP: &str = "sweep";
-        let mut results = Vec::with_capacity(rooms.len());
-        for some in rooms.chunks(BACKGROUND_IN_FLIGHT) {
-            let some = some.iter().map(|room| async move {
-                let args = vec![
-                    Value::from(redis_ms(grace)),
-                    Value::from(i64::try_from(max_exits).unwrap_or(i64::MAX)),
-                ];
-                reply::json::<Sweep>(OP, self.run(OP, &SWEEP, room, args).await?)
-            });
-            results.extend(join_all(some).await);
-        }
-        let mut total = Sweep::default();
-        let mut failed = None;
-        for result in results {
-            match result {
-                Ok(s) => {
-                    total.connections_removed += s.connections_removed;
-                    total.users_exited += s.users_exited;
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        failed.map_or(Ok(total), Err)
-    }
-
-    /// Registers again connections that Redis lost; `silent` when the loss was
-    /// Redis's own (nobody saw these users leave). One script per room and
-    /// at most 500 connections.
-    async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError> {
+        room: &RoomName,
+        connections: &[Connection],
+        how: Restore<'_>,
+    ) -> Result<u64, StoreError> {
         const OP: &str = "restore presence";
-        let mut by_room: BTreeMap<&RoomName, Vec<&Connection>> = BTreeMap::new();
-        for c in connections {
-            by_room.entry(&c.room).or_default().push(c);
-        }
+        let silent = how == Restore::Silently;
+        let mut previous = match how {
+            Restore::TakingOver(previous) => Some(previous),
+            Restore::Silently | Restore::Announced => None,
+        };
         let mut restored = 0;
-        for (room, conns) in by_room {
-            for chunk in conns.chunks(500) {
-                let mut args = vec![Value::from(if silent { "1" } else { "0" })];
-                for c in chunk {
-                    args.extend([
-                        Value::from(c.conn.as_str()),
-                        Value::from(c.user.id.as_str()),
-                        Value::from(c.user.name.as_str()),
-                    ]);
-                }
-                restored += reply::integer(OP, self.run(OP, &RESTORE, room, args).await?)?;
+        let mut chunks: Vec<&[Connection]> = connections.chunks(RESTORE_CHUNK).collect();
+        if chunks.is_empty() && previous.is_some() {
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
+            // The old id's registrations are taken over once, by the first script.
+            let keys = previous.map_or_else(Vec::new, |p| {
+                vec![
+                    schema::room_key(room, &format!("node:{p}")),
+                    schema::room_key(room, &format!("alive:{p}")),
+                ]
+            });
+            let mut args = vec![
+                Value::from(if silent { "1" } else { "0" }),
+                Value::from(previous.take().unwrap_or_default()),
+            ];
+            for c in chunk {
+                args.extend([
+                    Value::from(c.conn.as_str()),
+                    Value::from(c.user.id.as_str()),
+                    Value::from(c.user.name.as_str()),
+                ]);
             }
+            let reply = self.run_with_keys(OP, &RESTORE, room, keys, args).await?;
+            restored += reply::integer(OP, reply)?;
         }
         Ok(u64::try_from(restored).unwrap_or(0))
     }
 
-    /// Removes this node's heartbeat and registry from every room (after its
-    /// connections left).
-    async fn deregister(&self, rooms: &[RoomName]) -> Result<(), StoreError> {
-        for room in rooms {
-            self.run("deregister node", &DEREGISTER, room, Vec::new())
-                .await?;
-        }
-        Ok(())
+    async fn deregister(&self, configured: &[RoomName]) -> Result<(), StoreError> {
+        legacy::deregister(self, configured).await?;
+        liveness::leave(self).await
+    }
+
+    async fn legacy_heartbeat(
+        &self,
+        rooms: &[RoomName],
+        ttl: Duration,
+        epoch_candidate: &str,
+    ) -> PerRoom<RoomHeartbeat> {
+        legacy::heartbeat(self, rooms, ttl, epoch_candidate).await
+    }
+
+    async fn legacy_sweep(
+        &self,
+        rooms: &[RoomName],
+        grace: Duration,
+        max_exits: u64,
+    ) -> Result<Sweep, StoreError> {
+        legacy::sweep(self, rooms, grace, max_exits).await
     }
 }
 
@@ -371,6 +476,11 @@ impl From<SnapshotRecord> for Snapshot {
             unread: r.unread,
         }
     }
+}
+
+/// The scripts' "none" for a time: 0.
+fn zero_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Some(u64::deserialize(d)?).filter(|ms| *ms > 0))
 }
 
 fn redis_ms(d: Duration) -> i64 {
@@ -408,6 +518,8 @@ impl State {
         }
     }
 
+    /// Drops one connection; when it was its user's last in the room, their
+    /// exit is due after the grace. False when it was not registered.
     pub(crate) fn release(
         &mut self,
         room_name: &RoomName,
@@ -433,12 +545,65 @@ impl State {
         }
         true
     }
+
+    /// When `uid`'s exit from `room` is due, if it is to come.
+    fn exit_due(&self, room: &RoomName, uid: &str) -> Option<u64> {
+        self.leaving
+            .iter()
+            .find(|(_, r, u)| r == room && u == uid)
+            .map(|(at, _, _)| *at)
+    }
+
+    /// When `room`'s next exit is due, if any is.
+    pub(crate) fn next_exit(&self, room: &RoomName) -> Option<u64> {
+        self.leaving
+            .iter()
+            .find(|(_, r, _)| r == room)
+            .map(|(at, _, _)| *at)
+    }
+
+    /// Announces at most `max` of `room`'s due exits (every room's, with
+    /// `None`); returns how many.
+    pub(crate) fn announce_due_exits(&mut self, room: Option<&RoomName>, max: u64) -> u64 {
+        let now = now_ms();
+        let due: Vec<(u64, RoomName, String)> = self
+            .leaving
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .filter(|(_, r, _)| room.is_none_or(|room| r == room))
+            .take(usize::try_from(max).unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
+        let mut exited = 0;
+        for entry in due {
+            self.leaving.remove(&entry);
+            let (_, room_name, uid) = entry;
+            let Some(room) = self.rooms.get_mut(&room_name) else {
+                continue;
+            };
+            if room.presence.users.get(&uid).copied().unwrap_or(0) <= 0 {
+                room.presence.users.remove(&uid);
+                let name = room
+                    .presence
+                    .names
+                    .remove(&uid)
+                    .unwrap_or_else(|| uid.clone());
+                self.publish(
+                    &room_name,
+                    RoomEvent::UserExited(UserRef { id: uid, name }),
+                    None,
+                );
+                exited += 1;
+            }
+        }
+        exited
+    }
 }
 
 #[async_trait]
 impl Presence for MemoryBackend {
-    fn node(&self) -> &str {
-        &self.node
+    fn node(&self) -> String {
+        self.node.current().to_string()
     }
 
     async fn join(
@@ -462,7 +627,7 @@ impl Presence for MemoryBackend {
             Some(crate::rooms::Refused::Revoked) => return Ok(JoinOutcome::Revoked),
             None => {}
         }
-        s.enter(&self.node, c, silent);
+        s.enter(&self.node.current(), c, silent);
         let room = s.rooms.entry(c.room.clone()).or_default();
         let members = room
             .presence
@@ -526,114 +691,98 @@ impl Presence for MemoryBackend {
         }))
     }
 
-    async fn leave(&self, connection: &Connection, grace: Duration) -> Result<(), StoreError> {
+    async fn leave(
+        &self,
+        connection: &Connection,
+        grace: Duration,
+    ) -> Result<Option<u64>, StoreError> {
         let mut s = self.hub.lock();
-        if let Some(node) = s.nodes.get_mut(&self.node) {
+        if let Some(node) = s.nodes.get_mut(&*self.node.current()) {
             node.conns.remove(&(
                 connection.room.clone(),
                 connection.conn.clone(),
                 connection.user.id.clone(),
             ));
         }
-        s.release(
+        let released = s.release(
             &connection.room,
             &connection.conn,
             &connection.user.id,
             millis(grace),
         );
+        let last = released
+            && s.rooms
+                .get(&connection.room)
+                .is_some_and(|r| r.presence.users.get(&connection.user.id).copied() == Some(0));
+        Ok(last
+            .then(|| s.exit_due(&connection.room, &connection.user.id))
+            .flatten())
+    }
+
+    async fn track(&self, rooms: &[RoomName]) -> Result<(), StoreError> {
+        liveness::memory_track(self, rooms);
         Ok(())
     }
 
-    /// One store, one heartbeat: every room gets the same answer.
-    async fn heartbeat(
-        &self,
-        rooms: &[RoomName],
-        ttl: Duration,
-        epoch_candidate: &str,
-    ) -> PerRoom<Heartbeat> {
-        let mut s = self.hub.lock();
-        let now = now_ms();
-        let node = s.nodes.entry(self.node.clone()).or_default();
-        let was_alive = node.alive_until_ms > now;
-        node.alive_until_ms = now.saturating_add(millis(ttl));
-        let epoch = s
-            .epoch
-            .get_or_insert_with(|| epoch_candidate.to_owned())
-            .clone();
-        let beat = Heartbeat { was_alive, epoch };
-        rooms
-            .iter()
-            .map(|r| (r.clone(), Ok(beat.clone())))
-            .collect()
+    async fn untrack(&self, room: &RoomName) -> Result<(), StoreError> {
+        liveness::memory_untrack(self, room);
+        Ok(())
     }
 
-    /// One store: the sweep covers every room at once.
-    async fn sweep(
-        &self,
-        _rooms: &[RoomName],
-        grace: Duration,
-        max_exits: u64,
-    ) -> Result<Sweep, StoreError> {
-        let mut s = self.hub.lock();
-        let now = now_ms();
-        let dead: Vec<String> = s
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.alive_until_ms <= now && n.alive_until_ms > 0)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut result = Sweep::default();
-        for node in dead {
-            let Some(state) = s.nodes.remove(&node) else {
-                continue;
-            };
-            for (room, conn, uid) in state.conns {
-                if s.release(&room, &conn, &uid, millis(grace)) {
-                    result.connections_removed += 1;
-                }
-            }
-        }
-        let due: Vec<(u64, RoomName, String)> = s
-            .leaving
-            .iter()
-            .take_while(|(at, _, _)| *at <= now)
-            .take(usize::try_from(max_exits).unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
-        for entry in due {
-            s.leaving.remove(&entry);
-            let (_, room_name, uid) = entry;
-            let Some(room) = s.rooms.get_mut(&room_name) else {
-                continue;
-            };
-            if room.presence.users.get(&uid).copied().unwrap_or(0) <= 0 {
-                room.presence.users.remove(&uid);
-                let name = room
-                    .presence
-                    .names
-                    .remove(&uid)
-                    .unwrap_or_else(|| uid.clone());
-                s.publish(
-                    &room_name,
-                    RoomEvent::UserExited(UserRef { id: uid, name }),
-                    None,
-                );
-                result.users_exited += 1;
-            }
-        }
-        Ok(result)
+    async fn heartbeat(&self, ttl: Duration) -> Result<Beat, StoreError> {
+        Ok(liveness::memory_heartbeat(self, ttl))
     }
 
-    async fn restore(&self, connections: &[Connection], silent: bool) -> Result<u64, StoreError> {
+    async fn sweep_dead(&self, grace: Duration) -> Result<DeadSweep, StoreError> {
+        Ok(liveness::memory_sweep_dead(self, grace))
+    }
+
+    async fn announce_exits(&self, room: &RoomName, max: u64) -> Result<Exits, StoreError> {
         let mut s = self.hub.lock();
+        let users_exited = s.announce_due_exits(Some(room), max);
+        Ok(Exits {
+            users_exited,
+            next: s.next_exit(room),
+        })
+    }
+
+    async fn restore(
+        &self,
+        room: &RoomName,
+        connections: &[Connection],
+        how: Restore<'_>,
+    ) -> Result<u64, StoreError> {
+        let node = self.node.current();
+        let mut s = self.hub.lock();
+        if let Restore::TakingOver(previous) = how
+            && let Some(old) = s.nodes.get_mut(previous)
+        {
+            let (moved, kept): (HashSet<_>, HashSet<_>) = std::mem::take(&mut old.conns)
+                .into_iter()
+                .partition(|(r, _, _)| r == room);
+            old.conns = kept;
+            s.nodes
+                .entry(node.to_string())
+                .or_default()
+                .conns
+                .extend(moved);
+        }
+        let mut restored = 0;
         for c in connections {
-            s.enter(&self.node, c, silent);
+            let registered = s
+                .rooms
+                .get(&c.room)
+                .is_some_and(|r| r.presence.conns.contains_key(&c.conn));
+            if !registered {
+                s.enter(&node, c, how == Restore::Silently);
+                restored += 1;
+            }
         }
-        Ok(connections.len() as u64)
+        Ok(restored)
     }
 
-    async fn deregister(&self, _rooms: &[RoomName]) -> Result<(), StoreError> {
-        self.hub.lock().nodes.remove(&self.node);
+    async fn deregister(&self, _configured: &[RoomName]) -> Result<(), StoreError> {
+        liveness::memory_leave(self);
         Ok(())
     }
 
@@ -642,6 +791,26 @@ impl Presence for MemoryBackend {
             .hub
             .lock()
             .count_per_room(rooms, |room| room.presence.users.len() as u64))
+    }
+
+    /// No release before runs in one process.
+    async fn legacy_heartbeat(
+        &self,
+        _rooms: &[RoomName],
+        _ttl: Duration,
+        _epoch_candidate: &str,
+    ) -> PerRoom<RoomHeartbeat> {
+        Vec::new()
+    }
+
+    /// No release before runs in one process.
+    async fn legacy_sweep(
+        &self,
+        _rooms: &[RoomName],
+        _grace: Duration,
+        _max_exits: u64,
+    ) -> Result<Sweep, StoreError> {
+        Ok(Sweep::default())
     }
 }
 
@@ -667,5 +836,21 @@ mod tests {
             (snapshot.seq, snapshot.recovered, snapshot.unread),
             (4, true, 2)
         );
+    }
+
+    #[test]
+    fn exits_read_a_zero_time_as_none() {
+        let exits: Exits = reply::json(
+            "announce exits",
+            Value::from(r#"{"users_exited":2,"next_exit":0}"#),
+        )
+        .expect("decodes");
+        assert_eq!((exits.users_exited, exits.next), (2, None));
+        let exits: Exits = reply::json(
+            "announce exits",
+            Value::from(r#"{"users_exited":0,"next_exit":1700000000123}"#),
+        )
+        .expect("decodes");
+        assert_eq!(exits.next, Some(1_700_000_000_123));
     }
 }

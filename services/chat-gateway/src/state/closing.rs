@@ -17,7 +17,8 @@ impl Gateway {
     /// Ends a connection, whatever ends it: it leaves the registry (the only
     /// way out of it), its presence in each room it follows is released
     /// (once, however many paths race to end it; never for a refused
-    /// handshake, which presence never recorded), and,
+    /// handshake, which presence never recorded) and then its hold on the
+    /// room ([`crate::following`]), and,
     /// when the server ends a live connection, the client is told
     /// `session ended` and the socket is closed at once. A pending connection
     /// is told when its handshake would have completed ([`Gateway::go_live`]).
@@ -32,9 +33,13 @@ impl Gateway {
                 say_goodbye(handle, Some(reason));
             }
         }
-        if ending != Ending::Refused {
-            for room in handle.conn.rooms() {
-                let release = self.release(handle.conn.record_in(&room));
+        for room in handle.conn.rooms() {
+            if ending == Ending::Refused {
+                let following = self.following.clone();
+                self.tasks
+                    .spawn(async move { following.release(&room).await });
+            } else {
+                let release = self.release(handle.conn.record_in(&room), true);
                 self.tasks.spawn(release);
             }
         }
@@ -62,21 +67,38 @@ impl Gateway {
         Ok(revoked.len())
     }
 
-    /// Releases a connection's presence; retried by the heartbeat if Redis is away.
+    /// Releases a connection's presence in a room, owes the user's
+    /// `user exited` there if it was their last connection, and then, when
+    /// `holding`, lets go of the connection's hold on the room. Retried by
+    /// the heartbeat while Redis does not answer (the room stays held until
+    /// then).
     pub(super) fn release(
         &self,
         record: presence::Connection,
+        holding: bool,
     ) -> impl Future<Output = ()> + Send + 'static {
         let backend = self.backend.clone();
         let grace = self.config.exit_grace;
+        let following = self.following.clone();
+        let exits = self.exits.clone();
         let failed = self.failed_leaves.clone();
         async move {
-            if let Err(e) = backend.leave(&record, grace).await {
-                tracing::warn!(error = %e, conn = %record.conn, "leave failed; will retry");
-                failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(record);
+            match backend.leave(&record, grace).await {
+                Ok(due) => {
+                    if let Some(at) = due {
+                        exits.owe(&following, &record.room, at).await;
+                    }
+                    if holding {
+                        following.release(&record.room).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, conn = %record.conn, "leave failed; will retry");
+                    failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((record, holding));
+                }
             }
         }
     }
@@ -85,8 +107,8 @@ impl Gateway {
     pub(crate) async fn retry_failed_leaves(&self) {
         let pending =
             std::mem::take(&mut *self.failed_leaves.lock().unwrap_or_else(|e| e.into_inner()));
-        for record in pending {
-            self.release(record).await;
+        for (record, holding) in pending {
+            self.release(record, holding).await;
         }
     }
 }

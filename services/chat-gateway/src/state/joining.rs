@@ -103,9 +103,25 @@ impl Gateway {
             socket: socket.clone(),
             conn: conn.clone(),
         };
+        // The connection holds its room from here until its presence is
+        // released (see `close`).
+        let hold = self.following.hold(&conn.room);
         // From here a revocation or the drain finds the connection in the
         // registry, even before it is live.
-        self.registry.admit(handle.clone())?;
+        if let Err(code) = self.registry.admit(handle.clone()) {
+            let (following, room) = (self.following.clone(), conn.room.clone());
+            self.tasks
+                .spawn(async move { following.release(&room).await });
+            return Err(code);
+        }
+        // The room's events, and the room on this node's list, before the
+        // join takes its snapshot: nothing published after it is missed, and
+        // a sweeper of this replica would sweep the room.
+        if let Err(e) = self.following.ready(&conn.room, hold).await {
+            tracing::warn!(error = %e, "handshake could not follow the room");
+            self.close(&handle, Ending::Refused);
+            return Err(ErrorCode::ServerBusy);
+        }
         let session = conn.session();
         let record = conn.record();
         let request = JoinRequest {
@@ -121,9 +137,10 @@ impl Gateway {
             Ok(Ok(JoinOutcome::Joined(snapshot))) => {
                 if conn.state() != State::Pending {
                     // Ended (revoked, drained) while the join was on its way:
-                    // its release may have reached Redis first. Release again
-                    // (releasing is idempotent); going live then tells the client.
-                    self.tasks.spawn(self.release(record));
+                    // its release may have reached Redis first. Leave again
+                    // (leaving is idempotent; the room is held by the first
+                    // release); going live then tells the client.
+                    self.tasks.spawn(self.release(record, false));
                 }
                 Ok(Joined {
                     conn,

@@ -24,6 +24,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::{Notify, watch};
+
 use chat_store::Backend;
 use chat_store::presence::{self, Snapshot};
 use chat_telemetry::trace_context::current_trace_id;
@@ -34,6 +36,8 @@ use tokio_util::task::TaskTracker;
 use crate::auth::TokenKeys;
 use crate::config::GatewayConfig;
 use crate::connection::Conn;
+use crate::exits::ExitSchedule;
+use crate::following::Following;
 use crate::registry::Registry;
 use crate::sockets::Socket;
 
@@ -89,6 +93,15 @@ pub(crate) struct Gateway {
     backend: Arc<dyn Backend>,
     /// Local connections.
     registry: Registry,
+    /// The rooms this replica follows: subscribed, and listed in Redis.
+    following: Arc<Following>,
+    /// The `user exited` this replica owes.
+    exits: Arc<ExitSchedule>,
+    /// Set once a heartbeat of this replica reached Redis.
+    registered: watch::Sender<bool>,
+    /// Set when presence is to be checked room by room (after a resubscription).
+    presence_check_due: AtomicBool,
+    presence_check: Notify,
     /// Work spawned on behalf of connections (event runners, presence releases),
     /// waited for on shutdown.
     tasks: TaskTracker,
@@ -105,8 +118,9 @@ pub(crate) struct Gateway {
     handshakes: DefaultKeyedRateLimiter<String>,
     draining: AtomicBool,
     redis_ok: AtomicBool,
-    /// Leaves that failed while Redis was away, retried by the heartbeat.
-    failed_leaves: Arc<Mutex<Vec<presence::Connection>>>,
+    /// Leaves that failed while Redis was away, retried by the heartbeat,
+    /// each with whether it ends its connection's hold on the room.
+    failed_leaves: Arc<Mutex<Vec<(presence::Connection, bool)>>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -127,7 +141,14 @@ impl Gateway {
     ) -> Self {
         let quota =
             |per_second, burst| Quota::per_second(nonzero(per_second)).allow_burst(nonzero(burst));
+        let (registered, heard) = watch::channel(false);
+        let following = Arc::new(Following::new(backend.clone(), heard, config.ack_timeout));
         Self {
+            following,
+            exits: Arc::new(ExitSchedule::new(config.exit_grace)),
+            registered,
+            presence_check_due: AtomicBool::new(false),
+            presence_check: Notify::new(),
             writes: RateLimiter::keyed(quota(config.rate_per_second, config.rate_burst)),
             events: RateLimiter::keyed(quota(
                 config.event_rate_per_second,
@@ -175,6 +196,29 @@ impl Gateway {
         self.redis_ok.store(ok, Ordering::Relaxed);
     }
 
+    /// Records that a heartbeat of this replica reached Redis: it may join rooms.
+    pub(crate) fn set_registered(&self) {
+        self.registered.send_replace(true);
+    }
+
+    /// Asks the heartbeat to check, room by room, that Redis still holds this
+    /// replica's presence (after a resubscription: Redis may have restarted
+    /// empty).
+    pub(crate) fn request_presence_check(&self) {
+        self.presence_check_due.store(true, Ordering::Relaxed);
+        self.presence_check.notify_one();
+    }
+
+    /// Waits until a presence check is asked for.
+    pub(crate) async fn presence_check_requested(&self) {
+        self.presence_check.notified().await;
+    }
+
+    /// Whether a presence check is due; it is no longer once this said so.
+    pub(crate) fn take_presence_check(&self) -> bool {
+        self.presence_check_due.swap(false, Ordering::Relaxed)
+    }
+
     /// Ready for traffic: Redis answers commands, the fan-out subscriber is
     /// connected, and the replica is not draining.
     pub(crate) fn is_ready(&self) -> bool {
@@ -207,6 +251,16 @@ impl Gateway {
     /// This replica's connections.
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The rooms this replica follows.
+    pub(crate) fn following(&self) -> &Arc<Following> {
+        &self.following
+    }
+
+    /// The `user exited` this replica owes.
+    pub(crate) fn exits(&self) -> &Arc<ExitSchedule> {
+        &self.exits
     }
 
     /// Work spawned on behalf of connections, waited for on shutdown.

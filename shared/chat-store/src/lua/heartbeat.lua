@@ -1,3 +1,6 @@
+-- The per-room heartbeat of the release before (docs/UPGRADES.md), kept in
+-- the configured rooms only while replicas of that release may run: their
+-- sweeps read it.
 -- ARGV 4..: ttl (ms), epoch candidate.
 -- Refreshes this node's heartbeat in the room and returns {was_alive, epoch} as JSON:
 -- a changed epoch means the room's shard lost its data; a missing heartbeat

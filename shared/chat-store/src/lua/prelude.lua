@@ -297,3 +297,28 @@ end
 local function publish_access_lost(uid, reason)
   publish({ kind = 'access_lost', user = uid, reason = reason })
 end
+
+-- When the room's earliest `user exited` is due (ms), or 0 when none is.
+local function next_exit()
+  local first = redis.call('ZRANGE', K_LEAVING, 0, 0, 'WITHSCORES')
+  if first[2] then return tonumber(first[2]) end
+  return 0
+end
+
+-- Announces `user exited` for at most `limit` users whose exit grace passed
+-- with no connection back; returns how many.
+local function announce_due_exits(limit)
+  local exited = 0
+  local due = redis.call('ZRANGEBYSCORE', K_LEAVING, '-inf', now_ms(), 'LIMIT', 0, limit)
+  for _, uid in ipairs(due) do
+    redis.call('ZREM', K_LEAVING, uid)
+    if tonumber(redis.call('HGET', K_USERS, uid) or '0') <= 0 then
+      local name = redis.call('HGET', K_NAMES, uid) or uid
+      redis.call('HDEL', K_USERS, uid)
+      redis.call('HDEL', K_NAMES, uid)
+      publish_user('exited', uid, name)
+      exited = exited + 1
+    end
+  end
+  return exited
+end

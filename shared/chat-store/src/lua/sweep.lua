@@ -1,3 +1,5 @@
+-- The sweep of the release before (docs/UPGRADES.md), run in the configured
+-- rooms only while replicas of that release may run.
 -- ARGV 4..: exit grace (ms), most users to announce as exited.
 -- 1. Every node whose heartbeat in this room expired: release its connections
 --    here (the script is atomic, so exactly one sweeper does it).
@@ -16,17 +18,5 @@ for _, node in ipairs(redis.call('SMEMBERS', K_NODES)) do
     redis.call('SREM', K_NODES, node)
   end
 end
-
-local exited = 0
-local due = redis.call('ZRANGEBYSCORE', K_LEAVING, '-inf', now_ms(), 'LIMIT', 0, limit)
-for _, uid in ipairs(due) do
-  redis.call('ZREM', K_LEAVING, uid)
-  if tonumber(redis.call('HGET', K_USERS, uid) or '0') <= 0 then
-    local name = redis.call('HGET', K_NAMES, uid) or uid
-    redis.call('HDEL', K_USERS, uid)
-    redis.call('HDEL', K_NAMES, uid)
-    publish_user('exited', uid, name)
-    exited = exited + 1
-  end
-end
+local exited = announce_due_exits(limit)
 return cjson.encode({ connections_removed = swept, users_exited = exited })

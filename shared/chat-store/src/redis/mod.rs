@@ -26,7 +26,13 @@ use tracing::Instrument;
 
 use crate::connection::RedisSettings;
 use crate::error::StoreError;
+use crate::node_id::NodeId;
 use crate::schema;
+
+/// Room → the shard its channel was subscribed on (on a cluster; `None` on a
+/// single Redis, or before the cluster's slot map is known).
+pub(crate) type Followed =
+    Arc<std::sync::Mutex<std::collections::HashMap<RoomName, Option<fred::types::config::Server>>>>;
 use replication::ReplicaWait;
 
 /// A service's handle on Redis, acting for one node id (a gateway replica,
@@ -35,7 +41,10 @@ use replication::ReplicaWait;
 pub struct RedisBackend {
     pub(crate) client: Client,
     pub(crate) subscriber: Option<SubscriberClient>,
-    pub(crate) node: String,
+    pub(crate) node: NodeId,
+    /// The rooms whose channels the subscriber listens to, each with the
+    /// shard it was subscribed on (on a cluster), shared with the subscription.
+    pub(crate) followed: Followed,
     /// Waits for the replicas that must hold each write (`REDIS_WAIT_REPLICAS`),
     /// when there are any.
     pub(crate) replicas: Option<Arc<ReplicaWait>>,
@@ -63,7 +72,8 @@ impl RedisBackend {
         Self {
             client,
             subscriber,
-            node: node.into(),
+            node: NodeId::new(node),
+            followed: Followed::default(),
             replicas: None,
             command_timeout: Duration::from_secs(2),
             shards_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -132,12 +142,13 @@ impl RedisBackend {
             let _ =
                 tokio::time::timeout(self.command_timeout, self.client.wait_for_connect()).await;
         }
-        let mut keys = schema::room_keys(room, &self.node);
+        let node = self.node.current();
+        let mut keys = schema::room_keys(room, &node);
         keys.extend(extra_keys);
         let mut all = Vec::with_capacity(args.len() + 3);
         all.push(Value::from(room.as_str()));
         all.push(Value::from(schema::room_channel(room)));
-        all.push(Value::from(self.node.as_str()));
+        all.push(Value::from(&*node));
         all.extend(args);
         let span = tracing::info_span!(
             "redis",

@@ -14,7 +14,7 @@ use chat_core::events::RoomEvent;
 use chat_core::{MessageId, MessageText, RoomName, UserRef};
 use chat_store::backend::{Backend, FanoutEvent, Subscription};
 use chat_store::history::{ChangeOutcome, MessageChange, NewMessage};
-use chat_store::presence::{Connection, Heartbeat, JoinOutcome, JoinRequest, Snapshot};
+use chat_store::presence::{Connection, JoinOutcome, JoinRequest, Liveness, Restore, Snapshot};
 use chat_store::rooms::Standing;
 
 /// Makes nodes that share one store.
@@ -52,14 +52,15 @@ async fn join(store: &dyn Backend, c: &Connection) -> Result<Snapshot> {
     }
 }
 
-/// One heartbeat in `rooms`; fails if any room's failed.
-async fn beat(store: &dyn Backend, rooms: &[RoomName], ttl: Duration) -> Result<Vec<Heartbeat>> {
-    store
-        .heartbeat(rooms, ttl, "e1")
-        .await
-        .into_iter()
-        .map(|(_, beat)| beat.map_err(anyhow::Error::from))
-        .collect()
+/// Joins `c` the way a replica does: its room tracked first.
+async fn join_tracked(store: &dyn Backend, c: &Connection) -> Result<Snapshot> {
+    store.track(std::slice::from_ref(&c.room)).await?;
+    join(store, c).await
+}
+
+/// How many users `room` counts.
+async fn members_in(store: &dyn Backend, room: &RoomName) -> Result<u64> {
+    Ok(store.member_counts(std::slice::from_ref(room)).await?[0].1)
 }
 
 fn text(t: &str) -> Result<MessageText> {
@@ -85,13 +86,30 @@ async fn next(events: &mut Subscription) -> Result<RoomEvent> {
     }
 }
 
-/// Subscribes and waits until the subscription provably works (a marker arrives).
+/// The next event of `room` (events of other rooms are skipped).
+async fn next_in(events: &mut Subscription, room: &RoomName) -> Result<RoomEvent> {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await?
+            .context("closed")?;
+        if let FanoutEvent::Room(r, event) = e
+            && r == *room
+        {
+            return Ok(event.event);
+        }
+    }
+}
+
+/// Subscribes, follows `room`, and waits until the subscription provably
+/// works: a message sent to the room, and a revocation, arrive.
 async fn listen(store: &dyn Backend, room: &RoomName) -> Result<Subscription> {
-    let mut events = store.subscribe(std::slice::from_ref(room))?;
+    let mut events = store.subscribe()?;
+    store.follow(room).await?;
     let marker = UserRef {
         id: "marker".into(),
         name: "marker".into(),
     };
+    let (mut message, mut revocation) = (false, false);
     for _ in 0..100 {
         store
             .send(NewMessage {
@@ -108,10 +126,19 @@ async fn listen(store: &dyn Backend, room: &RoomName) -> Result<Subscription> {
             .await?
             .id()
             .context("the message was refused")?;
-        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), events.recv()).await {
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(50), events.recv()).await
-            {}
+        store
+            .revoke_session("listen-marker", Duration::from_secs(1))
+            .await?;
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+        {
+            match event {
+                FanoutEvent::Room(..) => message = true,
+                FanoutEvent::Revoked(_) => revocation = true,
+                FanoutEvent::Resubscribed | FanoutEvent::AccessLost(..) => {}
+            }
+        }
+        if message && revocation {
             return Ok(events);
         }
     }
@@ -128,12 +155,14 @@ pub(crate) async fn two_tabs_on_two_nodes_at_once_enter_once_and_exit_once(
     let (sa, sb) = tokio::join!(join(a.as_ref(), &ca), join(b.as_ref(), &cb));
     assert_eq!(sa?.members.iter().filter(|m| m.id == "ann").count(), 1);
     assert_eq!(sb?.members.iter().filter(|m| m.id == "ann").count(), 1);
-    a.leave(&ca, Duration::ZERO).await?;
-    b.leave(&cb, Duration::ZERO).await?;
-    let rooms = std::slice::from_ref(&room);
-    let first = a.sweep(rooms, Duration::ZERO, 100).await?;
-    let second = b.sweep(rooms, Duration::ZERO, 100).await?;
-    assert_eq!(first.users_exited + second.users_exited, 1);
+    let due_a = a.leave(&ca, Duration::ZERO).await?;
+    let due_b = b.leave(&cb, Duration::ZERO).await?;
+    assert!(
+        due_a.is_none() != due_b.is_none(),
+        "the last connection's leave, and only it, owes the exit"
+    );
+    let (first, second) = tokio::join!(a.announce_exits(&room, 100), b.announce_exits(&room, 100));
+    assert_eq!(first?.users_exited + second?.users_exited, 1);
     assert!(matches!(next(&mut events).await?, RoomEvent::UserEntered(u) if u.id == "ann"));
     assert!(matches!(next(&mut events).await?, RoomEvent::UserExited(u) if u.id == "ann"));
     Ok(())
@@ -151,8 +180,8 @@ pub(crate) async fn a_user_back_within_the_grace_causes_no_events(nodes: &dyn No
         snapshot.members.iter().any(|m| m.id == "bob"),
         "still listed during the grace"
     );
-    let rooms = std::slice::from_ref(&room);
-    assert_eq!(a.sweep(rooms, Duration::ZERO, 100).await?.users_exited, 0);
+    let exits = a.announce_exits(&room, 100).await?;
+    assert_eq!((exits.users_exited, exits.next), (0, None));
     a.send(NewMessage {
         room: &room,
         user: &first.user,
@@ -174,29 +203,183 @@ pub(crate) async fn a_user_back_within_the_grace_causes_no_events(nodes: &dyn No
     Ok(())
 }
 
-pub(crate) async fn a_dead_nodes_connections_are_swept_by_one_survivor(
+pub(crate) async fn a_dead_node_is_swept_once_in_its_own_rooms_and_its_users_exit_once(
     nodes: &dyn Nodes,
 ) -> Result<()> {
-    let (dead, alive) = (nodes.node("dead"), nodes.node("alive"));
-    let room = RoomName::parse("Music")?;
-    let rooms = std::slice::from_ref(&room);
-    beat(dead.as_ref(), rooms, Duration::from_millis(200)).await?;
-    beat(alive.as_ref(), rooms, Duration::from_secs(60)).await?;
-    join(dead.as_ref(), &conn(&room, "d1", "cy")).await?;
-    join(alive.as_ref(), &conn(&room, "l1", "di")).await?;
-    // The heartbeat's TTL is the thing under test: let it run out.
+    let (dead, s1, s2) = (
+        nodes.node("dead"),
+        nodes.node("sweeper-1"),
+        nodes.node("sweeper-2"),
+    );
+    let (music, jazz, quiet) = (
+        RoomName::parse("Music")?,
+        RoomName::parse("Jazz")?,
+        RoomName::parse("Quiet")?,
+    );
+    dead.heartbeat(Duration::from_millis(200)).await?;
+    s1.heartbeat(Duration::from_secs(60)).await?;
+    s2.heartbeat(Duration::from_secs(60)).await?;
+    join_tracked(dead.as_ref(), &conn(&music, "d1", "cy")).await?;
+    join_tracked(dead.as_ref(), &conn(&jazz, "d2", "dee")).await?;
+    join_tracked(s1.as_ref(), &conn(&music, "l1", "di")).await?;
+    // A room the dead node never was in, with an exit to come: untouched.
+    let leaving = conn(&quiet, "q1", "eve");
+    join_tracked(s1.as_ref(), &leaving).await?;
+    s1.leave(&leaving, Duration::from_secs(60)).await?;
+    let mut events = listen(s1.as_ref(), &music).await?;
+    // The liveness TTL is the thing under test: let it run out.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (s1, s2) = tokio::join!(
-        alive.sweep(rooms, Duration::ZERO, 100),
-        alive.sweep(rooms, Duration::ZERO, 100)
-    );
-    let (s1, s2) = (s1?, s2?);
-    assert_eq!(s1.connections_removed + s2.connections_removed, 1);
-    assert_eq!(s1.users_exited + s2.users_exited, 1);
+    let (a, b) = tokio::join!(s1.sweep_dead(Duration::ZERO), s2.sweep_dead(Duration::ZERO));
+    let (a, b) = (a?, b?);
+    assert_eq!(a.nodes + b.nodes, 1, "one sweeper took it: {a:?} {b:?}");
+    assert_eq!(a.rooms + b.rooms, 2, "its two rooms, and no other");
+    assert_eq!(a.connections_removed + b.connections_removed, 2);
+    let mut owed: Vec<RoomName> = a
+        .exits
+        .iter()
+        .chain(&b.exits)
+        .map(|(r, _)| r.clone())
+        .collect();
+    owed.sort();
     assert_eq!(
-        alive.member_counts(std::slice::from_ref(&room)).await?[0].1,
-        1
+        owed,
+        [jazz.clone(), music.clone()],
+        "the sweeper owes their exits"
     );
+    assert_eq!(
+        members_in(s1.as_ref(), &quiet).await?,
+        1,
+        "eve is within her grace"
+    );
+    for room in [&music, &jazz] {
+        let (x, y) = tokio::join!(s1.announce_exits(room, 100), s2.announce_exits(room, 100));
+        let (x, y) = (x?, y?);
+        assert_eq!(
+            x.users_exited + y.users_exited,
+            1,
+            "{room}: one exit, announced once"
+        );
+        assert_eq!((x.next, y.next), (None, None));
+    }
+    assert!(matches!(next(&mut events).await?, RoomEvent::UserExited(u) if u.id == "cy"));
+    assert_eq!(members_in(s1.as_ref(), &music).await?, 1, "di stays");
+    assert_eq!(members_in(s1.as_ref(), &jazz).await?, 0);
+    let again = s2.sweep_dead(Duration::ZERO).await?;
+    assert_eq!(
+        (again.nodes, again.connections_removed),
+        (0, 0),
+        "swept once"
+    );
+    Ok(())
+}
+
+pub(crate) async fn a_node_taken_as_dead_while_alive_carries_on_under_a_new_id(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let (stalled, sweeper) = (nodes.node("stalled"), nodes.node("sweeper"));
+    let (first, second) = (RoomName::parse("Stall-1")?, RoomName::parse("Stall-2")?);
+    stalled.heartbeat(Duration::from_millis(200)).await?;
+    sweeper.heartbeat(Duration::from_secs(60)).await?;
+    let (fay, gus) = (conn(&first, "s1", "fay"), conn(&second, "s2", "gus"));
+    join_tracked(stalled.as_ref(), &fay).await?;
+    join_tracked(stalled.as_ref(), &gus).await?;
+    sweeper.follow(&second).await?;
+    let mut events = listen(sweeper.as_ref(), &first).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let swept = sweeper.sweep_dead(Duration::ZERO).await?;
+    assert_eq!(swept.connections_removed, 2);
+    // One exit is announced before the stalled node comes back, the other not.
+    assert_eq!(sweeper.announce_exits(&first, 100).await?.users_exited, 1);
+    let beat = stalled.heartbeat(Duration::from_secs(60)).await?;
+    assert_eq!(
+        beat.liveness,
+        Liveness::Replaced {
+            previous: "stalled".into()
+        }
+    );
+    assert_eq!(stalled.node(), "stalled.1");
+    stalled.track(&[first.clone(), second.clone()]).await?;
+    for c in [&fay, &gus] {
+        let restored = stalled
+            .restore(
+                &c.room,
+                std::slice::from_ref(c),
+                Restore::TakingOver("stalled"),
+            )
+            .await?;
+        assert_eq!(restored, 1);
+    }
+    assert!(
+        matches!(next_in(&mut events, &first).await?, RoomEvent::UserExited(u) if u.id == "fay")
+    );
+    assert!(
+        matches!(next_in(&mut events, &first).await?, RoomEvent::UserEntered(u) if u.id == "fay")
+    );
+    // Back within the grace: no event at all.
+    assert_eq!(sweeper.announce_exits(&second, 100).await?.users_exited, 0);
+    say(sweeper.as_ref(), &second, &gus.user, "still here").await?;
+    assert!(matches!(
+        next_in(&mut events, &second).await?,
+        RoomEvent::MessageReceived(_)
+    ));
+    assert_eq!(members_in(sweeper.as_ref(), &first).await?, 1);
+    assert_eq!(members_in(sweeper.as_ref(), &second).await?, 1);
+    assert_eq!(
+        sweeper.sweep_dead(Duration::ZERO).await?.nodes,
+        0,
+        "the new id is alive"
+    );
+    Ok(())
+}
+
+pub(crate) async fn a_draining_node_hands_its_exits_over_to_a_survivor(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let (draining, survivor) = (nodes.node("draining"), nodes.node("survivor"));
+    let room = RoomName::parse("Handover")?;
+    draining.heartbeat(Duration::from_secs(60)).await?;
+    survivor.heartbeat(Duration::from_secs(60)).await?;
+    let c = conn(&room, "h1", "hal");
+    join_tracked(draining.as_ref(), &c).await?;
+    let mut events = listen(survivor.as_ref(), &room).await?;
+    assert!(draining.leave(&c, Duration::ZERO).await?.is_some());
+    draining.deregister(&[]).await?;
+    let swept = survivor.sweep_dead(Duration::ZERO).await?;
+    assert_eq!((swept.nodes, swept.connections_removed), (1, 0));
+    assert_eq!(
+        swept.exits.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+        [&room]
+    );
+    assert_eq!(survivor.announce_exits(&room, 100).await?.users_exited, 1);
+    assert!(matches!(next(&mut events).await?, RoomEvent::UserExited(u) if u.id == "hal"));
+    Ok(())
+}
+
+pub(crate) async fn a_followed_room_misses_nothing_and_an_unfollowed_one_is_quiet(
+    nodes: &dyn Nodes,
+) -> Result<()> {
+    let a = nodes.node("node-a");
+    let (room, other) = (RoomName::parse("Followed")?, RoomName::parse("Other")?);
+    let user = UserRef {
+        id: "u".into(),
+        name: "U".into(),
+    };
+    let mut events = listen(a.as_ref(), &other).await?;
+    // Once `follow` returned, the very next message arrives: no retry, no wait.
+    a.follow(&room).await?;
+    let id = say(a.as_ref(), &room, &user, "first").await?;
+    assert!(matches!(next(&mut events).await?, RoomEvent::MessageReceived(m) if m.id == id));
+    a.unfollow(&room).await?;
+    // A round trip of another room's, so that Redis has read the unsubscription.
+    let id = say(a.as_ref(), &other, &user, "marker").await?;
+    assert!(matches!(next(&mut events).await?, RoomEvent::MessageReceived(m) if m.id == id));
+    say(a.as_ref(), &room, &user, "unheard").await?;
+    let id = say(a.as_ref(), &other, &user, "heard").await?;
+    assert!(
+        matches!(next(&mut events).await?, RoomEvent::MessageReceived(m) if m.id == id && m.room == "Other")
+    );
+    let quiet = tokio::time::timeout(Duration::from_millis(300), next(&mut events)).await;
+    assert!(quiet.is_err(), "an event of a room not followed: {quiet:?}");
     Ok(())
 }
 
@@ -356,11 +539,19 @@ pub(crate) async fn restore_is_silent_after_data_loss_and_loud_after_a_sweep(
     let room = RoomName::parse("Sports")?;
     let mut events = listen(a.as_ref(), &room).await?;
     let c = conn(&room, "a1", "eve");
-    a.restore(std::slice::from_ref(&c), true).await?;
-    a.restore(std::slice::from_ref(&c), true).await?;
+    let silently = |c: &Connection| {
+        let (a, room, c) = (a.clone(), room.clone(), c.clone());
+        async move {
+            a.restore(&room, std::slice::from_ref(&c), Restore::Silently)
+                .await
+        }
+    };
+    assert_eq!(silently(&c).await?, 1);
+    assert_eq!(silently(&c).await?, 0, "already registered");
     assert_eq!(a.member_counts(std::slice::from_ref(&room)).await?[0].1, 1);
     let other = conn(&room, "a2", "fay");
-    a.restore(std::slice::from_ref(&other), false).await?;
+    a.restore(&room, std::slice::from_ref(&other), Restore::Announced)
+        .await?;
     assert!(
         matches!(next(&mut events).await?, RoomEvent::UserEntered(u) if u.id == "fay"),
         "eve was silent"
@@ -792,7 +983,10 @@ macro_rules! behaviour_tests {
         $crate::behaviour_tests!(@each $harness;
             two_tabs_on_two_nodes_at_once_enter_once_and_exit_once,
             a_user_back_within_the_grace_causes_no_events,
-            a_dead_nodes_connections_are_swept_by_one_survivor,
+            a_dead_node_is_swept_once_in_its_own_rooms_and_its_users_exit_once,
+            a_node_taken_as_dead_while_alive_carries_on_under_a_new_id,
+            a_draining_node_hands_its_exits_over_to_a_survivor,
+            a_followed_room_misses_nothing_and_an_unfollowed_one_is_quiet,
             messages_are_stored_in_order_and_paged_back,
             a_floor_keeps_ids_increasing,
             a_revoked_session_cannot_join_and_subscribers_hear_of_it,
