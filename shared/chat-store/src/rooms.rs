@@ -691,6 +691,14 @@ pub(crate) enum Refused {
 }
 
 impl State {
+    /// `start_reading` of `lua/prelude.lua`: `uid`'s read marker starts
+    /// where the room stands, if they have none.
+    fn start_reading(&mut self, room: &RoomName, uid: &str) {
+        let state = self.rooms.entry(room.clone()).or_default();
+        let count = state.history.count;
+        state.reads.markers.entry(uid.to_owned()).or_insert(count);
+    }
+
     fn room_data(&mut self, room: &RoomName) -> &mut RoomData {
         &mut self.rooms.entry(room.clone()).or_default().data
     }
@@ -737,6 +745,9 @@ impl Rooms for MemoryBackend {
             None,
             serde_json::json!({ "name": room.name, "kind": room.kind }),
         );
+        for member in std::iter::once(room.creator).chain(room.others.iter().map(String::as_str)) {
+            s.start_reading(room.id, member);
+        }
         Ok(Ok(()))
     }
 
@@ -859,6 +870,7 @@ impl Rooms for MemoryBackend {
             return Ok(Err(Refusal::NotFound));
         }
         let mut lost = false;
+        let mut started = false;
         let mut lose = |data: &mut RoomData, action: &str| {
             data.members.remove(target);
             data.mutes.remove(target);
@@ -936,6 +948,7 @@ impl Rooms for MemoryBackend {
                             return Ok(Err(Refusal::Forbidden));
                         }
                         data.members.insert(target.to_owned(), role);
+                        started = !configured;
                         data.record(
                             actor.id,
                             "member_added",
@@ -964,6 +977,9 @@ impl Rooms for MemoryBackend {
         }
         if lost {
             s.lose_access(room, Some(target), AccessLoss::Removed);
+        }
+        if started {
+            s.start_reading(room, target);
         }
         Ok(Ok(()))
     }

@@ -292,6 +292,13 @@ local function audit(actor, action, target, detail)
     't', target or '', 'd', detail or '{}')
 end
 
+-- Starts `uid`'s read marker where the room stands, if they have none: in a
+-- room made in v2.0 a member's marker starts where they joined, so what
+-- comes after is unread at once.
+local function start_reading(uid)
+  redis.call('HSETNX', K_READS, uid, redis.call('GET', K_COUNT) or '0')
+end
+
 -- Tells every replica that `uid` (or everyone, when nil) lost access to the
 -- room: their connections to it end ('removed' or 'room_closed').
 local function publish_access_lost(uid, reason)

@@ -9,9 +9,13 @@ redis.call('HSET', K_META, 'name', name, 'topic', topic, 'kind', kind, 'posting'
   'retention_days', '', 'groups', groups, 'created', now_ms(), 'creator', creator)
 if kind == 'direct' then
   redis.call('HSET', K_MEMBERS, creator, 'member')
-  for i = 9, #ARGV do redis.call('HSET', K_MEMBERS, ARGV[i], 'member') end
+  for i = 9, #ARGV do
+    redis.call('HSET', K_MEMBERS, ARGV[i], 'member')
+    start_reading(ARGV[i])
+  end
 else
   redis.call('HSET', K_MEMBERS, creator, 'owner')
 end
+start_reading(creator)
 audit(creator, 'room_created', nil, cjson.encode({ name = name, kind = kind }))
 return 'done'

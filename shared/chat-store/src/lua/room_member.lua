@@ -38,6 +38,7 @@ if what == 'join' then
   if kind ~= 'public' or not allowed then return 'forbidden' end
   if theirs then return 'done' end
   redis.call('HSET', K_MEMBERS, target, 'member')
+  if not configured then start_reading(target) end
   audit(actor, 'member_joined', target, '{}')
 elseif what == 'leave' then
   if kind == 'direct' then return 'forbidden' end
@@ -69,6 +70,7 @@ elseif what == 'put' then
     -- Moderators add members; only owners give roles.
     if role ~= 'member' and mine ~= 'owner' then return 'forbidden' end
     redis.call('HSET', K_MEMBERS, target, role)
+    if not configured then start_reading(target) end
     audit(actor, 'member_added', target, cjson.encode({ role = role }))
   elseif role ~= theirs then
     if mine ~= 'owner' then return 'forbidden' end
