@@ -101,3 +101,22 @@ start_redis_cluster() {
   echo "$(basename "$0"): the cluster on ports ${CLUSTER_PORTS[*]} did not converge" >&2
   return 1
 }
+
+# Seeds $2 direct rooms (contract v2.0), named $3<i> for i from 0, into the redis-server on port
+# $1, as chat-store's room_create.lua stores them: the room's settings (`chat:room:{R}:meta`, kind
+# direct) and its two members (`chat:room:{R}:members`: $3<i>-m0 and $3<i>-m1, `member`), with
+# redis-cli --pipe.
+seed_direct_rooms() {
+  node -e '
+const n = Number(process.argv[1]), prefix = process.argv[2], now = String(Date.now());
+let out = [];
+const cmd = (...a) => out.push(`*${a.length}\r\n` + a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join(""));
+for (let i = 0; i < n; i++) {
+  const r = prefix + i, a = `${r}-m0`, b = `${r}-m1`;
+  cmd("HSET", `chat:room:{${r}}:meta`, "name", "", "topic", "", "kind", "direct", "posting", "everyone",
+    "retention_days", "", "groups", "[]", "created", now, "creator", a);
+  cmd("HSET", `chat:room:{${r}}:members`, a, "member", b, "member");
+}
+process.stdout.write(out.join(""));
+' "$2" "$3" | redis-cli -p "$1" --pipe >/dev/null
+}

@@ -8,8 +8,11 @@ import { startService } from './service.mjs';
 import { freePort, until } from './net.mjs';
 import { generateKeyPair, tempFile, mint } from './keys.mjs';
 
-/** Starts one gateway replica on a free port against `cluster`'s Redis and key. */
-export async function startGateway(cluster, env = {}) {
+/**
+ * Starts one gateway replica on a free port against `cluster`'s Redis and key; `bin` runs another
+ * build of the gateway (a path) instead of this tree's.
+ */
+export async function startGateway(cluster, env = {}, { bin } = {}) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const service = await startService('chat-gateway', {
@@ -18,7 +21,7 @@ export async function startGateway(cluster, env = {}) {
     JWT_PUBLIC_KEY_FILE: cluster.publicKeyFile,
     ...cluster.env,
     ...env,
-  }, `${url}/healthz`);
+  }, `${url}/healthz`, bin ? { bin } : {});
   const gateway = { ...service, url, port };
   cluster.gateways.push(gateway);
   return gateway;

@@ -12,10 +12,11 @@ export const repoRoot = root;
 
 /**
  * Spawns `name` with `env` added to a clean environment, and waits until `healthUrl` answers 200.
+ * `bin` runs another build of it (a path) instead of this tree's.
  * Returns { proc, logs(), stop(signal), exited }.
  */
-export async function startService(name, env, healthUrl, { timeoutMs = 15_000 } = {}) {
-  const proc = killedOnExit(spawn(path.join(binDir, name), [], {
+export async function startService(name, env, healthUrl, { timeoutMs = 15_000, bin = path.join(binDir, name) } = {}) {
+  const proc = killedOnExit(spawn(bin, [], {
     cwd: root,
     env: { PATH: process.env.PATH, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -179,6 +179,15 @@ pub(crate) struct State {
 /// The rooms a handle follows, shared with its subscriptions.
 pub(crate) type Followed = Arc<Mutex<HashSet<RoomName>>>;
 
+/// Whether a subscription's handle follows `room`.
+fn follows(followed: &Followed, room: &RoomName) -> bool {
+    // A poisoned lock only means a panic elsewhere; the set is still consistent.
+    followed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(room)
+}
+
 /// The shared state of every [`MemoryBackend`] made from it.
 #[derive(Default)]
 pub struct MemoryHub {
@@ -252,11 +261,7 @@ impl State {
         };
         self.subscribers.retain(|(_, tx)| !tx.is_closed());
         for (followed, tx) in &self.subscribers {
-            if !followed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(room)
-            {
+            if !follows(followed, room) {
                 continue;
             }
             let published = Published {
@@ -285,11 +290,7 @@ impl State {
         self.rooms.entry(room.clone()).or_default().seq += 1;
         self.subscribers.retain(|(_, tx)| !tx.is_closed());
         for (followed, tx) in &self.subscribers {
-            if !followed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(room)
-            {
+            if !follows(followed, room) {
                 continue;
             }
             let lost = crate::events::AccessLost {

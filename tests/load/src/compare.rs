@@ -776,11 +776,82 @@ pub(crate) fn run(dir: &str, out: Option<&str>) -> anyhow::Result<()> {
         }
     }
     text.push_str(&topologies(dir)?);
+    text.push_str(&many_rooms(dir)?);
     print!("{text}");
     if let Some(out) = out {
         std::fs::write(out, &text).with_context(|| format!("writing {out}"))?;
     }
     Ok(())
+}
+
+/// Our side's `many-rooms` run (no other side makes rooms), if the
+/// directory has one: the figures its goals are about.
+fn many_rooms(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("ours-many-rooms.json");
+    if !path.exists() {
+        return Ok(String::new());
+    }
+    let r = load(&path)?;
+    let Some(m) = &r.many_rooms else {
+        return Ok(String::new());
+    };
+    let mut s = String::from(
+        "### many-rooms (ours)
+
+",
+    );
+    let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(
+        s,
+        "Parameters: {}
+",
+        params.join(" ")
+    );
+    s.push_str(
+        "| metric | value |
+| --- | ---: |
+",
+    );
+    let _ = writeln!(
+        s,
+        "| Redis commands/s at rest (scripts/s) | {:.0} ({:.1}) |",
+        m.idle_commands_per_s, m.idle_scripts_per_s
+    );
+    let _ = writeln!(
+        s,
+        "| Redis commands/s under load (scripts/s) | {:.0} ({:.1}) |",
+        m.load_commands_per_s, m.load_scripts_per_s
+    );
+    for (i, x) in m.replicas.iter().enumerate() {
+        let n = i + 1;
+        let _ = writeln!(
+            s,
+            "| replica {n}: RSS per connection ({} connections) | {:.0} B |",
+            x.connections, x.rss_bytes_per_connection
+        );
+        let _ = writeln!(
+            s,
+            "| replica {n}: CPU at rest / under load | {:.3} / {:.3} cores |",
+            x.idle_cpu_cores, x.load_cpu_cores
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| sent / delivered / lost | {} / {} / {} |",
+        r.sent, r.delivered, r.lost
+    );
+    let _ = writeln!(
+        s,
+        "| end-to-end p50 / p99 / max | {} / {} / {} |",
+        show(r.e2e.p50_us as f64, Unit::Micros),
+        show(r.e2e.p99_us as f64, Unit::Micros),
+        show(r.e2e.max_us as f64, Unit::Micros)
+    );
+    for failure in r.failures() {
+        let _ = writeln!(s, "\nFAILURE {failure}");
+    }
+    s.push('\n');
+    Ok(s)
 }
 
 /// One row of the topology table: a figure of a report, as text.

@@ -10,7 +10,7 @@
 //! - `wire`: Engine.IO/Socket.IO framing and the handshake.
 //! - `session`: one connected client: pings, sends, deliveries, acks.
 //! - `scenario`: fanout, ramp, storm, idle, large-room, flood, hostile-read,
-//!   reconnect-loop, typing, reconnect.
+//!   reconnect-loop, typing, reconnect, many-rooms.
 //! - `abuser`: one connection of the flood's abusive user.
 //! - `hostile`: the hostile user of hostile-read and reconnect-loop.
 //! - `procstat`: CPU time and RSS from `/proc`.
@@ -59,7 +59,7 @@ enum Command {
 #[derive(Args, Debug, Clone)]
 pub(crate) struct RunArgs {
     /// fanout, ramp, storm, idle, large-room, flood, hostile-read,
-    /// reconnect-loop, typing or reconnect.
+    /// reconnect-loop, typing, reconnect or many-rooms.
     #[arg(long, default_value = "fanout")]
     pub(crate) scenario: String,
     /// A replica, e.g. http://127.0.0.1:8081 (repeat for several; loopback only).
@@ -80,9 +80,10 @@ pub(crate) struct RunArgs {
     /// of a cluster.
     #[arg(long)]
     pub(crate) redis_node: Vec<String>,
-    /// fanout with `--redis-node`: first read the nodes over this many
-    /// seconds with everyone connected and nobody sending (the fixed load of
-    /// heartbeats and sweeps, subtracted from the cost per send); 0: skip.
+    /// fanout, many-rooms with `--redis-node`: first read the nodes over this
+    /// many seconds with everyone connected and nobody sending (the fixed
+    /// load of heartbeats and sweeps, subtracted from the cost per send); 0:
+    /// skip.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) redis_idle_s: f64,
     /// Write the report as JSON here.
@@ -210,6 +211,10 @@ pub(crate) struct RunArgs {
     /// reconnect: senders per room, all on the second `--url` (the survivor).
     #[arg(long, default_value_t = 1)]
     pub(crate) senders: usize,
+    /// many-rooms: how many rooms exist in Redis (seeded by the harness), for
+    /// the report.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) rooms_existing: usize,
     /// Room names are PREFIX + number.
     #[arg(long, default_value = "r")]
     pub(crate) room_prefix: String,

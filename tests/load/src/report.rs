@@ -158,6 +158,92 @@ pub(crate) struct Report {
     /// the survivors' over the storm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reconnect: Option<ReconnectReport>,
+    /// The `many-rooms` scenario's own figures: per replica, and Redis's
+    /// commands at rest and under load (the rest of the report is the load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) many_rooms: Option<ManyRoomsReport>,
+}
+
+/// What the `many-rooms` scenario measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ManyRoomsReport {
+    /// Rooms that exist in Redis (`--rooms-existing`).
+    pub(crate) rooms_existing: u64,
+    /// Of which with connections.
+    pub(crate) rooms_connected: u64,
+    /// Redis commands per second with everyone connected and nobody
+    /// sending, every node, those scripts run included.
+    pub(crate) idle_commands_per_s: f64,
+    /// Of which scripts (`evalsha`).
+    pub(crate) idle_scripts_per_s: f64,
+    /// The same under load.
+    pub(crate) load_commands_per_s: f64,
+    /// Of which scripts.
+    pub(crate) load_scripts_per_s: f64,
+    /// Each replica's figures.
+    pub(crate) replicas: Vec<ReplicaFigures>,
+}
+
+/// One replica in the `many-rooms` scenario.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ReplicaFigures {
+    pub(crate) pid: u32,
+    /// Connections it held.
+    pub(crate) connections: u64,
+    /// RSS before the first handshake, KiB.
+    pub(crate) rss_kb_before: u64,
+    /// RSS with every connection open and quiet, KiB.
+    pub(crate) rss_kb_connected: u64,
+    /// The growth between the two, per connection it held.
+    pub(crate) rss_bytes_per_connection: f64,
+    /// CPU at rest, cores.
+    pub(crate) idle_cpu_cores: f64,
+    /// CPU under load, cores.
+    pub(crate) load_cpu_cores: f64,
+}
+
+impl ManyRoomsReport {
+    /// Lines of the report's table.
+    pub(crate) fn rows(&self) -> Vec<(String, String)> {
+        let mut rows = vec![
+            (
+                "rooms".into(),
+                format!(
+                    "{} exist, {} with connections",
+                    self.rooms_existing, self.rooms_connected
+                ),
+            ),
+            (
+                "redis at rest".into(),
+                format!(
+                    "{:.0} commands/s ({:.1} scripts/s)",
+                    self.idle_commands_per_s, self.idle_scripts_per_s
+                ),
+            ),
+            (
+                "redis under load".into(),
+                format!(
+                    "{:.0} commands/s ({:.1} scripts/s)",
+                    self.load_commands_per_s, self.load_scripts_per_s
+                ),
+            ),
+        ];
+        for r in &self.replicas {
+            rows.push((
+                format!("replica {}", r.pid),
+                format!(
+                    "{} connections; RSS {} -> {} KiB ({:.0} B/connection); CPU {:.3} cores at rest, {:.3} under load",
+                    r.connections,
+                    r.rss_kb_before,
+                    r.rss_kb_connected,
+                    r.rss_bytes_per_connection,
+                    r.idle_cpu_cores,
+                    r.load_cpu_cores
+                ),
+            ));
+        }
+        rows
+    }
 }
 
 /// What the `reconnect` scenario measured of the storm: the clients of the
@@ -938,6 +1024,9 @@ impl Report {
         }
         if let Some(rc) = &self.reconnect {
             rows.extend(rc.rows());
+        }
+        if let Some(m) = &self.many_rooms {
+            rows.extend(m.rows());
         }
         if let Some(t) = &self.typing {
             rows.push((

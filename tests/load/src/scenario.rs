@@ -19,10 +19,14 @@
 //!   `typing` every `typing-ms` (keystrokes), reported side by side.
 //! - `reconnect`: a reconnect storm; one replica is killed and its clients
 //!   reconnect to another with `since` ([`reconnect`]).
+//! - `many-rooms`: direct conversations, pairs in rooms of their own among
+//!   many idle rooms: memory, CPU and Redis at rest and under load
+//!   ([`many_rooms`]).
 
 mod fill;
 mod flood;
 mod hostile_read;
+mod many_rooms;
 mod phases;
 mod reconnect;
 mod reconnect_loop;
@@ -105,9 +109,10 @@ pub(crate) async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         "reconnect-loop" => ctx.reconnect_loop().await?,
         "typing" => ctx.typing().await?,
         "reconnect" => ctx.reconnect().await?,
+        "many-rooms" => ctx.many_rooms().await?,
         other => {
             bail!(
-                "unknown --scenario {other}: fanout, ramp, storm, idle, large-room, flood, hostile-read, reconnect-loop, typing or reconnect"
+                "unknown --scenario {other}: fanout, ramp, storm, idle, large-room, flood, hostile-read, reconnect-loop, typing, reconnect or many-rooms"
             )
         }
     };
@@ -157,6 +162,21 @@ impl Ctx<'_> {
         room_of: impl Fn(usize) -> usize,
         user_of: impl Fn(usize) -> U,
     ) -> anyhow::Result<Vec<Job>> {
+        let run_tag = format!("{}-{}", std::process::id(), wire::now_us());
+        self.prepare_as(n, room_of, |i| {
+            let user = user_of(i);
+            (format!("load-{run_tag}-{user}"), format!("u{user}"))
+        })
+    }
+
+    /// [`Self::prepare`], with client `i` signed in as the user (`sub`,
+    /// display name) `user_of(i)` says, exactly.
+    fn prepare_as(
+        &self,
+        n: usize,
+        room_of: impl Fn(usize) -> usize,
+        user_of: impl Fn(usize) -> (String, String),
+    ) -> anyhow::Result<Vec<Job>> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .context("clock before 1970")?
@@ -165,12 +185,12 @@ impl Ctx<'_> {
         let mut jobs = Vec::with_capacity(n);
         for i in 0..n {
             let room = room_of(i);
-            let user = user_of(i);
+            let (sub, name) = user_of(i);
             let claims = RoomClaims {
                 iss: self.args.issuer.clone(),
                 aud: self.args.audience.clone(),
-                sub: format!("load-{run_tag}-{user}"),
-                name: format!("u{user}"),
+                sub,
+                name,
                 room: format!("{}{}", self.args.room_prefix, self.args.room_offset + room),
                 iat: now,
                 exp: now + 300,
