@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::access::{Caller, seen, unavailable};
 use crate::error::{ApiError, ApiErrorCode};
-use crate::rooms_api::{fresh, refused};
+use crate::rooms_api::{fresh, list_for, refused};
 use crate::state::AppState;
 
 fn invalid() -> ApiError {
@@ -61,11 +61,7 @@ pub async fn put(
         .map_err(unavailable)?
         .map_err(refused)?;
     if !seen.configured {
-        state
-            .store
-            .set_listed(std::slice::from_ref(&user), &seen.info.id, true)
-            .await
-            .map_err(unavailable)?;
+        list_for(&state, std::slice::from_ref(&user), &seen.info.id, true).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -91,11 +87,7 @@ pub async fn remove(
         .await
         .map_err(unavailable)?
         .map_err(refused)?;
-    state
-        .store
-        .set_listed(std::slice::from_ref(&user), &seen.info.id, false)
-        .await
-        .map_err(unavailable)?;
+    list_for(&state, std::slice::from_ref(&user), &seen.info.id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -60,6 +60,20 @@ pub fn fresh(status: StatusCode, body: serde_json::Value) -> Response {
     response
 }
 
+/// Puts `room` in (or takes it out of) each of `users`' lists.
+pub async fn list_for(
+    state: &AppState,
+    users: &[String],
+    room: &RoomName,
+    listed: bool,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .set_listed(users, room, listed)
+        .await
+        .map_err(unavailable)
+}
+
 /// The API answer for a refused change.
 pub fn refused(refusal: Refusal) -> ApiError {
     ApiError::new(match refusal {
@@ -318,11 +332,7 @@ pub async fn create(
         .map_err(unavailable)?
         .map_err(refused)?;
     let me = std::slice::from_ref(&caller.user.sub);
-    state
-        .store
-        .set_listed(me, &id, true)
-        .await
-        .map_err(unavailable)?;
+    list_for(&state, me, &id, true).await?;
     if body.kind == RoomKind::Public {
         let listing = Listing {
             name: name.clone(),
@@ -399,11 +409,7 @@ pub async fn direct(
         Err(Refusal::Conflict) => StatusCode::OK,
         Err(other) => return Err(refused(other)),
     };
-    state
-        .store
-        .set_listed(&people, &id, true)
-        .await
-        .map_err(unavailable)?;
+    list_for(&state, &people, &id, true).await?;
     let name = direct_name(&state, &id, &caller.user.sub).await?;
     Ok(fresh(
         status,
@@ -518,11 +524,7 @@ pub async fn delete(
         .await
         .map_err(unavailable)?
         .map_err(refused)?;
-    state
-        .store
-        .set_listed(&members, &seen.info.id, false)
-        .await
-        .map_err(unavailable)?;
+    list_for(&state, &members, &seen.info.id, false).await?;
     state
         .store
         .set_listing(&seen.info.id, None)
@@ -553,11 +555,7 @@ pub async fn join(
         .map_err(unavailable)?
         .map_err(refused)?;
     if !seen.configured {
-        state
-            .store
-            .set_listed(std::slice::from_ref(&me), &seen.info.id, true)
-            .await
-            .map_err(unavailable)?;
+        list_for(&state, std::slice::from_ref(&me), &seen.info.id, true).await?;
     }
     let seen = self::seen(&state, &caller, &room).await?;
     details(&state, &caller, seen).await
@@ -584,10 +582,6 @@ pub async fn leave(
         .await
         .map_err(unavailable)?
         .map_err(refused)?;
-    state
-        .store
-        .set_listed(std::slice::from_ref(&me), &seen.info.id, false)
-        .await
-        .map_err(unavailable)?;
+    list_for(&state, std::slice::from_ref(&me), &seen.info.id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -633,6 +633,19 @@ impl RoomData {
         (!admitted).then_some(Refused::Revoked)
     }
 
+    /// The role `actor` acts with in the room; `NotFound` for a room that
+    /// does not exist or that they may not see (the scripts' same checks).
+    fn role_seen_by(&self, actor: Actor<'_>, configured: bool) -> Result<Option<Role>, Refusal> {
+        if !self.exists(configured) {
+            return Err(Refusal::NotFound);
+        }
+        let role = self.acting_role(actor.id, actor.admin);
+        if self.kind() != RoomKind::Public && role.is_none() {
+            return Err(Refusal::NotFound);
+        }
+        Ok(role)
+    }
+
     fn acting_role(&self, uid: &str, admin: bool) -> Option<Role> {
         if admin && self.kind() != RoomKind::Direct {
             return Some(Role::Owner);
@@ -707,10 +720,6 @@ impl State {
     fn lose_access(&mut self, room: &RoomName, user: Option<&str>, loss: AccessLoss) {
         self.publish_access_lost(room, user.map(str::to_owned), loss);
     }
-}
-
-fn visible_role(data: &RoomData, actor: Actor<'_>) -> Option<Role> {
-    data.acting_role(actor.id, actor.admin)
 }
 
 #[async_trait]
@@ -795,13 +804,10 @@ impl Rooms for MemoryBackend {
     ) -> Result<Outcome, StoreError> {
         let mut s = self.hub.lock();
         let data = s.room_data(room);
-        if !data.exists(configured) {
-            return Ok(Err(Refusal::NotFound));
-        }
-        let role = visible_role(data, actor);
-        if data.kind() != RoomKind::Public && role.is_none() {
-            return Ok(Err(Refusal::NotFound));
-        }
+        let role = match data.role_seen_by(actor, configured) {
+            Ok(role) => role,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         if role != Some(Role::Owner) {
             return Ok(Err(Refusal::Forbidden));
         }
@@ -864,7 +870,7 @@ impl Rooms for MemoryBackend {
             return Ok(Err(Refusal::NotFound));
         }
         let kind = data.kind();
-        let mine = visible_role(data, actor);
+        let mine = data.acting_role(actor.id, actor.admin);
         let theirs = data.members.get(target).copied();
         if kind != RoomKind::Public && mine.is_none() && change != MemberChange::Revoke {
             return Ok(Err(Refusal::NotFound));
@@ -994,13 +1000,10 @@ impl Rooms for MemoryBackend {
     ) -> Result<Outcome, StoreError> {
         let mut s = self.hub.lock();
         let data = s.room_data(room);
-        if !data.exists(configured) {
-            return Ok(Err(Refusal::NotFound));
-        }
-        let mine = visible_role(data, actor);
-        if data.kind() != RoomKind::Public && mine.is_none() {
-            return Ok(Err(Refusal::NotFound));
-        }
+        let mine = match data.role_seen_by(actor, configured) {
+            Ok(role) => role,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         let theirs = data.members.get(target).copied();
         if !mine.is_some_and(Role::moderates)
             || theirs == Some(Role::Owner)
@@ -1042,7 +1045,7 @@ impl Rooms for MemoryBackend {
                 Refusal::NotFound
             }));
         }
-        let mine = visible_role(data, actor);
+        let mine = data.acting_role(actor.id, actor.admin);
         if data.kind() != RoomKind::Public && mine.is_none() {
             return Ok(Err(Refusal::NotFound));
         }
