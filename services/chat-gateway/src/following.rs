@@ -194,6 +194,11 @@ impl Following {
         }
     }
 
+    /// How many rooms are followed now (subscribed and listed, confirmed).
+    pub(crate) fn followed(&self) -> usize {
+        self.lock().values().filter(|f| f.active).count()
+    }
+
     /// The rooms held now.
     pub(crate) fn rooms(&self) -> Vec<RoomName> {
         self.lock()

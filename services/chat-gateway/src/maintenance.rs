@@ -55,6 +55,8 @@ pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
     let mut beaten = false;
     // Presence to register again, once Redis answers.
     let mut heal: Option<Heal> = None;
+    // Whether the last heartbeat found fewer rooms listed than followed.
+    let mut short = false;
     let mut ticker = tokio::time::interval(gateway.config().heartbeat_interval);
     loop {
         tokio::select! {
@@ -62,6 +64,8 @@ pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
             _ = gateway.presence_check_requested() => {}
             _ = gateway.stopping().cancelled() => break,
         }
+        // Read before the heartbeat: every room followed then is listed by then.
+        let followed = gateway.following().followed() as u64;
         let node_ok = match gateway
             .backend()
             .heartbeat(gateway.config().heartbeat_ttl)
@@ -81,8 +85,11 @@ pub(crate) async fn heartbeat(gateway: Arc<Gateway>) {
                 }
                 beaten = true;
                 gateway.set_registered();
-                let holding = gateway.following().rooms();
-                if beat.rooms_tracked.is_some_and(|n| n < holding.len() as u64) && heal.is_none() {
+                // Twice in a row, so that a room let go meanwhile is not taken
+                // for a loss.
+                let was_short =
+                    std::mem::replace(&mut short, beat.rooms_tracked.is_some_and(|n| n < followed));
+                if short && was_short && heal.is_none() {
                     tracing::warn!("Redis lost this replica's list of rooms; listing them again");
                     heal = Some(Heal::Untracked);
                 }
