@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::time::Instant;
 
 use super::{Ctx, merge};
@@ -68,11 +69,18 @@ impl Ctx<'_> {
         let stop_at = until + Duration::from_secs_f64(a.drain);
         let meter = Meter::start(&a.server_pid, &a.aux_pid);
         let redis = RedisMeter::start(&a.redis_node).await;
+        let started = Instant::now();
+        // Read just before the sessions end: their disconnects are not the load.
+        let sample_at = stop_at - Duration::from_millis(200);
+        let sampler = tokio::spawn(async move {
+            tokio::time::sleep_until(sample_at).await;
+            let loaded = meter.stop();
+            let secs = started.elapsed().as_secs_f64();
+            (loaded, redis.stop(secs).await, secs)
+        });
         let plan = SendPlan::steady(t0, period, until, a.size);
         let outs = Self::steady_sessions(std::mem::take(&mut pop.clients), stop_at, plan).await?;
-        let loaded = meter.stop();
-        let load_s = a.duration + a.drain;
-        let nodes = redis.stop(load_s).await;
+        let (loaded, nodes, load_s) = sampler.await.context("the sampler panicked")?;
 
         let urls = self.targets.len().max(1);
         let replicas = a
