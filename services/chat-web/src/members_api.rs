@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::access::{Caller, seen, unavailable};
 use crate::error::{ApiError, ApiErrorCode};
-use crate::rooms_api::{fresh, list_for, refused};
+use crate::rooms_api::{change_member, fresh, list_for, refused};
 use crate::state::AppState;
 
 fn invalid() -> ApiError {
@@ -47,19 +47,15 @@ pub async fn put(
         .ok_or_else(invalid)?;
     let allowed =
         state.config.is_admin(&known.groups) || groups_allow(&seen.info.groups, &known.groups);
-    state
-        .store
-        .change_member(
-            &seen.info.id,
-            caller.actor(),
-            seen.configured,
-            MemberChange::Put(role),
-            &user,
-            allowed,
-        )
-        .await
-        .map_err(unavailable)?
-        .map_err(refused)?;
+    change_member(
+        &state,
+        &caller,
+        &seen,
+        MemberChange::Put(role),
+        &user,
+        allowed,
+    )
+    .await?;
     if !seen.configured {
         list_for(&state, std::slice::from_ref(&user), &seen.info.id, true).await?;
     }
@@ -74,19 +70,7 @@ pub async fn remove(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let seen = seen(&state, &caller, &room).await?;
-    state
-        .store
-        .change_member(
-            &seen.info.id,
-            caller.actor(),
-            seen.configured,
-            MemberChange::Remove,
-            &user,
-            false,
-        )
-        .await
-        .map_err(unavailable)?
-        .map_err(refused)?;
+    change_member(&state, &caller, &seen, MemberChange::Remove, &user, false).await?;
     list_for(&state, std::slice::from_ref(&user), &seen.info.id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -74,6 +74,31 @@ pub async fn list_for(
         .map_err(unavailable)
 }
 
+/// Changes `target`'s membership of the room `seen` as `caller`; a refusal
+/// is the API's answer.
+pub async fn change_member(
+    state: &AppState,
+    caller: &Caller,
+    seen: &Seen,
+    change: MemberChange,
+    target: &str,
+    allowed: bool,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .change_member(
+            &seen.info.id,
+            caller.actor(),
+            seen.configured,
+            change,
+            target,
+            allowed,
+        )
+        .await
+        .map_err(unavailable)?
+        .map_err(refused)
+}
+
 /// The API answer for a refused change.
 pub fn refused(refusal: Refusal) -> ApiError {
     ApiError::new(match refusal {
@@ -541,19 +566,7 @@ pub async fn join(
 ) -> Result<Response, ApiError> {
     let seen = seen(&state, &caller, &room).await?;
     let me = caller.user.sub.clone();
-    state
-        .store
-        .change_member(
-            &seen.info.id,
-            caller.actor(),
-            seen.configured,
-            MemberChange::Join,
-            &me,
-            true,
-        )
-        .await
-        .map_err(unavailable)?
-        .map_err(refused)?;
+    change_member(&state, &caller, &seen, MemberChange::Join, &me, true).await?;
     if !seen.configured {
         list_for(&state, std::slice::from_ref(&me), &seen.info.id, true).await?;
     }
@@ -569,19 +582,7 @@ pub async fn leave(
 ) -> Result<Response, ApiError> {
     let seen = seen(&state, &caller, &room).await?;
     let me = caller.user.sub.clone();
-    state
-        .store
-        .change_member(
-            &seen.info.id,
-            caller.actor(),
-            seen.configured,
-            MemberChange::Leave,
-            &me,
-            true,
-        )
-        .await
-        .map_err(unavailable)?
-        .map_err(refused)?;
+    change_member(&state, &caller, &seen, MemberChange::Leave, &me, true).await?;
     list_for(&state, std::slice::from_ref(&me), &seen.info.id, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -115,6 +115,12 @@ fn name_entry(name: &str, id: &str) -> String {
     format!("{}\0{id}", name.to_lowercase())
 }
 
+/// Listings in the directory's order: by name, whatever the case.
+fn by_name(mut listings: Vec<(RoomName, Listing)>) -> Vec<(RoomName, Listing)> {
+    listings.sort_by_key(|(_, l)| l.name.to_lowercase());
+    listings
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(json: Option<String>) -> Option<T> {
     json.and_then(|j| serde_json::from_str(&j).ok())
 }
@@ -278,12 +284,11 @@ impl Directory for RedisBackend {
             .hgetall(directory_key())
             .await
             .map_err(StoreError::redis("HGETALL directory"))?;
-        let mut out: Vec<(RoomName, Listing)> = all
-            .into_iter()
-            .filter_map(|(id, json)| Some((RoomName::parse(&id).ok()?, decode(Some(json))?)))
-            .collect();
-        out.sort_by_key(|(_, l)| l.name.to_lowercase());
-        Ok(out)
+        Ok(by_name(
+            all.into_iter()
+                .filter_map(|(id, json)| Some((RoomName::parse(&id).ok()?, decode(Some(json))?)))
+                .collect(),
+        ))
     }
 
     async fn direct_room(
@@ -415,14 +420,13 @@ impl Directory for MemoryBackend {
 
     async fn listings(&self) -> Result<Vec<(RoomName, Listing)>, StoreError> {
         let s = self.hub.lock();
-        let mut out: Vec<(RoomName, Listing)> = s
-            .directory
-            .listings
-            .iter()
-            .map(|(r, l)| (r.clone(), l.clone()))
-            .collect();
-        out.sort_by_key(|(_, l)| l.name.to_lowercase());
-        Ok(out)
+        Ok(by_name(
+            s.directory
+                .listings
+                .iter()
+                .map(|(r, l)| (r.clone(), l.clone()))
+                .collect(),
+        ))
     }
 
     async fn direct_room(
